@@ -1,0 +1,1 @@
+"""The Azure back-end: no Textual imports. Long operations are async generators of events."""

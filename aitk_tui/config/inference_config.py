@@ -1,0 +1,83 @@
+"""``infra/inference.config.json``: the six AI Toolkit keys, nothing else.
+
+Written by provisioning from the deployment outputs, or filled by hand ("manual
+provisioning"); either works the same. ``ACA_APP_ENDPOINT`` is a bare host name as AI
+Toolkit writes it (``https://`` is added when calling it); a full URL is accepted too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import AitkError
+from ..fsutil import atomic_write_text
+
+KEYS = ("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME",
+        "ACA_APP_NAME", "ACA_APP_ENDPOINT")
+
+
+class ConfigFileError(AitkError):
+    """inference.config.json could not be read or is not the AI Toolkit shape; left untouched."""
+
+
+class InferenceConfig(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    SUBSCRIPTION_ID: str | None = None
+    RESOURCE_GROUP_NAME: str | None = None
+    STORAGE_ACCOUNT_NAME: str | None = None
+    FILE_SHARE_NAME: str | None = None
+    ACA_APP_NAME: str | None = None
+    ACA_APP_ENDPOINT: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> "InferenceConfig":
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigFileError("inference.config.json does not exist yet.",
+                                  f"{path}: provision first, or fill the six keys by hand") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigFileError("inference.config.json is not valid JSON; it was left unchanged.", f"{path}: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigFileError("inference.config.json must be a JSON object; it was left unchanged.", str(path))
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise ConfigFileError("inference.config.json has a value of the wrong type; it was left unchanged.",
+                                  f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+    def missing(self, *keys: str) -> list[str]:
+        return [k for k in (keys or KEYS) if not getattr(self, k)]
+
+    def require(self, *keys: str) -> "InferenceConfig":
+        missing = self.missing(*keys)
+        if missing:
+            raise ConfigFileError(f"inference.config.json is missing {', '.join(missing)}.",
+                                  "provision first, or fill the keys by hand (manual provisioning)")
+        return self
+
+    @property
+    def endpoint_url(self) -> str | None:
+        ep = (self.ACA_APP_ENDPOINT or "").strip().rstrip("/")
+        if not ep:
+            return None
+        return ep if "://" in ep else f"https://{ep}"
+
+    def to_json(self) -> str:
+        return json.dumps({k: getattr(self, k) for k in KEYS}, indent=2) + "\n"
+
+    def save(self, path: Path) -> None:
+        """Atomic write of exactly the six keys; a corrupt existing file is not replaced."""
+        path = Path(path)
+        if path.exists():
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise ConfigFileError("inference.config.json is not valid JSON, so it was not overwritten.",
+                                      f"{path}: {e}; fix or delete it and run again") from None
+        atomic_write_text(path, self.to_json())

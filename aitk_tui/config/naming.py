@@ -1,0 +1,145 @@
+"""Azure naming rules and the description of every inference parameter.
+
+``PARAMETER_SPECS`` drives validation (CLI ``params set``/``validate``), the TUI form
+(one field per spec, with its description and rule) and the what-if pre-flight.
+Rules are checked before anything is sent to Azure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+# Regions that offer Container Apps; GPU (serverless) regions are marked in GPU_LOCATIONS.
+LOCATIONS: tuple[str, ...] = (
+    "australiaeast", "brazilsouth", "canadacentral", "canadaeast", "centralindia",
+    "centralus", "eastasia", "eastus", "eastus2", "francecentral", "germanywestcentral",
+    "italynorth", "japaneast", "japanwest", "koreacentral", "northcentralus",
+    "northeurope", "norwayeast", "polandcentral", "southafricanorth", "southcentralus",
+    "southeastasia", "swedencentral", "switzerlandnorth", "uaenorth", "uksouth", "ukwest",
+    "westcentralus", "westeurope", "westus", "westus2", "westus3",
+)
+# Regions where serverless GPU workload profiles were offered (azure-container-apps #1512).
+GPU_LOCATIONS: frozenset[str] = frozenset({"westus3", "australiaeast", "swedencentral"})
+GPU_PROFILE_TYPES: tuple[str, ...] = ("Consumption-GPU-NC24-A100", "Consumption-GPU-NC8as-T4")
+
+
+class NameError_(ValueError):
+    """A value broke an Azure naming rule; the message says which rule."""
+
+
+def _check(pattern: str, lo: int, hi: int, what: str, rule: str) -> Callable[[str], str]:
+    rx = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not isinstance(value, str):
+            raise NameError_(f"{what} must be text")
+        if not (lo <= len(value) <= hi):
+            raise NameError_(f"{what} must be {lo}-{hi} characters long (got {len(value)}); {rule}")
+        if not rx.fullmatch(value):
+            raise NameError_(f"{what} '{value}' is not valid: {rule}")
+        return value
+
+    return check
+
+
+storage_account_name = _check(r"[a-z0-9]+", 3, 24, "Storage account name", "use lowercase letters and digits only")
+_share = _check(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", 3, 63, "File share name",
+                "use lowercase letters, digits and single hyphens, starting and ending with a letter or digit")
+
+
+def file_share_name(value: str) -> str:
+    _share(value)
+    if "--" in value:
+        raise NameError_(f"File share name '{value}' is not valid: it must not contain two hyphens in a row")
+    return value
+
+
+def _aca(what: str) -> Callable[[str], str]:
+    inner = _check(r"[a-z][a-z0-9-]*[a-z0-9]", 2, 32, what,
+                   "use lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen")
+
+    def check(value: str) -> str:
+        inner(value)
+        if "--" in value:
+            raise NameError_(f"{what} '{value}' is not valid: it must not contain two hyphens in a row")
+        return value
+
+    return check
+
+
+container_app_name = _aca("Container app name")
+environment_name = _aca("Container Apps environment name")
+environment_storage_name = _check(r"[a-z0-9][a-z0-9-]*[a-z0-9]", 2, 32, "Environment storage name",
+                                  "use lowercase letters, digits and hyphens")
+log_analytics_name = _check(r"[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]", 4, 63, "Log Analytics workspace name",
+                            "use letters, digits and hyphens, starting and ending with a letter or digit")
+resource_group_name = _check(r"[-\w._()]*[-\w_()]", 1, 90, "Resource group name",
+                             "use letters, digits, '-', '_', '.', '(' and ')', not ending with '.'")
+
+
+def location(value: str) -> str:
+    if value not in LOCATIONS:
+        raise NameError_(f"Location '{value}' is not a known Azure region (for example: eastus, westus3, swedencentral)")
+    return value
+
+
+def instance_count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value))
+        except ValueError:
+            raise NameError_(f"Maximum instance count must be a whole number (got {value!r})") from None
+    if value < 1:
+        raise NameError_(f"Maximum instance count must be at least 1 (got {value})")
+    if value > 100:
+        raise NameError_(f"Maximum instance count must be at most 100 (got {value})")
+    return value
+
+
+def gpu_profile(value: str) -> str:
+    if value not in GPU_PROFILE_TYPES:
+        raise NameError_(f"GPU profile '{value}' is not one of: {', '.join(GPU_PROFILE_TYPES)}")
+    return value
+
+
+def command_list(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise NameError_("Commands must be a non-empty list of non-empty command lines")
+    return value
+
+
+def share_path(value: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/mount/") or ".." in value.split("/"):
+        raise NameError_(f"Path '{value}' must be an absolute path under /mount/ (the mounted file share)")
+    return value
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    name: str
+    label: str
+    description: str
+    kind: Literal["text", "int", "choice", "list"]
+    check: Callable[[Any], Any]
+    choices: tuple[str, ...] = ()
+    default_hint: str = ""  # what a null value means (the template's default)
+    nullable: bool = True
+
+
+PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
+    ParameterSpec("defaultCommands", "Start-up commands", "The commands the container runs to start the inference web API, in order; aitk stops at the first failing step.", "list", command_list, nullable=False),
+    ParameterSpec("maximumInstanceCount", "Maximum GPU instances", "Maximum number of GPU replicas; the app scales to zero when idle.", "int", instance_count, nullable=False),
+    ParameterSpec("location", "Location", "Azure region for every resource.", "choice", location, choices=LOCATIONS, default_hint="the resource group's location"),
+    ParameterSpec("storageAccountName", "Storage account", "Storage account holding the file share; the same as fine-tuning's by default.", "text", storage_account_name, default_hint="aistorage + 5 characters of the resource group id"),
+    ParameterSpec("fileShareName", "File share", "File share mounted at /mount (code, model cache and adapters).", "text", file_share_name, default_hint="aifileshare + suffix"),
+    ParameterSpec("acaEnvironmentName", "Container Apps environment", "Managed environment with the GPU workload profile.", "text", environment_name, default_hint="aienv + suffix"),
+    ParameterSpec("acaEnvironmentStorageName", "Environment storage", "Name of the share's registration in the environment.", "text", environment_storage_name, default_hint="aienvstorage + suffix"),
+    ParameterSpec("acaAppName", "Container app", "The inference container app.", "text", container_app_name, default_hint="aiacaapp + suffix"),
+    ParameterSpec("acaLogAnalyticsName", "Log Analytics workspace", "Workspace receiving the app's logs.", "text", log_analytics_name, default_hint="ailog + suffix"),
+    ParameterSpec("gpuProfileType", "GPU profile", "Serverless GPU workload profile (only settable when the environment is created).", "choice", gpu_profile, choices=GPU_PROFILE_TYPES, default_hint="Consumption-GPU-NC24-A100"),
+    ParameterSpec("modelPath", "Base model path", "Folder of the base model on the share.", "text", share_path, default_hint="/mount/model-cache/microsoft/Phi-3-mini-4k-instruct"),
+    ParameterSpec("adapterPath", "Adapter path", "Folder of the LoRA adapter on the share.", "text", share_path, default_hint="/mount/models/qlora/qlora/gpu_model/adapter"),
+)
+SPECS_BY_NAME: dict[str, ParameterSpec] = {s.name: s for s in PARAMETER_SPECS}

@@ -1,0 +1,30 @@
+"""Per-project choices aitk remembers (``.aitk/state.json``): subscription, group, cloud."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..fsutil import atomic_write_text
+
+
+class ProjectState(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    subscription_id: str | None = None
+    subscription_name: str | None = None
+    resource_group: str | None = None
+    location: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> "ProjectState":
+        """A missing or unreadable state file gives empty state (it holds only preferences)."""
+        try:
+            return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError, ValidationError):
+            return cls()
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(Path(path), self.model_dump_json(indent=2) + "\n")

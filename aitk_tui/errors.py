@@ -1,0 +1,54 @@
+"""The one error type users see, and secret redaction for every text we show or log.
+
+An :class:`AitkError` carries one clear sentence (``message``) and the technical
+``detail``. ``redact`` removes secrets: values registered with :func:`register_secret`
+(API keys, storage keys, tokens we handled) and well-known secret shapes.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+_secrets: set[str] = set()
+_lock = threading.Lock()
+
+_PATTERNS = [
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1***"),
+    (re.compile(r"(?i)(SharedKey\s+[^:\s]+:)[A-Za-z0-9+/=]+"), r"\1***"),
+    (re.compile(r"(?i)(AccountKey=)[^;\s\"']+"), r"\1***"),
+    (re.compile(r"(?i)([?&]sig=)[^&\s\"']+"), r"\1***"),
+    (re.compile(r"(?i)(\"?(?:access_?token|api_?key|accountKey|primarySharedKey|value)\"?\s*[:=]\s*\")[A-Za-z0-9+/=._\-]{24,}(\")"), r"\1***\2"),
+]
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so that :func:`redact` removes it from any text."""
+    if value and len(value) >= 6:
+        with _lock:
+            _secrets.add(value)
+
+
+def redact(text: str | None) -> str:
+    if not text:
+        return text or ""
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for s in secrets:
+        if s in text:
+            text = text.replace(s, "***")
+    for pat, rep in _PATTERNS:
+        text = pat.sub(rep, text)
+    return text
+
+
+class AitkError(Exception):
+    """A failure explained in one sentence, with the detail kept apart (both redacted)."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        self.message = redact(message)
+        self.detail = redact(detail) if detail else None
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message if not self.detail else f"{self.message} ({self.detail})"

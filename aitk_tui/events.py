@@ -1,0 +1,79 @@
+"""Typed progress events yielded by every long back-end operation.
+
+Both front-ends render these: the CLI prints them, the TUI turns them into widget
+updates. Events are plain frozen dataclasses (no Textual, no SDK types) and their text
+has already been passed through :func:`aitk_tui.errors.redact`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class; ``at`` is a monotonic-ish wall time (seconds since epoch)."""
+
+
+@dataclass(frozen=True)
+class Info(Event):
+    """A line for the log pane: something happened that the user should see."""
+
+    message: str
+    level: Literal["info", "warning"] = "info"
+
+
+@dataclass(frozen=True)
+class ResourceProgress(Event):
+    """One resource of an ARM deployment changed state (from deployment operations)."""
+
+    resource_type: str  # e.g. "Microsoft.App/containerApps"
+    resource_name: str
+    state: str  # Accepted / Running / Succeeded / Failed / ...
+    elapsed_s: float
+    message: str | None = None  # statusMessage, for failures
+
+
+@dataclass(frozen=True)
+class UploadProgress(Event):
+    """Share sync progress: counts so far out of the files that need uploading."""
+
+    path: str  # the file just finished (share-relative, forward slashes)
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+
+
+@dataclass(frozen=True)
+class HealthWait(Event):
+    """Waiting for the endpoint: last probe result and time spent so far."""
+
+    status: str  # "ok", "loading", "unreachable", "HTTP 502" ...
+    elapsed_s: float
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class LogLine(Event):
+    """A line of replica (container) output."""
+
+    text: str
+    source: str = "replica"
+
+
+@dataclass(frozen=True)
+class Done(Event):
+    """The operation finished; ``summary`` is the one line to show, ``data`` the result."""
+
+    summary: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Failed(Event):
+    """The operation failed: one clear sentence plus the (redacted) detail."""
+
+    message: str
+    detail: str | None = None

@@ -1,0 +1,154 @@
+// Inference on Azure Container Apps with a serverless GPU, AI Toolkit compatible.
+// Parameter names, default name prefixes and outputs match AI Toolkit's template so a
+// project moves between VS Code and aitk. Differences (see README): serverless GPU with
+// scale to zero, an API key held as a container-app secret, commands joined with ' && '.
+// inference.json beside this file is what aitk deploys; keep the two in step
+// (tests/test_infra.py compares their parameters, resources and outputs).
+
+@description('The commands to start the inference web API, run in order; the first failure stops the container.')
+param defaultCommands array
+
+@description('Maximum number of GPU replicas (the app scales to zero when idle).')
+@minValue(1)
+param maximumInstanceCount int
+
+param location string = resourceGroup().location
+param resourceSuffix string = substring(uniqueString(resourceGroup().id), 0, 5)
+param storageAccountName string = 'aistorage${resourceSuffix}'
+param fileShareName string = 'aifileshare${resourceSuffix}'
+param acaEnvironmentName string = 'aienv${resourceSuffix}'
+param acaEnvironmentStorageName string = 'aienvstorage${resourceSuffix}'
+param acaAppName string = 'aiacaapp${resourceSuffix}'
+param acaLogAnalyticsName string = 'ailog${resourceSuffix}'
+
+@description('Serverless GPU workload profile type.')
+@allowed(['Consumption-GPU-NC24-A100', 'Consumption-GPU-NC8as-T4'])
+param gpuProfileType string = 'Consumption-GPU-NC24-A100'
+param containerImage string = 'docker.io/pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime'
+param containerCpu int = 24
+param containerMemory string = '220Gi'
+param modelPath string = '/mount/model-cache/microsoft/Phi-3-mini-4k-instruct'
+param adapterPath string = '/mount/models/qlora/qlora/gpu_model/adapter'
+param adapterName string = 'adapter'
+
+@secure()
+@description('Bearer key clients must send; stored as the container-app secret inference-api-key.')
+param inferenceApiKey string
+
+var defaultCommand = join(defaultCommands, ' && ')
+
+resource storageAccount 'Microsoft.Storage/storageAccounts@2023-01-01' = {
+  name: storageAccountName
+  location: location
+  sku: { name: 'Standard_LRS' }
+  kind: 'StorageV2'
+  properties: { largeFileSharesState: 'Enabled' }
+}
+
+resource fileService 'Microsoft.Storage/storageAccounts/fileServices@2023-01-01' = {
+  parent: storageAccount
+  name: 'default'
+  properties: {
+    protocolSettings: { smb: {} }
+    cors: { corsRules: [] }
+    shareDeleteRetentionPolicy: { enabled: true, days: 7 }
+  }
+}
+
+resource fileShare 'Microsoft.Storage/storageAccounts/fileServices/shares@2023-01-01' = {
+  parent: fileService
+  name: fileShareName
+  properties: { shareQuota: 1024 }
+}
+
+resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2022-10-01' = {
+  name: acaLogAnalyticsName
+  location: location
+  properties: { sku: { name: 'PerGB2018' } }
+}
+
+resource environment 'Microsoft.App/managedEnvironments@2023-11-02-preview' = {
+  name: acaEnvironmentName
+  location: location
+  properties: {
+    zoneRedundant: false
+    appLogsConfiguration: {
+      destination: 'log-analytics'
+      logAnalyticsConfiguration: {
+        customerId: logAnalytics.properties.customerId
+        sharedKey: logAnalytics.listKeys().primarySharedKey
+      }
+    }
+    workloadProfiles: [
+      { workloadProfileType: 'Consumption', name: 'Consumption' }
+      { workloadProfileType: gpuProfileType, name: 'GPU' }
+    ]
+  }
+}
+
+resource environmentStorage 'Microsoft.App/managedEnvironments/storages@2023-11-02-preview' = {
+  parent: environment
+  name: acaEnvironmentStorageName
+  properties: {
+    azureFile: {
+      accountName: storageAccountName
+      accountKey: storageAccount.listKeys().keys[0].value
+      shareName: fileShareName
+      accessMode: 'ReadWrite'
+    }
+  }
+  dependsOn: [ fileShare ]
+}
+
+resource acaApp 'Microsoft.App/containerApps@2023-11-02-preview' = {
+  name: acaAppName
+  location: location
+  properties: {
+    environmentId: environment.id
+    workloadProfileName: 'GPU'
+    configuration: {
+      activeRevisionsMode: 'Single'
+      secrets: [ { name: 'inference-api-key', value: inferenceApiKey } ]
+      ingress: {
+        external: true
+        allowInsecure: false
+        targetPort: 7860
+        transport: 'Auto'
+        traffic: [ { latestRevision: true, weight: 100 } ]
+      }
+    }
+    template: {
+      containers: [
+        {
+          name: acaAppName
+          image: containerImage
+          command: [ '/bin/bash', '-c', defaultCommand ]
+          resources: { cpu: containerCpu, memory: containerMemory }
+          env: [
+            { name: 'AITK_MODEL_PATH', value: modelPath }
+            { name: 'AITK_ADAPTER_PATH', value: adapterPath }
+            { name: 'AITK_ADAPTER_NAME', value: adapterName }
+            { name: 'AITK_PORT', value: '7860' }
+            { name: 'HF_HOME', value: '/mount/.cache/huggingface' }
+            { name: 'PIP_CACHE_DIR', value: '/mount/.cache/pip' }
+            { name: 'INFERENCE_API_KEY', secretRef: 'inference-api-key' }
+          ]
+          probes: [
+            { type: 'Startup', httpGet: { path: '/health', port: 7860 }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 120 }
+            { type: 'Liveness', httpGet: { path: '/health', port: 7860 }, periodSeconds: 30, failureThreshold: 3 }
+          ]
+          volumeMounts: [ { volumeName: '${fileShareName}volume', mountPath: '/mount' } ]
+        }
+      ]
+      volumes: [ { name: '${fileShareName}volume', storageType: 'AzureFile', storageName: environmentStorage.name } ]
+      scale: { minReplicas: 0, maxReplicas: maximumInstanceCount }
+    }
+  }
+}
+
+output SUBSCRIPTION_ID string = subscription().subscriptionId
+output RESOURCE_GROUP_NAME string = resourceGroup().name
+output STORAGE_ACCOUNT_NAME string = storageAccountName
+output FILE_SHARE_NAME string = fileShareName
+output ACA_APP_NAME string = acaAppName
+output ACA_APP_ENDPOINT string = acaApp.properties.configuration.ingress.fqdn

@@ -1,0 +1,1 @@
+"""Fixtures for the local cloud (filled by the local-cloud work)."""
