@@ -1,0 +1,108 @@
+"""``aitk init``: write ``infra/`` and ``inference_server/`` into a project folder.
+
+The files come from the installed package (``aitk_tui/_template`` in a wheel, or the
+source tree in an editable install). A file the user changed is never overwritten: init
+remembers the hash of what it wrote (``.aitk/init.json``); a file that still has that hash
+may be refreshed with the shipped version, any other difference is reported as a
+conflict and left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import AitkError
+from .fsutil import atomic_write_json
+
+SHIPPED_DIRS = ("infra", "inference_server")
+_SKIP_PARTS = {"__pycache__", ".pytest_cache"}
+_SKIP_SUFFIXES = {".pyc", ".pyo"}
+
+
+@dataclass
+class InitReport:
+    written: list[str] = field(default_factory=list)  # new files
+    updated: list[str] = field(default_factory=list)  # unchanged by the user, refreshed to the shipped version
+    kept: list[str] = field(default_factory=list)  # already identical to the shipped file
+    conflicts: list[str] = field(default_factory=list)  # changed by the user: left alone
+
+    def summary(self) -> str:
+        parts = [f"wrote {len(self.written)} files"]
+        if self.updated:
+            parts.append(f"updated {len(self.updated)}")
+        parts.append(f"{len(self.kept)} already up to date")
+        if self.conflicts:
+            parts.append(f"{len(self.conflicts)} changed by you and left alone")
+        return ", ".join(parts)
+
+
+def template_root() -> Path:
+    """Folder holding the shipped ``infra/`` and ``inference_server/``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_template", here.parent):
+        if all((candidate / d).is_dir() for d in SHIPPED_DIRS):
+            return candidate
+    raise AitkError("The project template is not installed with aitk.", f"looked in {here / '_template'} and {here.parent}")
+
+
+def shipped_files(root: Path | None = None) -> dict[str, Path]:
+    root = root or template_root()
+    out: dict[str, Path] = {}
+    for d in SHIPPED_DIRS:
+        for path in sorted((root / d).rglob("*")):
+            rel = path.relative_to(root)
+            if path.is_file() and not (_SKIP_PARTS & set(rel.parts)) and path.suffix not in _SKIP_SUFFIXES:
+                out[rel.as_posix()] = path
+    return out
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def init_project(dest: Path, *, source: Path | None = None) -> InitReport:
+    dest = Path(dest).resolve()
+    src_root = source or template_root()
+    if dest == src_root.resolve():
+        raise AitkError("Cannot initialise the aitk source tree itself.", str(dest))
+    dest.mkdir(parents=True, exist_ok=True)
+    record_path = dest / ".aitk" / "init.json"
+    try:
+        record: dict[str, str] = json.loads(record_path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            record = {}
+    except (OSError, ValueError):
+        record = {}
+
+    report = InitReport()
+    for rel, src in shipped_files(src_root).items():
+        data = src.read_bytes()
+        target = dest / rel
+        new_hash = _sha(data)
+        if target.exists():
+            current = _sha(target.read_bytes())
+            if current == new_hash:
+                report.kept.append(rel)
+                record[rel] = new_hash
+                continue
+            if record.get(rel) != current:
+                report.conflicts.append(rel)
+                continue
+            report.updated.append(rel)
+        else:
+            report.written.append(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.aitk-tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        record[rel] = new_hash
+
+    gitignore = dest / ".aitk" / ".gitignore"
+    gitignore.parent.mkdir(parents=True, exist_ok=True)
+    if not gitignore.exists():
+        gitignore.write_text("# aitk's local state (local cloud, remembered choices): not for version control\n*\n")
+    atomic_write_json(record_path, record)
+    return report
