@@ -1,0 +1,9 @@
+"""aitk's bundled inference server: a base causal LM plus a LoRA adapter behind the OpenAI
+chat-completions protocol. Run ``python -m inference_server --help``.
+
+Modules: ``settings`` (config), ``loading`` (model + adapter), ``engine`` (batched
+generation, no HTTP), ``textstream`` (incremental text, stop strings), ``app`` (FastAPI),
+``schemas`` (wire format), ``metrics``, ``demo_model`` (offline tiny model for tests and
+aitk's local cloud).
+Importing this package does not import torch.
+"""

@@ -192,14 +192,19 @@ def _train(model, tok, examples: list[tuple[str, str]], extra_texts: list[str], 
         loss.backward()
         optim.step()
     model.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def _build_into(out: Path, seed: int) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import warnings
+
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import GenerationConfig, Phi3Config, Phi3ForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     threads = torch.get_num_threads()
     # A 250k-parameter model trains fastest on one thread (fewer sync points).
@@ -247,13 +252,18 @@ def _build_into(out: Path, seed: int) -> None:
             target_modules=["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
             task_type="CAUSAL_LM",
         )
-        peft_model = get_peft_model(model, lora)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # peft 0.21 vs transformers 5 deprecation
+            peft_model = get_peft_model(model, lora)
         _train(peft_model, tok, adapter_pairs, [], steps=150, lr=1e-2)
         # Relative on purpose: the server always loads the base explicitly (never via
         # this field), and an absolute build path would be wrong once the folder moves.
         peft_model.peft_config["default"].base_model_name_or_path = MODEL_DIRNAME
         adapter_dir = out / ADAPTER_DIRNAME
-        peft_model.save_pretrained(adapter_dir)
+        with warnings.catch_warnings():
+            # peft looks for the (relative) base folder to check the vocab; it is not there.
+            warnings.simplefilter("ignore")
+            peft_model.save_pretrained(adapter_dir)
         (adapter_dir / DEMO_MARKER).write_text(json.dumps(note, indent=2), encoding="utf-8")
     finally:
         torch.set_num_threads(threads)

@@ -1,1 +1,131 @@
-"""Fixtures for the local cloud (filled by the local-cloud work)."""
+"""Pytest plugin: the local cloud (``aitk_tui.local``) for tests that drive the real SDK.
+
+Fixtures
+- ``local_cloud``: a started :class:`~aitk_tui.local.server.LocalCloud` with its state in
+  ``tmp_path / "cloud"`` and ``op_delay_s=0.01`` (a full deployment of the real template
+  takes well under a second); stopped after the test (no replica process left behind).
+  Its demo model, if a replica needs one, is built once per session and shared.
+- ``make_local_cloud(state_dir=None, **kw)``: start more clouds (another state folder, a
+  restart on the same folder, ``model_path=``...); each is stopped after the test.
+- ``local_factory``: ``ClientFactory(local_cloud.endpoints, local_cloud.credential())`` --
+  real SDK clients over HTTPS with the local CA (fast polling and retry back-off).
+- ``local_project``: a temp project folder with copies of the repo's ``infra/`` and
+  ``inference_server/`` (no ``.aitk``); use ``Project(local_project)``.
+
+Helpers (import from ``tests.fixtures_local``)
+- ``LOCAL_SUBSCRIPTION_ID``
+- ``real_parameters(root, api_key=TEST_API_KEY)``: the project's ARM parameters (nulls dropped)
+  plus ``inferenceApiKey``, as a dict ``{name: {"value": ...}}``.
+- ``deploy(factory, group, root, name="aitk-inference", **param_overrides)``: creates the
+  group (location eastus), deploys ``infra/provision/inference.json`` and returns the outputs
+  as ``{KEY: value}``.
+- ``upload_folder(share_client, folder, prefix="")``: uploads a local folder tree to a share.
+
+Faults: ``local_cloud.inject(kind, count=1, path_contains=None, **opts)`` (kinds: throttle,
+server_error, drop_connection, token_expired, latency, fail_resource; see
+``aitk_tui.local.faults``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aitk_tui.local.credential import LOCAL_SUBSCRIPTION_ID
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEST_API_KEY = "local-test-key-5b1e"
+__all__ = ["LOCAL_SUBSCRIPTION_ID", "TEST_API_KEY", "real_parameters", "deploy", "upload_folder"]
+
+
+def real_parameters(root: Path, api_key: str | None = TEST_API_KEY, **overrides: Any) -> dict[str, dict]:
+    doc = json.loads((Path(root) / "infra" / "provision" / "inference.parameters.json").read_text())
+    params = {k: v for k, v in doc["parameters"].items() if v.get("value") is not None}
+    if api_key is not None:
+        params["inferenceApiKey"] = {"value": api_key}
+    for k, v in overrides.items():
+        params[k] = {"value": v}
+    return params
+
+
+def deploy(factory, group: str, root: Path, name: str = "aitk-inference", location: str = "eastus",
+           **overrides: Any) -> dict[str, Any]:
+    factory.resources(LOCAL_SUBSCRIPTION_ID).resource_groups.create_or_update(group, {"location": location})
+    template = json.loads((Path(root) / "infra" / "provision" / "inference.json").read_text())
+    body = {"properties": {"mode": "Incremental", "template": template, "parameters": real_parameters(root, **overrides)}}
+    result = factory.deployments(LOCAL_SUBSCRIPTION_ID).deployments.begin_create_or_update(group, name, body).result()
+    return {k: v["value"] for k, v in result.properties.outputs.items()}
+
+
+def upload_folder(share, folder: Path, prefix: str = "") -> int:
+    """Upload ``folder`` into the share under ``prefix`` (directories created); returns files sent."""
+    from azure.core.exceptions import ResourceExistsError
+
+    folder = Path(folder)
+    n = 0
+    dirs = sorted({p.relative_to(folder) for p in folder.rglob("*") if p.is_dir() and "__pycache__" not in p.parts})
+    base = [p for p in prefix.split("/") if p]
+    for i in range(len(base)):
+        try:
+            share.create_directory("/".join(base[: i + 1]))
+        except ResourceExistsError:
+            pass
+    for d in dirs:
+        try:
+            share.create_directory("/".join([*base, *d.parts]))
+        except ResourceExistsError:
+            pass
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            share.get_file_client("/".join([*base, *p.relative_to(folder).parts])).upload_file(p.read_bytes())
+            n += 1
+    return n
+
+
+@pytest.fixture(scope="session")
+def _local_demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "aitk-local-demo-model"
+
+
+@pytest.fixture
+def make_local_cloud(tmp_path: Path, _local_demo_dir: Path) -> Iterator:
+    from aitk_tui.local.server import LocalCloud
+
+    clouds: list[LocalCloud] = []
+
+    def make(state_dir: Path | None = None, **kw: Any) -> LocalCloud:
+        kw.setdefault("op_delay_s", 0.01)
+        kw.setdefault("demo_dir", _local_demo_dir)
+        cloud = LocalCloud(state_dir or tmp_path / "cloud", **kw)
+        clouds.append(cloud)
+        return cloud.start()
+
+    yield make
+    for c in reversed(clouds):
+        c.stop()
+
+
+@pytest.fixture
+def local_cloud(make_local_cloud):
+    return make_local_cloud()
+
+
+@pytest.fixture
+def local_factory(local_cloud):
+    from aitk_tui.cloud.clients import ClientFactory
+
+    return ClientFactory(local_cloud.endpoints, local_cloud.credential())
+
+
+@pytest.fixture
+def local_project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO_ROOT / "infra", root / "infra", ignore=ignore)
+    shutil.copytree(REPO_ROOT / "inference_server", root / "inference_server", ignore=ignore)
+    return root

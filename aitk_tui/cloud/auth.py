@@ -1,0 +1,163 @@
+"""Credential selection, device-code sign-in and who-am-I.
+
+``--auth`` picks the credential:
+
+* ``auto``: ``DefaultAzureCredential`` without managed identity (it probes the instance
+  metadata endpoint, slow and pointless on a laptop) and without the interactive browser;
+* ``cli``: ``AzureCliCredential`` (``az login``);
+* ``env``: ``EnvironmentCredential`` (AZURE_CLIENT_ID / AZURE_TENANT_ID / secret or cert);
+* ``managed-identity``: ``ManagedIdentityCredential`` (on an Azure VM or container);
+* ``device-code``: ``DeviceCodeCredential``; its instructions ("open URL, enter CODE")
+  reach the user as an ``Info`` event, which works over ssh with no browser.
+
+Who-am-I decodes the access token's payload *without verifying it* (we are its audience's
+client, not its validator) and keeps only name/upn/oid/tid. The token is registered as a
+secret so that it is redacted from anything we print, and is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import AitkError, register_secret
+from .clients import ARM_SCOPE
+from .models import Identity
+from .sdkerrors import NOT_SIGNED_IN
+
+AUTH_METHODS: tuple[str, ...] = ("auto", "cli", "env", "managed-identity", "device-code")
+
+
+def make_credential(method: str, *, prompt: Callable[[str], None] | None = None,
+                    tenant_id: str | None = None) -> Any:
+    """The azure-identity credential for ``method`` (see the module docstring)."""
+    if method not in AUTH_METHODS:
+        raise AitkError(f"Unknown sign-in method '{method}'.", f"choose one of: {', '.join(AUTH_METHODS)}")
+    import azure.identity as ai
+
+    kw: dict[str, Any] = {}
+    if tenant_id:
+        kw["tenant_id"] = tenant_id
+    if method == "cli":
+        return ai.AzureCliCredential(**kw)
+    if method == "env":
+        return ai.EnvironmentCredential()
+    if method == "managed-identity":
+        return ai.ManagedIdentityCredential()
+    if method == "device-code":
+        def on_prompt(verification_uri: str, user_code: str, expires_on: Any) -> None:
+            when = ""
+            try:
+                when = f" (the code expires at {expires_on:%H:%M} UTC)"
+            except (TypeError, ValueError):
+                pass
+            message = f"To sign in, open {verification_uri} and enter the code {user_code}{when}."
+            if prompt is not None:
+                prompt(message)
+
+        return ai.DeviceCodeCredential(prompt_callback=on_prompt, **kw)
+    return ai.DefaultAzureCredential(
+        exclude_managed_identity_credential=True,
+        exclude_interactive_browser_credential=True,
+        **({"interactive_browser_tenant_id": tenant_id} if tenant_id else {}),
+    )
+
+
+def decode_claims(token: str) -> dict[str, Any]:
+    """The JWT payload as a dict ({} when the token is not a JWT). Not verified."""
+    parts = token.split(".")
+    if len(parts) < 2:
+        return {}
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        data = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def identity_from_token(token: str, method: str) -> Identity:
+    claims = decode_claims(token)
+    name = (claims.get("name") or claims.get("upn") or claims.get("unique_name")
+            or claims.get("preferred_username") or claims.get("appid") or claims.get("oid"))
+    upn = claims.get("upn") or claims.get("unique_name") or claims.get("preferred_username")
+    if name and upn and upn != name:
+        name = f"{name} ({upn})"
+    if not name:
+        name = "local user" if method == "local" else "signed-in principal"
+    return Identity(display_name=str(name), tenant_id=claims.get("tid"), method=method)
+
+
+def get_arm_token(credential: Any) -> str:
+    """Blocking: one ARM access token (registered as a secret), or AitkError."""
+    if credential is None:
+        raise AitkError(NOT_SIGNED_IN, "no credential")
+    try:
+        token = credential.get_token(ARM_SCOPE).token
+    except AitkError:
+        raise
+    except Exception as e:  # noqa: BLE001 - every sign-in failure is one sentence
+        raise sign_in_error(e) from None
+    register_secret(token)
+    return token
+
+
+def sign_in_error(exc: BaseException) -> AitkError:
+    detail = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
+    # DefaultAzureCredential's message lists every credential it tried; keep it short.
+    if len(detail) > 600:
+        detail = detail[:600] + "..."
+    return AitkError(NOT_SIGNED_IN, f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
+
+
+async def identify(credential: Any, method: str) -> Identity:
+    token = await asyncio.to_thread(get_arm_token, credential)
+    return identity_from_token(token, method)
+
+
+class CachedCredential:
+    """Shares tokens between the many SDK clients of a session.
+
+    Each SDK client's auth policy caches its own token, so without this every new client
+    asks the credential again -- with ``AzureCliCredential`` that is an ``az`` process
+    (about a second) per client. A claims challenge (CAE, token revoked or expired) always
+    goes to the real credential and replaces the cached token.
+    """
+
+    REFRESH_MARGIN_S = 300
+
+    def __init__(self, inner: Any) -> None:
+        import threading
+
+        self.inner = inner
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
+                  **kwargs: Any) -> Any:
+        import time
+
+        key = (scopes, tenant_id, bool(kwargs.get("enable_cae")))
+        if not claims:
+            with self._lock:
+                token = self._cache.get(key)
+            if token is not None and token.expires_on - self.REFRESH_MARGIN_S > time.time():
+                return token
+        call_kw = dict(kwargs)
+        if claims:
+            call_kw["claims"] = claims
+        if tenant_id:
+            call_kw["tenant_id"] = tenant_id
+        token = self.inner.get_token(*scopes, **call_kw)
+        register_secret(token.token)
+        with self._lock:
+            self._cache[key] = token
+        return token
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()

@@ -1,0 +1,127 @@
+"""Endpoint health, app status and the app's API key.
+
+``/health`` answers 503 while the model loads and 200 when it serves; anything else
+(connection refused, TLS not up yet, 502/504 from the ingress while no replica runs) is
+reported as it is, once per probe, so the user sees a cold start progressing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from ..config.inference_config import InferenceConfig
+from ..errors import AitkError, redact, register_secret
+from ..events import HealthWait
+from .models import AppStatus, enum_text, pick
+from .sdkerrors import describe
+
+if TYPE_CHECKING:
+    from .session import CloudSession
+
+API_KEY_SECRET = "inference-api-key"
+
+
+async def probe(client: Any, base_url: str) -> tuple[str, str | None]:
+    """One GET {base_url}/health -> ("ok" | "loading" | "HTTP 502" | "unreachable", detail)."""
+    import httpx
+
+    try:
+        r = await client.get(f"{base_url.rstrip('/')}/health")
+    except httpx.TimeoutException:
+        return "unreachable", "timed out"
+    except httpx.HTTPError as e:
+        return "unreachable", redact(f"{type(e).__name__}: {e}"[:300])
+    if r.status_code == 200:
+        return "ok", None
+    detail = redact(r.text.strip()[:200]) or None
+    if r.status_code == 503:
+        return "loading", detail
+    return f"HTTP {r.status_code}", detail
+
+
+def http_client(session: "CloudSession", timeout_s: float = 10.0) -> Any:
+    import httpx
+
+    return httpx.AsyncClient(verify=session.endpoints.ca_bundle or True, timeout=timeout_s,
+                             follow_redirects=True)
+
+
+async def wait_healthy(session: "CloudSession", base_url: str | None, *, timeout_s: float,
+                       interval_s: float | None = None) -> AsyncIterator[HealthWait]:
+    """HealthWait per probe until one says "ok" (the last event) or ``timeout_s`` passes."""
+    if not base_url:
+        yield HealthWait("unreachable", 0.0, "no endpoint in inference.config.json")
+        return
+    interval = session.health_interval_s if interval_s is None else interval_s
+    start = time.monotonic()
+    async with http_client(session, timeout_s=min(10.0, max(2.0, interval * 4))) as client:
+        while True:
+            status, detail = await probe(client, base_url)
+            elapsed = round(time.monotonic() - start, 1)
+            yield HealthWait(status, elapsed, detail)
+            if status == "ok" or elapsed >= timeout_s:
+                return
+            await asyncio.sleep(min(interval, max(0.0, timeout_s - elapsed)))
+
+
+def _app_status_sync(session: "CloudSession", config: InferenceConfig) -> dict[str, Any]:
+    client = session.factory.container_apps(config.SUBSCRIPTION_ID)
+    app = client.container_apps.get(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME)
+    props = pick(app, "properties")
+    revision = pick(props, "latest_revision_name")
+    replicas = None
+    if revision:
+        try:
+            rev = client.container_apps_revisions.get_revision(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME,
+                                                               revision)
+            replicas = pick(rev, "properties", "replicas")
+        except Exception:  # noqa: BLE001 - the count is a nicety
+            replicas = None
+    fqdn = pick(props, "configuration", "ingress", "fqdn")
+    return {
+        "name": str(pick(app, "name", default=config.ACA_APP_NAME)),
+        "endpoint": InferenceConfig(ACA_APP_ENDPOINT=str(fqdn)).endpoint_url if fqdn else config.endpoint_url,
+        "provisioning_state": enum_text(pick(props, "provisioning_state")) or "Unknown",
+        "running_state": enum_text(pick(props, "running_status")),
+        "latest_revision": str(revision) if revision else None,
+        "replicas": int(replicas) if isinstance(replicas, (int, float)) else None,
+    }
+
+
+async def app_status(session: "CloudSession", config: InferenceConfig) -> AppStatus:
+    config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+    try:
+        info = await asyncio.to_thread(_app_status_sync, session, config)
+    except Exception as e:  # noqa: BLE001
+        raise describe(e, f"read the status of container app {config.ACA_APP_NAME}") from None
+    healthy = None
+    if info["endpoint"]:
+        async with http_client(session, timeout_s=5.0) as client:
+            status, _ = await probe(client, info["endpoint"])
+        healthy = status == "ok"
+    return AppStatus(healthy=healthy, **info)
+
+
+def _api_key_sync(session: "CloudSession", config: InferenceConfig) -> str:
+    client = session.factory.container_apps(config.SUBSCRIPTION_ID)
+    collection = client.container_apps.list_secrets(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME)
+    for s in pick(collection, "value", default=[]) or []:
+        value = pick(s, "value")
+        if pick(s, "name") == API_KEY_SECRET and value:
+            register_secret(str(value))
+            return str(value)
+    raise AitkError(f"Container app {config.ACA_APP_NAME} has no {API_KEY_SECRET} secret.",
+                    "it was provisioned by another tool; re-provision with aitk, or pass --api-key")
+
+
+async def api_key(session: "CloudSession", config: InferenceConfig) -> str:
+    config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+    try:
+        return await asyncio.to_thread(_api_key_sync, session, config)
+    except AitkError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise describe(e, f"read the API key of container app {config.ACA_APP_NAME}") from None

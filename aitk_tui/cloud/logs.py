@@ -1,0 +1,101 @@
+"""Replica log streaming (what ``az containerapp logs show --follow`` does).
+
+The latest revision's replicas name each container's ``logStreamEndpoint``; the app's
+``getAuthtoken`` gives a short-lived bearer token for it. Each replica is streamed with
+httpx (``follow=true&output=text&tailLines=N``); lines of several replicas interleave,
+tagged with the replica name. Failures are yielded as ``Failed`` (token redacted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from ..config.inference_config import InferenceConfig
+from ..errors import AitkError, redact, register_secret
+from ..events import Event, Failed, LogLine
+from .models import pick
+from .sdkerrors import failed
+
+if TYPE_CHECKING:
+    from .session import CloudSession
+
+_END = object()
+
+
+def _streams(session: "CloudSession", config: InferenceConfig) -> tuple[list[tuple[str, str]], str]:
+    """[(replica name, logStreamEndpoint)], auth token -- blocking."""
+    client = session.factory.container_apps(config.SUBSCRIPTION_ID)
+    rg, name = config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME
+    app = client.container_apps.get(rg, name)
+    revision = pick(app, "properties", "latest_revision_name")
+    if not revision:
+        raise AitkError(f"Container app {name} has no revision yet.", "provision first")
+    replicas = pick(client.container_apps_revision_replicas.list_replicas(rg, name, revision), "value",
+                    default=[]) or []
+    streams = []
+    for replica in replicas:
+        for container in pick(replica, "properties", "containers", default=[]) or []:
+            endpoint = pick(container, "log_stream_endpoint")
+            if endpoint:
+                streams.append((str(pick(replica, "name", default="replica")), str(endpoint)))
+                break
+    if not streams:
+        raise AitkError(f"No replica of {name} is running, so there are no logs to show.",
+                        "the app scales to zero when idle; send a request (e.g. `aitk chat hello`) or "
+                        "`aitk deploy` to start one")
+    auth = client.container_apps.get_auth_token(rg, name)
+    token = pick(auth, "properties", "token") or pick(auth, "token")
+    if not token:
+        raise AitkError(f"Azure returned no log-stream token for {name}.")
+    register_secret(str(token))
+    return streams, str(token)
+
+
+async def _pump(session: "CloudSession", source: str, url: str, token: str, follow: bool, tail_lines: int,
+                queue: asyncio.Queue) -> None:
+    import httpx
+
+    sep = "&" if "?" in url else "?"
+    full = f"{url}{sep}follow={'true' if follow else 'false'}&output=text&tailLines={int(tail_lines)}"
+    try:
+        timeout = httpx.Timeout(30.0, read=None if follow else 30.0)
+        async with httpx.AsyncClient(verify=session.endpoints.ca_bundle or True, timeout=timeout) as client:
+            async with client.stream("GET", full, headers={"Authorization": f"Bearer {token}"}) as r:
+                if r.status_code != 200:
+                    body = (await r.aread()).decode("utf-8", "replace")[:300]
+                    await queue.put(Failed(f"The log stream of {source} answered HTTP {r.status_code}.",
+                                           redact(body) or None))
+                    return
+                async for line in r.aiter_lines():
+                    await queue.put(LogLine(redact(line.rstrip("\r\n")), source))
+    except httpx.HTTPError as e:
+        await queue.put(Failed(f"The log stream of {source} was interrupted.", redact(f"{type(e).__name__}: {e}")))
+    finally:
+        await queue.put(_END)
+
+
+async def replica_logs(session: "CloudSession", config: InferenceConfig, *, follow: bool = True,
+                       tail_lines: int = 100) -> AsyncIterator[Event]:
+    try:
+        config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+        streams, token = await asyncio.to_thread(_streams, session, config)
+    except Exception as e:  # noqa: BLE001
+        yield failed(e, "open the replica logs")
+        return
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
+    tasks = [asyncio.ensure_future(_pump(session, src, url, token, follow, tail_lines, queue))
+             for src, url in streams]
+    try:
+        open_streams = len(tasks)
+        while open_streams:
+            item = await queue.get()
+            if item is _END:
+                open_streams -= 1
+                continue
+            yield item
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

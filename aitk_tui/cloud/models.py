@@ -1,0 +1,72 @@
+"""Plain result types of the cloud back-end (re-exported by :mod:`aitk_tui.cloud.session`).
+
+They live apart from ``session.py`` so that ``auth``, ``accounts`` and ``deploy`` can build
+them without importing the session (and its lazy SDK plumbing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is signed in, read from the access token's claims (never the token itself)."""
+
+    display_name: str
+    tenant_id: str | None
+    method: str  # auto | cli | env | managed-identity | device-code | local
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    name: str
+    state: str
+
+
+@dataclass(frozen=True)
+class ResourceGroupInfo:
+    name: str
+    location: str
+
+
+@dataclass(frozen=True)
+class AppStatus:
+    name: str
+    endpoint: str | None  # https://host (endpoint_url form), None when the app has no ingress
+    provisioning_state: str
+    running_state: str | None
+    latest_revision: str | None
+    replicas: int | None
+    healthy: bool | None  # /health answered 200; None when it could not be asked
+
+
+def pick(obj: object, *path: str, default: object = None) -> object:
+    """Follow ``path`` through SDK models or plain dicts (camelCase or snake_case keys).
+
+    The SDK's models are both objects and mappings, and raw JSON shows up in places
+    (status messages, outputs); this reads either without caring which.
+    """
+    cur = obj
+    for name in path:
+        if cur is None:
+            return default
+        nxt = getattr(cur, name, None) if not isinstance(cur, dict) else None
+        if nxt is None and hasattr(cur, "get"):
+            try:
+                nxt = cur.get(name)
+                if nxt is None:
+                    camel = name.split("_")[0] + "".join(w.title() for w in name.split("_")[1:])
+                    nxt = cur.get(camel)
+            except Exception:  # noqa: BLE001 - a mapping that refuses a key is just "absent"
+                nxt = None
+        cur = nxt
+    return default if cur is None else cur
+
+
+def enum_text(value: object) -> str | None:
+    """An SDK enum or a string as plain text."""
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))

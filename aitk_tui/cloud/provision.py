@@ -1,0 +1,417 @@
+"""Pre-flight, what-if and provisioning (the ARM deployment of ``inference.json``).
+
+``provision`` submits one resource-group deployment with a fixed name
+(:data:`DEPLOYMENT_NAME`), or re-attaches to it when a previous run left it running
+(aitk crashed, Ctrl-C, a dropped ssh session), follows ``deployment_operations`` while the
+SDK's LRO poller waits, and yields one ``ResourceProgress`` per resource state change.
+On success it writes ``infra/inference.config.json`` atomically from the outputs; on
+failure or cancellation that file is left exactly as it was.
+
+The inference API key is a template ``securestring``: it is reused from the existing
+app (listSecrets) so that a re-provision does not break clients, or freshly generated;
+it is only ever sent in the deployment body, never written to the parameters or config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from ..config.inference_config import KEYS, InferenceConfig
+from ..config.naming import GPU_LOCATIONS, GPU_PROFILE_TYPES
+from ..errors import AitkError, redact, register_secret
+from ..events import Done, Event, Failed, Info, ResourceProgress
+from ..project import require_file
+from .models import enum_text, pick
+from .sdkerrors import describe, failed, is_not_found, is_unsupported
+
+if TYPE_CHECKING:
+    from ..config.parameters import ParametersDocument
+    from .session import CloudSession
+
+DEPLOYMENT_NAME = "aitk-inference"
+API_KEY_SECRET = "inference-api-key"
+ACTIVE_STATES = frozenset({"Accepted", "Running", "Creating", "Updating", "Deploying", "Waiting", "Validating"})
+TERMINAL_STATES = frozenset({"Succeeded", "Failed", "Canceled"})
+DEFAULT_GPU_PROFILE = GPU_PROFILE_TYPES[0]
+
+# Template resource type -> (name parameter, AI Toolkit default prefix); for what-if estimates.
+_NAMES = {
+    "Microsoft.Storage/storageAccounts": ("storageAccountName", "aistorage"),
+    "Microsoft.Storage/storageAccounts/fileServices/shares": ("fileShareName", "aifileshare"),
+    "Microsoft.OperationalInsights/workspaces": ("acaLogAnalyticsName", "ailog"),
+    "Microsoft.App/managedEnvironments": ("acaEnvironmentName", "aienv"),
+    "Microsoft.App/managedEnvironments/storages": ("acaEnvironmentStorageName", "aienvstorage"),
+    "Microsoft.App/containerApps": ("acaAppName", "aiacaapp"),
+}
+
+
+# -- pre-flight ----------------------------------------------------------------------------
+def load_template(session: "CloudSession") -> dict[str, Any]:
+    path = require_file(session.project.template_path, "ARM template (infra/provision/inference.json)")
+    try:
+        template = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AitkError("The ARM template is not valid JSON.", f"{path}: {e}") from None
+    if not isinstance(template, dict) or "resources" not in template:
+        raise AitkError("The ARM template has no resources.", str(path))
+    return template
+
+
+def _check_inputs(session: "CloudSession", subscription_id: str, resource_group: str,
+                  params: "ParametersDocument") -> tuple[dict[str, Any], str]:
+    """Blocking part of the pre-flight: params, template, resource group. -> (template, location)."""
+    if not subscription_id:
+        raise AitkError("No subscription chosen.", "pass --subscription ID (see `aitk subscriptions`)")
+    if not resource_group:
+        raise AitkError("No resource group chosen.", "pass --resource-group NAME (see `aitk groups`)")
+    params.validate()
+    template = load_template(session)
+    unknown = [n for n in params.arm_parameters() if n not in template.get("parameters", {})]
+    if unknown:
+        raise AitkError(f"The parameters file names {', '.join(unknown)}, which the template does not have.",
+                        "remove them or set them to null")
+    from .accounts import resource_group_location
+
+    rg_location = resource_group_location(session.factory, subscription_id, resource_group)
+    if rg_location is None:
+        raise AitkError(f"Resource group {resource_group} does not exist in subscription {subscription_id}.",
+                        f"create it with `aitk groups create {resource_group} --location LOCATION`")
+    return template, (params.get("location") or rg_location)
+
+
+def _gpu_profiles(session: "CloudSession", subscription_id: str, location: str) -> list[str] | None:
+    """GPU workload-profile types offered in ``location``; None when the API does not answer."""
+    try:
+        client = session.factory.container_apps(subscription_id)
+        profiles = list(client.available_workload_profiles.get(location))
+    except Exception:  # noqa: BLE001 - the check is advisory: any failure means "unknown"
+        return None
+    names = []
+    for p in profiles:
+        name = pick(p, "name")
+        category = str(pick(p, "properties", "category", default="") or "")
+        gpus = pick(p, "properties", "gpus", default=0) or 0
+        if name and ("GPU" in str(name).upper() or "gpu" in category.lower() or gpus):
+            names.append(str(name))
+    return names
+
+
+async def preflight(session: "CloudSession", subscription_id: str, resource_group: str,
+                    params: "ParametersDocument", out: dict[str, Any]) -> AsyncIterator[Event]:
+    """Info events; raises AitkError with the first problem. Fills ``out`` with the
+    parsed ``template`` and the target ``location``."""
+    template, location = await asyncio.to_thread(_check_inputs, session, subscription_id, resource_group, params)
+    out.update(template=template, location=location)
+    yield Info(f"Parameters are valid; deploying to {resource_group} in {location}.")
+    profile = params.get("gpuProfileType") or DEFAULT_GPU_PROFILE
+    offered = await asyncio.to_thread(_gpu_profiles, session, subscription_id, location)
+    if offered is None:
+        yield Info(f"Could not check GPU availability in {location} (this cloud does not answer the "
+                   "workload-profiles query); continuing.", "warning")
+    elif profile not in offered:
+        hint = ", ".join(sorted(GPU_LOCATIONS))
+        raise AitkError(f"The GPU profile {profile} is not offered in {location}.",
+                        f"offered there: {', '.join(offered) or 'no GPU profiles'}; serverless GPUs are "
+                        f"offered in {hint}; set gpuProfileType or location (`aitk params set location=westus3`)")
+    else:
+        yield Info(f"GPU profile {profile} is offered in {location}.")
+
+
+def _arm_parameters(params: "ParametersDocument", api_key: str) -> dict[str, Any]:
+    out = params.arm_parameters()
+    out["inferenceApiKey"] = {"value": api_key}
+    return out
+
+
+# -- what-if -------------------------------------------------------------------------------
+def _parse_resource_id(resource_id: str) -> tuple[str, str]:
+    """'/subscriptions/../providers/Microsoft.App/containerApps/x' -> (type, name)."""
+    parts = [p for p in (resource_id or "").split("/") if p]
+    try:
+        i = max(i for i, p in enumerate(parts) if p.lower() == "providers")
+    except ValueError:
+        return "", resource_id
+    rest = parts[i + 1:]
+    if not rest:
+        return "", resource_id
+    namespace, pairs = rest[0], rest[1:]
+    types = pairs[0::2]
+    names = pairs[1::2]
+    return f"{namespace}/{'/'.join(types)}", "/".join(names)
+
+
+def _what_if_api(session: "CloudSession", subscription_id: str, resource_group: str,
+                 template: dict[str, Any], params: "ParametersDocument") -> list[dict[str, str]]:
+    client = session.factory.deployments(subscription_id)
+    # The app's own key (when it exists) so that an unchanged app previews as NoChange.
+    key = _existing_api_key(session, subscription_id, resource_group, params, _get_deployment(client, resource_group))
+    if not key:
+        key = secrets.token_urlsafe(32)
+        register_secret(key)
+    body = {"properties": {"mode": "Incremental", "template": template,
+                           "parameters": _arm_parameters(params, key)}}
+    result = client.deployments.begin_what_if(resource_group, DEPLOYMENT_NAME, body).result()
+    changes = []
+    for change in pick(result, "changes", default=[]) or []:
+        rtype, name = _parse_resource_id(str(pick(change, "resource_id", default="")))
+        changes.append({"change_type": enum_text(pick(change, "change_type")) or "Unknown",
+                        "resource_type": str(pick(change, "resource_type", default=None) or rtype),
+                        "name": name})
+    return changes
+
+
+def _estimate_changes(session: "CloudSession", subscription_id: str, resource_group: str,
+                      template: dict[str, Any], params: "ParametersDocument") -> list[dict[str, str]]:
+    """What-if without the API: compare the template's resources with the group's."""
+    existing: dict[str, list[str]] = {}
+    for r in session.factory.resources(subscription_id).resources.list_by_resource_group(resource_group):
+        existing.setdefault(str(pick(r, "type", default="")).lower(), []).append(str(pick(r, "name", default="")))
+    values = params.values()
+    changes = []
+    for res in template.get("resources", []):
+        rtype = str(res.get("type", ""))
+        if rtype not in _NAMES:
+            continue
+        param, prefix = _NAMES[rtype]
+        name = values.get(param)
+        top_type = "/".join(rtype.split("/")[:2])
+        candidates = existing.get(top_type.lower(), [])
+        if top_type == rtype:
+            if not name:
+                name = next((c for c in candidates if c.startswith(prefix)), None) or f"{prefix}<suffix>"
+            change = "Modify" if name in candidates else "Create"
+        else:
+            name = name or f"{prefix}<suffix>"
+            change = "Modify" if candidates else "Create"
+        changes.append({"change_type": change, "resource_type": rtype, "name": name})
+    return changes
+
+
+async def what_if(session: "CloudSession", subscription_id: str, resource_group: str,
+                  params: "ParametersDocument") -> AsyncIterator[Event]:
+    try:
+        checked: dict[str, Any] = {}
+        async for event in preflight(session, subscription_id, resource_group, params, checked):
+            yield event
+        template = checked["template"]
+        estimated = False
+        try:
+            changes = await asyncio.to_thread(_what_if_api, session, subscription_id, resource_group, template, params)
+        except Exception as e:  # noqa: BLE001
+            if not is_unsupported(e):
+                raise
+            estimated = True
+            yield Info("This cloud has no what-if API; estimating from the resources in the group.", "warning")
+            changes = await asyncio.to_thread(_estimate_changes, session, subscription_id, resource_group,
+                                              template, params)
+    except Exception as e:  # noqa: BLE001
+        yield failed(e, "preview the deployment")
+        return
+    counts: dict[str, int] = {}
+    for c in changes:
+        counts[c["change_type"]] = counts.get(c["change_type"], 0) + 1
+    summary = ", ".join(f"{n} to {t.lower()}" for t, n in sorted(counts.items())) or "no changes"
+    yield Done(f"What-if{' (estimated)' if estimated else ''}: {summary}",
+               {"changes": changes, "estimated": estimated})
+
+
+# -- provision -----------------------------------------------------------------------------
+def _existing_api_key(session: "CloudSession", subscription_id: str, resource_group: str,
+                      params: "ParametersDocument", previous: Any) -> str | None:
+    """The running app's inference-api-key, so that re-provisioning keeps clients working."""
+    names = [params.get("acaAppName"), _output(previous, "ACA_APP_NAME")]
+    try:
+        cfg = InferenceConfig.load(session.project.config_path)
+        if cfg.SUBSCRIPTION_ID == subscription_id and cfg.RESOURCE_GROUP_NAME == resource_group:
+            names.append(cfg.ACA_APP_NAME)
+    except AitkError:
+        pass
+    client = session.factory.container_apps(subscription_id)
+    for name in dict.fromkeys(n for n in names if n):
+        try:
+            secrets_list = client.container_apps.list_secrets(resource_group, name)
+        except Exception as e:  # noqa: BLE001
+            if is_not_found(e):
+                continue
+            raise
+        for s in pick(secrets_list, "value", default=[]) or []:
+            value = pick(s, "value")
+            if pick(s, "name") == API_KEY_SECRET and value:
+                register_secret(str(value))
+                return str(value)
+    return None
+
+
+def _output(deployment: Any, key: str) -> Any:
+    outputs = pick(deployment, "properties", "outputs", default=None) or {}
+    if not isinstance(outputs, dict):
+        try:
+            outputs = dict(outputs)
+        except (TypeError, ValueError):
+            return None
+    for k, v in outputs.items():
+        if k.lower() == key.lower():
+            return v.get("value") if isinstance(v, dict) else pick(v, "value")
+    return None
+
+
+def _get_deployment(client: Any, resource_group: str) -> Any | None:
+    try:
+        return client.deployments.get(resource_group, DEPLOYMENT_NAME)
+    except Exception as e:  # noqa: BLE001
+        if is_not_found(e):
+            return None
+        raise
+
+
+def _state_of(deployment: Any) -> str | None:
+    return enum_text(pick(deployment, "properties", "provisioning_state"))
+
+
+def _status_text(status_message: Any) -> str | None:
+    """statusMessage as one line: error code + message when there is one."""
+    if status_message is None:
+        return None
+    if isinstance(status_message, str):
+        try:
+            status_message = json.loads(status_message)
+        except ValueError:
+            return status_message
+    err = pick(status_message, "error") or status_message
+    code, msg = pick(err, "code"), pick(err, "message")
+    details = pick(err, "details", default=None)
+    if details and not msg:
+        first = details[0] if isinstance(details, list) and details else None
+        code, msg = pick(first, "code", default=code), pick(first, "message")
+    if msg:
+        return f"{code}: {msg}" if code else str(msg)
+    status = pick(status_message, "status")
+    return str(status) if status else json.dumps(status_message, default=str)[:500]
+
+
+def _operations(client: Any, resource_group: str) -> list[dict[str, Any]]:
+    rows = []
+    for op in client.deployment_operations.list(resource_group, DEPLOYMENT_NAME):
+        target = pick(op, "properties", "target_resource")
+        if target is None:
+            continue  # deployment-level steps (e.g. output evaluation) name no resource
+        rows.append({
+            "type": str(pick(target, "resource_type", default="")),
+            "name": str(pick(target, "resource_name", default="")),
+            "state": enum_text(pick(op, "properties", "provisioning_state")) or "Unknown",
+            "message": _status_text(pick(op, "properties", "status_message")),
+        })
+    return rows
+
+
+async def provision(session: "CloudSession", subscription_id: str, resource_group: str,
+                    params: "ParametersDocument") -> AsyncIterator[Event]:
+    try:
+        checked: dict[str, Any] = {}
+        async for event in preflight(session, subscription_id, resource_group, params, checked):
+            yield event
+        template = checked["template"]
+        client = await asyncio.to_thread(session.factory.deployments, subscription_id)
+        previous = await asyncio.to_thread(_get_deployment, client, resource_group)
+        poller = None
+        if previous is not None and _state_of(previous) in ACTIVE_STATES:
+            yield Info(f"Deployment {DEPLOYMENT_NAME} is already {_state_of(previous)}; following it "
+                       "instead of starting another.")
+        else:
+            api_key = await asyncio.to_thread(_existing_api_key, session, subscription_id, resource_group,
+                                              params, previous)
+            if api_key:
+                yield Info("Keeping the app's existing API key.")
+            else:
+                api_key = secrets.token_urlsafe(32)
+                register_secret(api_key)
+            body = {"properties": {"mode": "Incremental", "template": template,
+                                   "parameters": _arm_parameters(params, api_key)}}
+            poller = await asyncio.to_thread(client.deployments.begin_create_or_update,
+                                             resource_group, DEPLOYMENT_NAME, body)
+            yield Info(f"Submitted deployment {DEPLOYMENT_NAME} to {resource_group}.")
+    except Exception as e:  # noqa: BLE001
+        yield failed(e, "start provisioning")
+        return
+
+    async for event in _follow(session, client, resource_group, poller, subscription_id):
+        yield event
+
+
+async def _follow(session: "CloudSession", client: Any, resource_group: str, poller: Any,
+                  subscription_id: str) -> AsyncIterator[Event]:
+    start = time.monotonic()
+    seen: dict[tuple[str, str], str] = {}
+    ops: list[dict[str, Any]] = []
+    warned = False
+    while True:
+        try:
+            if poller is not None:
+                finished = poller.done()
+            else:
+                finished = _state_of(await asyncio.to_thread(_get_deployment, client, resource_group)) in TERMINAL_STATES
+        except Exception as e:  # noqa: BLE001 - the SDK already retried; keep following
+            finished = False
+            if not warned:
+                warned = True
+                yield Info(f"Lost contact with Azure for a moment; still following ({describe(e, 'poll').detail}).",
+                           "warning")
+        try:
+            ops = await asyncio.to_thread(_operations, client, resource_group)
+        except Exception:  # noqa: BLE001 - progress rows are best effort; the LRO decides
+            pass
+        for op in ops:
+            key = (op["type"], op["name"])
+            if seen.get(key) != op["state"]:
+                seen[key] = op["state"]
+                yield ResourceProgress(op["type"], op["name"], op["state"], round(time.monotonic() - start, 1),
+                                       redact(op["message"]) if op["state"] == "Failed" and op["message"] else None)
+        if finished:
+            break
+        await asyncio.sleep(session.poll_interval_s)
+
+    error_detail = None
+    deployment = None
+    try:
+        if poller is not None:
+            deployment = await asyncio.to_thread(poller.result)
+        else:
+            deployment = await asyncio.to_thread(_get_deployment, client, resource_group)
+    except Exception as e:  # noqa: BLE001
+        error_detail = describe(e, "provision").detail
+    state = _state_of(deployment) if deployment is not None else "Failed"
+    if state != "Succeeded":
+        bad = next((op for op in ops if op["state"] == "Failed"), None)
+        if deployment is not None and error_detail is None:
+            err = pick(deployment, "properties", "error")
+            error_detail = _status_text({"error": err}) if err is not None else f"state {state}"
+        if bad is not None:
+            yield Failed(f"Provisioning failed: {bad['type']} '{bad['name']}' failed: {bad['message'] or 'no message'}.",
+                         error_detail)
+        else:
+            yield Failed(f"Provisioning {state.lower() if state else 'failed'}; inference.config.json was not changed.",
+                         error_detail)
+        return
+
+    values = {k: _output(deployment, k) for k in KEYS}
+    missing = [k for k, v in values.items() if not v]
+    if missing:
+        yield Failed("The deployment succeeded but did not return every output; inference.config.json was not changed.",
+                     f"missing: {', '.join(missing)}")
+        return
+    config = InferenceConfig(**{k: str(v) for k, v in values.items()})
+    try:
+        await asyncio.to_thread(config.save, session.project.config_path)
+    except Exception as e:  # noqa: BLE001
+        yield failed(e, "write infra/inference.config.json")
+        return
+    session.remember(subscription_id=subscription_id, resource_group=resource_group)
+    elapsed = time.monotonic() - start
+    yield Done(f"Provisioned {config.ACA_APP_NAME} in {resource_group} in {elapsed:.0f} s; endpoint "
+               f"{config.endpoint_url}; wrote infra/inference.config.json",
+               {"config": json.loads(config.to_json()), "elapsed_s": round(elapsed, 1)})

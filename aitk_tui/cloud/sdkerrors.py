@@ -1,0 +1,85 @@
+"""Turns SDK and network exceptions into one clear (redacted) sentence plus detail.
+
+Every back-end module funnels unexpected exceptions through :func:`describe`, so the
+user never sees a raw SDK message (which may quote request headers) or a traceback.
+"""
+
+from __future__ import annotations
+
+from ..errors import AitkError
+from ..events import Failed
+
+NOT_SIGNED_IN = ("Not signed in to Azure: run `az login`, or use `--auth device-code` "
+                 "on a machine without a browser.")
+
+
+def _first_lines(text: str, n: int = 3) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return " ".join(lines[:n])
+
+
+def _code_and_message(exc: BaseException) -> tuple[str | None, str]:
+    err = getattr(exc, "error", None)
+    code = getattr(err, "code", None) if err is not None else None
+    message = getattr(err, "message", None) if err is not None else None
+    if not message:
+        message = getattr(exc, "message", None) or str(exc)
+    return code, _first_lines(message)
+
+
+def describe(exc: BaseException, doing: str) -> AitkError:
+    """``doing`` completes "Could not ..." e.g. "list subscriptions"."""
+    if isinstance(exc, AitkError):
+        return exc
+    try:
+        from azure.core import exceptions as az
+    except ImportError:  # pragma: no cover - the SDK is a dependency
+        az = None
+    if az is not None:
+        if isinstance(exc, az.ClientAuthenticationError):
+            status = getattr(exc, "status_code", None)
+            if status == 403:
+                code, msg = _code_and_message(exc)
+                return AitkError(f"Could not {doing}: you do not have permission.", f"{code or 'Forbidden'}: {msg}")
+            return AitkError(NOT_SIGNED_IN, _first_lines(str(exc)))
+        if isinstance(exc, az.ResourceNotFoundError):
+            code, msg = _code_and_message(exc)
+            return AitkError(f"Could not {doing}: it was not found.", f"{code or 'NotFound'}: {msg}")
+        if isinstance(exc, az.HttpResponseError):
+            code, msg = _code_and_message(exc)
+            status = getattr(exc, "status_code", None)
+            return AitkError(f"Could not {doing}: Azure answered {status or 'an error'}.",
+                             f"{code + ': ' if code else ''}{msg}")
+        if isinstance(exc, (az.ServiceRequestError, az.ServiceResponseError)):
+            return AitkError(f"Could not {doing}: the connection to Azure failed (after retries).",
+                             _first_lines(str(exc)))
+        if isinstance(exc, az.AzureError):
+            return AitkError(f"Could not {doing}.", _first_lines(str(exc)))
+    try:
+        from azure.identity import CredentialUnavailableError
+    except ImportError:  # pragma: no cover
+        CredentialUnavailableError = ()  # type: ignore[assignment]
+    if CredentialUnavailableError and isinstance(exc, CredentialUnavailableError):
+        return AitkError(NOT_SIGNED_IN, _first_lines(str(exc)))
+    if isinstance(exc, OSError):
+        return AitkError(f"Could not {doing}: {exc.strerror or 'an operating-system error'}.",
+                         f"{type(exc).__name__}: {exc}")
+    return AitkError(f"Could not {doing}.", f"{type(exc).__name__}: {_first_lines(str(exc))}")
+
+
+def failed(exc: BaseException, doing: str) -> Failed:
+    err = describe(exc, doing)
+    return Failed(err.message, err.detail)
+
+
+def is_not_found(exc: BaseException) -> bool:
+    try:
+        from azure.core.exceptions import ResourceNotFoundError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, ResourceNotFoundError) or getattr(exc, "status_code", None) == 404
+
+
+def is_unsupported(exc: BaseException) -> bool:
+    """An API the (local) cloud does not implement: 404/405/501 without a resource error."""
+    return getattr(exc, "status_code", None) in (404, 405, 501)

@@ -1,0 +1,250 @@
+"""``CloudSession``: the one object both front-ends use to talk to Azure (or the local cloud).
+
+It owns the credential, the client factory and a few per-session caches (storage keys),
+and exposes plain async methods plus async generators of :mod:`aitk_tui.events`.
+Blocking SDK calls run in threads (``asyncio.to_thread``); failures inside generators are
+yielded as :class:`~aitk_tui.events.Failed`, failures of plain methods raise
+:class:`~aitk_tui.errors.AitkError` -- both already redacted. No Textual, and no SDK import
+at module level (the CLI imports this lazily, the TUI on first use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config.inference_config import InferenceConfig
+from ..config.state import ProjectState
+from ..errors import AitkError
+from ..events import Done, Event, Failed, Info, LogLine
+from ..project import Project
+from .clients import AZURE, ClientFactory, CloudEndpoints
+from .models import AppStatus, Identity, ResourceGroupInfo, Subscription
+
+if TYPE_CHECKING:
+    from ..config.parameters import ParametersDocument
+
+__all__ = ["CloudSession", "Identity", "Subscription", "ResourceGroupInfo", "AppStatus"]
+
+# Real Azure: a GPU replica's cold start (image pull + pip install + model load from the
+# share) can take most of the startup probe's budget, so wait up to 20 minutes.
+AZURE_HEALTH_TIMEOUT_S = 20 * 60.0
+LOCAL_HEALTH_TIMEOUT_S = 180.0
+
+
+def tune_for_local(endpoints: CloudEndpoints) -> CloudEndpoints:
+    """Fast polling and retries against the local cloud (real Azure keeps SDK defaults)."""
+    changes: dict[str, Any] = {}
+    if endpoints.polling_interval is None:
+        changes["polling_interval"] = 0.2
+    if endpoints.retry_backoff_factor is None:
+        changes["retry_backoff_factor"] = 0.05
+    return dataclasses.replace(endpoints, **changes) if changes else endpoints
+
+
+class CloudSession:
+    """A signed-in (or about to be) connection to one cloud for one project."""
+
+    def __init__(self, project: Project, endpoints: CloudEndpoints, credential: Any, *,
+                 method: str = "auto", prompt_sink: Callable[[str], None] | None = None) -> None:
+        self.project = project
+        self.endpoints = endpoints
+        self.credential = credential
+        self.method = method
+        self.factory = ClientFactory(endpoints, credential)
+        # Where a device-code prompt goes when no sign_in() generator is listening.
+        self.prompt_sink = prompt_sink
+        self.health_timeout_s = LOCAL_HEALTH_TIMEOUT_S if endpoints.is_local else AZURE_HEALTH_TIMEOUT_S
+        self.health_interval_s = 0.5 if endpoints.is_local else 5.0
+        self.poll_interval_s = 0.2 if endpoints.is_local else 3.0
+        self._identity: Identity | None = None
+        self._storage_keys: dict[tuple[str, str, str], str] = {}
+        self._prompt_queue: asyncio.Queue[str] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- opening -----------------------------------------------------------------------
+    @classmethod
+    async def open(cls, project: Project, *, local: bool = False, auth: str = "auto",
+                   model_path: Path | None = None, adapter_path: Path | None = None) -> "CloudSession":
+        """A session on real Azure (credential chosen by ``auth``) or on the local cloud.
+
+        ``local=True`` starts the project's local cloud (``.aitk/local``) if it is not
+        running, serving ``model_path``/``adapter_path`` when given; ``auth`` is ignored.
+        """
+        if local:
+            from ..local import daemon
+            from ..local.credential import LocalCredential
+
+            try:
+                info = await asyncio.to_thread(daemon.ensure_running, project.local_cloud_dir,
+                                               model_path=model_path, adapter_path=adapter_path)
+            except AitkError:
+                raise
+            except Exception as e:  # noqa: BLE001 - one sentence for the user
+                raise AitkError("The local cloud could not be started.", f"{type(e).__name__}: {e}") from None
+            return cls(project, tune_for_local(info.endpoints), LocalCredential(project.local_cloud_dir),
+                       method="local")
+        from . import auth as _auth
+
+        session = cls(project, AZURE, None, method=auth)
+        session.credential = _auth.CachedCredential(_auth.make_credential(auth, prompt=session._on_device_code))
+        session.factory = ClientFactory(session.endpoints, session.credential)
+        return session
+
+    @classmethod
+    def for_cloud(cls, project: Project, endpoints: CloudEndpoints, credential: Any, *,
+                  method: str = "local") -> "CloudSession":
+        """A session on an already running cloud (the in-process local cloud of the tests)."""
+        if endpoints.is_local:
+            endpoints = tune_for_local(endpoints)
+        return cls(project, endpoints, credential, method=method)
+
+    # -- device code plumbing -------------------------------------------------------------
+    def _on_device_code(self, message: str) -> None:
+        """Called from the SDK thread that is waiting for the user to enter the code."""
+        queue, loop = self._prompt_queue, self._loop
+        if queue is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(queue.put_nowait, message)
+        elif self.prompt_sink is not None:
+            self.prompt_sink(message)
+        else:
+            import sys
+
+            print(message, file=sys.stderr, flush=True)
+
+    # -- identity ------------------------------------------------------------------------
+    async def sign_in(self) -> AsyncIterator[Event]:
+        """Acquire a token: Info events (device-code instructions), then Done(identity)."""
+        from . import auth as _auth
+
+        self._loop = asyncio.get_running_loop()
+        self._prompt_queue = asyncio.Queue()
+        task = asyncio.ensure_future(_auth.identify(self.credential, self.method))
+        try:
+            while True:
+                getter = asyncio.ensure_future(self._prompt_queue.get())
+                done, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield Info(getter.result())
+                    continue
+                getter.cancel()
+                while not self._prompt_queue.empty():
+                    yield Info(self._prompt_queue.get_nowait())
+                break
+            try:
+                identity = task.result()
+            except AitkError as e:
+                yield Failed(e.message, e.detail)
+                return
+            self._identity = identity
+            yield Done(f"Signed in as {identity.display_name}", {"identity": identity})
+        finally:
+            if not task.done():
+                task.cancel()
+            self._prompt_queue = None
+
+    async def whoami(self) -> Identity:
+        if self._identity is None:
+            from . import auth as _auth
+
+            self._identity = await _auth.identify(self.credential, self.method)
+        return self._identity
+
+    # -- accounts ------------------------------------------------------------------------
+    async def list_subscriptions(self) -> list[Subscription]:
+        from . import accounts
+
+        return await asyncio.to_thread(accounts.list_subscriptions, self.factory)
+
+    async def list_resource_groups(self, subscription_id: str) -> list[ResourceGroupInfo]:
+        from . import accounts
+
+        return await asyncio.to_thread(accounts.list_resource_groups, self.factory, subscription_id)
+
+    async def create_resource_group(self, subscription_id: str, name: str, location: str) -> ResourceGroupInfo:
+        from . import accounts
+
+        return await asyncio.to_thread(accounts.create_resource_group, self.factory, subscription_id, name, location)
+
+    # -- provisioning --------------------------------------------------------------------
+    async def what_if(self, subscription_id: str, resource_group: str,
+                      params: "ParametersDocument") -> AsyncIterator[Event]:
+        """Pre-flight + preview: Info lines, then Done(data={"changes": [...]})."""
+        from . import provision
+
+        async for event in provision.what_if(self, subscription_id, resource_group, params):
+            yield event
+
+    async def provision(self, subscription_id: str, resource_group: str,
+                        params: "ParametersDocument") -> AsyncIterator[Event]:
+        """ARM deployment: ResourceProgress..., then Done(data={"config": {...}}) after
+        ``infra/inference.config.json`` was written (never on failure or cancellation)."""
+        from . import provision
+
+        async for event in provision.provision(self, subscription_id, resource_group, params):
+            yield event
+
+    # -- deploying -----------------------------------------------------------------------
+    async def deploy(self, config: InferenceConfig, *, restart: bool = True, wait: bool = True,
+                     health_timeout_s: float | None = None) -> AsyncIterator[Event]:
+        """Sync ``inference_server/`` to the share, restart the revision, wait for /health."""
+        from . import deploy as _deploy
+
+        async for event in _deploy.deploy(self, config, restart=restart, wait=wait,
+                                          health_timeout_s=health_timeout_s):
+            yield event
+
+    async def status(self, config: InferenceConfig) -> AppStatus:
+        from . import health
+
+        return await health.app_status(self, config)
+
+    async def replica_logs(self, config: InferenceConfig, *, follow: bool = True,
+                           tail_lines: int = 100) -> AsyncIterator[LogLine]:
+        from . import logs
+
+        async for line in logs.replica_logs(self, config, follow=follow, tail_lines=tail_lines):
+            yield line
+
+    async def api_key(self, config: InferenceConfig) -> str:
+        from . import health
+
+        return await health.api_key(self, config)
+
+    # -- per-session caches ---------------------------------------------------------------
+    async def storage_key(self, subscription_id: str, resource_group: str, account: str) -> str:
+        """The storage account's key 1 (listKeys), cached for the session, registered as secret."""
+        cache_key = (subscription_id, resource_group, account)
+        if cache_key not in self._storage_keys:
+            from . import deploy as _deploy
+
+            self._storage_keys[cache_key] = await asyncio.to_thread(
+                _deploy.fetch_storage_key, self.factory, subscription_id, resource_group, account)
+        return self._storage_keys[cache_key]
+
+    # -- remembered choices ---------------------------------------------------------------
+    def load_state(self) -> ProjectState:
+        return ProjectState.load(self.project.state_path)
+
+    def remember(self, **values: Any) -> ProjectState:
+        state = self.load_state()
+        for k, v in values.items():
+            if v is not None:
+                setattr(state, k, v)
+        try:
+            state.save(self.project.state_path)
+        except OSError:
+            pass  # preferences only; never fail an operation over them
+        return state
+
+    async def close(self) -> None:
+        close = getattr(self.credential, "close", None)
+        if callable(close):
+            try:
+                await asyncio.to_thread(close)
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+

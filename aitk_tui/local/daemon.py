@@ -1,0 +1,206 @@
+"""One detached local-cloud server per state folder, shared by every aitk process.
+
+``ensure_running`` starts ``python -m aitk_tui.local serve --state-dir DIR`` in its own
+session (it outlives the CLI command that started it) unless one is already answering;
+the server writes ``DIR/server.json`` (pid, url, ca_bundle) atomically once it serves.
+``stop`` ends the server (TERM, then KILL) and every replica process it recorded, so
+nothing is left behind. Output goes to ``DIR/server.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cloud.clients import CloudEndpoints
+from ..errors import AitkError
+
+SERVER_JSON = "server.json"
+SERVER_LOG = "server.log"
+
+
+@dataclass(frozen=True)
+class LocalCloudInfo:
+    url: str
+    ca_bundle: str
+    pid: int
+    endpoints: CloudEndpoints
+    state_dir: Path
+    model_path: str | None = None
+    adapter_path: str | None = None
+
+
+def _read(state_dir: Path) -> dict | None:
+    try:
+        data = json.loads((state_dir / SERVER_JSON).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) and "pid" in data and "url" in data else None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child that exited
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _is_local_cloud(pid: int) -> bool:
+    try:
+        return b"aitk_tui.local" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _answering(data: dict, timeout_s: float = 2.0) -> bool:
+    try:
+        ctx = ssl.create_default_context(cafile=data["ca_bundle"])
+        with urllib.request.urlopen(data["url"] + "/_local/info", timeout=timeout_s, context=ctx) as r:
+            return json.loads(r.read()).get("pid") == data["pid"]
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _info(state_dir: Path, data: dict) -> LocalCloudInfo:
+    from .server import make_endpoints
+
+    return LocalCloudInfo(url=data["url"], ca_bundle=data["ca_bundle"], pid=int(data["pid"]),
+                          endpoints=make_endpoints(data["url"], data["ca_bundle"]), state_dir=state_dir,
+                          model_path=data.get("model_path") or None, adapter_path=data.get("adapter_path") or None)
+
+
+@contextlib.contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "daemon.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_if(state_dir: Path, pid: int) -> None:
+    data = _read(state_dir)
+    if data and data.get("pid") == pid:
+        (state_dir / SERVER_JSON).unlink(missing_ok=True)
+
+
+def status(state_dir: Path | str) -> LocalCloudInfo | None:
+    """The running server of ``state_dir`` if it answers; a stale server.json is removed."""
+    state_dir = Path(state_dir).resolve()
+    data = _read(state_dir)
+    if data is None:
+        return None
+    if not _alive(int(data["pid"])):
+        _remove_if(state_dir, data["pid"])
+        return None
+    return _info(state_dir, data) if _answering(data) else None
+
+
+def _log_tail(state_dir: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join((state_dir / SERVER_LOG).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no server log)"
+
+
+def _same(given: Path | str | None, running: str | None) -> bool:
+    return given is None or str(Path(given).resolve()) == (running or "")
+
+
+def ensure_running(state_dir: Path | str, *, model_path: Path | str | None = None,
+                   adapter_path: Path | str | None = None, timeout_s: float = 10.0) -> LocalCloudInfo:
+    """The state folder's server, started (detached) if none answers. Raises AitkError."""
+    state_dir = Path(state_dir).resolve()
+    with _locked(state_dir):
+        info = status(state_dir)
+        if info and _same(model_path, info.model_path) and _same(adapter_path, info.adapter_path):
+            return info
+        if info is not None:  # serving another model: restart with the one asked for
+            _stop_locked(state_dir)
+        data = _read(state_dir)
+        if data and _alive(int(data["pid"])) and _is_local_cloud(int(data["pid"])):
+            _stop_locked(state_dir)  # alive but not answering: a hung server of ours
+        (state_dir / SERVER_JSON).unlink(missing_ok=True)
+        return _spawn(state_dir, model_path, adapter_path, timeout_s)
+
+
+def _spawn(state_dir: Path, model_path, adapter_path, timeout_s: float) -> LocalCloudInfo:
+    cmd = [sys.executable, "-m", "aitk_tui.local", "serve", "--state-dir", str(state_dir)]
+    if model_path:
+        cmd += ["--model", str(Path(model_path).resolve())]
+    if adapter_path:
+        cmd += ["--adapter", str(Path(adapter_path).resolve())]
+    env = dict(os.environ)
+    pkg_root = str(Path(__file__).resolve().parents[2])  # so `-m aitk_tui.local` imports from any cwd
+    env["PYTHONPATH"] = os.pathsep.join([pkg_root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    with open(state_dir / SERVER_LOG, "ab") as logf:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                cwd=state_dir, start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AitkError("The local cloud did not start.", f"exit code {proc.returncode}; server log:\n"
+                            f"{_log_tail(state_dir)}")
+        data = _read(state_dir)
+        if data and data.get("pid") == proc.pid and _answering(data, timeout_s=1.0):
+            return _info(state_dir, data)
+        time.sleep(0.05)
+    from .replicas import kill_group
+
+    kill_group(proc.pid, timeout_s=2.0)
+    raise AitkError(f"The local cloud did not answer within {timeout_s:.0f} s.", f"server log:\n{_log_tail(state_dir)}")
+
+
+def _stop_locked(state_dir: Path, timeout_s: float = 10.0) -> bool:
+    stopped = False
+    data = _read(state_dir)
+    if data and _alive(int(data["pid"])) and _is_local_cloud(int(data["pid"])):
+        pid = int(data["pid"])
+        for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 3.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.05)
+            if not _alive(pid):
+                break
+        stopped = True
+    if (state_dir / "cloud.json").is_file():  # replicas of a server that died without cleaning up
+        from .replicas import kill_recorded
+        from .store import Store
+
+        kill_recorded(Store(state_dir))
+    (state_dir / SERVER_JSON).unlink(missing_ok=True)
+    return stopped
+
+
+def stop(state_dir: Path | str, timeout_s: float = 10.0) -> bool:
+    """Stop the server and its replicas; True if a server was running."""
+    state_dir = Path(state_dir).resolve()
+    if not state_dir.is_dir():
+        return False
+    with _locked(state_dir):
+        return _stop_locked(state_dir, timeout_s)

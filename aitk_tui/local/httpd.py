@@ -1,0 +1,232 @@
+"""A small HTTPS server (standard library) with the habits the Azure SDK needs.
+
+HTTP/1.1 keep-alive, ``Content-Length`` on every response, every request body drained
+(``Content-Length`` or chunked), no body on HEAD. The TLS handshake runs in the
+connection's own thread, so one slow client cannot stall the accept loop. ``stop()``
+closes every open connection, including long-lived log streams.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import select
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+log = logging.getLogger("aitk_tui.local")
+
+
+class HttpError(Exception):
+    """An error answer: status, error code (ARM ``error.code`` / Storage ``x-ms-error-code``), message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+class DropConnection(Exception):
+    """Close the connection without answering (fault injection)."""
+
+
+@dataclass
+class Request:
+    method: str
+    raw_path: str  # as sent, still percent-encoded, without the query
+    raw_query: str
+    headers: Any  # email.message.Message: case-insensitive .get()
+    body: bytes
+    query: dict[str, str] = field(default_factory=dict)  # keys lower-cased, values decoded
+
+    @property
+    def path(self) -> str:
+        return unquote(self.raw_path)
+
+    @property
+    def segments(self) -> list[str]:
+        return [unquote(s) for s in self.raw_path.strip("/").split("/") if s != ""]
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name, default)
+
+    def json(self) -> Any:
+        if not self.body:
+            return {}
+        try:
+            return json.loads(self.body)
+        except ValueError as e:
+            raise HttpError(400, "InvalidRequestContent", f"The request content is not valid JSON: {e}") from None
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    # A streamed body: called with write(bytes) and alive() -> bool (False once the client left).
+    # Without a Content-Length header the connection closes after it.
+    stream: Callable[[Callable[[bytes], None], Callable[[], bool]], None] | None = None
+
+
+def json_response(status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
+    h = {"Content-Type": "application/json; charset=utf-8"}
+    h.update(headers or {})
+    body = b"" if obj is None else json.dumps(obj).encode("utf-8")
+    return Response(status, body, h)
+
+
+def _parse_query(raw: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in raw.split("&"):
+        if not part:
+            continue
+        k, _, v = part.partition("=")
+        out[unquote(k.replace("+", " ")).lower()] = unquote(v.replace("+", " "))
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "aitk-local-cloud"
+    sys_version = ""
+    timeout = 120
+    server: "_Server"
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("%s " + fmt, self.client_address[0], *args)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _dispatch(self) -> None:
+        raw_path, _, raw_query = self.path.partition("?")
+        req = Request(self.command, raw_path, raw_query, self.headers, self._read_body(), _parse_query(raw_query))
+        try:
+            resp = self.server.app(req)
+        except DropConnection:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self._send(resp, head=self.command == "HEAD")
+
+    def _send(self, resp: Response, head: bool) -> None:
+        self.send_response(resp.status)
+        names = {k.lower() for k in resp.headers}
+        for k, v in resp.headers.items():
+            self.send_header(k, v)
+        if resp.stream is not None:
+            if "content-length" not in names:  # an open-ended stream ends when the connection does
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+
+            def write(data: bytes) -> None:
+                self.wfile.write(data)
+                self.wfile.flush()
+
+            def alive() -> bool:  # the client sends nothing more: readable means it went away
+                try:
+                    return not select.select([self.connection], [], [], 0)[0]
+                except (OSError, ValueError):
+                    return False
+            try:
+                resp.stream(write, alive)
+            except (OSError, ValueError):
+                self.close_connection = True
+            return
+        if "content-length" not in names:
+            self.send_header("Content-Length", str(len(resp.body)))
+        self.end_headers()
+        if resp.body and not head:
+            self.wfile.write(resp.body)
+
+
+for _m in ("GET", "PUT", "POST", "DELETE", "HEAD", "PATCH", "OPTIONS"):
+    setattr(_Handler, f"do_{_m}", _Handler._dispatch)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], ssl_ctx: ssl.SSLContext, app: Callable[[Request], Response]) -> None:
+        self.ssl_ctx = ssl_ctx
+        self.app = app
+        self.conns: set[socket.socket] = set()
+        self.conns_lock = threading.Lock()
+        super().__init__(addr, _Handler)
+
+    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            request.settimeout(30)
+            tls = self.ssl_ctx.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as e:
+            log.debug("TLS handshake with %s failed: %s", client_address, e)
+            self.shutdown_request(request)
+            return
+        with self.conns_lock:
+            self.conns.add(tls)
+        try:
+            super().process_request_thread(tls, client_address)
+        finally:
+            with self.conns_lock:
+                self.conns.discard(tls)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+    def close_connections(self) -> None:
+        with self.conns_lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class HttpsServer:
+    """Serves ``app(Request) -> Response`` on https://host:port in background threads."""
+
+    def __init__(self, host: str, port: int, ssl_ctx: ssl.SSLContext, app: Callable[[Request], Response]) -> None:
+        self._server = _Server((host, port), ssl_ctx, app)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="aitk-local-https", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)

@@ -1,0 +1,404 @@
+"""The full-screen app: ``aitk`` with no arguments.
+
+The shell (header, tabs Azure / Parameters / Activity / Chat, footer), the command
+dispatch every palette entry and key goes through, and :func:`run` for the CLI.
+:func:`create_app` is the factory tests use (fake or local sessions, fixed clock).
+The app holds no Azure logic: it renders what ``CloudSession`` and the chat client yield.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from textual.app import App, ComposeResult
+from textual.screen import Screen
+from textual.binding import ActiveBinding
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from ..config.inference_config import InferenceConfig
+from ..config.parameters import ParametersDocument
+from ..config.state import ProjectState
+from ..errors import AitkError
+from ..fsutil import atomic_write_text
+from ..project import Project
+from .commands import COMMANDS_BY_ID, FKEY, AitkCommands, bindings_for
+from .operations import OperationsMixin, default_session_factory
+from .settings import DEFAULT_THEME, UISettings
+from .state import UIState
+from .widgets.activity import ActivityPane
+from .widgets.azure_pane import AzurePane
+from .widgets.chat import ChatPane
+from .widgets.parameters_form import ParametersForm
+from .widgets.status_header import StatusHeader
+
+TABS = ("azure", "parameters", "activity", "chat")
+
+
+class MainScreen(Screen):
+    """The default screen; its footer shows only the keys that matter on the active tab."""
+
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        bindings = super().active_bindings
+        app = self.app
+        if not isinstance(app, AitkApp):
+            return bindings
+        return {key: active for key, active in bindings.items() if app.footer_shows(active.binding)}
+
+
+class AitkApp(OperationsMixin, App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "aitk"
+    BINDINGS = bindings_for("app")
+    COMMANDS = App.COMMANDS | {AitkCommands}
+    COMMAND_PALETTE_BINDING = "ctrl+p"
+
+    def __init__(self, project: Project, *, local: bool = False, auth: str = "auto",
+                 model_path: Path | None = None, adapter_path: Path | None = None,
+                 session_factory: Callable[..., Any] | None = None,
+                 chat_client_factory: Callable[..., Any] | None = None,
+                 settings: UISettings | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        super().__init__()
+        self.project = project
+        self.local = local
+        self.auth = auth
+        self.model_path = model_path
+        self.adapter_path = adapter_path
+        self.session_factory = session_factory or default_session_factory
+        self.chat_client_factory = chat_client_factory
+        self.settings = settings or UISettings.load()
+        self.clock = clock or datetime.now
+        self.session: Any = None
+        self.state = UIState(local=local)
+        self.animation_level = "full" if self.settings.animations else "none"
+        self._keymap = self._normalize_keymap(dict(self.settings.keymap))
+        remembered = ProjectState.load(project.state_path)
+        self.state.subscription_id = remembered.subscription_id
+        self.state.subscription_name = remembered.subscription_name
+        self.state.resource_group = remembered.resource_group
+        self.state.location = remembered.location
+        self.reload_config(refresh=False)
+
+    # -- layout --------------------------------------------------------------------
+    def get_default_screen(self) -> Screen:
+        return MainScreen(id="_default")
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="status")
+        with TabbedContent(initial="azure", id="tabs"):
+            with TabPane("Azure", id="azure"):
+                yield AzurePane(id="azure-pane")
+            with TabPane("Parameters", id="parameters"):
+                yield ParametersForm(self.project.parameters_path, id="params",
+                                     display_path="infra/provision/inference.parameters.json")
+            with TabPane("Activity", id="activity"):
+                yield ActivityPane(clock=self.clock, id="activity-pane")
+            with TabPane("Chat", id="chat"):
+                yield ChatPane(client_factory=self.chat_client_factory, id="chat-pane")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        theme = self.settings.theme
+        if theme not in self.available_themes:
+            self.notify(f"Theme “{theme}” is not installed; using {DEFAULT_THEME}.", severity="warning")
+            theme = DEFAULT_THEME
+        self.theme = theme
+        if self.settings.load_error:
+            self.notify(f"Settings file ignored: {self.settings.load_error}", severity="warning", timeout=10)
+        self.refresh_state()
+        self.open_session()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
+
+    def footer_shows(self, binding) -> bool:
+        command = COMMANDS_BY_ID.get(binding.id or "")
+        if command is None or command.scope != "app" or not command.tabs:
+            return True
+        return self.query_one(TabbedContent).active in command.tabs
+
+    @property
+    def activity(self) -> ActivityPane:
+        return self.query_one(ActivityPane)
+
+    @property
+    def chat(self) -> ChatPane:
+        return self.query_one(ChatPane)
+
+    @property
+    def params_form(self) -> ParametersForm:
+        return self.query_one(ParametersForm)
+
+    def show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def refresh_state(self) -> None:
+        """Re-render everything that depends on :class:`UIState` (cheap: a few Statics)."""
+        if not self.is_mounted:
+            return
+        self.query_one(StatusHeader).show(self.state)
+        self.query_one(AzurePane).show(self.state)
+        self.refresh_bindings()
+
+    def reload_config(self, refresh: bool = True) -> None:
+        try:
+            self.state.config = InferenceConfig.load(self.project.config_path)
+            self.state.config_error = None
+        except AitkError as e:
+            self.state.config = None
+            missing = not self.project.config_path.exists()
+            self.state.config_error = None if missing else e.message
+        if refresh:
+            self.refresh_state()
+
+    def chat_verify(self) -> str | bool:
+        endpoints = getattr(self.session, "endpoints", None)
+        return getattr(endpoints, "ca_bundle", None) or True
+
+    def remember(self) -> None:
+        state = ProjectState(subscription_id=self.state.subscription_id,
+                             subscription_name=self.state.subscription_name,
+                             resource_group=self.state.resource_group, location=self.state.location)
+        try:
+            state.save(self.project.state_path)
+        except OSError as e:
+            self.notify(f"Could not remember the choice: {e}", severity="warning")
+
+    def on_parameters_form_state_changed(self, event: ParametersForm.StateChanged) -> None:
+        self.state.params_dirty = event.dirty
+        self.state.params_invalid = event.invalid
+        self.state.params_error = event.broken
+        self.refresh_state()
+
+    def get_key_display(self, binding) -> str:
+        if FKEY.fullmatch(binding.key):
+            return binding.key.upper()
+        return super().get_key_display(binding)
+
+    # -- commands: palette, keys and footer all come through here -------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cmd":
+            if self.screen.is_modal:
+                return False  # a dialog or the palette is open: its own keys win
+            if parameters and parameters[0] == "cancel":
+                return bool(self.state.running)
+        return True
+
+    def action_cmd(self, command_id: str) -> None:
+        self.run_command(command_id)
+
+    def run_command(self, command_id: str) -> None:
+        command = COMMANDS_BY_ID[command_id]
+        reason = self.state.why_not(command_id)
+        if reason:
+            self.notify(f"Not yet: {reason}.", title=command.title, severity="warning", timeout=6)
+            return
+        handler = getattr(self, "_cmd_" + command_id.replace(".", "_"))
+        handler()
+
+    def _cmd_help(self) -> None:
+        from .screens.help import HelpScreen, focused_help
+
+        self.push_screen(HelpScreen(focused_help(self)))
+
+    def _cmd_palette(self) -> None:
+        self.action_command_palette()
+
+    def _cmd_quit(self) -> None:
+        self.exit(0)
+
+    def _cmd_cancel(self) -> None:
+        self.cancel_operation()
+
+    def _cmd_sign_in(self) -> None:
+        self.start_operation("sign_in", "Sign in", lambda: self.session.sign_in())
+
+    def _cmd_select_subscription(self) -> None:
+        from .screens.picker import PickerItem, PickerScreen
+
+        async def load() -> list[PickerItem]:
+            subs = await self.session.list_subscriptions()
+            return [PickerItem(s.id, s.name, f"{s.id} · {s.state}", s) for s in subs]
+
+        def chosen(item: PickerItem | None) -> None:
+            if item is None:
+                return
+            if item.id != self.state.subscription_id:
+                self.state.resource_group = None
+                self.state.location = None
+            self.state.subscription_id, self.state.subscription_name = item.id, item.title
+            self.remember()
+            self.refresh_state()
+            self.notify(f"Subscription {item.title} selected. Next: select a resource group (F4).", timeout=4)
+
+        self.push_screen(PickerScreen("Select subscription", load, current=self.state.subscription_id,
+                                      id="subscription-picker"), chosen)
+
+    def _cmd_select_group(self) -> None:
+        from .screens.picker import PickerItem, PickerScreen
+
+        subscription = self.state.subscription_id
+
+        async def load() -> list[PickerItem]:
+            groups = await self.session.list_resource_groups(subscription)
+            return [PickerItem(g.name, g.name, g.location, g) for g in groups]
+
+        def chosen(item: PickerItem | None) -> None:
+            if item is None:
+                return
+            if item.id == "__create__":
+                self.run_command("create_group")
+                return
+            self.state.resource_group, self.state.location = item.id, getattr(item.value, "location", None)
+            self.remember()
+            self.refresh_state()
+            self.notify(f"Resource group {item.id} selected.", timeout=4)
+
+        create = PickerItem("__create__", "+ Create resource group…", "a new group in this subscription")
+        self.push_screen(PickerScreen("Select resource group", load, current=self.state.resource_group,
+                                      extra=[create], id="group-picker"), chosen)
+
+    def _cmd_create_group(self) -> None:
+        from .screens.create_group import CreateGroupScreen
+
+        subscription = self.state.subscription_id
+
+        async def create(name: str, location: str) -> Any:
+            return await self.session.create_resource_group(subscription, name, location)
+
+        def created(group: Any) -> None:
+            if group is None:
+                return
+            self.state.resource_group, self.state.location = group.name, group.location
+            self.remember()
+            self.refresh_state()
+            self.notify(f"Resource group {group.name} created in {group.location} and selected.", timeout=5)
+
+        self.push_screen(CreateGroupScreen(self.state.subscription_name or subscription, create,
+                                           default_location=self.state.location), created)
+
+    def _cmd_edit_parameters(self) -> None:
+        self.show_tab("parameters")
+        form = self.params_form
+        if form.broken is None:
+            form.scroll_home(animate=False)
+            self.call_after_refresh(form.editor("defaultCommands").focus, False)
+
+    def _load_params(self) -> ParametersDocument | None:
+        try:
+            return ParametersDocument.load(self.project.parameters_path)
+        except AitkError as e:
+            self.notify(e.message, severity="error")
+            return None
+
+    def _cmd_what_if(self) -> None:
+        params = self._load_params()
+        if params is not None:
+            sub, group = self.state.subscription_id, self.state.resource_group
+            self.start_operation("what_if", "Preview provisioning", lambda: self.session.what_if(sub, group, params))
+
+    def _cmd_provision(self) -> None:
+        params = self._load_params()
+        if params is not None:
+            sub, group = self.state.subscription_id, self.state.resource_group
+            self.start_operation("provision", "Provision", lambda: self.session.provision(sub, group, params))
+
+    def _cmd_deploy(self) -> None:
+        config = self.state.config
+        self.start_operation("deploy", "Deploy", lambda: self.session.deploy(config))
+
+    def _cmd_replica_logs(self) -> None:
+        config = self.state.config
+        self.start_operation("replica_logs", "Replica logs", lambda: self.session.replica_logs(config, follow=True))
+
+    def _cmd_go_to_endpoint(self) -> None:
+        config = self.state.config
+        assert config is not None and config.endpoint_url
+        self.show_tab("chat")
+        self.chat.set_endpoint(config.endpoint_url, None, self.chat_verify())
+        if not config.missing("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME") and self.session:
+            self.fetch_api_key(config)
+        self.call_after_refresh(self.chat.query_one("#prompt").focus)
+
+    def _cmd_open_config(self) -> None:
+        from .screens.config_viewer import ConfigScreen
+
+        def closed(saved: bool | None) -> None:
+            if saved:
+                self.reload_config()
+
+        self.push_screen(ConfigScreen(self.project.config_path), closed)
+
+    def _cmd_show_activity(self) -> None:
+        self.show_tab("activity")
+
+    def _cmd_show_azure(self) -> None:
+        self.show_tab("azure")
+
+    def _cmd_refresh_status(self) -> None:
+        self.reload_config()
+        self.check_health()
+
+    def _cmd_copy_endpoint(self) -> None:
+        url = self.state.config.endpoint_url if self.state.config else None
+        if url:
+            self.copy_to_clipboard(url)
+            self.notify(f"Copied {url}", timeout=3)
+
+    def _cmd_copy_answer(self) -> None:
+        if not self.chat.last_answer:
+            self.notify("No answer to copy yet.", severity="warning")
+            return
+        self.copy_to_clipboard(self.chat.last_answer)
+        self.notify("Last answer copied.", timeout=3)
+
+    def _save_file(self, folder: str, stem: str, suffix: str, text: str) -> Path | None:
+        path = self.project.state_dir / folder / f"{stem}-{self.clock():%Y%m%d-%H%M%S}{suffix}"
+        try:
+            atomic_write_text(path, text)
+        except OSError as e:
+            self.notify(f"Could not write {path}: {e}", severity="error")
+            return None
+        self.notify(f"Saved {path}", timeout=5)
+        return path
+
+    def _cmd_save_activity(self) -> None:
+        self.activity.flush()
+        self._save_file("logs", "activity", ".log", self.activity.save_text())
+
+    def _cmd_save_chat(self) -> None:
+        if not self.chat.turns:
+            self.notify("Nothing to save yet: the conversation is empty.", severity="warning")
+            return
+        self._save_file("chats", "chat", ".md", self.chat.transcript_markdown())
+
+    def _cmd_params_save(self) -> None:
+        self.show_tab("parameters")
+        self.params_form.save()
+
+    def _cmd_params_revert(self) -> None:
+        self.show_tab("parameters")
+        self.params_form.action_revert()
+
+    async def on_unmount(self) -> None:
+        if self.session is not None:
+            try:
+                await self.session.close()
+            except Exception:  # noqa: BLE001 - leaving anyway
+                pass
+
+
+def create_app(project: Project, **kwargs: Any) -> AitkApp:
+    """The app factory (tests pass ``session_factory``, ``clock``, ``settings``)."""
+    return AitkApp(project, **kwargs)
+
+
+def run(project: Project, *, local: bool = False, auth: str = "auto", model_path: Path | None = None,
+        adapter_path: Path | None = None) -> int:
+    """Run the TUI until the user quits; the exit status for the CLI."""
+    app = create_app(project, local=local, auth=auth, model_path=model_path, adapter_path=adapter_path)
+    result = app.run()
+    return int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)

@@ -1,0 +1,143 @@
+"""Every command of the TUI, defined once: palette entry, key binding and footer label.
+
+``COMMANDS`` is the single source. :func:`bindings_for` turns a scope's entries into
+Textual ``Binding``s (each with an ``id`` the user can remap in ``tui.toml``), and
+:class:`AitkCommands` lists them in the command palette, built from the app's current
+state: a command that cannot run yet is still listed and its help says why.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:
+    from .app import AitkApp
+
+
+@dataclass(frozen=True)
+class CommandDef:
+    id: str  # binding id (remappable) and the app's command name
+    title: str  # palette title: reads as an action
+    help: str  # one line shown under the title in the palette
+    key: str | None = None  # default key(s), comma separated
+    footer: str | None = None  # short footer label; None keeps it out of the footer
+    scope: str = "app"  # "app" or a widget scope: "params", "activity", "chat", "prompt"
+    palette: bool = True
+    priority: bool = False
+    action: str | None = None  # widget-scope action name (app scope: cmd('<id>'))
+    tabs: tuple[str, ...] = ()  # tabs whose footer shows it ("" = every tab)
+
+
+AZ, ACT, ALL = ("azure",), ("azure", "activity"), ()
+COMMANDS: tuple[CommandDef, ...] = (
+    CommandDef("help", "Show help", "What has focus and the keys that work there.", "f1", "Help", priority=True),
+    CommandDef("palette", "Open the command palette", "Also ctrl+p.", "f2", "Commands", palette=False, priority=True),
+    CommandDef("sign_in", "Sign in", "Sign in to Azure (device code over ssh)."),
+    CommandDef("select_subscription", "Select subscription", "Pick the Azure subscription to work in.",
+               "f3", "Sub", priority=True, tabs=AZ),
+    CommandDef("select_group", "Select resource group", "Pick the resource group for the inference resources.",
+               "f4", "Group", priority=True, tabs=AZ),
+    CommandDef("create_group", "Create resource group", "Create a new resource group in the selected subscription."),
+    CommandDef("edit_parameters", "Edit inference parameters", "The form over infra/provision/inference.parameters.json.",
+               "f7", priority=True),
+    CommandDef("what_if", "Preview provisioning (what-if)", "Show what provisioning would create or change, changing nothing."),
+    CommandDef("provision", "Provision Azure Container Apps for inference",
+               "Deploy infra/provision/inference.json; writes infra/inference.config.json.", "f5", "Provision",
+               priority=True, tabs=ACT),
+    CommandDef("deploy", "Deploy for inference",
+               "Upload inference_server/ to the file share, restart the app and wait until healthy.", "f6", "Deploy",
+               priority=True, tabs=ACT),
+    CommandDef("go_to_endpoint", "Go to inference endpoint", "Open the chat against ACA_APP_ENDPOINT.", "f9", "Chat",
+               priority=True, tabs=AZ),
+    CommandDef("replica_logs", "Show replica logs", "Follow the container app's output in the activity log (Esc stops)."),
+    CommandDef("open_config", "Open inference.config.json", "View or edit the six AI Toolkit keys (manual provisioning)."),
+    CommandDef("show_activity", "Show activity log", "Provisioning and deploy progress, replica logs.", "f8", priority=True),
+    CommandDef("show_azure", "Show Azure overview", "Sign-in, subscription, resource group and the next step."),
+    CommandDef("refresh_status", "Refresh endpoint status", "Ask the container app whether it is running and healthy."),
+    CommandDef("copy_endpoint", "Copy endpoint URL", "Copies ACA_APP_ENDPOINT to the clipboard (OSC 52, works over ssh)."),
+    CommandDef("save_activity", "Save activity log", "Write the activity log to .aitk/logs/."),
+    CommandDef("save_chat", "Save conversation as Markdown", "Write the chat transcript to .aitk/chats/."),
+    CommandDef("copy_answer", "Copy last answer", "Copies the last chat answer to the clipboard (OSC 52)."),
+    CommandDef("cancel", "Cancel the running operation", "Stops provisioning, deploy or log streaming cleanly.",
+               "escape", "Cancel"),
+    CommandDef("quit", "Quit", "Leave aitk (ctrl+q works too).", "f10", "Quit", priority=True),
+    # Widget scopes: the same definitions drive their bindings and footer labels.
+    CommandDef("params.save", "Save inference parameters", "Validate every field and write the file atomically.",
+               "ctrl+s", "Save", scope="params", action="save"),
+    CommandDef("params.revert", "Revert inference parameters", "Reload the file, dropping unsaved edits.",
+               "ctrl+r", "Revert", scope="params", action="revert"),
+    CommandDef("activity.follow", "Follow the activity log", "Scroll to the end and keep following.",
+               "end", "Follow", scope="activity", palette=False, action="follow"),
+    CommandDef("activity.save", "Save activity log", "Write the activity log to .aitk/logs/.",
+               "ctrl+s", "Save log", scope="activity", palette=False, action="save"),
+    CommandDef("chat.stop", "Stop generating", "Stop the answer being streamed.", "escape", "Stop",
+               scope="chat", palette=False, action="stop"),
+    CommandDef("chat.save", "Save conversation as Markdown", "Write the chat transcript to .aitk/chats/.",
+               "ctrl+s", "Save", scope="chat", palette=False, action="save"),
+    CommandDef("chat.send", "Send the prompt", "Send the message.", "enter", "Send",
+               scope="prompt", palette=False, priority=True, action="submit"),
+    CommandDef("chat.newline", "New line in the prompt", "Insert a line break (shift+enter is not reliable in terminals).",
+               "ctrl+j,alt+enter,shift+enter", "Newline", scope="prompt", palette=False, priority=True, action="newline"),
+)
+
+FKEY = re.compile(r"f\d{1,2}")
+COMMANDS_BY_ID: dict[str, CommandDef] = {c.id: c for c in COMMANDS}
+
+
+def bindings_for(scope: str) -> list[Binding]:
+    out = []
+    for c in COMMANDS:
+        if c.scope != scope or not c.key:
+            continue
+        action = c.action or (f"cmd('{c.id}')" if scope == "app" else c.id)
+        out.append(Binding(c.key, action, c.footer or c.title, show=c.footer is not None,
+                           id=c.id, priority=c.priority, tooltip=c.help))
+    return out
+
+
+def key_display(app, command_id: str) -> str:
+    """The key(s) bound to a command after the user's keymap, as the footer shows them."""
+    c = COMMANDS_BY_ID[command_id]
+    keys = app._keymap.get(command_id) or c.key
+    if not keys:
+        return ""
+    shown = []
+    for key in keys.split(","):
+        key = key.strip()
+        shown.append(key.upper() if FKEY.fullmatch(key) else app.get_key_display(Binding(key, "", "")))
+    return " / ".join(shown)
+
+
+class AitkCommands(Provider):
+    """The palette, built from the app's state each time it opens."""
+
+    def _entries(self):
+        app: AitkApp = self.app  # type: ignore[assignment]
+        for c in COMMANDS:
+            if not c.palette:
+                continue
+            reason = app.state.why_not(c.id)
+            keys = key_display(app, c.id)
+            if reason:
+                help_text = f"Not yet: {reason}."
+            else:
+                help_text = f"{c.help}" + (f"  [{keys}]" if keys else "")
+            yield c, help_text
+
+    async def discover(self) -> Hits:
+        for c, help_text in self._entries():
+            yield DiscoveryHit(c.title, partial(self.app.run_command, c.id), text=c.title, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for c, help_text in self._entries():
+            score = matcher.match(c.title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(c.title), partial(self.app.run_command, c.id),
+                          text=c.title, help=help_text)

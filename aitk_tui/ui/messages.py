@@ -1,0 +1,63 @@
+"""Messages workers post to the app: small dataclasses named for what happened.
+
+Workers compute and post these; ``@on`` handlers in the app and widgets mutate the UI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from textual.message import Message
+
+from ..events import Event
+
+
+@dataclass
+class SessionOpened(Message):
+    session: Any
+
+
+@dataclass
+class SessionFailed(Message):
+    message: str
+    detail: str | None = None
+
+
+@dataclass
+class IdentityKnown(Message):
+    identity: Any  # None when not signed in
+    reason: str | None = None
+
+
+@dataclass
+class HealthChecked(Message):
+    health: str  # "healthy", "asleep", "unhealthy", "unreachable", "unknown"
+    detail: str | None = None
+
+
+@dataclass
+class OperationStarted(Message):
+    op: str
+    title: str
+
+
+@dataclass
+class OperationProgressed(Message):
+    op: str
+    event: Event
+
+
+@dataclass
+class OperationEnded(Message):
+    op: str
+    title: str
+    outcome: Literal["done", "failed", "cancelled"]
+    event: Event | None = None  # the Done or Failed that ended it
+
+
+@dataclass
+class ApiKeyFetched(Message):
+    endpoint: str
+    api_key: str | None
+    reason: str | None = None

@@ -1,0 +1,221 @@
+"""Workers that talk to ``CloudSession`` and the handlers that turn results into UI.
+
+Workers compute and post messages (:mod:`aitk_tui.ui.messages`); ``@on`` handlers
+mutate widgets. Long operations (sign-in, what-if, provision, deploy, replica logs) are
+async generators of events run by one exclusive worker group, so Esc cancels exactly
+the running one; cancelling closes the generator (``aclosing``), which is how the
+back-end knows to stop without leaving anything half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+
+from textual import work
+from textual.worker import Worker, WorkerState
+
+from ..config.inference_config import InferenceConfig
+from ..errors import AitkError, redact
+from ..events import Done, Failed, HealthWait, Info
+from .messages import (ApiKeyFetched, HealthChecked, IdentityKnown, OperationEnded, OperationProgressed,
+                       OperationStarted, SessionFailed, SessionOpened)
+
+if TYPE_CHECKING:
+    from .app import AitkApp
+
+OPERATION_GROUP = "operation"
+
+
+async def default_session_factory(project, **kwargs) -> Any:
+    """``CloudSession.open``; the module (and the SDK behind it) is imported off the UI thread."""
+    module = await asyncio.to_thread(importlib.import_module, "aitk_tui.cloud.session")
+    return await module.CloudSession.open(project, **kwargs)
+
+
+def describe_failure(error: BaseException) -> tuple[str, str | None]:
+    if isinstance(error, AitkError):
+        return error.message, error.detail
+    return f"Something unexpected went wrong ({type(error).__name__}).", redact(str(error)[:500]) or None
+
+
+def health_from_status(status: Any) -> str:
+    healthy = getattr(status, "healthy", None)
+    replicas = getattr(status, "replicas", None)
+    running = (getattr(status, "running_state", None) or "").lower()
+    if healthy:
+        return "healthy"
+    if replicas == 0 or running in ("stopped", "scaledtozero"):
+        return "asleep"
+    if healthy is False:
+        return "unhealthy"
+    return "unknown"
+
+
+class OperationsMixin:
+    """Mixed into :class:`~aitk_tui.ui.app.AitkApp`.
+
+    Handlers use ``on_<message>`` names: ``@on`` is collected per Textual class, not
+    from a plain mixin.
+    """
+
+    # -- session -------------------------------------------------------------------
+    @work(exclusive=True, group="session", exit_on_error=False)
+    async def open_session(self: "AitkApp") -> None:
+        kwargs = dict(local=self.local, auth=self.auth, model_path=self.model_path, adapter_path=self.adapter_path)
+        try:
+            session = await self.session_factory(self.project, **kwargs)
+        except AitkError as e:
+            self.post_message(SessionFailed(e.message, e.detail))
+            return
+        self.post_message(SessionOpened(session))
+        try:
+            identity = await session.whoami()
+        except AitkError as e:
+            self.post_message(IdentityKnown(None, e.message))
+            return
+        self.post_message(IdentityKnown(identity))
+
+    def on_session_opened(self: "AitkApp", event: SessionOpened) -> None:
+        self.session = event.session
+        self.state.session_ready = True
+        self.state.session_error = None
+        self.refresh_state()
+        if not self.state.config_missing("ACA_APP_ENDPOINT", "ACA_APP_NAME", "RESOURCE_GROUP_NAME"):
+            self.check_health()
+
+    def on_session_failed(self: "AitkApp", event: SessionFailed) -> None:
+        self.state.session_error = event.message
+        self.notify(event.message + (f"\n{event.detail}" if event.detail else ""), title="Cloud session",
+                    severity="error", timeout=10)
+        self.refresh_state()
+
+    def on_identity_known(self: "AitkApp", event: IdentityKnown) -> None:
+        self.state.identity = event.identity
+        self.state.signin_error = None if event.identity else (event.reason or "not signed in")
+        self.refresh_state()
+
+    # -- health --------------------------------------------------------------------
+    @work(exclusive=True, group="health", exit_on_error=False)
+    async def check_health(self: "AitkApp") -> None:
+        if self.session is None or self.state.config is None:
+            return
+        self.post_message(HealthChecked("checking"))
+        try:
+            status = await self.session.status(self.state.config)
+        except AitkError as e:
+            self.post_message(HealthChecked("unreachable", e.message))
+            return
+        self.post_message(HealthChecked(health_from_status(status)))
+
+    def on_health_checked(self: "AitkApp", event: HealthChecked) -> None:
+        self.state.health = event.health
+        self.refresh_state()
+
+    # -- long operations -------------------------------------------------------------
+    def start_operation(self: "AitkApp", op: str, title: str,
+                        make_events: Callable[[], AsyncIterator[Any]]) -> None:
+        self.state.running = title  # set now, so a second key press is refused at once
+        self.refresh_state()
+        self._run_operation(op, title, make_events)
+
+    @work(exclusive=True, group=OPERATION_GROUP, exit_on_error=False)
+    async def _run_operation(self: "AitkApp", op: str, title: str,
+                             make_events: Callable[[], AsyncIterator[Any]]) -> None:
+        self.post_message(OperationStarted(op, title))
+        outcome, last = "done", None
+        try:
+            async with aclosing(make_events()) as events:
+                async for event in events:
+                    self.post_message(OperationProgressed(op, event))
+                    if isinstance(event, Failed):
+                        outcome, last = "failed", event
+                    elif isinstance(event, Done):
+                        outcome, last = "done", event
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception as e:  # noqa: BLE001 - one sentence for the user, detail kept
+            message, detail = describe_failure(e)
+            outcome, last = "failed", Failed(message, detail)
+        finally:
+            self.post_message(OperationEnded(op, title, outcome, last))
+
+    def on_operation_started(self: "AitkApp", event: OperationStarted) -> None:
+        self.activity.begin(event.op, event.title)
+        if event.op != "sign_in":
+            self.show_tab("activity")
+
+    def on_operation_progressed(self: "AitkApp", event: OperationProgressed) -> None:
+        ev = event.event
+        self.activity.feed(ev)
+        if isinstance(ev, HealthWait):
+            health = {"ok": "healthy", "loading": "waking"}.get(ev.status, "waking")
+            if health != self.state.health:
+                self.state.health = health
+                self.refresh_state()
+        elif isinstance(ev, Info) and event.op == "sign_in":
+            # Device-code instructions must be seen wherever the user is.
+            self.notify(ev.message, title="Sign in", timeout=30)
+
+    def on_operation_ended(self: "AitkApp", event: OperationEnded) -> None:
+        self.activity.end(event.title, event.outcome, event.event)
+        self.state.running = None
+        ev = event.event
+        if event.outcome == "failed":
+            message = ev.message if isinstance(ev, Failed) else "failed"
+            self.notify(message, title=f"{event.title} failed", severity="error", timeout=8)
+        elif event.outcome == "cancelled":
+            self.notify(f"{event.title} cancelled.", timeout=4)
+        elif isinstance(ev, Done):
+            self._operation_done(event.op, ev)
+        self.refresh_state()
+
+    def _operation_done(self: "AitkApp", op: str, done: Done) -> None:
+        if op == "sign_in":
+            self.state.identity = done.data.get("identity")
+            self.state.signin_error = None
+        elif op == "what_if":
+            self.activity.show_changes(done.data.get("changes") or [])
+        elif op == "provision":
+            self.reload_config()
+            self.check_health()
+        elif op == "deploy":
+            self.state.health = "healthy" if done.data.get("healthy", True) else self.state.health
+            self.check_health()
+        self.notify(done.summary, title="Done", timeout=5)
+
+    def cancel_operation(self: "AitkApp") -> None:
+        self.workers.cancel_group(self, OPERATION_GROUP)
+
+    # -- chat endpoint ----------------------------------------------------------------
+    @work(exclusive=True, group="api-key", exit_on_error=False)
+    async def fetch_api_key(self: "AitkApp", config: InferenceConfig) -> None:
+        url = config.endpoint_url or ""
+        if self.session is None:
+            self.post_message(ApiKeyFetched(url, None, "the cloud session is not ready"))
+            return
+        try:
+            key = await self.session.api_key(config)
+        except AitkError as e:
+            self.post_message(ApiKeyFetched(url, None, e.message))
+            return
+        self.post_message(ApiKeyFetched(url, key))
+
+    def on_api_key_fetched(self: "AitkApp", event: ApiKeyFetched) -> None:
+        if event.api_key is None:
+            self.notify(f"Could not read the app's API key: {event.reason}. Type it under Settings.",
+                        severity="warning", timeout=8)
+            return
+        self.chat.set_endpoint(event.endpoint, event.api_key, self.chat_verify())
+
+    # -- the one place worker failures become a notification ----------------------------
+    def on_worker_state_changed(self: "AitkApp", event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            message, detail = describe_failure(event.worker.error)
+            self.notify(message + (f"\n{detail}" if detail else ""), severity="error", timeout=10)
+            if event.worker.group == OPERATION_GROUP:
+                self.state.running = None
+                self.refresh_state()

@@ -1,0 +1,246 @@
+"""Benchmark of the inference server (not part of pytest). Prints figures and ratios.
+
+    python benchmarks/server_bench.py            # tiny demo model (about 1 ms/token)
+    python benchmarks/server_bench.py --medium   # also a random 1024x8 Phi-3 (tens of ms/token)
+
+For each model it starts the real server in a subprocess (``python -m inference_server``,
+one torch thread) and measures, with greedy decoding and ``ignore_eos`` so every request
+makes exactly ``--tokens`` tokens:
+
+1. Streaming overhead: the same prompts through ``model.generate`` in this process, through
+   the engine in this process (no HTTP), and as an SSE stream from the server, interleaved
+   and compared by medians. On the tiny model the fixed per-token cost of HTTP dominates;
+   judge overhead on the medium model, whose per-token time is realistic.
+2. Throughput of 8 concurrent streams vs the same 8 one after another (goal >= 3x).
+3. Time to first token with 1 and with 8 concurrent clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from inference_server.demo_model import build_demo_model  # noqa: E402
+
+KEY = "bench-key"
+
+
+def build_medium(dest: Path, tiny_model_dir: Path) -> tuple[Path, Path]:
+    """A random Phi-3 with realistic per-token cost on a CPU (hidden 1024, 8 layers)."""
+    model_dir, adapter_dir = dest / "medium-model", dest / "medium-adapter"
+    if (adapter_dir / "adapter_config.json").is_file():
+        return model_dir, adapter_dir
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, GenerationConfig, Phi3Config, Phi3ForCausalLM
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    end = tok.convert_tokens_to_ids("<|end|>")
+    cfg = Phi3Config(vocab_size=len(tok), hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
+                     num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=2048,
+                     original_max_position_embeddings=2048, bos_token_id=None, eos_token_id=end,
+                     pad_token_id=tok.pad_token_id)
+    model = Phi3ForCausalLM(cfg)
+    model.generation_config = GenerationConfig(eos_token_id=[end], pad_token_id=tok.pad_token_id)
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+                      task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, lora)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.01)  # LoRA B starts at zero; make the adapter do something
+    peft_model.save_pretrained(adapter_dir)
+    return model_dir, adapter_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, model_dir: Path, adapter_dir: Path, threads: int):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "INFERENCE_API_KEY": KEY}
+        cmd = [sys.executable, "-m", "inference_server", "--model", str(model_dir), "--adapter", str(adapter_dir),
+               "--host", "127.0.0.1", "--port", str(self.port), "--threads", str(threads), "--max-batch-size", "8",
+               "--log-level", "warning"]
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        while True:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError("server died: " + self.proc.stderr.read()[-2000:])
+            time.sleep(0.05)
+        self.ready_s = time.perf_counter() - started
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+async def sse_request(client: httpx.AsyncClient, url: str, prompt: str, tokens: int) -> tuple[float, float, int]:
+    """(time to first content, total time, completion tokens) of one streamed request."""
+    body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": tokens, "temperature": 0,
+            "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
+    started = time.perf_counter()
+    first = None
+    completion = 0
+    async with client.stream("POST", url + "/v1/chat/completions", json=body,
+                             headers={"Authorization": f"Bearer {KEY}"}) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            event = json.loads(line[6:])
+            if event.get("usage"):
+                completion = event["usage"]["completion_tokens"]
+            if first is None and event["choices"] and event["choices"][0]["delta"].get("content"):
+                first = time.perf_counter() - started
+    return first or 0.0, time.perf_counter() - started, completion
+
+
+async def server_ttft_totals(client: httpx.AsyncClient, url: str) -> tuple[float, float]:
+    """(sum, count) of the server's own time-to-first-token histogram (arrival to first token)."""
+    text = (await client.get(url + "/metrics", headers={"Authorization": f"Bearer {KEY}"})).text
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("aitk_time_to_first_token"))
+    name = "aitk_time_to_first_token_seconds"
+    return float(values[f"{name}_sum"]), float(values[f"{name}_count"])
+
+
+def prompts(n: int) -> list[str]:
+    return [f"benchmark prompt {i}: tell me something about the number {i * 7}" for i in range(n)]
+
+
+async def bench_model(label: str, model_dir: Path, adapter_dir: Path, args) -> dict:
+    import torch
+
+    from inference_server.engine import Engine, SamplingParams, load_model
+    from inference_server.settings import ServerSettings
+
+    torch.set_num_threads(args.threads)
+    settings = ServerSettings(model_path=model_dir, adapter_path=adapter_dir, threads=args.threads,
+                              api_key=KEY, device="cpu")
+    loaded = load_model(settings)
+    engine = Engine(loaded, max_batch_size=8)
+    engine.start()
+    server = Server(model_dir, adapter_dir, args.threads)
+    n = args.tokens
+    out: dict = {"label": label, "server_ready_s": server.ready_s}
+    try:
+        async with httpx.AsyncClient(timeout=600) as client:
+            await sse_request(client, server.url, "warm up", 8)
+            # 1. overhead: interleave direct generate, the engine alone, and SSE on the same prompts
+            gen_t, eng_t, sse_t, ttft1 = [], [], [], []
+            for prompt in prompts(args.pairs):
+                ids = loaded.encode_chat([{"role": "user", "content": prompt}])
+                enc = torch.tensor([ids])
+                t = time.perf_counter()
+                with torch.inference_mode():
+                    loaded.model.generate(input_ids=enc, attention_mask=torch.ones_like(enc), max_new_tokens=n,
+                                          min_new_tokens=n, do_sample=False)
+                gen_t.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                handle = engine.submit(ids, SamplingParams(max_tokens=n, temperature=0, ignore_eos=True),
+                                       use_adapter=True, timeout_s=600)
+                await handle.result()
+                eng_t.append(time.perf_counter() - t)
+                ttft, total, completion = await sse_request(client, server.url, prompt, n)
+                assert completion == n, completion
+                sse_t.append(total)
+                ttft1.append(ttft)
+            out.update(generate_s=statistics.median(gen_t), engine_s=statistics.median(eng_t),
+                       sse_s=statistics.median(sse_t), ttft_1_s=statistics.median(ttft1))
+            # 2. 8 one after another vs 8 at once (median of --reps rounds each)
+            eight = prompts(8)
+            seq_runs, conc_runs, ttfts, server_ttft = [], [], [], []
+            for _ in range(args.reps):
+                t = time.perf_counter()
+                for prompt in eight:
+                    await sse_request(client, server.url, prompt, n)
+                seq_runs.append(time.perf_counter() - t)
+                before = await server_ttft_totals(client, server.url)
+                t = time.perf_counter()
+                results = await asyncio.gather(*(sse_request(client, server.url, p, n) for p in eight))
+                conc_runs.append(time.perf_counter() - t)
+                after = await server_ttft_totals(client, server.url)
+                server_ttft.append((after[0] - before[0]) / max(1, after[1] - before[1]))
+                assert all(r[2] == n for r in results)
+                ttfts.append(sorted(r[0] for r in results))
+            mid = sorted(range(args.reps), key=lambda i: conc_runs[i])[args.reps // 2]
+            out.update(seq8_s=statistics.median(seq_runs), conc8_s=statistics.median(conc_runs),
+                       ttft_8_median_s=statistics.median(ttfts[mid]), ttft_8_max_s=ttfts[mid][-1],
+                       ttft_8_server_mean_s=statistics.median(server_ttft))
+    finally:
+        server.close()
+        engine.stop()
+    return out
+
+
+def report(r: dict, tokens: int) -> None:
+    per_token_ms = r["generate_s"] / tokens * 1000
+    print(f"\n== {r['label']} ({per_token_ms:.2f} ms/token with model.generate; server ready in "
+          f"{r['server_ready_s']:.1f} s)")
+    print(f"  {tokens} tokens, medians: generate {r['generate_s'] * 1000:.1f} ms | engine (no HTTP) "
+          f"{r['engine_s'] * 1000:.1f} ms | HTTP SSE {r['sse_s'] * 1000:.1f} ms")
+    print(f"  streaming overhead vs generate: {100 * (r['sse_s'] / r['generate_s'] - 1):+.1f} %   "
+          f"vs engine: {100 * (r['sse_s'] / r['engine_s'] - 1):+.1f} %   "
+          f"({(r['sse_s'] - r['engine_s']) / tokens * 1000:.2f} ms/token over the engine)")
+    total = 8 * tokens
+    print(f"  8 sequential: {r['seq8_s']:.2f} s ({total / r['seq8_s']:.0f} tok/s) | 8 concurrent: "
+          f"{r['conc8_s']:.2f} s ({total / r['conc8_s']:.0f} tok/s) | throughput ratio "
+          f"{r['seq8_s'] / r['conc8_s']:.2f}x (goal >= 3x)")
+    print(f"  time to first token (client-side): 1 client {r['ttft_1_s'] * 1000:.1f} ms | 8 clients median "
+          f"{r['ttft_8_median_s'] * 1000:.1f} ms, max {r['ttft_8_max_s'] * 1000:.1f} ms "
+          f"(server-side mean at 8: {r['ttft_8_server_mean_s'] * 1000:.1f} ms)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--medium", action="store_true", help="also benchmark a random hidden-1024 x 8-layer model")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--pairs", type=int, default=15, help="interleaved overhead samples (tiny)")
+    parser.add_argument("--medium-pairs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=3, help="rounds of the 8-stream comparison (medians)")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aitk-bench-models")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, torch threads {args.threads}")
+    tiny = build_demo_model(args.cache / "tiny")
+    results = [asyncio.run(bench_model("tiny demo model (257k params)", tiny.model_dir, tiny.adapter_dir, args))]
+    report(results[0], args.tokens)
+    if args.medium:
+        model_dir, adapter_dir = build_medium(args.cache / "medium", tiny.model_dir)
+        args.pairs = args.medium_pairs
+        results.append(asyncio.run(bench_model("medium random model (hidden 1024 x 8 layers)", model_dir,
+                                               adapter_dir, args)))
+        report(results[-1], args.tokens)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Command line: ``python -m inference_server --model PATH --adapter PATH ...``.
+
+Flags override the environment (``AITK_*``, ``INFERENCE_API_KEY``); see ``--help``.
+Exit codes: 0 after a normal shutdown, 2 for a configuration error (bad flag, unsafe auth
+setting, missing path: reported before anything is served), 3 when the model failed to
+load (the server first answers ``/health`` with 503 and the error for
+``--load-failure-exit-s`` seconds so a client can read why, then exits so a supervisor
+restarts or reports it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .settings import DEFAULT_PORT, ConfigError, ServerSettings, check_paths, check_security
+
+EXIT_CONFIG, EXIT_LOAD_FAILED = 2, 3
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log collectors (Container Apps, Loki) parse best."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        else:
+            entry["msg"] = record.getMessage()
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(settings: ServerSettings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    for noisy in ("httpx", "filelock", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m inference_server",
+        description="OpenAI-compatible chat server for a base causal LM plus a LoRA adapter. "
+        "Every flag can also come from the environment variable shown.",
+        argument_default=argparse.SUPPRESS,
+    )
+    add = p.add_argument
+    add("--model", dest="model_path", type=Path, help="base model folder [AITK_MODEL_PATH]")
+    add("--adapter", dest="adapter_path", type=Path, help="LoRA adapter folder [AITK_ADAPTER_PATH]")
+    add("--adapter-name", help="model id of the adapter; default: its folder name [AITK_ADAPTER_NAME]")
+    add("--served-model-name", help="model id of the base; default: its folder name [AITK_SERVED_MODEL_NAME]")
+    add("--no-adapter", action="store_true", help="serve the base model alone [AITK_NO_ADAPTER]")
+    add("--merge", action=argparse.BooleanOptionalAction,
+        help="merge the adapter into the weights; default: merge unless quantized [AITK_MERGE]")
+    add("--chat-template", type=Path, help="Jinja chat template file [AITK_CHAT_TEMPLATE]")
+    add("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+        help="default auto: bf16 on CUDA (fp16 without bf16), fp32 on CPU [AITK_DTYPE]")
+    add("--device", choices=["auto", "cpu", "cuda"], help="[AITK_DEVICE]")
+    add("--threads", type=int, help="torch CPU threads; default: cores - 1 [AITK_TORCH_THREADS]")
+    add("--host", help="default 0.0.0.0 [AITK_HOST]")
+    add("--port", type=int, help=f"default {DEFAULT_PORT} [AITK_PORT]")
+    add("--ssl-certfile", type=Path, help="[AITK_SSL_CERTFILE]")
+    add("--ssl-keyfile", type=Path, help="[AITK_SSL_KEYFILE]")
+    add("--allow-no-auth", action="store_true",
+        help="serve without an API key; otherwise INFERENCE_API_KEY is required [AITK_ALLOW_NO_AUTH]")
+    add("--max-batch-size", type=int, help="requests decoded together; default 8 [AITK_MAX_BATCH_SIZE]")
+    add("--max-queue", type=int, help="requests waiting before 429; default 64 [AITK_MAX_QUEUE]")
+    add("--max-tokens-cap", type=int, help="largest max_tokens accepted; default 2048 [AITK_MAX_TOKENS_CAP]")
+    add("--request-timeout", type=float, help="seconds per request; default 300 [AITK_REQUEST_TIMEOUT]")
+    add("--max-body-bytes", type=int, help="default 1 MiB [AITK_MAX_BODY_BYTES]")
+    add("--max-messages", type=int, help="default 256 [AITK_MAX_MESSAGES]")
+    add("--load-failure-exit-s", type=float,
+        help="after a failed load keep answering 503 this long, then exit 3; <0 never; default 30 "
+        "[AITK_LOAD_FAILURE_EXIT_S]")
+    add("--log-level", choices=["debug", "info", "warning", "error"], help="[AITK_LOG_LEVEL]")
+    add("--log-format", choices=["json", "text"], help="default json [AITK_LOG_FORMAT]")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    try:
+        settings = ServerSettings(**args)
+        check_security(settings)
+        check_paths(settings)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        print(f"inference_server: invalid settings: {problems}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConfigError as exc:
+        print(f"inference_server: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    configure_logging(settings)
+    import uvicorn
+
+    from .app import create_app
+
+    outcome = {"code": 0}
+    server: uvicorn.Server | None = None
+
+    def on_load_failure(message: str) -> None:
+        outcome["code"] = EXIT_LOAD_FAILED
+        if settings.load_failure_exit_s < 0:
+            return
+
+        def stop() -> None:
+            logging.getLogger("inference_server").error("exiting after the failed load (code %d)", EXIT_LOAD_FAILED)
+            if server is not None:
+                server.should_exit = True
+
+        threading.Timer(settings.load_failure_exit_s, stop).start()
+
+    app = create_app(settings, on_load_failure=on_load_failure)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        log_config=None,  # keep configure_logging's handlers
+        access_log=False,  # the app writes its own access log (no query strings, no headers)
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return outcome["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

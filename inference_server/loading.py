@@ -1,0 +1,171 @@
+"""Loading a base model, its LoRA adapter and tokenizer for serving (no HTTP, no batching).
+
+Owns the decisions made once at start-up: device and dtype (CUDA bf16, fp16 where bf16 is
+unsupported, else CPU fp32), torch threads, merging the adapter, the chat template, the
+eos ids, the context length, and whether this is aitk's demo build (which it logs loudly).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from .settings import ServerSettings, check_paths
+
+log = logging.getLogger("inference_server.engine")
+
+
+class LoadError(Exception):
+    """The model or adapter could not be loaded; the message is meant for the operator."""
+
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    device: Any
+    dtype: Any
+    base_id: str
+    adapter_id: str | None
+    merged: bool
+    context_len: int
+    eos_ids: frozenset[int]
+    demo: bool
+    default_temperature: float = 1.0
+    default_top_p: float = 1.0
+    cache_kwarg: str = "cache"
+    pad_id: int = 0  # filler under the attention mask; any id works, the tokenizer's if it has one
+
+    @property
+    def served(self) -> dict[str, bool]:
+        """Model id -> whether its requests run with the adapter."""
+        if self.adapter_id is None:
+            return {self.base_id: False}
+        if self.merged:  # the base no longer exists as weights of its own
+            return {self.adapter_id: True}
+        return {self.adapter_id: True, self.base_id: False}
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        """Prompt ids through the tokenizer's chat template (ValueError on a template error)."""
+        try:
+            ids = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+        except Exception as exc:  # jinja raises its own types (e.g. "roles must alternate")
+            raise ValueError(f"the chat template rejected the messages: {exc}") from exc
+        return list(ids)
+
+
+def _pick_device_dtype(settings: ServerSettings):
+    import torch
+
+    cuda = torch.cuda.is_available() and settings.device != "cpu"
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise LoadError("--device cuda was asked for but torch sees no CUDA device")
+    device = torch.device("cuda" if cuda else "cpu")
+    if settings.dtype != "auto":
+        return device, getattr(torch, settings.dtype)
+    if cuda:
+        return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return device, torch.float32
+
+
+def load_model(settings: ServerSettings) -> LoadedModel:
+    """Load tokenizer, base and adapter as ``settings`` say; LoadError with a clear message."""
+    check_paths(settings)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only: never reach out for files
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # progress bars are noise in a JSON log stream
+
+    threads = settings.threads or max(1, min(8, (os.cpu_count() or 2) - 1))
+    device, dtype = _pick_device_dtype(settings)
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    model_path, adapter_path = settings.model_path, settings.adapter_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except Exception as exc:
+        raise LoadError(f"could not load the tokenizer from {model_path}: {exc}") from exc
+    if settings.chat_template is not None:
+        tokenizer.chat_template = settings.chat_template.read_text(encoding="utf-8")
+    if not getattr(tokenizer, "chat_template", None):
+        raise LoadError(
+            f"the tokenizer in {model_path} has no chat template; pass --chat-template FILE "
+            "(a Jinja template such as the model card's)"
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    except Exception as exc:
+        raise LoadError(f"could not load the model from {model_path}: {exc}") from exc
+    quantized = getattr(model.config, "quantization_config", None) is not None
+    if not quantized:
+        model.to(device)
+    merged = False
+    if not settings.no_adapter:
+        from peft import PeftModel
+
+        try:
+            # The base is given explicitly: the adapter's base_model_name_or_path is the
+            # trainer's absolute path and means nothing on this machine.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # peft 0.21 vs transformers 5, on every load
+                model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
+        except Exception as exc:
+            raise LoadError(f"could not load the adapter from {adapter_path}: {exc}") from exc
+        if not any("lora_" in name for name, _ in model.named_parameters()):
+            raise LoadError(f"the adapter in {adapter_path} matched no layer of the model")
+        merged = settings.merge if settings.merge is not None else not quantized
+        if merged:
+            model = model.merge_and_unload()
+    model.eval()
+
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    context_len = int(getattr(config, "max_position_embeddings", 0) or 0)
+    if context_len <= 0:
+        context_len = min(int(getattr(tokenizer, "model_max_length", 2048)), 1 << 20)
+    eos: set[int] = set()
+    for source in (getattr(model, "generation_config", None), config, tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        eos.update([value] if isinstance(value, int) else (value or []))
+    gen_file = model_path / "generation_config.json"
+    gen_raw = json.loads(gen_file.read_text(encoding="utf-8")) if gen_file.is_file() else {}
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(core.forward).parameters
+    demo = (model_path / "aitk_demo.json").is_file() or (
+        adapter_path is not None and (adapter_path / "aitk_demo.json").is_file()
+    )
+    loaded = LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        dtype=dtype,
+        base_id=settings.base_id,
+        adapter_id=settings.adapter_id,
+        merged=merged,
+        context_len=context_len,
+        eos_ids=frozenset(eos),
+        demo=demo,
+        default_temperature=float(gen_raw.get("temperature", 1.0)) if gen_raw.get("do_sample", True) else 0.0,
+        default_top_p=float(gen_raw.get("top_p", 1.0)),
+        cache_kwarg="cache" if "cache" in params else "past_key_values",
+        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos, default=0),
+    )
+    log.info(
+        "model loaded: base=%s adapter=%s merged=%s device=%s dtype=%s context=%d threads=%s",
+        loaded.base_id, loaded.adapter_id, merged, device, str(dtype).removeprefix("torch."),
+        context_len, threads if device.type == "cpu" else "-",
+    )
+    if demo:
+        log.warning("demo model: output is random text (aitk demo build, not a trained model)")
+    return loaded
+
+

@@ -1,0 +1,276 @@
+"""The files aitk shares with AI Toolkit: parameters round trip, naming rules, the
+inference config, atomic writes; a corrupt file is reported and never rewritten."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from aitk_tui.cli import main
+from aitk_tui.config import naming
+from aitk_tui.config.inference_config import KEYS, ConfigFileError, InferenceConfig
+from aitk_tui.config.parameters import ParametersDocument, ParametersFileError, parse_cli_value
+from aitk_tui.errors import AitkError
+from aitk_tui.fsutil import atomic_write_json, atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+# infra/provision/inference.parameters.json exactly as AI Toolkit's Phi-3 template ships it.
+AITK_ORIGINAL = """{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
+  "contentVersion": "1.0.0.0",
+  "parameters": {
+    "defaultCommands": {
+      "value": [
+        "cd /mount",
+        "pip install torch==2.4.0 transformers==4.43.4 bitsandbytes==0.43.1 peft==0.10.0 gradio==4.43.0 sse-starlette==2.1.2 einops==0.8.0",
+        "cd /mount/inference",
+        "python3 ./gradio_chat.py"
+      ]
+    },
+    "maximumInstanceCount": {
+      "value": 2
+    },
+    "location": {
+      "value": null
+    },
+    "storageAccountName": {
+      "value": null
+    },
+    "fileShareName": {
+      "value": null
+    },
+    "acaEnvironmentName": {
+      "value": null
+    },
+    "acaEnvironmentStorageName": {
+      "value": null
+    },
+    "acaAppName": {
+      "value": null
+    },
+    "acaLogAnalyticsName": {
+      "value": null
+    }
+  }
+}
+"""
+
+
+def _project(tmp_path: Path, params_text: str = AITK_ORIGINAL) -> Path:
+    (tmp_path / "infra" / "provision").mkdir(parents=True)
+    (tmp_path / "infra" / "provision" / "inference.parameters.json").write_text(params_text)
+    return tmp_path
+
+
+# -- parameters round trip ---------------------------------------------------------------------
+def test_original_ai_toolkit_file_loads_validates_and_drops_nulls(tmp_path):
+    path = _project(tmp_path) / "infra/provision/inference.parameters.json"
+    doc = ParametersDocument.load(path)
+    doc.validate()
+    assert doc.errors() == {}
+    arm = doc.arm_parameters()
+    assert set(arm) == {"defaultCommands", "maximumInstanceCount"}  # nulls mean "template default"
+    assert arm["maximumInstanceCount"] == {"value": 2}
+
+
+def test_edit_changes_only_that_value_and_keeps_unknown_keys_and_order(tmp_path):
+    raw = json.loads(AITK_ORIGINAL)
+    raw["myTeamNote"] = {"owner": "ml-team"}
+    raw["parameters"]["customThing"] = {"value": "keep me", "metadata": {"x": 1}}
+    raw["parameters"]["location"]["comment"] = "unknown key inside a parameter"
+    text = json.dumps(raw, indent=2) + "\n"
+    path = _project(tmp_path, text) / "infra/provision/inference.parameters.json"
+
+    doc = ParametersDocument.load(path)
+    doc.set("location", "westus3")
+    doc.save()
+
+    after = path.read_text()
+    expected = text.replace('"location": {\n      "value": null', '"location": {\n      "value": "westus3"')
+    assert after == expected  # one value changed, every other byte (order, unknown keys) the same
+    assert list(json.loads(after)["parameters"]) == list(raw["parameters"])
+
+
+def test_cli_params_set_round_trip(tmp_path, capsys):
+    root = _project(tmp_path)
+    path = root / "infra/provision/inference.parameters.json"
+    assert main(["--project", str(root), "params", "set", "maximumInstanceCount=3", "acaAppName=my-app"]) == 0
+    data = json.loads(path.read_text())
+    assert data["parameters"]["maximumInstanceCount"]["value"] == 3
+    assert data["parameters"]["acaAppName"]["value"] == "my-app"
+    assert path.read_text() == AITK_ORIGINAL.replace('"value": 2', '"value": 3').replace(
+        '"acaAppName": {\n      "value": null', '"acaAppName": {\n      "value": "my-app"')
+    assert main(["--project", str(root), "params", "set", "acaAppName=null"]) == 0
+    assert json.loads(path.read_text())["parameters"]["acaAppName"]["value"] is None
+
+
+def test_cli_params_show_and_validate(tmp_path, capsys):
+    root = _project(tmp_path)
+    assert main(["--project", str(root), "params", "show", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["maximumInstanceCount"] == 2 and shown["location"] is None
+    assert main(["--project", str(root), "params", "validate"]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_cli_params_set_rejects_a_bad_value_without_writing(tmp_path, capsys):
+    root = _project(tmp_path)
+    path = root / "infra/provision/inference.parameters.json"
+    rc = main(["--project", str(root), "params", "set", "location=westus3", "storageAccountName=Bad_Name"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("aitk: error: ") and "Storage account name" in err
+    assert path.read_text() == AITK_ORIGINAL  # nothing written, not even the valid first value
+
+
+def test_cli_params_set_refuses_the_api_key(tmp_path, capsys):
+    root = _project(tmp_path)
+    assert main(["--project", str(root), "params", "set", "inferenceApiKey=abc"]) == 2
+    assert "secret" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("corrupt", [b'{"parameters": {"location": {"value": nul', b"\xff\xfe not utf8",
+                                     b'["not", "an", "object"]', b'{"parameters": 3}'])
+def test_corrupt_parameters_file_is_reported_and_left_unchanged(tmp_path, capsys, corrupt):
+    root = _project(tmp_path)
+    path = root / "infra/provision/inference.parameters.json"
+    path.write_bytes(corrupt)
+    with pytest.raises(ParametersFileError) as exc:
+        ParametersDocument.load(path)
+    assert "left unchanged" in exc.value.message or "could not be read" in exc.value.message
+    for argv in (["params", "set", "location=westus3"], ["params", "show"], ["params", "validate"],
+                 ["provision", "--local", "--yes", "--subscription", "x", "--resource-group", "y"]):
+        rc = main(["--project", str(root), *argv])
+        err = capsys.readouterr().err
+        assert rc == 2, argv
+        assert err.startswith("aitk: error: ") and err.count("\n") == 1, err
+        assert path.read_bytes() == corrupt  # byte for byte
+
+
+def test_save_refuses_when_the_file_became_corrupt_meanwhile(tmp_path):
+    path = _project(tmp_path) / "infra/provision/inference.parameters.json"
+    doc = ParametersDocument.load(path)
+    path.write_text("{ broken")
+    doc.set("location", "eastus")
+    with pytest.raises(ParametersFileError):
+        doc.save()
+    assert path.read_text() == "{ broken"
+
+
+def test_parse_cli_value_types():
+    assert parse_cli_value("maximumInstanceCount", "4") == 4
+    assert parse_cli_value("defaultCommands", '["cd /mount", "python3 -m inference_server"]') == [
+        "cd /mount", "python3 -m inference_server"]
+    assert parse_cli_value("location", "null") is None
+    assert parse_cli_value("location", "eastus") == "eastus"
+    with pytest.raises(AitkError):
+        parse_cli_value("maximumInstanceCount", "many")
+    with pytest.raises(AitkError):
+        parse_cli_value("defaultCommands", "cd /mount")
+
+
+# -- naming rules ------------------------------------------------------------------------
+RULES = {
+    naming.storage_account_name: (["aistorage12345", "abc", "a" * 24], ["ab", "a" * 25, "Has-Upper", "has-dash", "ünï"]),
+    naming.file_share_name: (["aifileshare1", "my-share", "abc"], ["ab", "-share", "share-", "my--share", "Share", "a" * 64]),
+    naming.container_app_name: (["aiacaapp12345", "my-app", "ab"], ["a", "1app", "app-", "my--app", "App", "a" * 33]),
+    naming.environment_name: (["aienv12345", "env-1"], ["Env", "-env", "env-", "e--nv", "e"]),
+    naming.environment_storage_name: (["aienvstorage1", "st-1", "1st"], ["a", "-st", "st-", "St"]),
+    naming.log_analytics_name: (["ailog12345", "Log-1", "abcd"], ["abc", "-log", "log-", "log_1", "a" * 64]),
+    naming.resource_group_name: (["rg-demo", "My_RG.(1)", "a"], ["", "ends.", "has space", "a" * 91, "slash/"]),
+    naming.location: (["eastus", "westus3", "swedencentral"], ["East US", "mars", ""]),
+    naming.gpu_profile: (["Consumption-GPU-NC24-A100", "Consumption-GPU-NC8as-T4"], ["NC24-A100", "gpu"]),
+    naming.share_path: (["/mount/models/x", "/mount/a"], ["/etc/passwd", "models/x", "/mount/../etc"]),
+}
+
+
+@pytest.mark.parametrize("check", list(RULES), ids=lambda f: f.__name__)
+def test_naming_rule(check):
+    good, bad = RULES[check]
+    for value in good:
+        assert check(value) == value
+    for value in bad:
+        with pytest.raises(naming.NameError_):
+            check(value)
+
+
+def test_instance_count_and_command_list_rules():
+    assert naming.instance_count(2) == 2 and naming.instance_count("3") == 3
+    for bad in (0, -1, 101, "x", True):
+        with pytest.raises(naming.NameError_):
+            naming.instance_count(bad)
+    assert naming.command_list(["cd /mount"]) == ["cd /mount"]
+    for bad in ([], "cd /mount", [""], [1]):
+        with pytest.raises(naming.NameError_):
+            naming.command_list(bad)
+
+
+def test_every_parameter_spec_names_a_template_parameter():
+    template = json.loads((REPO / "infra/provision/inference.json").read_text())
+    assert {s.name for s in naming.PARAMETER_SPECS} <= set(template["parameters"])
+
+
+# -- inference config ----------------------------------------------------------------------
+def test_hand_filled_config_works_like_a_provisioned_one(tmp_path):
+    path = tmp_path / "inference.config.json"
+    path.write_text(json.dumps({
+        "SUBSCRIPTION_ID": "0000", "RESOURCE_GROUP_NAME": "rg", "STORAGE_ACCOUNT_NAME": "st",
+        "FILE_SHARE_NAME": "share", "ACA_APP_NAME": "app", "ACA_APP_ENDPOINT": "app.example.io",
+        "SOMETHING_ELSE": "ignored"}))
+    cfg = InferenceConfig.load(path)
+    assert cfg.require() is cfg
+    assert cfg.endpoint_url == "https://app.example.io"
+    assert InferenceConfig(ACA_APP_ENDPOINT="https://x.io/").endpoint_url == "https://x.io"
+    cfg.save(path)
+    assert list(json.loads(path.read_text())) == list(KEYS)  # exactly the six keys, in order
+
+
+def test_config_template_has_six_nulls_and_require_names_the_missing_keys():
+    cfg = InferenceConfig.load(REPO / "infra/inference.config.json")
+    assert cfg.missing() == list(KEYS)
+    with pytest.raises(ConfigFileError) as exc:
+        cfg.require("ACA_APP_ENDPOINT")
+    assert "ACA_APP_ENDPOINT" in exc.value.message
+
+
+def test_corrupt_config_is_reported_and_not_overwritten(tmp_path, capsys):
+    root = _project(tmp_path)
+    path = root / "infra/inference.config.json"
+    path.write_text("{ nope")
+    with pytest.raises(ConfigFileError):
+        InferenceConfig.load(path)
+    with pytest.raises(ConfigFileError):
+        InferenceConfig(SUBSCRIPTION_ID="x").save(path)
+    assert path.read_text() == "{ nope"
+    assert main(["--project", str(root), "deploy", "--local"]) == 2
+    assert capsys.readouterr().err.startswith("aitk: error: inference.config.json is not valid JSON")
+    assert path.read_text() == "{ nope"
+
+
+# -- atomic writes -------------------------------------------------------------------------
+def test_atomic_write_keeps_mode_and_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "f.json"
+    path.write_text("old")
+    os.chmod(path, 0o640)
+    atomic_write_json(path, {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "f.txt"
+    path.write_text("old")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_text(path, "new")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]

@@ -1,0 +1,126 @@
+"""The Activity pane: live progress, tail semantics, errors in one sentence, cancel, batching."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from textual.widgets import Collapsible, ProgressBar, Static
+
+from aitk_tui.config.state import ProjectState
+from aitk_tui.events import LogLine
+
+from .conftest import settle
+from .fakes import SUB_ID
+
+
+def remember_group(project) -> None:
+    ProjectState(subscription_id=SUB_ID, subscription_name="Contoso Dev", resource_group="rg-inference",
+                 location="westus3").save(project.state_path)
+
+
+async def test_log_follows_at_the_bottom_detaches_on_scroll_up_and_end_reattaches(make_app):
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f8")
+        await settle(pilot)
+        pane = app.activity.log_pane
+        pane.write_lines([f"line {i}" for i in range(100)])
+        await settle(pilot)
+        assert pane.log.is_vertical_scroll_end and pane.following
+        pane.log.scroll_home(animate=False, immediate=True)
+        await settle(pilot)
+        pane.write_lines([f"more {i}" for i in range(5)])
+        await settle(pilot)
+        assert not pane.log.is_vertical_scroll_end  # it did not jump away from what the user reads
+        assert not pane.following
+        assert "+5 new lines" in str(pane.query_one("#new-lines", Static).render())
+        pane.log.focus()
+        await pilot.press("end")
+        await settle(pilot)
+        assert pane.log.is_vertical_scroll_end and pane.following
+        pane.write_lines(["tail"])
+        await settle(pilot)
+        assert pane.log.is_vertical_scroll_end
+
+
+async def test_noisy_events_are_batched_into_few_updates(make_app):
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        activity = app.activity
+        before = activity.flushes
+        for i in range(2000):
+            activity.feed(LogLine(f"replica output {i}"))
+        await pilot.pause(0.3)
+        activity.flush()
+        assert activity.flushes - before <= 3
+        assert activity.log_pane.lines[-1].endswith("replica output 1999")
+
+
+async def test_provision_streams_rows_then_deploy_shows_upload_progress(make_app, ui_project):
+    remember_group(ui_project)
+    app, session = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f5")
+        await settle(pilot)
+        table = app.activity.table
+        assert table.row_count == 6
+        states = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert all("Succeeded" in s for s in states)
+        assert "inference.config.json" in app.activity.title_text
+        assert app.state.config.ACA_APP_NAME == "aiacaappdemo1"  # reloaded from the file provisioning wrote
+        await pilot.press("f6")
+        await settle(pilot)
+        bar = app.activity.query_one(ProgressBar)
+        assert bar.percentage == 1.0
+        assert app.state.health == "healthy"
+        assert "uploaded 3 files" in app.activity.title_text
+
+
+async def test_a_failure_is_one_sentence_with_the_detail_expandable(make_app, ui_project):
+    remember_group(ui_project)
+    app, _ = make_app(fail_provision_on="aiacaappdemo1")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f5")
+        await settle(pilot)
+        collapsible = app.activity.query_one("#error", Collapsible)
+        assert collapsible.display and collapsible.collapsed
+        assert "GPU quota" in collapsible.title
+        assert "QuotaExceeded" in str(app.activity.query_one("#error-detail", Static).render())
+        assert any("GPU quota" in n.message for n in app._notifications)
+        assert json.loads(ui_project.config_path.read_text())["ACA_APP_NAME"] is None
+
+
+async def test_esc_cancels_provisioning_and_leaves_no_local_file_written(make_app, ui_project):
+    remember_group(ui_project)
+    before = ui_project.config_path.read_bytes()
+    hold = asyncio.Event()
+    app, session = make_app(hold_provision=hold)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f5")
+        for _ in range(5):
+            await pilot.pause()
+        assert app.state.running == "Provision"
+        assert "Cancel" in [a.binding.description for a in app.screen.active_bindings.values()]
+        await pilot.press("escape")
+        await settle(pilot)
+        assert session.cancelled  # the back-end generator was closed, not abandoned
+        assert app.state.running is None
+        assert "cancelled" in app.activity.title_text
+    assert ui_project.config_path.read_bytes() == before
+
+
+async def test_save_activity_log_writes_a_file(make_app, ui_project):
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.activity.log_pane.write_lines(["hello from the log"])
+        app.run_command("save_activity")
+        await settle(pilot)
+    files = list((ui_project.state_dir / "logs").glob("activity-*.log"))
+    assert len(files) == 1 and "09:30:00 hello from the log" in files[0].read_text()

@@ -1,0 +1,115 @@
+"""Subscriptions and resource groups: scoped pickers, remembered per project, create dialog."""
+
+from __future__ import annotations
+
+from textual.widgets import Input, OptionList, Static
+
+from aitk_tui.config.state import ProjectState
+from aitk_tui.ui.widgets.status_header import StatusHeader
+
+from .conftest import settle
+from .fakes import SUB_ID
+
+
+def header_text(app) -> str:
+    return str(app.query_one(StatusHeader).render())
+
+
+async def test_select_subscription_then_group_is_remembered_for_the_project(make_app, ui_project):
+    app, session = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f3")
+        await settle(pilot)
+        picker = app.screen
+        assert picker.id == "subscription-picker"
+        await pilot.press(*"pr")  # search narrows the list
+        await settle(pilot)
+        options = picker.query_one(OptionList)
+        assert options.option_count == 1 and "Contoso Prod" in str(options.get_option_at_index(0).prompt)
+        picker.query_one(Input).value = ""
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.state.subscription_id == SUB_ID
+        await pilot.press("f4")
+        await settle(pilot)
+        assert app.screen.id == "group-picker"
+        assert f"list_resource_groups:{SUB_ID}" in session.calls
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.state.resource_group == "rg-inference"
+        assert "Contoso Dev" in header_text(app) and "rg-inference" in header_text(app)
+
+    saved = ProjectState.load(ui_project.state_path)
+    assert (saved.subscription_id, saved.resource_group, saved.location) == (SUB_ID, "rg-inference", "westus3")
+
+    # A new session of the app starts with the remembered choice.
+    app2, _ = make_app()
+    async with app2.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert "rg-inference" in header_text(app2)
+        assert app2.state.why_not("provision") is None
+
+
+async def test_create_resource_group_validates_the_name_and_selects_the_new_group(make_app, ui_project):
+    app, session = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f3", "enter")
+        await settle(pilot)
+        await pilot.press("f4")
+        await settle(pilot)
+        app.screen.query_one(Input).value = "zzz"  # nothing matches: the create entry is still offered
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        dialog = app.screen
+        assert type(dialog).__name__ == "CreateGroupScreen"
+        await pilot.press(*"a.")  # checked as you type: may not end with '.'
+        await settle(pilot)
+        error = str(dialog.query_one("#cg-name-error", Static).render())
+        assert "not valid" in error
+        await pilot.press("enter")  # refused: still open, nothing created
+        await settle(pilot)
+        assert app.screen is dialog and not any(c.startswith("create_resource_group") for c in session.calls)
+        dialog.query_one("#cg-name", Input).value = "rg-new-inference"
+        await settle(pilot)
+        assert str(dialog.query_one("#cg-name-error", Static).render()).strip() == ""
+        await pilot.press("enter")
+        await settle(pilot)
+        assert not app.screen.is_modal
+        assert "create_resource_group:rg-new-inference:westus3" in session.calls
+        assert app.state.resource_group == "rg-new-inference"
+    assert ProjectState.load(ui_project.state_path).resource_group == "rg-new-inference"
+
+
+async def test_picker_load_failure_is_one_sentence_not_a_traceback(make_app):
+    from aitk_tui.errors import AitkError
+
+    app, session = make_app()
+
+    async def broken():
+        raise AitkError("Could not list subscriptions: the token has expired.", "AADSTS700082")
+
+    session.list_subscriptions = broken
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f3")
+        await settle(pilot)
+        text = str(app.screen.query_one("#picker-error", Static).render())
+        assert "token has expired" in text
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.state.subscription_id is None
+
+
+async def test_not_signed_in_offers_sign_in_and_device_code_is_shown(make_app):
+    app, session = make_app(signed_in=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.state.why_not("select_subscription").startswith("sign in first")
+        app.run_command("sign_in")
+        await settle(pilot)
+        assert app.state.signed_in
+        assert any("ABCD-1234" in n.message for n in app._notifications)

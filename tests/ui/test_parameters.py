@@ -1,0 +1,137 @@
+"""The parameters form: rules checked as you type, round-trip save, a corrupt file left alone."""
+
+from __future__ import annotations
+
+import json
+
+from textual.widgets import Input, Static
+
+from aitk_tui.config.state import ProjectState
+from aitk_tui.ui.widgets.parameters_form import ParametersForm
+
+from .conftest import settle
+
+
+def field_error(form: ParametersForm, name: str) -> str:
+    row = form.query_one(f"#row-{name}")
+    return str(row.query_one(".field-error", Static).render()) if row.has_class("-invalid") else ""
+
+
+def remember_group(project) -> None:
+    ProjectState(subscription_id="s1", subscription_name="Dev", resource_group="rg").save(project.state_path)
+
+
+async def test_naming_rules_are_checked_as_you_type(make_app, ui_project):
+    remember_group(ui_project)
+    app, _ = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("f7")
+        await settle(pilot)
+        form = app.params_form
+        form.editor("storageAccountName").focus()
+        await pilot.press(*"Ab_")
+        await settle(pilot)
+        assert "lowercase letters and digits" in field_error(form, "storageAccountName")
+        assert app.state.params_dirty and app.state.params_invalid
+        assert "save (ctrl+s) or revert" in app.state.why_not("provision")
+        form.editor("storageAccountName").value = "goodname42"
+        await settle(pilot)
+        assert field_error(form, "storageAccountName") == ""
+        form.editor("maximumInstanceCount").value = ""
+        await settle(pilot)
+        assert "required" in field_error(form, "maximumInstanceCount")
+
+
+async def test_save_keeps_unknown_keys_and_order(make_app, ui_project):
+    path = ui_project.parameters_path
+    raw = json.loads(path.read_text())
+    raw["parameters"]["customFlag"] = {"value": True, "metadata": {"note": "mine"}}
+    raw["x-team"] = "inference"
+    path.write_text(json.dumps(raw, indent=4) + "\n")
+    app, _ = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        form = app.params_form
+        assert "customFlag" in str(form.query_one("#params-extra", Static).render())
+        form.editor("acaAppName").value = "my-inference-app"
+        form.editor("maximumInstanceCount").value = "3"
+        await settle(pilot)
+        await pilot.press("f7", "ctrl+s")
+        await settle(pilot)
+        assert not app.state.params_dirty
+    saved = json.loads(path.read_text())
+    assert saved["x-team"] == "inference"
+    assert saved["parameters"]["customFlag"] == {"value": True, "metadata": {"note": "mine"}}
+    assert saved["parameters"]["acaAppName"] == {"value": "my-inference-app"}
+    assert saved["parameters"]["maximumInstanceCount"] == {"value": 3}
+    assert list(saved["parameters"]) == list(raw["parameters"])  # order kept, nothing added for empty fields
+    assert path.read_text().startswith('{\n    "$schema"')  # the file's own indentation kept
+
+
+async def test_save_with_an_error_writes_nothing_and_focuses_the_first_failure(make_app, ui_project):
+    before = ui_project.parameters_path.read_bytes()
+    app, _ = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        form = app.params_form
+        form.editor("fileShareName").value = "Bad--Share"
+        form.editor("acaAppName").value = "-nope"
+        await settle(pilot)
+        await pilot.press("f7", "ctrl+s")
+        await settle(pilot)
+        assert app.focused is form.editor("fileShareName")
+        assert "File share" in field_error(form, "fileShareName")
+        assert any("Not saved" in n.message for n in app._notifications)
+    assert ui_project.parameters_path.read_bytes() == before
+
+
+async def test_revert_restores_the_file_values(make_app):
+    app, _ = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        form = app.params_form
+        form.editor("acaAppName").value = "changed-app"
+        await settle(pilot)
+        assert app.state.params_dirty
+        await pilot.press("f7", "ctrl+r")
+        await settle(pilot)
+        assert form.editor("acaAppName").value == ""
+        assert not app.state.params_dirty
+
+
+async def test_corrupt_file_is_shown_and_left_byte_for_byte_unchanged(make_app, ui_project):
+    corrupt = b'{\n  "parameters": {\n    "acaAppName": {"value": "x"},,\n'
+    ui_project.parameters_path.write_bytes(corrupt)
+    remember_group(ui_project)
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f7")
+        await settle(pilot)
+        form = app.params_form
+        assert form.has_class("-broken")
+        shown = str(form.query_one("#file-error", Static).render())
+        assert "not valid JSON" in shown and "line 3" in shown
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        app.run_command("params.save")
+        await settle(pilot)
+        assert "fix the parameters file first" in app.state.why_not("provision")
+    assert ui_project.parameters_path.read_bytes() == corrupt
+
+
+async def test_choice_and_list_fields_map_to_json_types(make_app, ui_project):
+    app, _ = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        form = app.params_form
+        form.editor("location").value = "swedencentral"
+        form.editor("defaultCommands").text = "cd /mount\n\npython3 -m inference_server\n"
+        await settle(pilot)
+        assert isinstance(form.editor("storageAccountName"), Input)
+        assert form.save()
+        await settle(pilot)
+    saved = json.loads(ui_project.parameters_path.read_text())["parameters"]
+    assert saved["location"] == {"value": "swedencentral"}
+    assert saved["defaultCommands"] == {"value": ["cd /mount", "python3 -m inference_server"]}
