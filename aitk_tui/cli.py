@@ -178,10 +178,11 @@ def _interrupt_hint(args: argparse.Namespace) -> str:
 
 
 def _is_config_error(e: Exception) -> bool:
+    from .cloud.sdkerrors import InputError
     from .config.inference_config import ConfigFileError
     from .config.parameters import ParametersFileError
 
-    return isinstance(e, (ParametersFileError, ConfigFileError))
+    return isinstance(e, (ParametersFileError, ConfigFileError, InputError))
 
 
 def _dispatch(args: argparse.Namespace) -> int:

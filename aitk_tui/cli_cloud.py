@@ -228,9 +228,7 @@ async def _provision(session: CloudSession, args: argparse.Namespace, printer: E
         if not _ask(f"Provision these resources in {rg}?"):
             print("Nothing was changed.", file=sys.stderr)
             return EXIT_OK
-    done = await drive(session.provision(sub, rg, params), printer)
-    if done.data.get("config"):
-        print(f"Wrote {session.project.config_path}")
+    await drive(session.provision(sub, rg, params), printer)
     return EXIT_OK
 
 
@@ -245,7 +243,8 @@ async def _status(session: CloudSession, args: argparse.Namespace, printer: Even
     if args.json:
         _print_json(dataclasses.asdict(st))
         return EXIT_OK
-    health = {True: "healthy", False: "not answering /health yet", None: "unknown"}[st.healthy]
+    health = {True: "healthy", False: "not answering /health yet",
+              None: "asleep (scaled to zero; the next request wakes it)" if st.replicas == 0 else "unknown"}[st.healthy]
     print(f"app:          {st.name}")
     print(f"endpoint:     {st.endpoint or '-'}")
     print(f"provisioning: {st.provisioning_state}")
@@ -318,7 +317,8 @@ async def _stream_chat(endpoint: str, api_key: str, verify: Any, args: argparse.
     except ChatError as e:
         if wrote:
             sys.stdout.write("\n")
-        _error(getattr(e, "message", str(e)), getattr(e, "detail", None))
+        message = getattr(e, "message", None) or str(e)
+        _error(message[:1].upper() + message[1:], getattr(e, "detail", None))
         raise OperationFailed() from None
     finally:
         close = getattr(client, "aclose", None) or getattr(client, "close", None)

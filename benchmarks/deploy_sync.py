@@ -1,6 +1,6 @@
 """Deploy sync on the local cloud: full upload vs. unchanged redeploy, parallel vs. sequential.
 
-    /work/venv/bin/python benchmarks/deploy_sync.py [--files 500] [--repeat 3] [--json]
+    /work/venv/bin/python benchmarks/deploy_sync.py [--files 500] [--repeat 3] [--latency-ms 0] [--json]
 
 Builds a project whose ``inference_server/`` holds N files (sizes 0.5-40 KiB, nested
 folders, about 10 MiB in all), starts an in-process local cloud, provisions, then times:
@@ -12,6 +12,11 @@ folders, about 10 MiB in all), starts an in-process local cloud, provisions, the
 * ``sequential``: a full upload with 1 worker, to compare with ``full``.
 
 Goal: ``full / unchanged`` >= 50. Medians over ``--repeat`` runs are printed.
+
+The local cloud runs in this process, so client and server share one interpreter (and
+its GIL) on the same cores: without ``--latency-ms`` uploads are CPU-bound and 8 workers
+cannot beat 1. ``--latency-ms 20`` adds a round trip per Files request, as a real share
+has, which is what the parallel upload is for.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-async def run(n_files: int, repeat: int) -> dict:
+async def run(n_files: int, repeat: int, latency_ms: float = 0.0) -> dict:
     from aitk_tui.local.server import LocalCloud
 
     with tempfile.TemporaryDirectory(prefix="aitk-bench-") as tmp:
@@ -83,6 +88,10 @@ async def run(n_files: int, repeat: int) -> dict:
             key = await session.storage_key(config.SUBSCRIPTION_ID, config.RESOURCE_GROUP_NAME,
                                             config.STORAGE_ACCOUNT_NAME)
             share = session.factory.share(config.STORAGE_ACCOUNT_NAME, config.FILE_SHARE_NAME, key)
+            if latency_ms:
+                # Every Files request to the share waits this long, like a round trip to Azure.
+                cloud.inject("latency", count=10**7, path_contains=f"/{config.FILE_SHARE_NAME}",
+                             delay_s=latency_ms / 1000)
 
             def reset() -> None:
                 share.get_file_client(MANIFEST_PATH).delete_file()
@@ -115,7 +124,7 @@ async def run(n_files: int, repeat: int) -> dict:
            {"full": full, "unchanged": unchanged, "deploy_unchanged": deploy_unchanged,
             "sequential": sequential}.items()}
     return {
-        "files": n_files, "bytes": total_bytes, "repeat": repeat,
+        "files": n_files, "bytes": total_bytes, "repeat": repeat, "latency_ms": latency_ms,
         "full_s": round(med["full"], 4), "unchanged_s": round(med["unchanged"], 4),
         "deploy_unchanged_s": round(med["deploy_unchanged"], 4), "sequential_s": round(med["sequential"], 4),
         "full_over_unchanged": round(med["full"] / med["unchanged"], 1),
@@ -128,13 +137,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--latency-ms", type=float, default=0.0,
+                    help="added delay per Files request, to mimic the round trip to Azure")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    r = asyncio.run(run(args.files, args.repeat))
+    r = asyncio.run(run(args.files, args.repeat, args.latency_ms))
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
-    print(f"{r['files']} files, {r['bytes'] / 1e6:.1f} MB, median of {r['repeat']} runs (local cloud, HTTPS)")
+    print(f"{r['files']} files, {r['bytes'] / 1e6:.1f} MB, median of {r['repeat']} runs (local cloud, HTTPS, "
+          f"+{r['latency_ms']:g} ms per Files request)")
     print(f"  full upload (8 workers)        {r['full_s'] * 1000:8.1f} ms")
     print(f"  unchanged redeploy (sync only) {r['unchanged_s'] * 1000:8.1f} ms   ratio {r['full_over_unchanged']}x")
     print(f"  unchanged redeploy (deploy())  {r['deploy_unchanged_s'] * 1000:8.1f} ms   ratio "

@@ -134,8 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         threading.Timer(settings.load_failure_exit_s, stop).start()
 
     app = create_app(settings, on_load_failure=on_load_failure)
-    config = uvicorn.Config(
-        app,
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    server.run()
+    return outcome["code"]
+
+
+def uvicorn_config(app, settings: ServerSettings, **overrides):
+    """The uvicorn configuration the CLI serves with (tests reuse it)."""
+    import uvicorn
+
+    options = dict(
         host=settings.host,
         port=settings.port,
         ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
@@ -145,9 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=10,
         server_header=False,
     )
-    server = uvicorn.Server(config)
-    server.run()
-    return outcome["code"]
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
 
 
 if __name__ == "__main__":

@@ -292,11 +292,13 @@ def create_app(settings: ServerSettings, *, loader: Loader | None = None,
         state.require_engine()
         loaded = state.loaded
         cards = []
+        # Extra fields beyond vLLM's card: clients may show them; OpenAI clients ignore them.
+        demo = {"demo": True} if loaded.demo else {}
         if loaded.adapter_id is not None:
             cards.append(schemas.model_card(loaded.adapter_id, loaded.base_id, loaded.context_len,
-                                            int(state.started), merged=loaded.merged))
+                                            int(state.started), merged=loaded.merged, **demo))
         cards.append(schemas.model_card(loaded.base_id, None, loaded.context_len, int(state.started),
-                                        available=loaded.base_id in loaded.served))
+                                        available=loaded.base_id in loaded.served, **demo))
         return {"object": "list", "data": cards}
 
     @app.post("/v1/chat/completions")

@@ -20,6 +20,11 @@ Helpers (import from ``tests.fixtures_local``)
   group (location eastus), deploys ``infra/provision/inference.json`` and returns the outputs
   as ``{KEY: value}``.
 - ``upload_folder(share_client, folder, prefix="")``: uploads a local folder tree to a share.
+- ``STAND_IN_SERVER``: source of a tiny ``inference_server/__main__.py`` that serves
+  ``/health`` over HTTPS as the real server is configured (``AITK_HOST/PORT/SSL_*``) and
+  answers JSON about its environment (pid, cwd, key, model path); starts in ~0.1 s, for
+  tests of the deploy/restart loop that do not need a model. ``upload_stand_in(share)``.
+- ``wait_for(predicate, timeout=20, what=...)``: poll until truthy (returns the value).
 
 Faults: ``local_cloud.inject(kind, count=1, path_contains=None, **opts)`` (kinds: throttle,
 server_error, drop_connection, token_expired, latency, fail_resource; see
@@ -30,6 +35,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +47,32 @@ from aitk_tui.local.credential import LOCAL_SUBSCRIPTION_ID
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_API_KEY = "local-test-key-5b1e"
-__all__ = ["LOCAL_SUBSCRIPTION_ID", "TEST_API_KEY", "real_parameters", "deploy", "upload_folder"]
+__all__ = ["LOCAL_SUBSCRIPTION_ID", "TEST_API_KEY", "STAND_IN_SERVER", "real_parameters", "deploy", "upload_folder",
+           "upload_stand_in", "wait_for"]
+
+STAND_IN_SERVER = textwrap.dedent('''
+    import http.server, json, os, ssl, sys
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"pid": os.getpid(), "cwd": os.getcwd(), "python": sys.executable,
+                               "key": os.environ.get("INFERENCE_API_KEY"), "model": os.environ.get("AITK_MODEL_PATH"),
+                               "hf_home": os.environ.get("HF_HOME")}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer((os.environ["AITK_HOST"], int(os.environ["AITK_PORT"])), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.environ["AITK_SSL_CERTFILE"], os.environ["AITK_SSL_KEYFILE"])
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    print("stand-in serving", flush=True)
+    server.serve_forever()
+''')
 
 
 def real_parameters(root: Path, api_key: str | None = TEST_API_KEY, **overrides: Any) -> dict[str, dict]:
@@ -85,6 +117,28 @@ def upload_folder(share, folder: Path, prefix: str = "") -> int:
             share.get_file_client("/".join([*base, *p.relative_to(folder).parts])).upload_file(p.read_bytes())
             n += 1
     return n
+
+
+def upload_stand_in(share) -> None:
+    """Put the stand-in server on the share as ``inference_server/`` (replaces what is there)."""
+    from azure.core.exceptions import ResourceExistsError
+
+    try:
+        share.create_directory("inference_server")
+    except ResourceExistsError:
+        pass
+    share.get_file_client("inference_server/__init__.py").upload_file(b"")
+    share.get_file_client("inference_server/__main__.py").upload_file(STAND_IN_SERVER.encode())
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="session")

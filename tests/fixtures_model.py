@@ -98,6 +98,7 @@ def serve(settings, *, loader=None, on_load_failure=None, wait_ready: bool = Tru
     """Run the real app under uvicorn in a thread for the duration of the block."""
     import uvicorn
 
+    from inference_server.__main__ import uvicorn_config
     from inference_server.app import create_app
 
     app = create_app(settings, loader=loader, on_load_failure=on_load_failure)
@@ -105,13 +106,12 @@ def serve(settings, *, loader=None, on_load_failure=None, wait_ready: bool = Tru
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=2,
-                            lifespan="on")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, settings, timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name=f"uvicorn-{port}")
     thread.start()
-    running = RunningServer(f"http://127.0.0.1:{port}", settings.key_bytes() and settings.key_bytes().decode(),
+    scheme = "https" if settings.ssl_certfile else "http"
+    running = RunningServer(f"{scheme}://127.0.0.1:{port}", settings.key_bytes() and settings.key_bytes().decode(),
                             app, settings)
     try:
         deadline = time.monotonic() + ready_timeout

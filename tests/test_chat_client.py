@@ -222,3 +222,25 @@ def test_client_module_imports_no_ui_or_ml_stack():
             "print(sorted(m for m in ('textual', 'torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_tls_endpoint_with_its_own_ca(tiny_model, tmp_path):
+    import trustme
+
+    from tests.fixtures_model import make_settings, serve
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    settings = make_settings(tiny_model, ssl_certfile=tmp_path / "server.pem", ssl_keyfile=tmp_path / "server.key",
+                             max_batch_size=1)
+    with serve(settings) as running:
+        assert running.base_url.startswith("https://")
+        async with ChatClient(running.base_url, TEST_KEY, verify=str(tmp_path / "ca.pem")) as client:
+            text, _ = await collect(client, HELLO, temperature=0)
+            assert text == DEMO_REPLIES["hello"][1]
+        async with ChatClient(running.base_url, TEST_KEY) as untrusting:
+            with pytest.raises(ChatError, match="TLS certificate is not trusted"):
+                await untrusting.list_models()

@@ -172,7 +172,7 @@ class Transcript:
 
 # --------------------------------------------------------------------------- client
 class ChatClient:
-    def __init__(self, base_url: str, api_key: str | None, *, verify: str | bool = True,
+    def __init__(self, base_url: str, api_key: str | None, *, verify: str | bool | ssl.SSLContext = True,
                  timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None):
         self.base_url = normalize_base_url(base_url)
         self.root_url = self.base_url.removesuffix("/v1")

@@ -6,7 +6,7 @@ from ..config import naming
 from ..errors import AitkError
 from .clients import ClientFactory
 from .models import ResourceGroupInfo, Subscription
-from .sdkerrors import describe, is_not_found
+from .sdkerrors import InputError, describe, is_not_found
 
 
 def _state(value: object) -> str:
@@ -44,7 +44,7 @@ def create_resource_group(factory: ClientFactory, subscription_id: str, name: st
         naming.resource_group_name(name)
         naming.location(location)
     except naming.NameError_ as e:
-        raise AitkError(f"{e}.") from None
+        raise InputError(f"{e}.") from None
     try:
         client = factory.resources(subscription_id)
         try:
@@ -77,4 +77,4 @@ def resource_group_location(factory: ClientFactory, subscription_id: str, name: 
 
 def _check_subscription(subscription_id: str) -> None:
     if not subscription_id or not isinstance(subscription_id, str):
-        raise AitkError("No subscription chosen.", "pass --subscription ID (see `aitk subscriptions`)")
+        raise InputError("No subscription chosen.", "pass --subscription ID (see `aitk subscriptions`)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -105,11 +106,23 @@ def get_arm_token(credential: Any) -> str:
     return token
 
 
+def _first_sentence(text: str) -> str:
+    text = text.strip()
+    m = re.search(r"(?<=[a-z0-9)\]])\.(\s|$)", text)
+    return text[: m.start()] if m else text
+
+
 def sign_in_error(exc: BaseException) -> AitkError:
     detail = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
-    # DefaultAzureCredential's message lists every credential it tried; keep it short.
-    if len(detail) > 600:
-        detail = detail[:600] + "..."
+    # DefaultAzureCredential lists every credential it tried with a paragraph each: keep
+    # one short reason per credential.
+    head, sep, tried = detail.partition("Attempted credentials:")
+    if sep:
+        parts = re.split(r"\s*\b(\w+Credential): ", " " + tried)
+        reasons = [f"{name}: {_first_sentence(msg)}" for name, msg in zip(parts[1::2], parts[2::2])]
+        detail = "tried " + "; ".join(reasons) if reasons else head
+    if len(detail) > 700:
+        detail = detail[:700] + "..."
     return AitkError(NOT_SIGNED_IN, f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
 
 

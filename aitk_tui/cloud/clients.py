@@ -91,5 +91,10 @@ class ClientFactory:
         if self.endpoints.ca_bundle:
             kw.setdefault("connection_verify", self.endpoints.ca_bundle)
         if self.endpoints.retry_backoff_factor is not None:
-            kw.setdefault("retry_backoff_factor", self.endpoints.retry_backoff_factor)
+            # Storage clients use their own ExponentialRetry (15 s + 3**n, +-3 s jitter), which
+            # ignores retry_backoff_factor; scale it down the same way.
+            factor = self.endpoints.retry_backoff_factor
+            kw.setdefault("initial_backoff", factor)
+            kw.setdefault("increment_base", factor)
+            kw.setdefault("random_jitter_range", factor)
         return ShareClient(self.files_account_url(account), share, credential=account_key, **kw)

@@ -314,7 +314,14 @@ async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: b
         return
     finally:
         if not job.done():
-            cancel.set()  # stop starting uploads; the manifest is not rewritten
+            # Cancelled (aclose / task cancel): start no more uploads, let the ones in flight
+            # end, and leave the manifest as it is so that the next deploy redoes them.
+            cancel.set()
+            job.add_done_callback(lambda f: f.cancelled() or f.exception())
+            try:
+                await asyncio.wait_for(asyncio.shield(job), timeout=30)
+            except BaseException:  # noqa: BLE001 - Cancelled, timeout, or a second cancel
+                pass
 
     data: dict[str, Any] = {"uploaded": result.uploaded, "bytes": result.bytes, "unchanged": result.unchanged,
                             "removed": result.removed, "revision": None, "healthy": None,
@@ -325,7 +332,9 @@ async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: b
             revision = await asyncio.to_thread(_latest_revision, session, config)
             await asyncio.to_thread(_restart, session, config, revision)
         except Exception as e:  # noqa: BLE001
-            yield failed(e, f"restart container app {config.ACA_APP_NAME}")
+            err = describe(e, f"restart container app {config.ACA_APP_NAME}")
+            yield Failed(err.message, f"{err.detail + '; ' if err.detail else ''}the files were synced "
+                         f"({result.summary}); a replica picks them up when it next starts")
             return
         data["revision"] = revision
         yield Info(f"Restarted revision {revision}.")
@@ -338,8 +347,8 @@ async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: b
             last = event
             yield event
         if last is None or last.status != "ok":
-            minutes = timeout / 60
-            yield Failed(f"The endpoint did not become healthy within {minutes:.0f} min "
+            budget = f"{timeout / 60:.0f} min" if timeout >= 120 else f"{timeout:.0f} s"
+            yield Failed(f"The endpoint did not become healthy within {budget} "
                          f"(last: {last.status if last else 'no answer'}).",
                          f"{last.detail + '; ' if last and last.detail else ''}a GPU replica's cold start "
                          "(image pull, pip install, model load from the share) can take 20 minutes; "

@@ -42,11 +42,19 @@ async def probe(client: Any, base_url: str) -> tuple[str, str | None]:
     return f"HTTP {r.status_code}", detail
 
 
+def tls_verify(session: "CloudSession") -> Any:
+    """What httpx should trust: the local cloud's CA when there is one, else the system's."""
+    if session.endpoints.ca_bundle:
+        import ssl
+
+        return ssl.create_default_context(cafile=session.endpoints.ca_bundle)
+    return True
+
+
 def http_client(session: "CloudSession", timeout_s: float = 10.0) -> Any:
     import httpx
 
-    return httpx.AsyncClient(verify=session.endpoints.ca_bundle or True, timeout=timeout_s,
-                             follow_redirects=True)
+    return httpx.AsyncClient(verify=tls_verify(session), timeout=timeout_s, follow_redirects=True)
 
 
 async def wait_healthy(session: "CloudSession", base_url: str | None, *, timeout_s: float,
@@ -98,7 +106,9 @@ async def app_status(session: "CloudSession", config: InferenceConfig) -> AppSta
     except Exception as e:  # noqa: BLE001
         raise describe(e, f"read the status of container app {config.ACA_APP_NAME}") from None
     healthy = None
-    if info["endpoint"]:
+    # A request to a scaled-to-zero app wakes a GPU replica (minutes, and billed): only ask
+    # /health when a replica is already running (or the count is unknown).
+    if info["endpoint"] and info["replicas"] != 0:
         async with http_client(session, timeout_s=5.0) as client:
             status, _ = await probe(client, info["endpoint"])
         healthy = status == "ok"

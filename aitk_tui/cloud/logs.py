@@ -61,7 +61,9 @@ async def _pump(session: "CloudSession", source: str, url: str, token: str, foll
     full = f"{url}{sep}follow={'true' if follow else 'false'}&output=text&tailLines={int(tail_lines)}"
     try:
         timeout = httpx.Timeout(30.0, read=None if follow else 30.0)
-        async with httpx.AsyncClient(verify=session.endpoints.ca_bundle or True, timeout=timeout) as client:
+        from .health import tls_verify
+
+        async with httpx.AsyncClient(verify=tls_verify(session), timeout=timeout) as client:
             async with client.stream("GET", full, headers={"Authorization": f"Bearer {token}"}) as r:
                 if r.status_code != 200:
                     body = (await r.aread()).decode("utf-8", "replace")[:300]

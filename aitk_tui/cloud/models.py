@@ -53,6 +53,8 @@ def pick(obj: object, *path: str, default: object = None) -> object:
         if cur is None:
             return default
         nxt = getattr(cur, name, None) if not isinstance(cur, dict) else None
+        if callable(nxt):  # models are also mappings: .keys/.values/.items are methods there
+            nxt = None
         if nxt is None and hasattr(cur, "get"):
             try:
                 nxt = cur.get(name)

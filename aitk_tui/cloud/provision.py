@@ -107,7 +107,7 @@ async def preflight(session: "CloudSession", subscription_id: str, resource_grou
     parsed ``template`` and the target ``location``."""
     template, location = await asyncio.to_thread(_check_inputs, session, subscription_id, resource_group, params)
     out.update(template=template, location=location)
-    yield Info(f"Parameters are valid; deploying to {resource_group} in {location}.")
+    yield Info(f"Parameters are valid; target: resource group {resource_group} in {location}.")
     profile = params.get("gpuProfileType") or DEFAULT_GPU_PROFILE
     offered = await asyncio.to_thread(_gpu_profiles, session, subscription_id, location)
     if offered is None:
@@ -349,21 +349,24 @@ async def _follow(session: "CloudSession", client: Any, resource_group: str, pol
     seen: dict[tuple[str, str], str] = {}
     ops: list[dict[str, Any]] = []
     warned = False
+    deployment: Any = None
+    error_detail: str | None = None
     while True:
+        finished = False
         try:
             if poller is not None:
                 finished = poller.done()
             else:
-                finished = _state_of(await asyncio.to_thread(_get_deployment, client, resource_group)) in TERMINAL_STATES
+                deployment = await asyncio.to_thread(_get_deployment, client, resource_group)
+                finished = _state_of(deployment) in TERMINAL_STATES
         except Exception as e:  # noqa: BLE001 - the SDK already retried; keep following
-            finished = False
             if not warned:
                 warned = True
                 yield Info(f"Lost contact with Azure for a moment; still following ({describe(e, 'poll').detail}).",
                            "warning")
         try:
             ops = await asyncio.to_thread(_operations, client, resource_group)
-        except Exception:  # noqa: BLE001 - progress rows are best effort; the LRO decides
+        except Exception:  # noqa: BLE001 - progress rows are best effort; the deployment decides
             pass
         for op in ops:
             key = (op["type"], op["name"])
@@ -371,23 +374,29 @@ async def _follow(session: "CloudSession", client: Any, resource_group: str, pol
                 seen[key] = op["state"]
                 yield ResourceProgress(op["type"], op["name"], op["state"], round(time.monotonic() - start, 1),
                                        redact(op["message"]) if op["state"] == "Failed" and op["message"] else None)
+        if finished and poller is not None:
+            try:
+                deployment = await asyncio.to_thread(poller.result)
+            except Exception as e:  # noqa: BLE001 - a failed deployment, or a poller that gave up
+                error_detail = describe(e, "provision").detail
+                # The deployment itself is the authority: the poller may have given up on a
+                # transport or auth error while the deployment goes on in Azure.
+                try:
+                    deployment = await asyncio.to_thread(_get_deployment, client, resource_group)
+                except Exception:  # noqa: BLE001
+                    deployment = None
+                if deployment is not None and _state_of(deployment) in ACTIVE_STATES:
+                    poller, finished, error_detail = None, False, None
+                    yield Info("Lost the deployment's status stream; following the deployment directly.",
+                               "warning")
         if finished:
             break
         await asyncio.sleep(session.poll_interval_s)
 
-    error_detail = None
-    deployment = None
-    try:
-        if poller is not None:
-            deployment = await asyncio.to_thread(poller.result)
-        else:
-            deployment = await asyncio.to_thread(_get_deployment, client, resource_group)
-    except Exception as e:  # noqa: BLE001
-        error_detail = describe(e, "provision").detail
     state = _state_of(deployment) if deployment is not None else "Failed"
     if state != "Succeeded":
         bad = next((op for op in ops if op["state"] == "Failed"), None)
-        if deployment is not None and error_detail is None:
+        if deployment is not None and pick(deployment, "properties", "error") is not None:
             err = pick(deployment, "properties", "error")
             error_detail = _status_text({"error": err}) if err is not None else f"state {state}"
         if bad is not None:

@@ -9,6 +9,10 @@ from __future__ import annotations
 from ..errors import AitkError
 from ..events import Failed
 
+class InputError(AitkError):
+    """A value the user gave broke a rule; nothing was sent (the CLI exits 2)."""
+
+
 NOT_SIGNED_IN = ("Not signed in to Azure: run `az login`, or use `--auth device-code` "
                  "on a machine without a browser.")
 

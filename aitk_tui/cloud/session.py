@@ -85,8 +85,8 @@ class CloudSession:
                 raise
             except Exception as e:  # noqa: BLE001 - one sentence for the user
                 raise AitkError("The local cloud could not be started.", f"{type(e).__name__}: {e}") from None
-            return cls(project, tune_for_local(info.endpoints), LocalCredential(project.local_cloud_dir),
-                       method="local")
+            state_dir = getattr(info, "state_dir", None) or project.local_cloud_dir
+            return cls(project, tune_for_local(info.endpoints), LocalCredential(state_dir), method="local")
         from . import auth as _auth
 
         session = cls(project, AZURE, None, method=auth)

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..errors import AitkError
 from ..fsutil import atomic_write_json
 
 
@@ -36,7 +37,11 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: done.set())
     cloud = LocalCloud(state_dir, model_path=args.model, adapter_path=args.adapter, op_delay_s=args.op_delay,
                        port=args.port)
-    cloud.start()
+    try:
+        cloud.start()
+    except AitkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     try:
         atomic_write_json(state_dir / daemon.SERVER_JSON, {
             "pid": os.getpid(), "url": cloud.url, "ca_bundle": cloud.ca_bundle, "state_dir": str(state_dir),
@@ -61,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=0, help="port (default: the last one used, else any free one)")
     serve.add_argument("--model", type=Path, help="base model folder every replica serves")
     serve.add_argument("--adapter", type=Path, help="LoRA adapter folder every replica serves")
-    serve.add_argument("--op-delay", type=float, default=0.3, help="seconds between a resource's states")
+    serve.add_argument("--op-delay", type=float, default=float(os.environ.get("AITK_LOCAL_OP_DELAY") or 0.3),
+                       help="seconds between a deployed resource's states [AITK_LOCAL_OP_DELAY, default 0.3]")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)

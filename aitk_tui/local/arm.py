@@ -119,6 +119,9 @@ class ArmApi:
             return json_response(200, {"value": [self._provider(sub, p) for p in PROVIDERS]})
         if (len(rest) == 1 and m == "GET") or (len(rest) == 2 and low[1] == "register" and m == "POST"):
             return json_response(200, self._provider(sub, rest[0]))
+        if len(rest) == 2 and m == "GET":  # e.g. every container app of the subscription
+            items = self.store.resources(f"/subscriptions/{sub}", full_type=f"{rest[0]}/{rest[1]}")
+            return json_response(200, {"value": [self.handlers.view(r) for r in items]})
         if low[:2] == ["microsoft.resources", "operationresults"] and len(rest) == 3:
             return self._op_result(rest[2])
         if (low[:2] == ["microsoft.app", "locations"] and len(rest) == 4

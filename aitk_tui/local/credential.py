@@ -4,7 +4,8 @@ A token is ``aitk-local.1.<expires>.<nonce>.<signature>``, signed with HMAC-SHA2
 kept in ``<state_dir>/credential.key`` (mode 0600), so only someone who can read the state
 folder can talk to that local cloud. Every call issues a fresh token; that is what a
 Continuous Access Evaluation claims challenge needs (the server revokes the token it
-challenged, and the SDK's retry must carry a new one).
+challenged, and the SDK's retry must carry a new one). As with CAE, a revoked token keeps
+getting the claims challenge, so every client holding it re-authenticates.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from azure.core.credentials import AccessToken, AccessTokenInfo
+if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken, AccessTokenInfo
 
 #: The one subscription the local cloud has (fixed so that config files stay valid).
 LOCAL_SUBSCRIPTION_ID = "00000000-aaaa-4aaa-8aaa-000000000001"
@@ -89,6 +91,10 @@ class TokenVerifier:
                 return "The access token was revoked."
         return None
 
+    def is_revoked(self, token: str | None) -> bool:
+        with self._lock:
+            return token in self._revoked
+
     def revoke(self, token: str) -> None:
         with self._lock:
             self._revoked.add(token)
@@ -110,11 +116,15 @@ class LocalCredential:
         return issue_token(self._key)
 
     def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
-                  **kwargs: Any) -> AccessToken:
+                  **kwargs: Any) -> "AccessToken":
+        from azure.core.credentials import AccessToken
+
         token, expires = self._issue()
         return AccessToken(token, expires)
 
-    def get_token_info(self, *scopes: str, options: dict | None = None) -> AccessTokenInfo:
+    def get_token_info(self, *scopes: str, options: dict | None = None) -> "AccessTokenInfo":
+        from azure.core.credentials import AccessTokenInfo
+
         token, expires = self._issue()
         return AccessTokenInfo(token, expires, refresh_on=expires - TOKEN_LIFETIME_S // 2)
 

@@ -60,17 +60,25 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
+    if not os.path.isdir("/proc"):
+        return True  # macOS: signal 0 said it exists
+    try:  # a zombie (exited, not yet reaped) does not count
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
     except OSError:
         return False
 
 
 def _is_local_cloud(pid: int) -> bool:
+    """Whether ``pid`` runs ``python -m aitk_tui.local`` (never signal a recycled pid)."""
     try:
-        return b"aitk_tui.local" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
-        return False
+        try:
+            cmdline = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True,
+                                     timeout=5).stdout
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return "aitk_tui.local" in cmdline
 
 
 def _answering(data: dict, timeout_s: float = 2.0) -> bool:
@@ -131,8 +139,14 @@ def _same(given: Path | str | None, running: str | None) -> bool:
 
 
 def ensure_running(state_dir: Path | str, *, model_path: Path | str | None = None,
-                   adapter_path: Path | str | None = None, timeout_s: float = 10.0) -> LocalCloudInfo:
-    """The state folder's server, started (detached) if none answers. Raises AitkError."""
+                   adapter_path: Path | str | None = None, timeout_s: float = 10.0,
+                   op_delay_s: float | None = None) -> LocalCloudInfo:
+    """The state folder's server, started (detached) if none answers. Raises AitkError.
+
+    A running server that serves another ``model_path``/``adapter_path`` than the ones
+    given is restarted. ``op_delay_s`` (seconds between a deployed resource's states;
+    default 0.3, or ``AITK_LOCAL_OP_DELAY``) applies when a server is started.
+    """
     state_dir = Path(state_dir).resolve()
     with _locked(state_dir):
         info = status(state_dir)
@@ -144,11 +158,13 @@ def ensure_running(state_dir: Path | str, *, model_path: Path | str | None = Non
         if data and _alive(int(data["pid"])) and _is_local_cloud(int(data["pid"])):
             _stop_locked(state_dir)  # alive but not answering: a hung server of ours
         (state_dir / SERVER_JSON).unlink(missing_ok=True)
-        return _spawn(state_dir, model_path, adapter_path, timeout_s)
+        return _spawn(state_dir, model_path, adapter_path, timeout_s, op_delay_s)
 
 
-def _spawn(state_dir: Path, model_path, adapter_path, timeout_s: float) -> LocalCloudInfo:
+def _spawn(state_dir: Path, model_path, adapter_path, timeout_s: float, op_delay_s: float | None) -> LocalCloudInfo:
     cmd = [sys.executable, "-m", "aitk_tui.local", "serve", "--state-dir", str(state_dir)]
+    if op_delay_s is not None:
+        cmd += ["--op-delay", str(op_delay_s)]
     if model_path:
         cmd += ["--model", str(Path(model_path).resolve())]
     if adapter_path:

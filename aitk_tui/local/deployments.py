@@ -273,14 +273,17 @@ class DeploymentEngine:
             plan = self._plan(ctx)
         except TemplateError as e:
             return self._finish(sub, group, name, "Failed", {"code": e.code, "message": e.message})
-        done_ids = {o["resourceId"].lower() for o in rec["operations"] if o.get("provisioningState") == "Succeeded"}
+        earlier = {o["resourceId"].lower(): o for o in rec["operations"] if o.get("resourceId")}
         for decl, ref in plan:
-            if ref.id.lower() in done_ids:
+            op = earlier.get(ref.id.lower())
+            if op is not None and op.get("provisioningState") == "Succeeded":
                 continue
-            op = {"operationId": secrets.token_hex(8).upper(), "resourceId": ref.id, "resourceType": ref.full_type,
-                  "resourceName": ref.full_name, "apiVersion": decl.get("apiVersion"), "started": time.time(),
-                  "trackingId": str(uuid.uuid4()), "provisioningOperation": "Create"}
-            self._set_op(sub, group, name, op, provisioningState="Accepted")
+            if op is None:
+                op = {"operationId": secrets.token_hex(8).upper(), "resourceId": ref.id, "resourceType": ref.full_type,
+                      "resourceName": ref.full_name, "apiVersion": decl.get("apiVersion"), "started": time.time(),
+                      "trackingId": str(uuid.uuid4()), "provisioningOperation": "Create"}
+                self._set_op(sub, group, name, op, provisioningState="Accepted")
+            # else: an operation interrupted by a server stop continues where it was
             for next_state in ("Running", None):
                 why = self._wait(key)
                 if why == "stop":

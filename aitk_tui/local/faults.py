@@ -1,10 +1,10 @@
 """Faults the local cloud injects on request, so tests and demos can show how aitk copes.
 
 Kinds (each is consumed ``count`` times, optionally only by requests whose path contains
-``path_contains``; admin routes under ``/_local/`` are never affected):
+``path_contains`` (matched against the path and query as sent); admin routes under ``/_local/`` are never affected):
 
-- ``throttle``: 429 with ``Retry-After`` (option ``retry_after``, default 1 s; ``status`` to
-  answer something else, e.g. 503).
+- ``throttle``: 429 with ``Retry-After`` (option ``retry_after``, default 1 s) on ARM; 503
+  ``ServerBusy`` on the Files data plane, as Storage throttles (option ``status`` overrides).
 - ``server_error``: a 5xx with an ARM/Storage error body (option ``status``, default 500).
 - ``drop_connection``: the request is read, then the connection is closed with no answer.
 - ``token_expired``: 401 with a CAE claims challenge (``WWW-Authenticate: Bearer

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ..fsutil import atomic_write_text
 _SITECUSTOMIZE = '''\
 """aitk local cloud: a replica imports inference_server only from its /mount folder."""
 import os
+import shlex
 import sys
 from importlib.machinery import PathFinder
 
@@ -53,7 +55,7 @@ _DROP = {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"}
 def _ensure_support(state_dir: Path) -> tuple[Path, Path]:
     bin_dir = state_dir / "replica" / "bin"
     site_dir = state_dir / "replica" / "site"
-    shim = f"#!/bin/sh\nexec '{sys.executable}' \"$@\"\n"
+    shim = f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n"
     for name in ("python", "python3"):
         p = bin_dir / name
         if not p.is_file() or p.read_text() != shim:

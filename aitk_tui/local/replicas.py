@@ -52,9 +52,34 @@ def proc_start_time(pid: int) -> str | None:
     return stat.rpartition(")")[2].split()[19]
 
 
+def _group_running(pgid: int) -> bool:
+    """Whether any process of the group is alive (zombies waiting for a reaper do not count)."""
+    if not os.path.isdir("/proc"):  # macOS: no /proc; a signal 0 tells whether the group exists
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
 def kill_group(pid: int, start_time: str | None = None, timeout_s: float = 5.0) -> bool:
-    """TERM then KILL the process group led by ``pid`` (if it is still the process we started)."""
-    if start_time is not None and proc_start_time(pid) != start_time:
+    """TERM then KILL the process group led by ``pid``; True once none of it runs.
+
+    With ``start_time``, a live process with that pid but another start time is a recycled
+    pid and is left alone.
+    """
+    current = proc_start_time(pid)
+    if start_time is not None and current is not None and current != start_time:
         return False
     for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 2.0)):
         try:
@@ -69,21 +94,10 @@ def kill_group(pid: int, start_time: str | None = None, timeout_s: float = 5.0) 
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
-            st = proc_start_time(pid)
-            if st is None or _is_zombie(pid):
-                try:
-                    os.killpg(pid, 0)
-                except ProcessLookupError:
-                    return True
+            if not _group_running(pid):
+                return True
             time.sleep(0.05)
-    return True
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except OSError:
-        return True
+    return not _group_running(pid)
 
 
 def kill_recorded(store: Store) -> int:
@@ -194,6 +208,7 @@ class _Supervisor(threading.Thread):
             self.note(f"cannot start the replica: {e}")
             return None
         self.revision = env.get("CONTAINER_APP_REVISION")
+        self.mgr.rotate_log(self.app_id)
         self.note(f"starting replica: {' '.join(shlex.quote(a) for a in argv)} (cwd {cwd})")
         logf = open(self.mgr.log_path(self.app_id), "ab")
         try:
@@ -267,8 +282,8 @@ class ReplicaManager:
             if self.store.resource(app["id"]) is not None:
                 self.ensure(app["id"])
 
-    def ensure(self, app_id: str) -> None:
-        """Start the app's replica, or restart it (its configuration changed)."""
+    def ensure(self, app_id: str, restart: bool = False) -> None:
+        """Start the app's replica if none runs; with ``restart``, restart a running one."""
         with self._lock:
             sup = self._sups.get(app_id.lower())
             if sup is None or not sup.is_alive():
@@ -276,9 +291,11 @@ class ReplicaManager:
                 self._sups[app_id.lower()] = sup
                 sup.start()
                 return
-        sup.request_restart()
+        if restart:
+            sup.request_restart()
 
-    restart = ensure
+    def restart(self, app_id: str) -> None:
+        self.ensure(app_id, restart=True)
 
     def remove(self, app_id: str) -> None:
         with self._lock:
@@ -310,6 +327,13 @@ class ReplicaManager:
         folder = self.state_dir / "logs"
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{name}-{hashlib.sha256(app_id.lower().encode()).hexdigest()[:8]}.log"
+
+    def rotate_log(self, app_id: str, max_bytes: int = 5 << 20) -> None:
+        """Keep one previous log (``.log.1``) once the log passes ``max_bytes``."""
+        path = self.log_path(app_id)
+        with self._log_lock:
+            if path.is_file() and path.stat().st_size > max_bytes:
+                path.replace(path.with_suffix(".log.1"))
 
     def append_log(self, app_id: str, text: str) -> None:
         line = f"{now_iso()} [aitk-local] {text}\n"

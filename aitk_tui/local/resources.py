@@ -68,7 +68,7 @@ class ResourceHandlers:
         self.files_root = files_root
         self.base_url = base_url
         # Set by the cloud: called with the app id after create/update/delete.
-        self.on_app_changed: Callable[[str], None] = lambda app_id: None
+        self.on_app_changed: Callable[[str, bool], None] = lambda app_id, new_revision: None
         self.on_app_deleted: Callable[[str], None] = lambda app_id: None
         self.replica_status: Callable[[str], dict] = lambda app_id: {}
 
@@ -86,6 +86,12 @@ class ResourceHandlers:
         err = self.name_error(ref)
         if err:
             raise err
+        if ref.is_type(STORAGE):  # storage account names are global in Azure
+            taken = [r for r in self.store.resources(full_type=STORAGE)
+                     if r["name"].lower() == ref.name.lower() and r["id"].lower() != ref.id.lower()]
+            if taken:
+                raise HttpError(409, "StorageAccountAlreadyTaken",
+                                f"The storage account named {ref.name} is already taken.")
         parent = ref.parent()
         if parent is not None and self.store.resource(parent.id) is None:
             raise HttpError(404, "ParentResourceNotFound",
@@ -107,12 +113,11 @@ class ResourceHandlers:
                 "properties": copy.deepcopy(spec.get("properties") or {}),
             }
             hook = getattr(self, "_put_" + ref.full_type.split("/", 1)[1].replace("/", "_").lower(), None)
-            if hook:
-                hook(ref, record, old)
+            new_revision = hook(ref, record, old) if hook else None
             record["properties"].setdefault("provisioningState", "Succeeded")
             self.store.put_resource(record)
         if ref.is_type(CONTAINER_APPS):
-            self.on_app_changed(ref.id)
+            self.on_app_changed(ref.id, bool(new_revision))
         return self.view(self.store.resource(ref.id)), old is None
 
     def _put_storageaccounts(self, ref: ResourceRef, record: dict, old: dict | None) -> None:
@@ -148,7 +153,8 @@ class ResourceHandlers:
         if key:
             self.store.update_secrets(ref.id, accountKey=key)
 
-    def _put_containerapps(self, ref: ResourceRef, record: dict, old: dict | None) -> None:
+    def _put_containerapps(self, ref: ResourceRef, record: dict, old: dict | None) -> bool:
+        """Returns whether a new revision was made (a template change, as in ACA)."""
         config = record["properties"].setdefault("configuration", {})
         old_values = self.store.secrets(ref.id).get("secrets", {})
         if "secrets" in config:
@@ -163,13 +169,15 @@ class ResourceHandlers:
         port = app.get("port") or free_port()
         revisions = list(app.get("revisions") or [])
         thash = template_hash(record["properties"].get("template"))
-        if not revisions or revisions[-1]["template_hash"] != thash:
+        new_revision = not revisions or revisions[-1]["template_hash"] != thash
+        if new_revision:
             suffix = hashlib.sha256(f"{ref.id}{thash}{len(revisions)}".encode()).hexdigest()[:7]
             for r in revisions:
                 r["active"] = False
             revisions.append({"name": f"{ref.name}--{suffix}", "created": now_iso(), "template_hash": thash,
                               "active": True})
         self.store.update_app(ref.id, port=port, revisions=revisions[-10:], stopped=app.get("stopped", False))
+        return new_revision
 
     # -- views ---------------------------------------------------------------------------
     def view(self, record: dict | None) -> dict:

@@ -17,6 +17,7 @@ or as a detached server through :mod:`.daemon`.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cloud.clients import CloudEndpoints
+from ..errors import AitkError
 from .apps import AppsApi
 from .arm import ArmApi, not_served
 from .credential import LOCAL_TENANT_ID, LocalCredential, TokenVerifier
@@ -43,7 +45,7 @@ from .tls import ensure_tls
 log = logging.getLogger("aitk_tui.local")
 _ARM_ROOTS = ("subscriptions", "tenants", "providers")
 # Fast polling for the local cloud (real Azure keeps the SDK defaults).
-POLLING_INTERVAL_S = 0.2
+POLLING_INTERVAL_S = 0.1
 RETRY_BACKOFF_FACTOR = 0.05
 
 
@@ -125,30 +127,41 @@ class LocalCloud:
             return self
         self.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
-        self._stopping.clear()
-        self.tls = ensure_tls(self.state_dir)
-        self.verifier = TokenVerifier(self.state_dir)
-        self.store = Store(self.state_dir)
-        found = kill_recorded(self.store)
-        if found:
-            log.info("cleaned up %d replica process(es) left by a previous server", found)
-        self.files_root.mkdir(exist_ok=True)
-        self.handlers = ResourceHandlers(self.store, self.files_root, lambda: self.url)
-        self.replicas = ReplicaManager(self.state_dir, self.store, self.handlers, self.tls,
-                                       model_path=self.model_path, adapter_path=self.adapter_path,
-                                       demo_dir=self.demo_dir)
-        self.handlers.on_app_changed = self.replicas.ensure
-        self.handlers.on_app_deleted = self.replicas.remove
-        self.engine = DeploymentEngine(self.store, self.handlers, self.faults, op_delay_s=self.op_delay_s,
-                                       tenant_id=LOCAL_TENANT_ID)
-        self.apps = AppsApi(self.store, self.handlers, self.replicas, lambda: self.url, self._stopping)
-        self.arm = ArmApi(self.store, self.handlers, self.engine, self.apps, lambda: self.url)
-        self.apps.async_result = self.arm.async_result
-        self.files = FilesService(self.files_root, self.state_dir / "files-meta", self.handlers.storage_keys,
-                                  lambda t: self.verifier.check(t) is None, lambda: self.url)
-        self._server = self._bind()
-        self.store.set("port", self._server.port)
-        self._server.start()
+        self._lock_file = open(self.state_dir / "cloud.lock", "w")
+        try:  # one server per state folder, or two would fight over cloud.json
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise AitkError(f"Another local cloud already serves {self.state_dir}.",
+                            "stop it first (python -m aitk_tui.local stop --state-dir ...)") from None
+        try:
+            self._stopping.clear()
+            self.tls = ensure_tls(self.state_dir)
+            self.verifier = TokenVerifier(self.state_dir)
+            self.store = Store(self.state_dir)
+            found = kill_recorded(self.store)
+            if found:
+                log.info("cleaned up %d replica process(es) left by a previous server", found)
+            self.files_root.mkdir(exist_ok=True)
+            self.handlers = ResourceHandlers(self.store, self.files_root, lambda: self.url)
+            self.replicas = ReplicaManager(self.state_dir, self.store, self.handlers, self.tls,
+                                           model_path=self.model_path, adapter_path=self.adapter_path,
+                                           demo_dir=self.demo_dir)
+            self.handlers.on_app_changed = self.replicas.ensure
+            self.handlers.on_app_deleted = self.replicas.remove
+            self.engine = DeploymentEngine(self.store, self.handlers, self.faults, op_delay_s=self.op_delay_s,
+                                           tenant_id=LOCAL_TENANT_ID)
+            self.apps = AppsApi(self.store, self.handlers, self.replicas, lambda: self.url, self._stopping)
+            self.arm = ArmApi(self.store, self.handlers, self.engine, self.apps, lambda: self.url)
+            self.apps.async_result = self.arm.async_result
+            self.files = FilesService(self.files_root, self.state_dir / "files-meta", self.handlers.storage_keys,
+                                      lambda t: self.verifier.check(t) is None, lambda: self.url)
+            self._server = self._bind()
+            self.store.set("port", self._server.port)
+            self._server.start()
+        except BaseException:
+            self._unlock()
+            raise
         self.engine.resume_all()
         self.replicas.start_all()
         log.info("local cloud serving %s (state in %s)", self.url, self.state_dir)
@@ -173,6 +186,11 @@ class LocalCloud:
         self._server.stop()
         self.replicas.stop_all()
         self._server = None
+        self._unlock()
+
+    def _unlock(self) -> None:
+        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        self._lock_file.close()
 
     # -- request handling -----------------------------------------------------------------------
     def _app(self, req: Request) -> Response:
@@ -182,7 +200,8 @@ class LocalCloud:
         try:
             if first == "_local":
                 return self._local(req, segs[1:])
-            fault = self.faults.take_http(req.raw_path, arm=is_arm)
+            target = req.raw_path + (f"?{req.raw_query}" if req.raw_query else "")
+            fault = self.faults.take_http(target, arm=is_arm)
             if fault is not None:
                 resp = self._fault(fault, req, is_arm)
                 if resp is not None:
@@ -209,7 +228,10 @@ class LocalCloud:
         return auth[7:].strip() if auth[:7].lower() == "bearer " else None
 
     def _authorize(self, req: Request) -> None:
-        why = self.verifier.check(self._bearer(req))
+        token = self._bearer(req)
+        if self.verifier.is_revoked(token):  # CAE: a revoked token gets the claims challenge again
+            raise self._claims_challenge(token)
+        why = self.verifier.check(token)
         if why:
             raise HttpError(401, "InvalidAuthenticationToken", why, {
                 "WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/{LOCAL_TENANT_ID}", '
@@ -223,8 +245,8 @@ class LocalCloud:
         if kind == "latency":
             time.sleep(float(fault.option("delay_s", 1.0)))
             return None
-        if kind == "throttle":
-            status = int(fault.option("status", 429))
+        if kind == "throttle":  # ARM throttles with 429; Storage with 503 ServerBusy (it never sends 429)
+            status = int(fault.option("status", 429 if is_arm else 503))
             err = HttpError(status, "TooManyRequests" if status == 429 else "ServerBusy",
                             "The request was throttled (fault injected by the local cloud).",
                             {"Retry-After": str(fault.option("retry_after", 1))})
@@ -233,16 +255,18 @@ class LocalCloud:
             err = HttpError(status, "InternalServerError" if status == 500 else "ServiceUnavailable",
                             f"The server failed with {status} (fault injected by the local cloud).")
         else:  # token_expired: a CAE claims challenge; the token shown is revoked
-            token = self._bearer(req)
-            if token:
-                self.verifier.revoke(token)
-            claims = json.dumps({"access_token": {"nbf": {"essential": True, "value": str(int(time.time()))}}})
-            b64 = base64.urlsafe_b64encode(claims.encode()).decode()
-            err = HttpError(401, "InvalidAuthenticationToken", "The access token is no longer valid: claims are "
-                            "required (fault injected by the local cloud).", {
-                                "WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/'
-                                                    f'{LOCAL_TENANT_ID}", error="insufficient_claims", claims="{b64}"'})
+            err = self._claims_challenge(self._bearer(req))
         return _arm_error(err) if is_arm else error_response(err, req.method == "HEAD")
+
+    def _claims_challenge(self, token: str | None) -> HttpError:
+        if token:
+            self.verifier.revoke(token)
+        claims = json.dumps({"access_token": {"nbf": {"essential": True, "value": str(int(time.time()))}}})
+        b64 = base64.urlsafe_b64encode(claims.encode()).decode()
+        return HttpError(401, "InvalidAuthenticationToken", "The access token was revoked: new claims are required "
+                         "(Continuous Access Evaluation, fault injected by the local cloud).", {
+                             "WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/'
+                                                 f'{LOCAL_TENANT_ID}", error="insufficient_claims", claims="{b64}"'})
 
     def _local(self, req: Request, segs: list[str]) -> Response:
         low = [s.lower() for s in segs]

@@ -8,9 +8,10 @@ The app holds no Azure logic: it renders what ``CloudSession`` and the chat clie
 
 from __future__ import annotations
 
+import inspect
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from textual.app import App, ComposeResult
 from textual.screen import Screen
@@ -27,17 +28,22 @@ from .commands import COMMANDS_BY_ID, FKEY, AitkCommands, bindings_for
 from .operations import OperationsMixin, default_session_factory
 from .settings import DEFAULT_THEME, UISettings
 from .state import UIState
-from .widgets.activity import ActivityPane
 from .widgets.azure_pane import AzurePane
-from .widgets.chat import ChatPane
-from .widgets.parameters_form import ParametersForm
+from .widgets.lazy_pane import LazyPane
 from .widgets.status_header import StatusHeader
+
+if TYPE_CHECKING:
+    from .widgets.activity import ActivityPane
+    from .widgets.chat import ChatPane
+    from .widgets.parameters_form import ParametersForm
 
 TABS = ("azure", "parameters", "activity", "chat")
 
 
 class MainScreen(Screen):
     """The default screen; its footer shows only the keys that matter on the active tab."""
+
+    AUTO_FOCUS = "#steps"  # the Azure checklist: Enter runs the highlighted step
 
     @property
     def active_bindings(self) -> dict[str, ActiveBinding]:
@@ -49,7 +55,7 @@ class MainScreen(Screen):
 
 
 class AitkApp(OperationsMixin, App[int]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
     TITLE = "aitk"
     BINDINGS = bindings_for("app")
     COMMANDS = App.COMMANDS | {AitkCommands}
@@ -81,6 +87,7 @@ class AitkApp(OperationsMixin, App[int]):
         self.state.resource_group = remembered.resource_group
         self.state.location = remembered.location
         self.reload_config(refresh=False)
+        self._check_params_file()
 
     # -- layout --------------------------------------------------------------------
     def get_default_screen(self) -> Screen:
@@ -92,13 +99,29 @@ class AitkApp(OperationsMixin, App[int]):
             with TabPane("Azure", id="azure"):
                 yield AzurePane(id="azure-pane")
             with TabPane("Parameters", id="parameters"):
-                yield ParametersForm(self.project.parameters_path, id="params",
-                                     display_path="infra/provision/inference.parameters.json")
+                yield LazyPane(self._make_params, on_demand=True)
             with TabPane("Activity", id="activity"):
-                yield ActivityPane(clock=self.clock, id="activity-pane")
+                yield LazyPane(self._make_activity)
             with TabPane("Chat", id="chat"):
-                yield ChatPane(client_factory=self.chat_client_factory, id="chat-pane")
+                yield LazyPane(self._make_chat, on_demand=True)
         yield Footer(compact=True, show_command_palette=False)
+
+    # The tabs not shown at start are imported and mounted after the first frame.
+    def _make_params(self) -> "ParametersForm":
+        from .widgets.parameters_form import ParametersForm
+
+        return ParametersForm(self.project.parameters_path, id="params",
+                              display_path="infra/provision/inference.parameters.json")
+
+    def _make_activity(self) -> "ActivityPane":
+        from .widgets.activity import ActivityPane
+
+        return ActivityPane(clock=self.clock, id="activity-pane")
+
+    def _make_chat(self) -> "ChatPane":
+        from .widgets.chat import ChatPane
+
+        return ChatPane(client_factory=self.chat_client_factory, id="chat-pane")
 
     def on_mount(self) -> None:
         theme = self.settings.theme
@@ -111,8 +134,17 @@ class AitkApp(OperationsMixin, App[int]):
         self.refresh_state()
         self.open_session()
 
-    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+    async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id:
+            await self.ensure_pane(event.pane.id)
         self.refresh_bindings()
+
+    async def ensure_pane(self, tab: str) -> Any:
+        """The tab's content widget, built now if it has not been yet."""
+        pane = self.query_one(f"TabPane#{tab}", TabPane)
+        for lazy in pane.query_children(LazyPane):
+            return await lazy.build()
+        return pane.children[0] if pane.children else None
 
     def footer_shows(self, binding) -> bool:
         command = COMMANDS_BY_ID.get(binding.id or "")
@@ -121,16 +153,16 @@ class AitkApp(OperationsMixin, App[int]):
         return self.query_one(TabbedContent).active in command.tabs
 
     @property
-    def activity(self) -> ActivityPane:
-        return self.query_one(ActivityPane)
+    def activity(self) -> "ActivityPane":
+        return self.query_one("#activity-pane")  # type: ignore[return-value]
 
     @property
-    def chat(self) -> ChatPane:
-        return self.query_one(ChatPane)
+    def chat(self) -> "ChatPane":
+        return self.query_one("#chat-pane")  # type: ignore[return-value]
 
     @property
-    def params_form(self) -> ParametersForm:
-        return self.query_one(ParametersForm)
+    def params_form(self) -> "ParametersForm":
+        return self.query_one("#params")  # type: ignore[return-value]
 
     def show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
@@ -154,6 +186,16 @@ class AitkApp(OperationsMixin, App[int]):
         if refresh:
             self.refresh_state()
 
+    def _check_params_file(self) -> None:
+        """What provisioning needs to know before the form is ever built (it updates it later)."""
+        try:
+            errors = ParametersDocument.load(self.project.parameters_path).errors()
+        except AitkError as e:
+            self.state.params_error = e.message
+            return
+        self.state.params_error = None
+        self.state.params_invalid = next((f"{k}: {v}" for k, v in errors.items()), None)
+
     def chat_verify(self) -> str | bool:
         endpoints = getattr(self.session, "endpoints", None)
         return getattr(endpoints, "ca_bundle", None) or True
@@ -167,7 +209,7 @@ class AitkApp(OperationsMixin, App[int]):
         except OSError as e:
             self.notify(f"Could not remember the choice: {e}", severity="warning")
 
-    def on_parameters_form_state_changed(self, event: ParametersForm.StateChanged) -> None:
+    def on_parameters_form_state_changed(self, event: "ParametersForm.StateChanged") -> None:
         self.state.params_dirty = event.dirty
         self.state.params_invalid = event.invalid
         self.state.params_error = event.broken
@@ -197,7 +239,9 @@ class AitkApp(OperationsMixin, App[int]):
             self.notify(f"Not yet: {reason}.", title=command.title, severity="warning", timeout=6)
             return
         handler = getattr(self, "_cmd_" + command_id.replace(".", "_"))
-        handler()
+        result = handler()
+        if inspect.isawaitable(result):  # it needs a pane built first
+            self.call_next(lambda: result)
 
     def _cmd_help(self) -> None:
         from .screens.help import HelpScreen, focused_help
@@ -280,9 +324,9 @@ class AitkApp(OperationsMixin, App[int]):
         self.push_screen(CreateGroupScreen(self.state.subscription_name or subscription, create,
                                            default_location=self.state.location), created)
 
-    def _cmd_edit_parameters(self) -> None:
+    async def _cmd_edit_parameters(self) -> None:
+        form = await self.ensure_pane("parameters")
         self.show_tab("parameters")
-        form = self.params_form
         if form.broken is None:
             form.scroll_home(animate=False)
             self.call_after_refresh(form.editor("defaultCommands").focus, False)
@@ -314,11 +358,12 @@ class AitkApp(OperationsMixin, App[int]):
         config = self.state.config
         self.start_operation("replica_logs", "Replica logs", lambda: self.session.replica_logs(config, follow=True))
 
-    def _cmd_go_to_endpoint(self) -> None:
+    async def _cmd_go_to_endpoint(self) -> None:
         config = self.state.config
         assert config is not None and config.endpoint_url
+        chat = await self.ensure_pane("chat")
         self.show_tab("chat")
-        self.chat.set_endpoint(config.endpoint_url, None, self.chat_verify())
+        chat.set_endpoint(config.endpoint_url, None, self.chat_verify())
         if not config.missing("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME") and self.session:
             self.fetch_api_key(config)
         self.call_after_refresh(self.chat.query_one("#prompt").focus)
@@ -349,7 +394,7 @@ class AitkApp(OperationsMixin, App[int]):
             self.notify(f"Copied {url}", timeout=3)
 
     def _cmd_copy_answer(self) -> None:
-        if not self.chat.last_answer:
+        if not self.query("#chat-pane") or not self.chat.last_answer:
             self.notify("No answer to copy yet.", severity="warning")
             return
         self.copy_to_clipboard(self.chat.last_answer)
@@ -370,18 +415,20 @@ class AitkApp(OperationsMixin, App[int]):
         self._save_file("logs", "activity", ".log", self.activity.save_text())
 
     def _cmd_save_chat(self) -> None:
-        if not self.chat.turns:
+        if not self.query("#chat-pane") or not self.chat.turns:
             self.notify("Nothing to save yet: the conversation is empty.", severity="warning")
             return
         self._save_file("chats", "chat", ".md", self.chat.transcript_markdown())
 
-    def _cmd_params_save(self) -> None:
+    async def _cmd_params_save(self) -> None:
+        form = await self.ensure_pane("parameters")
         self.show_tab("parameters")
-        self.params_form.save()
+        form.save()
 
-    def _cmd_params_revert(self) -> None:
+    async def _cmd_params_revert(self) -> None:
+        form = await self.ensure_pane("parameters")
         self.show_tab("parameters")
-        self.params_form.action_revert()
+        form.action_revert()
 
     async def on_unmount(self) -> None:
         if self.session is not None:

@@ -143,7 +143,8 @@ class OperationsMixin:
         finally:
             self.post_message(OperationEnded(op, title, outcome, last))
 
-    def on_operation_started(self: "AitkApp", event: OperationStarted) -> None:
+    async def on_operation_started(self: "AitkApp", event: OperationStarted) -> None:
+        await self.ensure_pane("activity")
         self.activity.begin(event.op, event.title)
         if event.op != "sign_in":
             self.show_tab("activity")

@@ -3,11 +3,9 @@ sync plan, and how the CLI prints progress."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -169,3 +167,43 @@ def test_health_waits_print_on_change_only():
         p(HealthWait("loading", i * 0.5))
     p(HealthWait("ok", 12.5))
     assert len(err.getvalue().splitlines()) == 3  # first, after 10 s, ok
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path, capsys, monkeypatch):
+    import aitk_tui.cli_cloud as cli_cloud
+    from aitk_tui.cli import main
+
+    def interrupted(project, args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_cloud, "run", interrupted)
+    (tmp_path / "infra" / "provision").mkdir(parents=True)
+    rc = main(["--project", str(tmp_path), "provision", "--local", "--yes"])
+    out, err = capsys.readouterr()
+    assert rc == 130 and out == ""
+    assert err.startswith("aitk: interrupted (a submitted deployment continues in Azure")
+    assert err.count("\n") == 1
+
+
+def test_unexpected_exception_is_one_line_without_traceback(tmp_path, capsys, monkeypatch):
+    import aitk_tui.cli_cloud as cli_cloud
+    from aitk_tui.cli import main
+
+    def boom(project, args):
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(cli_cloud, "run", boom)
+    monkeypatch.delenv("AITK_DEBUG", raising=False)
+    assert main(["--project", str(tmp_path), "status"]) == 1
+    err = capsys.readouterr().err
+    assert err == "aitk: error: Something unexpected went wrong. (RuntimeError: kaput)\n"
+
+
+def test_init_writes_a_project(tmp_path, capsys):
+    from aitk_tui.cli import main
+
+    assert main(["init", str(tmp_path / "new")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Project ready in {tmp_path / 'new'}: wrote ")
+    assert (tmp_path / "new" / "infra" / "provision" / "inference.parameters.json").is_file()
+    assert (tmp_path / "new" / "inference_server").is_dir()

@@ -67,7 +67,7 @@ def test_paths_are_case_insensitive_and_unknown_routes_say_501(local_cloud):
         assert status in (200, 201)
     status, body = _raw(local_cloud, "GET", f"/subscriptions/{SUB}/resourcegroups/RG1?api-version=2021-04-01", token)
     assert status == 200 and body["name"] == "rg1"
-    for path in (f"/subscriptions/{SUB}/providers/Microsoft.Nope/things?x=1", f"/subscriptions/{SUB}/nothing/here?x=1"):
+    for path in (f"/subscriptions/{SUB}/providers/Microsoft.Nope/things/a/b?x=1", f"/subscriptions/{SUB}/nothing/here?x=1"):
         status, body = _raw(local_cloud, "GET", path, token)
         assert status == 501
         assert f"GET {path}" in body["error"]["message"]

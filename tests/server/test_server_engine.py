@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from inference_server.demo_model import DEMO_REPLIES
+from inference_server.demo_model import CHAT_TEMPLATE, DEMO_REPLIES
 from inference_server.engine import Engine, QueueFull, SamplingParams, StopMatcher, load_model
 from tests.fixtures_model import make_settings
 
@@ -186,3 +186,33 @@ async def test_no_adapter_serves_the_base_alone(tiny_model):
         assert text == DEMO_REPLIES["hello"][0]
     finally:
         eng.stop()
+
+
+def test_a_chat_template_is_required_and_can_come_from_a_file(tiny_model, tmp_path):
+    import shutil
+
+    from inference_server.engine import LoadError
+
+    bare = tmp_path / "no-template"
+    shutil.copytree(tiny_model.model_dir, bare)
+    (bare / "chat_template.jinja").unlink()
+    with pytest.raises(LoadError, match="--chat-template"):
+        load_model(make_settings(tiny_model, model_path=bare))
+    template = tmp_path / "template.jinja"
+    template.write_text(CHAT_TEMPLATE)
+    loaded = load_model(make_settings(tiny_model, model_path=bare, chat_template=template))
+    assert loaded.encode_chat([{"role": "user", "content": "hello"}]) == chat_ids(
+        load_model(make_settings(tiny_model)), "hello")
+
+
+def test_device_and_dtype_choice_on_a_cpu_machine(tiny_model):
+    import torch
+
+    from inference_server.engine import LoadError
+
+    loaded = load_model(make_settings(tiny_model, device="auto"))
+    assert (loaded.device.type, loaded.dtype) == ("cpu", torch.float32)
+    assert next(loaded.model.parameters()).dtype == torch.float32
+    if not torch.cuda.is_available():
+        with pytest.raises(LoadError, match="CUDA"):
+            load_model(make_settings(tiny_model, device="cuda"))

@@ -170,8 +170,15 @@ def test_errors_use_the_openai_shape_and_status(tiny_server):
 
 def test_request_limits(tiny_model):
     settings = make_settings(tiny_model, max_body_bytes=2048, max_messages=3, max_tokens_cap=16,
-                             max_batch_size=2)
+                             max_batch_size=2, merge=True)
     with serve(settings) as running:
+        # Merged: the base is listed (as the adapter's parent) but cannot be asked for.
+        listed = httpx.get(running.base_url + "/v1/models", headers=running.headers()).json()["data"]
+        cards = {m["id"]: m for m in listed}
+        assert cards["demo-adapter"]["merged"] is True and cards["demo-model"]["available"] is False
+        error = assert_error(post(running, {"model": "demo-model", "messages": HELLO}), 404, "model_not_found")
+        assert "--no-merge" in error["message"]
+
         big = {"messages": [{"role": "user", "content": "x" * 4000}]}
         assert_error(post(running, big), 413, "request_too_large")
 

@@ -39,10 +39,14 @@ def fixed_clock():
 async def settle(pilot, extra: float = 0.0) -> None:
     """Let messages drain and every worker finish (the deterministic point to look at the screen)."""
     app = pilot.app
-    for _ in range(3):
-        await pilot.pause()
+    await pilot.pause()
+    for _ in range(20):  # a handler may start the next worker: go round until none is left
+        if all(w.is_finished for w in app.workers):
+            break
         await app.workers.wait_for_complete()
-    await pilot.pause(extra or None)
+        await pilot.pause()
+    if extra:
+        await pilot.pause(extra)
 
 
 @pytest.fixture

@@ -115,6 +115,28 @@ class StubOpenAI:
             self._server = None
 
 
+def demo_tokens(count: int, shape: str = "prose") -> list[str]:
+    """Token-sized pieces of a plausible answer: ``prose`` (paragraphs of ~80 tokens, a list and a
+    code block now and then) or ``lists`` (a bullet every ~10 tokens: many Markdown blocks)."""
+    if shape == "lists":
+        words = ["The", " adapter", " adds", " **low-rank**", " updates", ".", "\n\n", "- item", " one", "\n",
+                 "- item", " two", "\n\n"]
+        return [words[i % len(words)] for i in range(count)]
+    sentence = [" The", " adapter", " adds", " **low-rank**", " updates", " to", " the", " frozen", " base",
+                " model", ",", " so", " only", " a", " few", " million", " weights", " change", "."]
+    tokens: list[str] = ["Here", " is", " the", " idea", "."]
+    block = 0
+    while len(tokens) < count:
+        tokens += sentence * 4 + ["\n\n"]
+        block += 1
+        if block % 6 == 0:
+            tokens += ["- first", " point", "\n", "- second", " point", "\n\n"]
+        if block % 9 == 0:
+            tokens += ["```python", "\n", "model", " =", " PeftModel", ".from_pretrained", "(base, path)", "\n", "```",
+                       "\n\n"]
+    return tokens[:count]
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m tests.ui.stub_openai --tokens 4000 --rate 2000``: serve until killed (benchmark)."""
     import argparse
@@ -123,10 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=4000)
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--burst", type=int, default=20)
+    parser.add_argument("--shape", choices=("prose", "lists"), default="prose")
     args = parser.parse_args(argv)
-    words = ["The", " adapter", " adds", " **low-rank**", " updates", " to", " the", " frozen", " base", " model", ".",
-             "\n\n", "- item", " one", "\n", "- item", " two", "\n\n", "`code`", " and", " prose", " continue", "."]
-    tokens = [words[i % len(words)] for i in range(args.tokens)]
+    tokens = demo_tokens(args.tokens, args.shape)
     stub = StubOpenAI(tokens=tokens, tokens_per_s=args.rate, burst=args.burst).start()
     print(stub.url, flush=True)
     threading.Event().wait()

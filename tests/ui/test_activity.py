@@ -45,7 +45,7 @@ async def test_log_follows_at_the_bottom_detaches_on_scroll_up_and_end_reattache
         assert pane.log.is_vertical_scroll_end
 
 
-async def test_noisy_events_are_batched_into_few_updates(make_app):
+async def test_noisy_events_are_batched_into_few_updates_and_the_log_saves(make_app, ui_project):
     app, _ = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -57,6 +57,10 @@ async def test_noisy_events_are_batched_into_few_updates(make_app):
         activity.flush()
         assert activity.flushes - before <= 3
         assert activity.log_pane.lines[-1].endswith("replica output 1999")
+        app.run_command("save_activity")
+        await settle(pilot)
+    files = list((ui_project.state_dir / "logs").glob("activity-*.log"))
+    assert len(files) == 1 and "09:30:00 [replica] replica output 1999" in files[0].read_text()
 
 
 async def test_provision_streams_rows_then_deploy_shows_upload_progress(make_app, ui_project):
@@ -115,12 +119,19 @@ async def test_esc_cancels_provisioning_and_leaves_no_local_file_written(make_ap
     assert ui_project.config_path.read_bytes() == before
 
 
-async def test_save_activity_log_writes_a_file(make_app, ui_project):
+async def test_replica_logs_follow_until_esc(make_app, ui_project):
+    from .fakes import write_config
+
+    write_config(ui_project)
     app, _ = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.run_command("replica_logs")
+        for _ in range(50):
+            await pilot.pause(0.02)
+            if any("replica line 2" in line for line in app.activity.log_pane.lines):
+                break
+        assert app.state.running == "Replica logs"
+        await pilot.press("escape")
         await settle(pilot)
-        app.activity.log_pane.write_lines(["hello from the log"])
-        app.run_command("save_activity")
-        await settle(pilot)
-    files = list((ui_project.state_dir / "logs").glob("activity-*.log"))
-    assert len(files) == 1 and "09:30:00 hello from the log" in files[0].read_text()
+        assert app.state.running is None and "cancelled" in app.activity.title_text

@@ -19,7 +19,7 @@ async def test_select_subscription_then_group_is_remembered_for_the_project(make
     app, session = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await pilot.press("f3")
+        await pilot.press("enter")  # the Azure checklist's cursor sits on the next step: Subscription
         await settle(pilot)
         picker = app.screen
         assert picker.id == "subscription-picker"

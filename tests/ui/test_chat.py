@@ -23,8 +23,9 @@ def stub():
 
 async def _open_chat(app, pilot, url: str, key: str) -> PromptArea:
     await settle(pilot)
+    chat = await app.ensure_pane("chat")
     app.show_tab("chat")
-    app.chat.set_endpoint(url, key)
+    chat.set_endpoint(url, key)
     prompt = app.chat.query_one(PromptArea)
     prompt.focus()
     await settle(pilot)
@@ -93,7 +94,7 @@ async def test_esc_stops_generation_and_unlocks_the_prompt(make_app, stub):
         assert app.chat.turns[-1].content == "partial"
 
 
-async def test_401_is_explained_inline_and_the_prompt_is_given_back(make_app, stub):
+async def test_401_429_and_a_sleeping_endpoint_are_explained_inline_and_the_prompt_is_given_back(make_app, stub):
     app, _ = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         prompt = await _open_chat(app, pilot, stub.url, "wrong-key")
@@ -101,28 +102,21 @@ async def test_401_is_explained_inline_and_the_prompt_is_given_back(make_app, st
         await settle(pilot)
         errors = _texts(app, ".chat-error")
         assert errors and "refused the API key (HTTP 401)" in errors[-1]
-        assert prompt.text == "hi" and not prompt.read_only
+        assert prompt.text == "hi" and not prompt.read_only  # restored, ready to send again
         assert app.chat.turns == [] and not app.chat.query(".user-msg")
 
-
-async def test_429_is_explained_inline_with_the_wait(make_app, stub):
-    stub.fail_status, stub.retry_after = 429, 7
-    app, _ = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await _open_chat(app, pilot, stub.url, stub.api_key)
-        await pilot.press(*"hi", "enter")
+        app.chat.set_endpoint(stub.url, stub.api_key)
+        stub.fail_status, stub.retry_after = 429, 7
+        await pilot.press("enter")
         await settle(pilot)
         error = _texts(app, ".chat-error")[-1]
-        assert "busy (HTTP 429" in error and "7 s" in error
+        assert "busy (HTTP 429" in error and "7 s" in error and prompt.text == "hi"
 
-
-async def test_endpoint_asleep_is_explained(make_app):
-    app, _ = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await _open_chat(app, pilot, "http://127.0.0.1:9", "k")  # nothing listens on port 9
-        await pilot.press(*"hi", "enter")
+        app.chat.set_endpoint("http://127.0.0.1:9", "k")  # nothing listens on port 9
+        await pilot.press("enter")
         await settle(pilot)
         assert "not answering yet" in _texts(app, ".chat-error")[-1]
+        assert app.chat.turns == []
 
 
 async def test_go_to_inference_endpoint_fills_url_and_key_from_the_app(make_app, ui_project):
@@ -143,8 +137,9 @@ async def test_no_endpoint_yet_is_explained(make_app):
     app, _ = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
+        chat = await app.ensure_pane("chat")
         app.show_tab("chat")
-        app.chat.query_one(PromptArea).focus()
+        chat.query_one(PromptArea).focus()
         await pilot.press(*"hi", "enter")
         await settle(pilot)
         assert "No endpoint yet" in str(app.chat.query_one(".chat-error", Static).render())

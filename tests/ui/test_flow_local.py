@@ -21,13 +21,14 @@ pytestmark = pytest.mark.timeout(150)
 
 
 @pytest.fixture
-def local_ui(ui_project, tmp_path_factory):
+def local_ui(ui_project, tiny_model):
     server = pytest.importorskip("aitk_tui.local.server", reason="the local cloud is not in this tree yet")
     session_mod = pytest.importorskip("aitk_tui.cloud.session")
     shutil.copytree(REPO / "inference_server", ui_project.server_dir,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    cloud = server.LocalCloud(ui_project.local_cloud_dir, op_delay_s=0.01,
-                              demo_dir=tmp_path_factory.getbasetemp() / "ui-demo-model").start()
+    # The session's tiny model (shared with the server tests) is served: no per-test build.
+    cloud = server.LocalCloud(ui_project.local_cloud_dir, op_delay_s=0.01, model_path=tiny_model.model_dir,
+                              adapter_path=tiny_model.adapter_dir).start()
     session = session_mod.CloudSession.for_cloud(ui_project, cloud.endpoints, cloud.credential())
 
     async def open_session(project, **kwargs):

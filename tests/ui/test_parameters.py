@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from textual.widgets import Input, Static
+from textual.widgets import Static
 
 from aitk_tui.config.state import ProjectState
 from aitk_tui.ui.widgets.parameters_form import ParametersForm
@@ -28,7 +28,7 @@ async def test_naming_rules_are_checked_as_you_type(make_app, ui_project):
         await settle(pilot)
         await pilot.press("f7")
         await settle(pilot)
-        form = app.params_form
+        form = await app.ensure_pane("parameters")
         form.editor("storageAccountName").focus()
         await pilot.press(*"Ab_")
         await settle(pilot)
@@ -52,10 +52,12 @@ async def test_save_keeps_unknown_keys_and_order(make_app, ui_project):
     app, _ = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        form = app.params_form
+        form = await app.ensure_pane("parameters")
         assert "customFlag" in str(form.query_one("#params-extra", Static).render())
         form.editor("acaAppName").value = "my-inference-app"
         form.editor("maximumInstanceCount").value = "3"
+        form.editor("location").value = "swedencentral"  # a Select
+        form.editor("defaultCommands").text = "cd /mount\n\npython3 -m inference_server\n"  # one per line
         await settle(pilot)
         await pilot.press("f7", "ctrl+s")
         await settle(pilot)
@@ -65,6 +67,8 @@ async def test_save_keeps_unknown_keys_and_order(make_app, ui_project):
     assert saved["parameters"]["customFlag"] == {"value": True, "metadata": {"note": "mine"}}
     assert saved["parameters"]["acaAppName"] == {"value": "my-inference-app"}
     assert saved["parameters"]["maximumInstanceCount"] == {"value": 3}
+    assert saved["parameters"]["location"] == {"value": "swedencentral"}
+    assert saved["parameters"]["defaultCommands"] == {"value": ["cd /mount", "python3 -m inference_server"]}
     assert list(saved["parameters"]) == list(raw["parameters"])  # order kept, nothing added for empty fields
     assert path.read_text().startswith('{\n    "$schema"')  # the file's own indentation kept
 
@@ -74,7 +78,7 @@ async def test_save_with_an_error_writes_nothing_and_focuses_the_first_failure(m
     app, _ = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        form = app.params_form
+        form = await app.ensure_pane("parameters")
         form.editor("fileShareName").value = "Bad--Share"
         form.editor("acaAppName").value = "-nope"
         await settle(pilot)
@@ -90,7 +94,7 @@ async def test_revert_restores_the_file_values(make_app):
     app, _ = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        form = app.params_form
+        form = await app.ensure_pane("parameters")
         form.editor("acaAppName").value = "changed-app"
         await settle(pilot)
         assert app.state.params_dirty
@@ -109,7 +113,7 @@ async def test_corrupt_file_is_shown_and_left_byte_for_byte_unchanged(make_app, 
         await settle(pilot)
         await pilot.press("f7")
         await settle(pilot)
-        form = app.params_form
+        form = await app.ensure_pane("parameters")
         assert form.has_class("-broken")
         shown = str(form.query_one("#file-error", Static).render())
         assert "not valid JSON" in shown and "line 3" in shown
@@ -119,19 +123,3 @@ async def test_corrupt_file_is_shown_and_left_byte_for_byte_unchanged(make_app, 
         await settle(pilot)
         assert "fix the parameters file first" in app.state.why_not("provision")
     assert ui_project.parameters_path.read_bytes() == corrupt
-
-
-async def test_choice_and_list_fields_map_to_json_types(make_app, ui_project):
-    app, _ = make_app()
-    async with app.run_test(size=(100, 40)) as pilot:
-        await settle(pilot)
-        form = app.params_form
-        form.editor("location").value = "swedencentral"
-        form.editor("defaultCommands").text = "cd /mount\n\npython3 -m inference_server\n"
-        await settle(pilot)
-        assert isinstance(form.editor("storageAccountName"), Input)
-        assert form.save()
-        await settle(pilot)
-    saved = json.loads(ui_project.parameters_path.read_text())["parameters"]
-    assert saved["location"] == {"value": "swedencentral"}
-    assert saved["defaultCommands"] == {"value": ["cd /mount", "python3 -m inference_server"]}

@@ -20,6 +20,7 @@ from ..commands import bindings_for
 from .log_pane import LogPane
 
 FLUSH_INTERVAL_S = 0.12
+MAX_TABLE_HEIGHT = 9  # header + 8 rows; more rows scroll
 
 
 def format_elapsed(seconds: float | None) -> str:
@@ -73,11 +74,11 @@ Provisioning, deploy and replica logs stream here.
     ActivityPane #error { display: none; margin: 0 1; }
     ActivityPane.-failed #error { display: block; }
     ActivityPane #error-detail { color: $text-muted; }
-    ActivityPane #resources { display: none; height: auto; max-height: 9; margin: 0 1; }
+    ActivityPane #resources { display: none; height: 1; margin: 0 1; }
     ActivityPane.-has-resources #resources { display: block; }
     ActivityPane #upload { display: none; height: 1; margin: 0 1; }
     ActivityPane.-uploading #upload { display: block; }
-    ActivityPane #upload Label { width: auto; margin-right: 1; }
+    ActivityPane #upload-label { width: 48; margin-right: 1; }
     ActivityPane LogPane { margin: 0 1; border-top: solid $panel-lighten-2; }
     """
 
@@ -231,6 +232,8 @@ Provisioning, deploy and replica logs stream here.
         else:
             self._row_keys.add(key)
             table.add_row(*cells, key=key)
+            # An explicit height: ``auto`` does not follow rows added while the table was hidden.
+            table.styles.height = min(table.row_count + 1, MAX_TABLE_HEIGHT)
         self.add_class("-has-resources")
 
     # -- bound actions ---------------------------------------------------------------

@@ -81,11 +81,11 @@ a step that cannot run yet says why. The table shows `infra/inference.config.jso
                                      k("go_to_endpoint"), blocked=bool(why("go_to_endpoint")))),
         ]
         steps_list = self.query_one("#steps", OptionList)
-        highlighted = steps_list.highlighted
         steps_list.clear_options()
         steps_list.add_options([Option(text, id=cid) for cid, text in steps])
-        if highlighted is not None:
-            steps_list.highlighted = highlighted
+        # The cursor sits on the next step to take, so Enter simply moves the journey on.
+        next_step = next((i for i, (_cid, text) in enumerate(steps) if text.plain.startswith("› ")), None)
+        steps_list.highlighted = next_step if next_step is not None else 0
         self.query_one("#config", Static).update(_config_table(state))
 
     @on(OptionList.OptionSelected, "#steps")

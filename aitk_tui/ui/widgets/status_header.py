@@ -25,7 +25,7 @@ def health_label(state: UIState) -> tuple[str, str]:
 
 class StatusHeader(Static):
     DEFAULT_CSS = """
-    StatusHeader { dock: top; height: 1; background: $panel; color: $foreground; padding: 0 1; }
+    StatusHeader { dock: top; width: 100%; height: 1; background: $panel; color: $foreground; padding: 0 1; }
     """
 
     def show(self, state: UIState) -> None:

@@ -1,0 +1,232 @@
+"""TUI benchmarks: cold start to first frame, and a 2,000 tokens/s chat stream.
+
+    /work/venv/bin/python benchmarks/tui_bench.py [--runs 5] [--tokens 4000] [--rate 2000]
+
+1. **First frame**: ``python -m aitk_tui --local`` (the real entry point) in a pseudo
+   terminal of 80x24; the clock runs from just before the process is spawned until the
+   tab bar has been painted on the terminal. Repeated ``--runs`` times; median, best and
+   worst are printed with the goal (0.5 s) and their ratio to it. Also: the UI's import
+   time (``python -X importtime``) and whether the Azure SDK is imported before the first
+   frame (it must not be: it loads lazily in a worker).
+2. **Chat stream**: a stub OpenAI server in a separate process streams ``--tokens`` tokens
+   at ``--rate`` tokens/s; the app (headless, 120x40) renders them through MarkdownStream.
+   Reported: the rate the UI actually consumed, the render backlog (received but not yet
+   in the Markdown widget) at worst and at the end, the number of Markdown updates, and
+   the longest event-loop stall while streaming (what a key press would wait at worst).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pty
+import select
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from fcntl import ioctl
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+GOAL_FIRST_FRAME_S = 0.5
+F10 = b"\x1b[21~"
+
+
+# --------------------------------------------------------------------------- first frame
+def _new_project() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="aitk-bench-")) / "proj"
+    shutil.copytree(REPO / "infra", root / "infra")
+    return root
+
+
+def first_frame_once(extra_args: list[str]) -> tuple[float, bool]:
+    """Seconds from spawn to the painted tab bar, and whether the app then quit on F10."""
+    project = _new_project()
+    env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor", PYTHONPATH=str(REPO),
+               XDG_CONFIG_HOME=str(project.parent / "xdg"))
+    argv = [sys.executable, "-m", "aitk_tui", "--project", str(project), *extra_args]
+    t0 = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execvpe(argv[0], argv, env)
+    ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    seen = b""
+    elapsed = float("nan")
+    deadline = t0 + 20
+    while time.perf_counter() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            seen += chunk
+            if b"Parameters" in seen and b"Activity" in seen:
+                elapsed = time.perf_counter() - t0
+                break
+    os.write(fd, F10)
+    quit_ok = False
+    end = time.perf_counter() + 10
+    while time.perf_counter() < end:
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            quit_ok = True
+            break
+        try:
+            if select.select([fd], [], [], 0.05)[0]:
+                os.read(fd, 65536)
+        except OSError:
+            pass
+    if not quit_ok:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(fd)
+    if "--local" in extra_args:  # leave no local cloud behind
+        from aitk_tui.local import daemon
+
+        daemon.stop(project / ".aitk" / "local")
+    shutil.rmtree(project.parent, ignore_errors=True)
+    return elapsed, quit_ok
+
+
+def import_profile() -> tuple[float, list[tuple[float, str]], bool]:
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import aitk_tui.ui.app"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    rows = []
+    for line in out.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        parts = line[len("import time:"):].split("|")
+        rows.append((int(parts[1]) / 1e6, parts[2][1:]))  # nested imports keep their indentation
+    top_level = [(t, n) for t, n in rows if not n.startswith(" ")]
+    total = sum(t for t, _ in top_level)
+    # What aitk_tui.ui.app pulls in directly (one level of nesting), biggest first.
+    direct = [(t, n.strip()) for t, n in rows if n.startswith("  ") and not n.startswith("   ")]
+    azure = any(n.strip().startswith("azure") for _, n in rows)
+    return total, sorted(direct, reverse=True)[:6], azure
+
+
+def bench_first_frame(runs: int) -> None:
+    print("== First frame (pty 80x24, process spawn -> tab bar painted) ==")
+    total, top, azure = import_profile()
+    print(f"python -X importtime -c 'import aitk_tui.ui.app': {total:.3f} s (with importtime's own overhead); "
+          f"Azure SDK imported: {'YES (bad)' if azure else 'no'}; biggest direct imports:")
+    for t, name in top:
+        print(f"   {t:6.3f} s  {name}")
+    for label, args in (("aitk --local", ["--local"]), ("aitk --auth cli (no az on PATH)", ["--auth", "cli"])):
+        results = [first_frame_once(args) for _ in range(runs)]
+        times = [t for t, _ in results]
+        med = statistics.median(times)
+        print(f"{label:32s} median {med:.3f} s  best {min(times):.3f} s  worst {max(times):.3f} s  "
+              f"(goal {GOAL_FIRST_FRAME_S} s: median/goal = {med / GOAL_FIRST_FRAME_S:.2f}); "
+              f"quit with F10: {sum(q for _, q in results)}/{runs}")
+
+
+# --------------------------------------------------------------------------- chat stream
+async def bench_stream(tokens: int, rate: float, shape: str = "prose") -> None:
+    from textual.widgets import Markdown
+
+    from aitk_tui.project import Project
+    from aitk_tui.ui.app import create_app
+    from aitk_tui.ui.settings import UISettings
+    from aitk_tui.ui.widgets.prompt import PromptArea
+
+    print(f"== Chat stream: {tokens} tokens of {shape} at {rate:.0f} tokens/s from a stub in another process ==")
+    stub = subprocess.Popen([sys.executable, "-m", "tests.ui.stub_openai", "--tokens", str(tokens), "--rate",
+                             str(rate), "--shape", shape], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    url = stub.stdout.readline().strip()
+    project = Project(_new_project())
+
+    async def no_cloud(project, **kwargs):
+        await asyncio.Event().wait()
+
+    app = create_app(project, session_factory=no_cloud, settings=UISettings())
+    samples: list[tuple[float, int, int]] = []
+    max_gap = 0.0
+    appends = 0
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            app.show_tab("chat")
+            app.chat.set_endpoint(url, "stub-key")
+            prompt = app.query_one(PromptArea)
+            prompt.focus()
+            prompt.text = "stream please"
+            await pilot.pause()
+            t_send = time.perf_counter()
+            prompt.action_submit()  # what Enter does (pilot.press would wait for an idle loop)
+            answer = None
+            last = time.perf_counter()
+            while app.chat.streaming or answer is None:
+                await asyncio.sleep(0.005)
+                now = time.perf_counter()
+                max_gap = max(max_gap, now - last - 0.005)
+                last = now
+                if answer is None:
+                    found = app.chat.query(".answer")
+                    if found:
+                        answer = found.first(Markdown)
+                        original = answer.append
+
+                        async def counting_append(markdown: str, _orig=original):
+                            nonlocal appends
+                            appends += 1
+                            return await _orig(markdown)
+
+                        answer.append = counting_append
+                samples.append((now, app.chat.chars_streamed, len(answer.source) if answer else 0))
+                if now - t_send > 120:
+                    break
+            await pilot.pause()
+            final_chars = app.chat.chars_streamed
+            t_done = time.perf_counter()
+            samples.append((t_done, final_chars, len(answer.source) if answer else 0))
+            stats = str(app.chat.query(".answer-stats").last().render())
+    finally:
+        stub.terminate()
+        stub.wait(5)
+        shutil.rmtree(project.root.parent, ignore_errors=True)
+
+    first_recv = next(t for t, c, _ in samples if c > 0)
+    last_recv = next(t for t, c, _ in samples if c >= final_chars)
+    all_rendered = next((t for t, _, r in samples if r >= final_chars), t_done)
+    consumed = tokens / max(last_recv - first_recv, 1e-9)
+    chars_per_token = final_chars / tokens
+    backlog = max((c - r) / chars_per_token for _, c, r in samples)
+    print(f"time to first token (UI)     {first_recv - t_send:.3f} s")
+    print(f"consumed rate                {consumed:.0f} tokens/s (sent at {rate:.0f}: ratio {consumed / rate:.2f})")
+    print(f"render backlog, worst        {backlog:.0f} tokens = {backlog / rate * 1000:.0f} ms of stream")
+    print(f"render lag after last token  {(all_rendered - last_recv) * 1000:.0f} ms")
+    print(f"Markdown updates             {appends} for {tokens} tokens ({tokens / max(appends, 1):.0f} tokens per update)")
+    print(f"longest event-loop stall     {max_gap * 1000:.0f} ms")
+    print(f"stats line shown             {stats}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=4000)
+    parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--shape", choices=("prose", "lists", "both"), default="both")
+    parser.add_argument("--skip-start", action="store_true")
+    parser.add_argument("--skip-stream", action="store_true")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    if not args.skip_start:
+        bench_first_frame(args.runs)
+    if not args.skip_stream:
+        for shape in (("prose", "lists") if args.shape == "both" else (args.shape,)):
+            asyncio.run(bench_stream(args.tokens, args.rate, shape))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The detached server: start once per state folder, status, stop -- and no process is left
+behind, not even the replicas of a server that was killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from aitk_tui.cloud.clients import ClientFactory
+from aitk_tui.errors import AitkError
+from aitk_tui.local import daemon
+from aitk_tui.local.credential import LocalCredential
+from tests.fixtures_local import LOCAL_SUBSCRIPTION_ID as SUB
+from tests.fixtures_local import deploy, upload_stand_in, wait_for
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _replica_pid(info, endpoint: str) -> int | None:
+    try:
+        ctx = ssl.create_default_context(cafile=info.ca_bundle)
+        with urllib.request.urlopen(f"https://{endpoint}/health", context=ctx, timeout=1) as r:
+            return json.loads(r.read())["pid"]
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    d = tmp_path / "project" / ".aitk" / "local"
+    yield d
+    daemon.stop(d)
+
+
+def test_start_status_stop_leaves_nothing_behind(state_dir, local_project):
+    assert daemon.status(state_dir) is None
+    info = daemon.ensure_running(state_dir, op_delay_s=0.01)
+    assert info.endpoints.is_local and info.endpoints.arm_url == info.url
+    assert Path(info.ca_bundle).is_file() and json.loads((state_dir / "server.json").read_text())["pid"] == info.pid
+    assert daemon.ensure_running(state_dir).pid == info.pid  # reused, not started twice
+    assert daemon.status(state_dir).url == info.url
+
+    factory = ClientFactory(info.endpoints, LocalCredential(state_dir))
+    out = deploy(factory, "rg1", local_project, modelPath="/mount")
+    key = factory.storage(SUB).storage_accounts.list_keys("rg1", out["STORAGE_ACCOUNT_NAME"]).as_dict()["keys"][0]["value"]
+    upload_stand_in(factory.share(out["STORAGE_ACCOUNT_NAME"], out["FILE_SHARE_NAME"], key))
+    apps = factory.container_apps(SUB)
+    app = apps.container_apps.get("rg1", out["ACA_APP_NAME"])
+    apps.container_apps_revisions.restart_revision("rg1", app.name, app.latest_revision_name)
+    replica = wait_for(lambda: _replica_pid(info, out["ACA_APP_ENDPOINT"]), what="the replica")
+
+    # the server dies hard: its replica is orphaned; the next start cleans it up
+    os.kill(info.pid, signal.SIGKILL)
+    wait_for(lambda: not _alive(info.pid), what="the server to die")
+    assert _alive(replica)
+    assert daemon.status(state_dir) is None and not (state_dir / "server.json").exists()  # stale file removed
+    info2 = daemon.ensure_running(state_dir, op_delay_s=0.01)
+    assert info2.pid != info.pid and info2.url == info.url  # same port: clients re-attach
+    wait_for(lambda: not _alive(replica), what="the orphaned replica to be killed")
+    replica2 = wait_for(lambda: _replica_pid(info2, out["ACA_APP_ENDPOINT"]), what="the replica to restart")
+
+    assert daemon.stop(state_dir) is True
+    assert not _alive(info2.pid) and not _alive(replica2)
+    assert daemon.status(state_dir) is None and not (state_dir / "server.json").exists()
+    assert daemon.stop(state_dir) is False
+
+
+def test_a_stale_server_json_is_replaced(state_dir):
+    state_dir.mkdir(parents=True)
+    (state_dir / "server.json").write_text(json.dumps({"pid": 2 ** 22 + 12345, "url": "https://127.0.0.1:1",
+                                                       "ca_bundle": "/nonexistent"}))
+    assert daemon.status(state_dir) is None
+    info = daemon.ensure_running(state_dir)
+    assert _alive(info.pid)
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_log(state_dir):
+    (state_dir / "tls").mkdir(parents=True)
+    (state_dir / "tls" / "ca.pem").write_text("not a certificate")
+    (state_dir / "tls" / "ca.key").write_text("not a key")
+    with pytest.raises(AitkError) as err:
+        daemon.ensure_running(state_dir)
+    assert "did not start" in err.value.message
+    assert "PEM" in err.value.detail  # the server log's tail says why
+
+
+def test_one_server_per_state_folder(make_local_cloud, state_dir):
+    make_local_cloud(state_dir)
+    with pytest.raises(AitkError, match="already serves"):
+        make_local_cloud(state_dir)
+    with pytest.raises(AitkError) as err:  # a detached server is refused the same way
+        daemon.ensure_running(state_dir)
+    assert "already serves" in err.value.detail
