@@ -49,7 +49,7 @@ def test_local_journey_from_init_to_chat_and_clean_stop(tmp_path):
         settings.write_text(settings.read_text() + "\n# tuned by the user\n")
         second = j.deploy()
         text = second.stdout + second.stderr
-        assert re.search(r"uploaded 1 file\b", text) and f"{len(shipped) - 1} unchanged, 0 removed" in text, text
+        assert re.search(r"uploaded 1 files? \(", text) and f"{len(shipped) - 1} unchanged, 0 removed" in text, text
         # ...and the server came back healthy with the new code: chat works again.
         assert j.chat("again").stdout.strip()
     finally:

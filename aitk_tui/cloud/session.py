@@ -123,6 +123,7 @@ class CloudSession:
         self._loop = asyncio.get_running_loop()
         self._prompt_queue = asyncio.Queue()
         task = asyncio.ensure_future(_auth.identify(self.credential, self.method))
+        getter: asyncio.Future | None = None
         try:
             while True:
                 getter = asyncio.ensure_future(self._prompt_queue.get())
@@ -142,8 +143,9 @@ class CloudSession:
             self._identity = identity
             yield Done(f"Signed in as {identity.display_name}", {"identity": identity})
         finally:
-            if not task.done():
-                task.cancel()
+            for fut in (task, getter):
+                if fut is not None and not fut.done():
+                    fut.cancel()
             self._prompt_queue = None
 
     async def whoami(self) -> Identity:

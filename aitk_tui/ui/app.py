@@ -121,7 +121,7 @@ class AitkApp(OperationsMixin, App[int]):
     def _make_chat(self) -> "ChatPane":
         from .widgets.chat import ChatPane
 
-        return ChatPane(client_factory=self.chat_client_factory, id="chat-pane")
+        return ChatPane(client_factory=self.chat_client_factory, verify_for=self.chat_verify, id="chat-pane")
 
     def on_mount(self) -> None:
         theme = self.settings.theme
@@ -196,9 +196,15 @@ class AitkApp(OperationsMixin, App[int]):
         self.state.params_error = None
         self.state.params_invalid = next((f"{k}: {v}" for k, v in errors.items()), None)
 
-    def chat_verify(self) -> str | bool:
-        endpoints = getattr(self.session, "endpoints", None)
-        return getattr(endpoints, "ca_bundle", None) or True
+    def chat_verify(self, url: str) -> str | bool:
+        """The local cloud's CA for its own loopback endpoints; the system's trust store otherwise."""
+        from urllib.parse import urlsplit
+
+        ca_bundle = getattr(getattr(self.session, "endpoints", None), "ca_bundle", None)
+        host = urlsplit(url if "://" in url else f"https://{url}").hostname or ""
+        if ca_bundle and host in ("127.0.0.1", "localhost", "::1"):
+            return ca_bundle
+        return True
 
     def remember(self) -> None:
         state = ProjectState(subscription_id=self.state.subscription_id,
@@ -363,7 +369,7 @@ class AitkApp(OperationsMixin, App[int]):
         assert config is not None and config.endpoint_url
         chat = await self.ensure_pane("chat")
         self.show_tab("chat")
-        chat.set_endpoint(config.endpoint_url, None, self.chat_verify())
+        chat.set_endpoint(config.endpoint_url, None)
         if not config.missing("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME") and self.session:
             self.fetch_api_key(config)
         self.call_after_refresh(self.chat.query_one("#prompt").focus)

@@ -210,7 +210,7 @@ class OperationsMixin:
             self.notify(f"Could not read the app's API key: {event.reason}. Type it under Settings.",
                         severity="warning", timeout=8)
             return
-        self.chat.set_endpoint(event.endpoint, event.api_key, self.chat_verify())
+        self.chat.set_endpoint(event.endpoint, event.api_key)
 
     # -- the one place worker failures become a notification ----------------------------
     def on_worker_state_changed(self: "AitkApp", event: Worker.StateChanged) -> None:

@@ -147,3 +147,27 @@ def test_ui_import_does_not_load_the_azure_sdk():
     assert out.returncode == 0, out.stderr
     roots = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert not {"azure", "torch", "transformers", "httpx"} & roots, sorted(roots)
+
+
+async def test_open_config_edits_the_six_keys_and_refuses_bad_json(make_app, ui_project):
+    from textual.widgets import Static, TextArea
+
+    before = ui_project.config_path.read_bytes()
+    app, _ = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.run_command("open_config")
+        await settle(pilot)
+        editor = app.screen.query_one(TextArea)
+        editor.text = '{"ACA_APP_ENDPOINT": "myapp.io",'
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "Not saved" in str(app.screen.query_one("#cfg-error", Static).render())
+        assert ui_project.config_path.read_bytes() == before
+        editor.text = json.dumps({"ACA_APP_ENDPOINT": "myapp.io", "ACA_APP_NAME": "myapp"})
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert not app.screen.is_modal
+        assert app.state.config.endpoint_url == "https://myapp.io"
+        assert app.state.why_not("go_to_endpoint") is None
+    assert json.loads(ui_project.config_path.read_text())["ACA_APP_NAME"] == "myapp"

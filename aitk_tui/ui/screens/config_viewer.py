@@ -43,9 +43,10 @@ class ConfigScreen(ModalScreen[bool]):
     ConfigScreen #cfg-buttons Button { margin-right: 2; }
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, display_path: str = "infra/inference.config.json") -> None:
         super().__init__()
         self.path = Path(path)
+        self.display_path = display_path
 
     def compose(self) -> ComposeResult:
         try:
@@ -56,7 +57,8 @@ class ConfigScreen(ModalScreen[bool]):
             text = ""
             self.notify(f"Could not read {self.path}: {e}", severity="error")
         with Vertical():
-            yield Label(str(self.path), id="cfg-title")
+            yield Label(f"{self.display_path}  ·  the six AI Toolkit keys (fill them by hand for manual provisioning)",
+                        id="cfg-title")
             yield TextArea(text, id="cfg-text", show_line_numbers=True, compact=True)
             yield Static("", id="cfg-error")
             with Horizontal(id="cfg-buttons"):

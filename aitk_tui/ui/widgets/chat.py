@@ -134,10 +134,12 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
             self.finished = finished
             self.error = error
 
-    def __init__(self, *, client_factory: Callable[..., Any] | None = None, id: str | None = None) -> None:
+    def __init__(self, *, client_factory: Callable[..., Any] | None = None,
+                 verify_for: Callable[[str], str | bool] | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         self.client_factory = client_factory
-        self.verify: str | bool = True
+        # How to check the endpoint's TLS certificate, per URL (the app knows the local cloud's CA).
+        self.verify_for: Callable[[str], str | bool] = verify_for or (lambda url: True)
         self.turns: list[Turn] = []
         self.streaming = False
         self.last_answer = ""
@@ -184,11 +186,10 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         settings.title = self._settings_title(self._value("chat-url"), self._value("chat-temp"),
                                               self._value("chat-max"))
 
-    def set_endpoint(self, url: str, api_key: str | None, verify: str | bool = True) -> None:
+    def set_endpoint(self, url: str, api_key: str | None) -> None:
         self.query_one("#chat-url", Input).value = url
         if api_key is not None:
             self.query_one("#chat-key", Input).value = api_key
-        self.verify = verify
 
     def _params(self) -> tuple[float | None, int | None]:
         try:
@@ -245,10 +246,10 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
 
     def _make_client(self, url: str, key: str) -> Any:
         if self.client_factory is not None:
-            return self.client_factory(url, key, verify=self.verify)
+            return self.client_factory(url, key, verify=self.verify_for(url))
         from ...chat.client import ChatClient
 
-        return ChatClient(url, key, verify=self.verify)
+        return ChatClient(url, key, verify=self.verify_for(url))
 
     @work(exclusive=True, group="chat", exit_on_error=False)
     async def _stream(self, url: str, key: str, messages: list[dict[str, str]], temperature: float | None,
