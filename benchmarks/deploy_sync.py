@@ -6,7 +6,8 @@ Builds a project whose ``inference_server/`` holds N files (sizes 0.5-40 KiB, ne
 folders, about 10 MiB in all), starts an in-process local cloud, provisions, then times:
 
 * ``full``: ``sync_folder`` with no manifest on the share (every file uploaded, 8 workers);
-* ``unchanged``: the same sync again (manifest read, local hashes compared, nothing sent);
+* ``unchanged``: the same sync again (manifest read, local files stat'ed -- the hash cache
+  in ``.aitk/sync-hashes.json`` skips re-hashing unchanged files -- nothing sent);
 * ``deploy_unchanged``: the whole ``CloudSession.deploy(restart=False)`` path of a redeploy
   (storage key cached by the session, share client, sync, events);
 * ``sequential``: a full upload with 1 worker, to compare with ``full``.
@@ -100,8 +101,10 @@ async def run(n_files: int, repeat: int, latency_ms: float = 0.0) -> dict:
             for i in range(repeat):
                 if i:
                     reset()
-                full.append(timed(lambda: sync_folder(share, root, workers=8)))
-                unchanged.append(timed(lambda: sync_folder(share, root, workers=8)))
+                cache = root / ".aitk" / "sync-hashes.json"
+                cache.unlink(missing_ok=True)
+                full.append(timed(lambda: sync_folder(share, root, workers=8, hash_cache_path=cache)))
+                unchanged.append(timed(lambda: sync_folder(share, root, workers=8, hash_cache_path=cache)))
 
                 async def redeploy() -> float:
                     t0 = time.perf_counter()

@@ -156,8 +156,9 @@ async def bench_stream(tokens: int, rate: float, shape: str = "prose") -> None:
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
+            chat = await app.ensure_pane("chat")
             app.show_tab("chat")
-            app.chat.set_endpoint(url, "stub-key")
+            chat.set_endpoint(url, "stub-key")
             prompt = app.query_one(PromptArea)
             prompt.focus()
             prompt.text = "stream please"
@@ -206,7 +207,8 @@ async def bench_stream(tokens: int, rate: float, shape: str = "prose") -> None:
     print(f"consumed rate                {consumed:.0f} tokens/s (sent at {rate:.0f}: ratio {consumed / rate:.2f})")
     print(f"render backlog, worst        {backlog:.0f} tokens = {backlog / rate * 1000:.0f} ms of stream")
     print(f"render lag after last token  {(all_rendered - last_recv) * 1000:.0f} ms")
-    print(f"Markdown updates             {appends} for {tokens} tokens ({tokens / max(appends, 1):.0f} tokens per update)")
+    per_update = tokens / max(appends, 1)
+    print(f"Markdown updates             {appends} for {tokens} tokens ({per_update:.0f} tokens per update)")
     print(f"longest event-loop stall     {max_gap * 1000:.0f} ms")
     print(f"stats line shown             {stats}")
 

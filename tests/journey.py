@@ -85,7 +85,7 @@ class Journey:
         return self.aitk("deploy", "--local", name="deploy")
 
     def chat(self, message: str = "hello") -> Step:
-        return self.aitk("chat", message, "--local", "--max-tokens", "16", name="chat")
+        return self.aitk("chat", message, "--local", "--max-tokens", "16", "--temperature", "0", name="chat")
 
     def stop(self) -> Step:
         return self.aitk("local", "stop", name="local stop")

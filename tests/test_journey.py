@@ -51,7 +51,7 @@ def test_local_journey_from_init_to_chat_and_clean_stop(tmp_path):
         text = second.stdout + second.stderr
         assert re.search(r"uploaded 1 files? \(", text) and f"{len(shipped) - 1} unchanged, 0 removed" in text, text
         # ...and the server came back healthy with the new code: chat works again.
-        assert j.chat("again").stdout.strip()
+        assert j.chat("hello").stdout.strip() == reply.stdout.strip()
     finally:
         j.stop()
 

@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.inference_config import InferenceConfig
 from ..errors import AitkError, register_secret
+from ..fsutil import atomic_write_text
 from ..events import Done, Event, Failed, Info, UploadProgress
 from .models import pick
 from .sdkerrors import describe, failed, is_not_found
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from .session import CloudSession
 
 MANIFEST_PATH = ".aitk/manifest.json"
+HASH_CACHE = "sync-hashes.json"  # local, in the project's .aitk/: skip re-hashing unchanged files
 MANIFEST_VERSION = 1
 SKIP_DIRS = frozenset({"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv"})
 SKIP_NAMES = frozenset({".DS_Store", "Thumbs.db"})
@@ -91,21 +94,61 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def scan(root: Path, folder: str = "inference_server") -> dict[str, LocalFile]:
-    """Files under ``root/folder`` to sync, keyed by share path (skips caches and junk)."""
+def scan(root: Path, folder: str = "inference_server",
+         hash_cache: dict[str, list[Any]] | None = None) -> dict[str, LocalFile]:
+    """Files under ``root/folder`` to sync, keyed by share path (skips caches and junk).
+
+    ``hash_cache`` ({rel: [size, mtime_ns, sha256]}) lets an unchanged file skip hashing
+    (size and nanosecond mtime both equal, as rsync assumes); it is updated in place.
+    """
     base = Path(root) / folder
     out: dict[str, LocalFile] = {}
+    fresh: dict[str, list[Any]] = {}
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
         for name in sorted(filenames):
             if name in SKIP_NAMES or name.endswith(SKIP_SUFFIXES):
                 continue
             path = Path(dirpath) / name
-            if not path.is_file():
-                continue  # broken links, sockets
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # broken links, files removed while scanning
+            if not stat.S_ISREG(st.st_mode):
+                continue  # sockets, fifos
             rel = PurePosixPath(folder, *path.relative_to(base).parts).as_posix()
-            out[rel] = LocalFile(rel, path, path.stat().st_size, _sha256(path))
+            cached = (hash_cache or {}).get(rel)
+            if isinstance(cached, list) and len(cached) == 3 and cached[:2] == [st.st_size, st.st_mtime_ns]:
+                digest = str(cached[2])
+            else:
+                digest = _sha256(path)
+            fresh[rel] = [st.st_size, st.st_mtime_ns, digest]
+            out[rel] = LocalFile(rel, path, st.st_size, digest)
+    if hash_cache is not None:
+        hash_cache.clear()
+        hash_cache.update(fresh)
     return out
+
+
+def _load_hash_cache(path: Path | None) -> dict[str, list[Any]] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save_hash_cache(path: Path | None, cache: dict[str, list[Any]] | None, before: str) -> None:
+    if path is None or cache is None:
+        return
+    text = json.dumps(cache, sort_keys=True)
+    if text != before:
+        try:
+            atomic_write_text(Path(path), text)
+        except OSError:
+            pass  # only an optimisation
 
 
 def plan_sync(local: dict[str, LocalFile], manifest: dict[str, dict[str, Any]] | None,
@@ -186,10 +229,14 @@ def _delete_one(share: Any, rel: str) -> None:
 def sync_folder(share: Any, root: Path, folder: str = "inference_server", *, workers: int = DEFAULT_WORKERS,
                 on_progress: Callable[[UploadProgress], None] | None = None,
                 on_plan: Callable[[SyncPlan], None] | None = None,
-                cancel: threading.Event | None = None) -> SyncResult:
+                cancel: threading.Event | None = None, hash_cache_path: Path | None = None) -> SyncResult:
     """Blocking incremental sync of ``root/folder`` to the share root (see module doc)."""
     manifest = read_manifest(share)
-    plan = plan_sync(scan(root, folder), manifest, folder)
+    cache = _load_hash_cache(hash_cache_path)
+    before = json.dumps(cache, sort_keys=True) if cache is not None else ""
+    local = scan(root, folder, cache)
+    _save_hash_cache(hash_cache_path, cache, before)
+    plan = plan_sync(local, manifest, folder)
     if on_plan is not None:
         on_plan(plan)
     if not plan.upload and not plan.remove:
@@ -299,7 +346,8 @@ async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: b
     root = session.project.root
     folder = session.project.server_dir.relative_to(root).as_posix()
     job = asyncio.ensure_future(asyncio.to_thread(
-        sync_folder, share, root, folder, workers=workers, on_progress=emit, on_plan=on_plan, cancel=cancel))
+        sync_folder, share, root, folder, workers=workers, on_progress=emit, on_plan=on_plan, cancel=cancel,
+        hash_cache_path=session.project.state_dir / HASH_CACHE))
     try:
         while not job.done() or not queue.empty():
             getter = asyncio.ensure_future(queue.get())

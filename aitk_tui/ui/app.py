@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from textual.app import App, ComposeResult
-from textual.screen import Screen
 from textual.binding import ActiveBinding
+from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from ..config.inference_config import InferenceConfig
 from ..config.parameters import ParametersDocument
 from ..config.state import ProjectState
 from ..errors import AitkError
-from ..fsutil import atomic_write_text
 from ..project import Project
+from .command_handlers import CommandHandlersMixin
 from .commands import COMMANDS_BY_ID, FKEY, AitkCommands, bindings_for
 from .operations import OperationsMixin, default_session_factory
 from .settings import DEFAULT_THEME, UISettings
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
     from .widgets.activity import ActivityPane
     from .widgets.chat import ChatPane
     from .widgets.parameters_form import ParametersForm
-
-TABS = ("azure", "parameters", "activity", "chat")
 
 
 class MainScreen(Screen):
@@ -54,7 +52,7 @@ class MainScreen(Screen):
         return {key: active for key, active in bindings.items() if app.footer_shows(active.binding)}
 
 
-class AitkApp(OperationsMixin, App[int]):
+class AitkApp(CommandHandlersMixin, OperationsMixin, App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
     TITLE = "aitk"
     BINDINGS = bindings_for("app")
@@ -248,193 +246,6 @@ class AitkApp(OperationsMixin, App[int]):
         result = handler()
         if inspect.isawaitable(result):  # it needs a pane built first
             self.call_next(lambda: result)
-
-    def _cmd_help(self) -> None:
-        from .screens.help import HelpScreen, focused_help
-
-        self.push_screen(HelpScreen(focused_help(self)))
-
-    def _cmd_palette(self) -> None:
-        self.action_command_palette()
-
-    def _cmd_quit(self) -> None:
-        self.exit(0)
-
-    def _cmd_cancel(self) -> None:
-        self.cancel_operation()
-
-    def _cmd_sign_in(self) -> None:
-        self.start_operation("sign_in", "Sign in", lambda: self.session.sign_in())
-
-    def _cmd_select_subscription(self) -> None:
-        from .screens.picker import PickerItem, PickerScreen
-
-        async def load() -> list[PickerItem]:
-            subs = await self.session.list_subscriptions()
-            return [PickerItem(s.id, s.name, f"{s.id} · {s.state}", s) for s in subs]
-
-        def chosen(item: PickerItem | None) -> None:
-            if item is None:
-                return
-            if item.id != self.state.subscription_id:
-                self.state.resource_group = None
-                self.state.location = None
-            self.state.subscription_id, self.state.subscription_name = item.id, item.title
-            self.remember()
-            self.refresh_state()
-            self.notify(f"Subscription {item.title} selected. Next: select a resource group (F4).", timeout=4)
-
-        self.push_screen(PickerScreen("Select subscription", load, current=self.state.subscription_id,
-                                      id="subscription-picker"), chosen)
-
-    def _cmd_select_group(self) -> None:
-        from .screens.picker import PickerItem, PickerScreen
-
-        subscription = self.state.subscription_id
-
-        async def load() -> list[PickerItem]:
-            groups = await self.session.list_resource_groups(subscription)
-            return [PickerItem(g.name, g.name, g.location, g) for g in groups]
-
-        def chosen(item: PickerItem | None) -> None:
-            if item is None:
-                return
-            if item.id == "__create__":
-                self.run_command("create_group")
-                return
-            self.state.resource_group, self.state.location = item.id, getattr(item.value, "location", None)
-            self.remember()
-            self.refresh_state()
-            self.notify(f"Resource group {item.id} selected.", timeout=4)
-
-        create = PickerItem("__create__", "+ Create resource group…", "a new group in this subscription")
-        self.push_screen(PickerScreen("Select resource group", load, current=self.state.resource_group,
-                                      extra=[create], id="group-picker"), chosen)
-
-    def _cmd_create_group(self) -> None:
-        from .screens.create_group import CreateGroupScreen
-
-        subscription = self.state.subscription_id
-
-        async def create(name: str, location: str) -> Any:
-            return await self.session.create_resource_group(subscription, name, location)
-
-        def created(group: Any) -> None:
-            if group is None:
-                return
-            self.state.resource_group, self.state.location = group.name, group.location
-            self.remember()
-            self.refresh_state()
-            self.notify(f"Resource group {group.name} created in {group.location} and selected.", timeout=5)
-
-        self.push_screen(CreateGroupScreen(self.state.subscription_name or subscription, create,
-                                           default_location=self.state.location), created)
-
-    async def _cmd_edit_parameters(self) -> None:
-        form = await self.ensure_pane("parameters")
-        self.show_tab("parameters")
-        if form.broken is None:
-            form.scroll_home(animate=False)
-            self.call_after_refresh(form.editor("defaultCommands").focus, False)
-
-    def _load_params(self) -> ParametersDocument | None:
-        try:
-            return ParametersDocument.load(self.project.parameters_path)
-        except AitkError as e:
-            self.notify(e.message, severity="error")
-            return None
-
-    def _cmd_what_if(self) -> None:
-        params = self._load_params()
-        if params is not None:
-            sub, group = self.state.subscription_id, self.state.resource_group
-            self.start_operation("what_if", "Preview provisioning", lambda: self.session.what_if(sub, group, params))
-
-    def _cmd_provision(self) -> None:
-        params = self._load_params()
-        if params is not None:
-            sub, group = self.state.subscription_id, self.state.resource_group
-            self.start_operation("provision", "Provision", lambda: self.session.provision(sub, group, params))
-
-    def _cmd_deploy(self) -> None:
-        config = self.state.config
-        self.start_operation("deploy", "Deploy", lambda: self.session.deploy(config))
-
-    def _cmd_replica_logs(self) -> None:
-        config = self.state.config
-        self.start_operation("replica_logs", "Replica logs", lambda: self.session.replica_logs(config, follow=True))
-
-    async def _cmd_go_to_endpoint(self) -> None:
-        config = self.state.config
-        assert config is not None and config.endpoint_url
-        chat = await self.ensure_pane("chat")
-        self.show_tab("chat")
-        chat.set_endpoint(config.endpoint_url, None)
-        if not config.missing("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME") and self.session:
-            self.fetch_api_key(config)
-        self.call_after_refresh(self.chat.query_one("#prompt").focus)
-
-    def _cmd_open_config(self) -> None:
-        from .screens.config_viewer import ConfigScreen
-
-        def closed(saved: bool | None) -> None:
-            if saved:
-                self.reload_config()
-
-        self.push_screen(ConfigScreen(self.project.config_path), closed)
-
-    def _cmd_show_activity(self) -> None:
-        self.show_tab("activity")
-
-    def _cmd_show_azure(self) -> None:
-        self.show_tab("azure")
-
-    def _cmd_refresh_status(self) -> None:
-        self.reload_config()
-        self.check_health()
-
-    def _cmd_copy_endpoint(self) -> None:
-        url = self.state.config.endpoint_url if self.state.config else None
-        if url:
-            self.copy_to_clipboard(url)
-            self.notify(f"Copied {url}", timeout=3)
-
-    def _cmd_copy_answer(self) -> None:
-        if not self.query("#chat-pane") or not self.chat.last_answer:
-            self.notify("No answer to copy yet.", severity="warning")
-            return
-        self.copy_to_clipboard(self.chat.last_answer)
-        self.notify("Last answer copied.", timeout=3)
-
-    def _save_file(self, folder: str, stem: str, suffix: str, text: str) -> Path | None:
-        path = self.project.state_dir / folder / f"{stem}-{self.clock():%Y%m%d-%H%M%S}{suffix}"
-        try:
-            atomic_write_text(path, text)
-        except OSError as e:
-            self.notify(f"Could not write {path}: {e}", severity="error")
-            return None
-        self.notify(f"Saved {path}", timeout=5)
-        return path
-
-    def _cmd_save_activity(self) -> None:
-        self.activity.flush()
-        self._save_file("logs", "activity", ".log", self.activity.save_text())
-
-    def _cmd_save_chat(self) -> None:
-        if not self.query("#chat-pane") or not self.chat.turns:
-            self.notify("Nothing to save yet: the conversation is empty.", severity="warning")
-            return
-        self._save_file("chats", "chat", ".md", self.chat.transcript_markdown())
-
-    async def _cmd_params_save(self) -> None:
-        form = await self.ensure_pane("parameters")
-        self.show_tab("parameters")
-        form.save()
-
-    async def _cmd_params_revert(self) -> None:
-        form = await self.ensure_pane("parameters")
-        self.show_tab("parameters")
-        form.action_revert()
 
     async def on_unmount(self) -> None:
         if self.session is not None:

@@ -20,8 +20,16 @@ from textual.worker import Worker, WorkerState
 from ..config.inference_config import InferenceConfig
 from ..errors import AitkError, redact
 from ..events import Done, Failed, HealthWait, Info
-from .messages import (ApiKeyFetched, HealthChecked, IdentityKnown, OperationEnded, OperationProgressed,
-                       OperationStarted, SessionFailed, SessionOpened)
+from .messages import (
+    ApiKeyFetched,
+    HealthChecked,
+    IdentityKnown,
+    OperationEnded,
+    OperationProgressed,
+    OperationStarted,
+    SessionFailed,
+    SessionOpened,
+)
 
 if TYPE_CHECKING:
     from .app import AitkApp

@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEFAULT_THEME = "textual-dark"
 

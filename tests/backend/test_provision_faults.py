@@ -157,3 +157,21 @@ async def test_what_if_lists_creates_then_no_changes(session):
     _ok(await _provision(session))
     done = [e async for e in session.what_if(SUB, "rg-demo", params)][-1]
     assert "Create" not in {c["change_type"] for c in done.data["changes"]}
+
+
+async def test_what_if_is_estimated_where_the_cloud_has_no_what_if_api(session, monkeypatch):
+    from azure.core.exceptions import HttpResponseError
+
+    def unsupported(*a, **k):
+        err = HttpResponseError(message="Not implemented")
+        err.status_code = 501
+        raise err
+
+    _ok(await _provision(session))
+    monkeypatch.setattr(prov, "_what_if_api", unsupported)
+    params = ParametersDocument.load(session.project.parameters_path)
+    events = [e async for e in session.what_if(SUB, "rg-demo", params)]
+    done = events[-1]
+    assert isinstance(done, Done) and done.data["estimated"] and done.summary.startswith("What-if (estimated)")
+    app = next(c for c in done.data["changes"] if c["resource_type"] == "Microsoft.App/containerApps")
+    assert app["change_type"] == "Modify" and app["name"].startswith("aiacaapp")

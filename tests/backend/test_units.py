@@ -207,3 +207,24 @@ def test_init_writes_a_project(tmp_path, capsys):
     assert out.startswith(f"Project ready in {tmp_path / 'new'}: wrote ")
     assert (tmp_path / "new" / "infra" / "provision" / "inference.parameters.json").is_file()
     assert (tmp_path / "new" / "inference_server").is_dir()
+
+
+def test_hash_cache_skips_rehashing_unchanged_files(tmp_path, monkeypatch):
+    import os
+
+    from aitk_tui.cloud import deploy as d
+
+    _tree(tmp_path)
+    cache: dict = {}
+    first = scan(tmp_path, hash_cache=cache)
+    assert set(cache) == set(first)
+    calls = []
+    real = d._sha256
+    monkeypatch.setattr(d, "_sha256", lambda p: calls.append(p.name) or real(p))
+    assert scan(tmp_path, hash_cache=cache) == first and calls == []
+    app = tmp_path / "inference_server" / "app.py"
+    app.write_text("print('HI')\n")  # same size, new content and mtime
+    st = app.stat()
+    os.utime(app, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    again = scan(tmp_path, hash_cache=cache)
+    assert calls == ["app.py"] and again["inference_server/app.py"].sha256 != first["inference_server/app.py"].sha256

@@ -14,7 +14,14 @@ from typing import Any
 from aitk_tui.cloud.models import AppStatus, Identity, ResourceGroupInfo, Subscription
 from aitk_tui.config.inference_config import InferenceConfig
 from aitk_tui.errors import AitkError
-from aitk_tui.events import Done, Failed, HealthWait, Info, ResourceProgress, UploadProgress
+from aitk_tui.events import (
+    Done,
+    Failed,
+    HealthWait,
+    Info,
+    ResourceProgress,
+    UploadProgress,
+)
 
 SUB_ID = "00000000-0000-0000-0000-00000000c0de"
 RESOURCES = [

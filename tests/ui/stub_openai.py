@@ -96,7 +96,8 @@ class StubOpenAI:
                     usage = {"id": "c1", "object": "chat.completion.chunk", "model": "stub-model", "choices": [],
                              "usage": {"prompt_tokens": 5, "completion_tokens": len(stub.tokens),
                                        "total_tokens": 5 + len(stub.tokens)}}
-                    self.wfile.write(f"data: {json.dumps(end)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+                    tail = f"data: {json.dumps(end)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n"
+                    self.wfile.write(tail.encode())
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     stub.disconnected.set()

@@ -92,6 +92,9 @@ async def test_select_provision_deploy_chat_on_the_local_cloud(local_ui, fixed_c
         await pilot.press("f9")
         await settle(pilot)
         assert app.chat.query_one("#chat-key", Input).value  # the app's secret, read via listSecrets
+        # Greedy and short: the demo model's weights are random, sampling could end at once.
+        app.chat.query_one("#chat-temp", Input).value = "0"
+        app.chat.query_one("#chat-max", Input).value = "24"
         app.query_one(PromptArea).text = "Hello"
         await pilot.press("enter")
         await settle(pilot)

@@ -12,7 +12,13 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, LoadingIndicator, Select, Static
 
-from ...config.naming import GPU_LOCATIONS, LOCATIONS, NameError_, location, resource_group_name
+from ...config.naming import (
+    GPU_LOCATIONS,
+    LOCATIONS,
+    NameError_,
+    location,
+    resource_group_name,
+)
 from ...errors import AitkError
 
 

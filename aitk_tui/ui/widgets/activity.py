@@ -15,7 +15,16 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Collapsible, DataTable, Label, ProgressBar, Static
 
-from ...events import Done, Event, Failed, HealthWait, Info, LogLine, ResourceProgress, UploadProgress
+from ...events import (
+    Done,
+    Event,
+    Failed,
+    HealthWait,
+    Info,
+    LogLine,
+    ResourceProgress,
+    UploadProgress,
+)
 from ..commands import bindings_for
 from .log_pane import LogPane
 
@@ -227,7 +236,7 @@ Provisioning, deploy and replica logs stream here.
         cells = (f"{mark} {state}", format_elapsed(elapsed), short_name(name), short_type(rtype))
         table = self.table
         if key in self._row_keys:
-            for column, value in zip(table.columns, cells):
+            for column, value in zip(table.columns, cells, strict=True):
                 table.update_cell(key, column, value)
         else:
             self._row_keys.add(key)

@@ -18,7 +18,8 @@ from .status_header import health_label
 
 def _step(done: bool, title: str, detail: str, keys: str, blocked: bool = False) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append("✓ " if done else ("· " if blocked else "› "), style="green" if done else ("dim" if blocked else "bold"))
+    mark, style = ("✓ ", "green") if done else (("· ", "dim") if blocked else ("› ", "bold"))
+    text.append(mark, style=style)
     text.append(f"{title:<15}", style="bold" if not blocked else "")
     text.append(detail, style="dim" if blocked or not done else "")
     if keys:
@@ -40,6 +41,8 @@ a step that cannot run yet says why. The table shows `infra/inference.config.jso
     AzurePane #config { height: auto; margin-top: 1; }
     AzurePane #config-title { text-style: bold; margin-top: 1; }
     """
+
+    _next_step: int | None = None
 
     def compose(self) -> ComposeResult:
         yield OptionList(id="steps")
@@ -71,7 +74,8 @@ a step that cannot run yet says why. The table shows `infra/inference.config.jso
             ("edit_parameters", _step(not (state.params_error or state.params_invalid or state.params_dirty),
                                       "Parameters", _params(state), k("edit_parameters"))),
             ("provision", _step(not state.config_missing(), "Provision",
-                                "done (config written)" if not state.config_missing() else (why("provision") or "ready to run"),
+                                "done (config written)" if not state.config_missing()
+                                else (why("provision") or "ready to run"),
                                 k("provision"), blocked=bool(why("provision")))),
             ("deploy", _step(state.health == "healthy", "Deploy",
                              health_label(state)[0] if not why("deploy") else why("deploy") or "",
@@ -81,11 +85,16 @@ a step that cannot run yet says why. The table shows `infra/inference.config.jso
                                      k("go_to_endpoint"), blocked=bool(why("go_to_endpoint")))),
         ]
         steps_list = self.query_one("#steps", OptionList)
+        highlighted = steps_list.highlighted
         steps_list.clear_options()
         steps_list.add_options([Option(text, id=cid) for cid, text in steps])
-        # The cursor sits on the next step to take, so Enter simply moves the journey on.
-        next_step = next((i for i, (_cid, text) in enumerate(steps) if text.plain.startswith("› ")), None)
-        steps_list.highlighted = next_step if next_step is not None else 0
+        # The cursor moves to the next step when the journey moves on (Enter then continues it);
+        # otherwise it stays where the user put it.
+        next_step = next((i for i, (_cid, text) in enumerate(steps) if text.plain.startswith("› ")), 0)
+        if next_step != self._next_step or highlighted is None:
+            highlighted = next_step
+        self._next_step = next_step
+        steps_list.highlighted = highlighted
         self.query_one("#config", Static).update(_config_table(state))
 
     @on(OptionList.OptionSelected, "#steps")

@@ -177,7 +177,8 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         return self.query_one(f"#{ident}", Input).value.strip()
 
     def _settings_title(self, url: str = "", temp: str = "0.7", max_tokens: str = "512") -> str:
-        return f"Settings · {url or 'no endpoint'} · temperature {temp or 'default'} · max {max_tokens or 'default'} tokens"
+        return (f"Settings · {url or 'no endpoint'} · temperature {temp or 'default'}"
+                f" · max {max_tokens or 'default'} tokens")
 
     @on(Input.Changed)
     def _settings_changed(self, event: Input.Changed) -> None:
