@@ -5,39 +5,36 @@ subscription → new resource group → edit a parameter → provision → deplo
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from textual.widgets import Input, Markdown
 
+from aitk_tui.project import Project
 from aitk_tui.ui.app import create_app
 from aitk_tui.ui.settings import UISettings
 from aitk_tui.ui.widgets.prompt import PromptArea
 from aitk_tui.ui.widgets.status_header import StatusHeader
 
-from .conftest import REPO, settle
+from .conftest import settle
 
 pytestmark = pytest.mark.timeout(150)
 
 
 @pytest.fixture
-def local_ui(ui_project, tiny_model):
-    server = pytest.importorskip("aitk_tui.local.server", reason="the local cloud is not in this tree yet")
-    session_mod = pytest.importorskip("aitk_tui.cloud.session")
-    shutil.copytree(REPO / "inference_server", ui_project.server_dir,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+def local_ui(local_project, make_local_cloud, tiny_model):
+    """The project and a session on an in-process local cloud (fixtures of tests/fixtures_local.py)."""
+    from aitk_tui.cloud.session import CloudSession
+
+    project = Project(local_project)
     # The session's tiny model (shared with the server tests) is served: no per-test build.
-    cloud = server.LocalCloud(ui_project.local_cloud_dir, op_delay_s=0.01, model_path=tiny_model.model_dir,
-                              adapter_path=tiny_model.adapter_dir).start()
-    session = session_mod.CloudSession.for_cloud(ui_project, cloud.endpoints, cloud.credential())
+    cloud = make_local_cloud(project.local_cloud_dir, model_path=tiny_model.model_dir,
+                             adapter_path=tiny_model.adapter_dir)
+    session = CloudSession.for_cloud(project, cloud.endpoints, cloud.credential())
 
     async def open_session(project, **kwargs):
         return session
 
-    try:
-        yield ui_project, open_session
-    finally:
-        cloud.stop()
+    return project, open_session
 
 
 async def test_select_provision_deploy_chat_on_the_local_cloud(local_ui, fixed_clock):

@@ -30,7 +30,7 @@ async def test_naming_rules_are_checked_as_you_type(make_app, ui_project):
         await settle(pilot)
         form = await app.ensure_pane("parameters")
         form.editor("storageAccountName").focus()
-        await pilot.press(*"Ab_")
+        await pilot.press("A", "_")  # typed: checked keystroke by keystroke
         await settle(pilot)
         assert "lowercase letters and digits" in field_error(form, "storageAccountName")
         assert app.state.params_dirty and app.state.params_invalid

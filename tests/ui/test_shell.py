@@ -61,7 +61,7 @@ async def test_palette_is_fuzzy_and_runs_the_chosen_command(make_app):
     app, session = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        entries = await _palette_entries(pilot, "selsub")
+        entries = await _palette_entries(pilot, "subs")
         assert list(entries)[0] == "Select subscription"
         await pilot.press("enter")
         await settle(pilot)
@@ -128,13 +128,12 @@ async def test_bad_settings_file_and_unknown_theme_fall_back_safely(make_app, _i
 async def test_f1_explains_what_has_focus(make_app):
     app, _ = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
-        await settle(pilot)
-        await pilot.press("f7")  # Parameters form, first field focused
-        await settle(pilot)
+        await settle(pilot)  # the Azure checklist has focus
         await pilot.press("f1")
         await settle(pilot)
         assert isinstance(app.screen, HelpScreen)
-        assert "## Parameters" in (app.screen.focused_help or "")
+        assert "## Azure" in (app.screen.focused_help or "")
+        assert "| F5 | Provision Azure Container Apps for inference |" in app.screen.query_one("#help-text").source
         await pilot.press("escape")
         await settle(pilot)
         assert not app.screen.is_modal
