@@ -56,7 +56,7 @@ class AitkApp(CommandHandlersMixin, OperationsMixin, App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
     TITLE = "aitk"
     BINDINGS = bindings_for("app")
-    COMMANDS = App.COMMANDS | {AitkCommands}
+    COMMANDS = {AitkCommands}  # ours first, then Textual's system commands
     COMMAND_PALETTE_BINDING = "ctrl+p"
 
     def __init__(self, project: Project, *, local: bool = False, auth: str = "auto",

@@ -14,7 +14,8 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import DiscoveryHit, Hit, Hits
+from textual.system_commands import SystemCommandsProvider
 
 if TYPE_CHECKING:
     from .app import AitkApp
@@ -122,8 +123,13 @@ def key_display(app, command_id: str) -> str:
     return " / ".join(shown)
 
 
-class AitkCommands(Provider):
-    """The palette, built from the app's state each time it opens."""
+class AitkCommands(SystemCommandsProvider):
+    """The palette, built from the app's state each time it opens.
+
+    It also serves Textual's system commands (theme, keys, screenshot, quit), after ours:
+    with two providers, an empty palette listed whichever answered first, which put
+    "Keys" and "Maximize" above "Provision".
+    """
 
     def _entries(self):
         app: AitkApp = self.app  # type: ignore[assignment]
@@ -141,6 +147,8 @@ class AitkCommands(Provider):
     async def discover(self) -> Hits:
         for c, help_text in self._entries():
             yield DiscoveryHit(c.title, partial(self.app.run_command, c.id), text=c.title, help=help_text)
+        async for hit in super().discover():
+            yield hit
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -149,3 +157,5 @@ class AitkCommands(Provider):
             if score > 0:
                 yield Hit(score, matcher.highlight(c.title), partial(self.app.run_command, c.id),
                           text=c.title, help=help_text)
+        async for hit in super().search(query):
+            yield hit
