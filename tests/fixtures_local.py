@@ -38,6 +38,7 @@ import shutil
 import textwrap
 import time
 from collections.abc import Iterator
+import os
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,31 @@ def upload_stand_in(share) -> None:
         pass
     share.get_file_client("inference_server/__init__.py").upload_file(b"")
     share.get_file_client("inference_server/__main__.py").upload_file(STAND_IN_SERVER.encode())
+
+
+def pid_alive(pid: int) -> bool:
+    """Is ``pid`` a live process (a zombie does not count)? Independent of the daemon's own check."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def make_share(factory, account: str = "acct1", share: str = "share1", group: str = "rg1"):
+    """A storage account and file share on the local cloud; the ShareClient gets ``.key``."""
+    factory.resources(LOCAL_SUBSCRIPTION_ID).resource_groups.create_or_update(group, {"location": "eastus"})
+    storage = factory.storage(LOCAL_SUBSCRIPTION_ID)
+    storage.storage_accounts.begin_create(group, account, {"location": "eastus", "sku": {"name": "Standard_LRS"},
+                                                           "kind": "StorageV2"}).result()
+    key = storage.storage_accounts.list_keys(group, account).as_dict()["keys"][0]["value"]
+    client = factory.share(account, share, key)
+    client.create_share()
+    client.key = key
+    return client
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.1):

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import ssl
 import sys
 from pathlib import Path
 
 from aitk_tui.cloud.clients import ClientFactory
 from tests.fixtures_local import LOCAL_SUBSCRIPTION_ID as SUB
-from tests.fixtures_local import STAND_IN_SERVER, TEST_API_KEY, deploy, wait_for
+from tests.fixtures_local import pid_alive, STAND_IN_SERVER, TEST_API_KEY, deploy, wait_for
 
 def _get(cloud, url_host: str, path: str, token: str | None = None, timeout: float = 3.0):
     host, _, port = url_host.partition(":")
@@ -78,20 +77,10 @@ def test_replica_runs_the_code_on_the_share_and_restarts(local_cloud, local_fact
     second = wait_for(lambda: (h := _health(local_cloud, out["ACA_APP_ENDPOINT"])) and h["pid"] != first["pid"] and h,
                    what="a new replica process")
     assert second["pid"] != first["pid"]
-    wait_for(lambda: not _alive(first["pid"]), what="the old process to end")
+    wait_for(lambda: not pid_alive(first["pid"]), what="the old process to end")
     local_cloud.stop()
-    assert not _alive(second["pid"])
+    assert not pid_alive(second["pid"])
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_log_stream_with_an_auth_token(local_cloud, local_factory, local_project):

@@ -17,18 +17,8 @@ from aitk_tui.errors import AitkError
 from aitk_tui.local import daemon
 from aitk_tui.local.credential import LocalCredential
 from tests.fixtures_local import LOCAL_SUBSCRIPTION_ID as SUB
-from tests.fixtures_local import deploy, upload_stand_in, wait_for
+from tests.fixtures_local import pid_alive, deploy, upload_stand_in, wait_for
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _replica_pid(info, endpoint: str) -> int | None:
@@ -66,16 +56,16 @@ def test_start_status_stop_leaves_nothing_behind(state_dir, local_project):
 
     # the server dies hard: its replica is orphaned; the next start cleans it up
     os.kill(info.pid, signal.SIGKILL)
-    wait_for(lambda: not _alive(info.pid), what="the server to die")
-    assert _alive(replica)
+    wait_for(lambda: not pid_alive(info.pid), what="the server to die")
+    assert pid_alive(replica)
     assert daemon.status(state_dir) is None and not (state_dir / "server.json").exists()  # stale file removed
     info2 = daemon.ensure_running(state_dir, op_delay_s=0.01)
     assert info2.pid != info.pid and info2.url == info.url  # same port: clients re-attach
-    wait_for(lambda: not _alive(replica), what="the orphaned replica to be killed")
+    wait_for(lambda: not pid_alive(replica), what="the orphaned replica to be killed")
     replica2 = wait_for(lambda: _replica_pid(info2, out["ACA_APP_ENDPOINT"]), what="the replica to restart")
 
     assert daemon.stop(state_dir) is True
-    assert not _alive(info2.pid) and not _alive(replica2)
+    assert not pid_alive(info2.pid) and not pid_alive(replica2)
     assert daemon.status(state_dir) is None and not (state_dir / "server.json").exists()
     assert daemon.stop(state_dir) is False
 
@@ -86,7 +76,7 @@ def test_a_stale_server_json_is_replaced(state_dir):
                                                        "ca_bundle": "/nonexistent"}))
     assert daemon.status(state_dir) is None
     info = daemon.ensure_running(state_dir)
-    assert _alive(info.pid)
+    assert pid_alive(info.pid)
 
 
 def test_a_server_that_cannot_start_is_reported_with_its_log(state_dir):

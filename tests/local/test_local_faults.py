@@ -13,7 +13,7 @@ import pytest
 from aitk_tui.cloud.clients import ClientFactory
 from aitk_tui.local.credential import LocalCredential
 from tests.fixtures_local import LOCAL_SUBSCRIPTION_ID as SUB
-from tests.fixtures_local import deploy
+from tests.fixtures_local import deploy, make_share
 
 
 def test_throttle_is_retried_after_retry_after(local_cloud, local_factory):
@@ -99,13 +99,7 @@ def test_faults_over_http(local_cloud):
 
 @pytest.mark.parametrize("kind", ["throttle", "server_error", "drop_connection"])
 def test_file_uploads_survive_transient_faults(local_cloud, local_factory, kind):
-    local_factory.resources(SUB).resource_groups.create_or_update("rg1", {"location": "eastus"})
-    storage = local_factory.storage(SUB)
-    storage.storage_accounts.begin_create("rg1", "acct1", {"location": "eastus", "sku": {"name": "Standard_LRS"},
-                                                           "kind": "StorageV2"}).result()
-    key = storage.storage_accounts.list_keys("rg1", "acct1").as_dict()["keys"][0]["value"]
-    share = local_factory.share("acct1", "share1", key)
-    share.create_share()
+    share = make_share(local_factory)
     local_cloud.inject(kind, count=2, path_contains="/acct1/share1/f.txt", retry_after=0)
     share.get_file_client("f.txt").upload_file(b"data")  # storage throttles with 503 ServerBusy, retried
     assert share.get_file_client("f.txt").download_file().readall() == b"data"

@@ -12,20 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, ResourceExistsError, ResourceNotFoundError
 
-from tests.fixtures_local import LOCAL_SUBSCRIPTION_ID as SUB
+from tests.fixtures_local import make_share
 
 
 @pytest.fixture
 def share(local_cloud, local_factory):
-    local_factory.resources(SUB).resource_groups.create_or_update("rg1", {"location": "eastus"})
-    storage = local_factory.storage(SUB)
-    storage.storage_accounts.begin_create("rg1", "acct1", {"location": "eastus", "sku": {"name": "Standard_LRS"},
-                                                           "kind": "StorageV2"}).result()
-    key = storage.storage_accounts.list_keys("rg1", "acct1").as_dict()["keys"][0]["value"]
-    client = local_factory.share("acct1", "share1", key)
-    client.create_share()
-    client.key = key
-    return client
+    return make_share(local_factory)
 
 
 def _code(exc: pytest.ExceptionInfo) -> str:
