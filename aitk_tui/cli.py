@@ -31,7 +31,11 @@ class UsageError(Exception):
 
 
 class OperationFailed(Exception):
-    """A Failed event was already printed (exit 1)."""
+    """A Failed event was already printed (exit 1, or 2 when it was a configuration problem)."""
+
+    def __init__(self, config_error: bool = False) -> None:
+        super().__init__()
+        self.config_error = config_error
 
 
 # -- parser ------------------------------------------------------------------------------
@@ -83,12 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--location", required=True)
     c.add_argument("--subscription", metavar="ID", default=argparse.SUPPRESS)
 
-    p = cmd("params", "show, set or validate inference parameters")
+    p = cmd("params", "show, set, unset or validate inference parameters")
     psub = p.add_subparsers(dest="params_command", metavar="ACTION")
     c = cmd("show", "show the parameters", psub)
     c.add_argument("--json", action="store_true")
     c = cmd("set", "set parameters: KEY=VALUE ... (null restores the template default)", psub)
     c.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    c = cmd("unset", "put parameters back to the template default (null); removes a name the template does not have",
+            psub)
+    c.add_argument("names", nargs="+", metavar="KEY")
     cmd("validate", "check every parameter against Azure's naming rules", psub)
 
     p = cmd("provision", "provision Azure Container Apps for inference (ARM deployment)")
@@ -99,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd("deploy", "sync inference_server/ to the file share, restart, wait for /health")
     p.add_argument("--no-restart", action="store_true", help="only sync the files")
+    p.add_argument("--restart", action="store_true",
+                   help="restart the replica even when no file changed (by default it is restarted only then)")
+    p.add_argument("--warn-size", type=float, default=20, metavar="MB",
+                   help="warn about files larger than this (default 20 MB); skip files with .aitkignore")
     p.add_argument("--no-wait", action="store_true", help="do not wait for /health after the restart")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="how long to wait for /health (default: 1200 on Azure, 180 locally)")
@@ -113,7 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("chat", "send one message and stream the reply to stdout")
     p.add_argument("message")
     p.add_argument("--endpoint", metavar="URL", help="default: ACA_APP_ENDPOINT from inference.config.json")
-    p.add_argument("--api-key", metavar="KEY", help="default: $AITK_API_KEY, else the app's secret")
+    p.add_argument("--api-key", metavar="KEY",
+                   help="the endpoint's key; prefer $AITK_API_KEY or `--api-key -` (read from stdin): a key "
+                        "written on the command line is visible to every local user in `ps`. Default: "
+                        "$AITK_API_KEY, else the app's own secret (sent only to the app's own https endpoint)")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="allow sending the key over plain http to this machine (127.0.0.1/localhost) only")
     p.add_argument("--system", metavar="TEXT")
     p.add_argument("--temperature", type=float)
     p.add_argument("--max-tokens", type=int)
@@ -123,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     lsub = p.add_subparsers(dest="local_command", metavar="ACTION")
     c = cmd("start", "start the local cloud (in the background)", lsub)
     c.add_argument("--json", action="store_true")
-    cmd("stop", "stop the local cloud and its replicas", lsub)
+    c = cmd("stop", "stop the local cloud and its replicas", lsub)
+    c.add_argument("--all", action="store_true", help="stop every local cloud of this user, whatever the project")
     c = cmd("status", "is the local cloud running?", lsub)
     c.add_argument("--json", action="store_true")
 
@@ -134,18 +151,50 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- entry point ---------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
+    args_seen: list[argparse.Namespace] = []
+    try:
+        return _main(argv, args_seen)
+    finally:
+        if args_seen:
+            _still_running_notice(args_seen[0])
+
+
+def _still_running_notice(args: argparse.Namespace) -> None:
+    """After a ``--local`` command or the TUI: one stderr line if the local cloud (and its
+    model replica, hundreds of MB) keeps running, and how to stop it."""
+    if not getattr(args, "local", False) or args.command in ("local", "init") or getattr(args, "_noticed", False):
+        return
+    args._noticed = True
+    try:
+        from .local import daemon
+        from .project import Project, find_project
+
+        project = Project(args.project.resolve()) if args.project else find_project()
+        text = daemon.still_running(project.local_cloud_dir)
+    except Exception:  # noqa: BLE001 - a notice must never turn success into failure
+        return
+    if text:
+        import shlex
+
+        where = f" --project {shlex.quote(str(args.project))}" if args.project else ""
+        _err_line(f"note: {text}; stop it with: aitk local stop{where}")
+
+
+def _main(argv: list[str] | None, args_seen: list[argparse.Namespace]) -> int:
     console = argv is None
     parser = build_parser()
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as e:  # argparse: --help/--version (0) or a usage error (2)
         return int(e.code or 0)
+    args_seen.append(args)
     _quiet_sdk_loggers()
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
         _err_line("interrupted" + _interrupt_hint(args))
         if console:  # don't wait for SDK threads (a device-code wait, a poller) at exit
+            _still_running_notice(args)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(EXIT_INTERRUPTED)
@@ -153,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         _error(e.message, e.detail)
         return EXIT_USAGE
-    except OperationFailed:
-        return EXIT_FAILED
+    except OperationFailed as e:
+        return EXIT_USAGE if e.config_error else EXIT_FAILED
     except BrokenPipeError:
         return EXIT_OK
     except Exception as e:  # noqa: BLE001 - AitkError and anything unexpected: one line, no traceback
@@ -178,11 +227,11 @@ def _interrupt_hint(args: argparse.Namespace) -> str:
 
 
 def _is_config_error(e: Exception) -> bool:
-    from .cloud.sdkerrors import InputError
+    from .cloud.sdkerrors import InputError, NotSignedInError
     from .config.inference_config import ConfigFileError
-    from .config.parameters import ParametersFileError
+    from .config.parameters import ParametersFileError, UnknownParameterError
 
-    return isinstance(e, (ParametersFileError, ConfigFileError, InputError))
+    return isinstance(e, (ParametersFileError, ConfigFileError, InputError, NotSignedInError, UnknownParameterError))
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -190,6 +239,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "init":
         return _cmd_init(args)
+    _check_model_paths(args.model_path, args.adapter_path)
     project = Project(args.project.resolve()) if args.project else find_project()
     if args.command is None:
         from .ui.app import run
@@ -205,6 +255,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     from . import cli_cloud
 
     return cli_cloud.run(project, args)
+
+
+def _check_model_paths(model: Path | None, adapter: Path | None) -> None:
+    """Refuse a model or adapter folder the replica could not load, before starting anything
+    (otherwise the local cloud starts and the replica crash-loops)."""
+    for path, marker, what, option in ((model, "config.json", "model", "--model"),
+                                       (adapter, "adapter_config.json", "LoRA adapter", "--adapter")):
+        if path is None:
+            continue
+        if not path.exists():
+            raise UsageError(f"The {what} folder {path} does not exist.", f"{option} needs a folder with {marker}")
+        if not path.is_dir():
+            raise UsageError(f"{path} is a file, not a {what} folder.", f"{option} needs a folder with {marker}")
+        if not (path / marker).is_file():
+            raise UsageError(f"{path} is not a {what} folder: it has no {marker}.",
+                             f"{option} needs the folder that holds {marker}")
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -234,6 +300,13 @@ def _cmd_local(project: Any, args: argparse.Namespace) -> int:
             print(json.dumps({"url": info.url, "ca_bundle": str(info.ca_bundle), "pid": info.pid}))
         else:
             print(f"Local cloud running at {info.url} (pid {info.pid}); state in {state_dir}")
+        return EXIT_OK
+    if action == "stop" and getattr(args, "all", False):
+        dirs = daemon.stop_all()
+        if not dirs:
+            print("No local cloud was running.")
+        for d in dirs:
+            print(f"Stopped the local cloud of {d}.")
         return EXIT_OK
     if action == "stop":
         stopped = daemon.stop(state_dir)

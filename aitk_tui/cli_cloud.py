@@ -54,8 +54,11 @@ class EventPrinter:
             bucket = pct // 10
             if event.files_done == event.files_total or bucket > self._upload_bucket or now - self._upload_at >= 1:
                 self._upload_bucket, self._upload_at = bucket, now
-                self._line(f"  uploaded {event.files_done}/{event.files_total} files "
-                           f"({event.bytes_done}/{event.bytes_total} bytes, {pct}%)")
+                from .cloud.sync_plan import format_size
+
+                self._line(f"  uploaded {event.files_done}/{event.files_total} "
+                           f"{'file' if event.files_total == 1 else 'files'} "
+                           f"({format_size(event.bytes_done)} of {format_size(event.bytes_total)}, {pct}%)")
         elif isinstance(event, HealthWait):
             last = self._health
             if last is None or last[0] != event.status or event.elapsed_s - last[1] >= 10:
@@ -82,7 +85,7 @@ async def drive(events: AsyncIterator[Event], printer: EventPrinter, *, show_don
                 continue
             printer(event)
             if isinstance(event, Failed):
-                raise OperationFailed()
+                raise OperationFailed(config_error=event.config_error)
     finally:
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
@@ -201,6 +204,9 @@ async def _groups(session: CloudSession, args: argparse.Namespace, printer: Even
     if args.json:
         _print_json([dataclasses.asdict(g) for g in groups])
         return EXIT_OK
+    if not groups:
+        print(f"No resource groups in subscription {sub}. Create one with: "
+              "aitk groups create NAME --location LOCATION", file=sys.stderr)
     current = session.load_state().resource_group
     for g in groups:
         print(f"{'*' if g.name == current else ' '} {g.name}  ({g.location})")
@@ -234,7 +240,8 @@ async def _provision(session: CloudSession, args: argparse.Namespace, printer: E
 
 async def _deploy(session: CloudSession, args: argparse.Namespace, printer: EventPrinter, config: Any) -> int:
     await drive(session.deploy(config, restart=not args.no_restart, wait=not args.no_wait,
-                               health_timeout_s=args.timeout), printer)
+                               health_timeout_s=args.timeout, force_restart=args.restart,
+                               warn_bytes=int(min(args.warn_size, 2.0 ** 40) * 1024 * 1024)), printer)
     return EXIT_OK
 
 
@@ -263,10 +270,35 @@ async def _logs(session: CloudSession, args: argparse.Namespace, printer: EventP
     return EXIT_OK
 
 
+def _given_api_key(args: argparse.Namespace) -> str | None:
+    """The key the user gave: ``--api-key -`` reads stdin, a literal one works but is
+    visible in ``ps`` (warned), else $AITK_API_KEY; None means "the app's own secret"."""
+    from .errors import register_secret
+
+    key = args.api_key
+    if key == "-":
+        key = sys.stdin.readline().strip()
+        if not key:
+            raise UsageError("--api-key - read no key from stdin.", "pipe the key in: `... | aitk chat --api-key - MSG`")
+    elif key:
+        register_secret(key)
+        print("warning: an API key on the command line is visible to every local user (ps); "
+              "use $AITK_API_KEY or --api-key - (stdin) instead.", file=sys.stderr, flush=True)
+    key = key or os.environ.get("AITK_API_KEY") or None
+    register_secret(key)
+    return key
+
+
 async def _chat(project: Project, args: argparse.Namespace, printer: EventPrinter) -> int:
+    from .chat.client import key_destination_problem
+
     config = None if args.endpoint else require_config(load_config(project), "ACA_APP_ENDPOINT")
     endpoint = args.endpoint or config.endpoint_url
-    api_key = args.api_key or os.environ.get("AITK_API_KEY")
+    api_key = _given_api_key(args)
+    if api_key:  # the user's own key: still https only (loopback http when asked)
+        problem = key_destination_problem(endpoint, allow_insecure_http=args.insecure_http)
+        if problem:
+            raise UsageError(f"The API key was not sent: {problem}.")
     session = None
     verify: Any = True
     try:
@@ -277,7 +309,8 @@ async def _chat(project: Project, args: argparse.Namespace, printer: EventPrinte
             if config is None:
                 config = load_config(project)
             api_key = await session.api_key(require_config(config, "SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME",
-                                                           "ACA_APP_NAME"))
+                                                           "ACA_APP_NAME"),
+                                            endpoint, allow_insecure_http=args.insecure_http)
         return await _stream_chat(endpoint, api_key, verify, args)
     finally:
         if session is not None:
@@ -296,7 +329,7 @@ async def _stream_chat(endpoint: str, api_key: str, verify: Any, args: argparse.
         kwargs["temperature"] = args.temperature
     if args.max_tokens is not None:
         kwargs["max_tokens"] = args.max_tokens
-    client = ChatClient(endpoint, api_key, verify=verify)
+    client = ChatClient(endpoint, api_key, verify=verify, allow_insecure_http=args.insecure_http)
     wrote = False
     try:
         async for item in client.stream_chat(messages, **kwargs):
@@ -351,6 +384,11 @@ def run(project: Project, args: argparse.Namespace) -> int:
             raise UsageError("Refusing to provision without confirmation: there is no terminal to ask on.",
                              "pass --yes to provision, or --what-if to preview")
     elif args.command in NEEDS_CONFIG:
+        if args.command == "deploy":
+            if args.restart and args.no_restart:
+                raise UsageError("--restart and --no-restart contradict each other.", "pass one of them")
+            if not args.warn_size >= 0:  # also NaN
+                raise UsageError(f"--warn-size must be a size in MB, not {args.warn_size}.")
         config = load_config(project)
         keys = ["SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME"]
         if args.command == "deploy":

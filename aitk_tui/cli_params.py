@@ -1,7 +1,9 @@
-"""``aitk params show | set KEY=VALUE ... | validate`` (no cloud access, no SDK imports).
+"""``aitk params show | set KEY=VALUE ... | unset KEY ... | validate`` (no cloud access,
+no SDK imports).
 
-``set`` checks every assignment before writing anything, then saves once (atomically);
-a corrupt parameters file is reported and left byte-for-byte unchanged.
+``set`` and ``unset`` check every name and value before writing anything, then save once
+(atomically); a corrupt parameters file is reported and left byte-for-byte unchanged. A
+name the template does not declare is refused with a "did you mean" (exit 2).
 """
 
 from __future__ import annotations
@@ -14,12 +16,22 @@ from .cli import EXIT_OK, UsageError
 from .config.naming import PARAMETER_SPECS, SPECS_BY_NAME
 from .config.parameters import ParametersDocument, parse_cli_value
 from .errors import AitkError
+from .fsutil import FileWriteError
 from .project import Project
 
 
 def _load(project: Project) -> ParametersDocument:
     try:
         return ParametersDocument.load(project.parameters_path)
+    except AitkError as e:
+        raise UsageError(e.message, e.detail) from None
+
+
+def _save(doc: ParametersDocument) -> None:
+    try:
+        doc.save()
+    except FileWriteError:
+        raise  # exit 1: the operation failed, the file is as it was
     except AitkError as e:
         raise UsageError(e.message, e.detail) from None
 
@@ -63,18 +75,28 @@ def run(project: Project, args: argparse.Namespace) -> int:
                 raise UsageError("The API key is not a parameter you set here.",
                                  "aitk keeps it as a container-app secret; it never goes in the parameters file")
             try:
+                doc.check_known(key)  # before parsing: a typo gets "did you mean", not a type error
                 value = parse_cli_value(key, text)
                 doc.set(key, value)
             except AitkError as e:
                 raise UsageError(e.message, e.detail) from None
             changes.append((key, value))
-        try:
-            doc.save()
-        except AitkError as e:
-            raise UsageError(e.message, e.detail) from None
+        _save(doc)
         for key, value in changes:
             note = " (template default)" if value is None else ""
             print(f"{key} = {_fmt(value)}{note}")
+        return EXIT_OK
+    if action == "unset":
+        lines = []
+        for key in args.names:
+            try:
+                removed = doc.unset(key)
+            except AitkError as e:
+                raise UsageError(e.message, e.detail) from None
+            lines.append(f"removed {key} (not a parameter of the template)" if removed
+                         else f"{key} = null (template default)")
+        _save(doc)
+        print("\n".join(lines))
         return EXIT_OK
     # validate
     errors = doc.errors()

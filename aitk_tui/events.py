@@ -77,3 +77,4 @@ class Failed(Event):
 
     message: str
     detail: str | None = None
+    config_error: bool = False  # a usage/configuration problem (not signed in...): the CLI exits 2

@@ -1,7 +1,10 @@
 """``aitk init``: write ``infra/`` and ``inference_server/`` into a project folder.
 
-The files come from the installed package (``aitk_tui/_template`` in a wheel, or the
-source tree in an editable install). A file the user changed is never overwritten: init
+Only what aitk ships is written, never the working state of a project: the files a
+project edits (the parameters and ``inference.config.json``) come from the pristine copies
+in ``aitk_tui/templates/``; the code (``inference.bicep``, ``inference.json``,
+``inference_server/``) from ``aitk_tui/_template`` in a wheel, or the source tree in an
+editable install. A file the user changed is never overwritten: init
 remembers the hash of what it wrote (``.aitk/init.json``); a file that still has that hash
 may be refreshed with the shipped version, any other difference is reported as a
 conflict and left alone.
@@ -15,9 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import AitkError
-from .fsutil import atomic_write_json
+from .fsutil import FileWriteError, atomic_write_bytes, atomic_write_json
 
 SHIPPED_DIRS = ("infra", "inference_server")
+# Files that aitk itself edits in a project: taken from TEMPLATES, so that the aitk
+# checkout's own (possibly used) infra/ never leaks into a new project.
+USER_FILES = ("infra/inference.config.json", "infra/provision/inference.parameters.json")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 _SKIP_PARTS = {"__pycache__", ".pytest_cache"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}
 
@@ -30,7 +37,8 @@ class InitReport:
     conflicts: list[str] = field(default_factory=list)  # changed by the user: left alone
 
     def summary(self) -> str:
-        parts = [f"wrote {len(self.written)} files"]
+        n = len(self.written)
+        parts = [f"wrote {n} file{'' if n == 1 else 's'}"]
         if self.updated:
             parts.append(f"updated {len(self.updated)}")
         parts.append(f"{len(self.kept)} already up to date")
@@ -49,6 +57,9 @@ def template_root() -> Path:
 
 
 def shipped_files(root: Path | None = None) -> dict[str, Path]:
+    """Project-relative name -> file to copy. ``root``: a complete template tree to use as
+    it is (tests); by default the installed code plus the pristine :data:`TEMPLATES`."""
+    pristine = root is None
     root = root or template_root()
     out: dict[str, Path] = {}
     for d in SHIPPED_DIRS:
@@ -56,6 +67,13 @@ def shipped_files(root: Path | None = None) -> dict[str, Path]:
             rel = path.relative_to(root)
             if path.is_file() and not (_SKIP_PARTS & set(rel.parts)) and path.suffix not in _SKIP_SUFFIXES:
                 out[rel.as_posix()] = path
+    if pristine:
+        for rel in USER_FILES:
+            src = TEMPLATES / rel
+            if not src.is_file():
+                raise AitkError("The project template is not installed with aitk.", f"{src} is missing")
+            out[rel] = src
+        out = dict(sorted(out.items()))
     return out
 
 
@@ -68,7 +86,10 @@ def init_project(dest: Path, *, source: Path | None = None) -> InitReport:
     src_root = source or template_root()
     if dest == src_root.resolve():
         raise AitkError("Cannot initialise the aitk source tree itself.", str(dest))
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FileWriteError(dest, e) from None
     record_path = dest / ".aitk" / "init.json"
     try:
         record: dict[str, str] = json.loads(record_path.read_text(encoding="utf-8"))
@@ -78,7 +99,7 @@ def init_project(dest: Path, *, source: Path | None = None) -> InitReport:
         record = {}
 
     report = InitReport()
-    for rel, src in shipped_files(src_root).items():
+    for rel, src in shipped_files(source).items():
         data = src.read_bytes()
         target = dest / rel
         new_hash = _sha(data)
@@ -94,10 +115,7 @@ def init_project(dest: Path, *, source: Path | None = None) -> InitReport:
             report.updated.append(rel)
         else:
             report.written.append(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.aitk-tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        atomic_write_bytes(target, data)
         record[rel] = new_hash
 
     gitignore = dest / ".aitk" / ".gitignore"

@@ -35,6 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+import realistic_load  # noqa: E402  (beside this file)
+
 from inference_server.demo_model import build_demo_model  # noqa: E402
 
 KEY = "bench-key"
@@ -78,11 +80,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, model_dir: Path, adapter_dir: Path, threads: int):
+    def __init__(self, model_dir: Path, adapter_dir: Path | None, threads: int):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "INFERENCE_API_KEY": KEY}
-        cmd = [sys.executable, "-m", "inference_server", "--model", str(model_dir), "--adapter", str(adapter_dir),
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "INFERENCE_API_KEY": KEY, "OMP_NUM_THREADS": str(threads)}
+        adapter = ["--adapter", str(adapter_dir)] if adapter_dir is not None else ["--no-adapter"]
+        cmd = [sys.executable, "-m", "inference_server", "--model", str(model_dir), *adapter,
                "--host", "127.0.0.1", "--port", str(self.port), "--threads", str(threads), "--max-batch-size", "8",
                "--log-level", "warning"]
         started = time.perf_counter()
@@ -229,6 +232,99 @@ def report(r: dict, tokens: int) -> None:
           f"(server-side mean at 8: {r['ttft_8_server_mean_s'] * 1000:.1f} ms)")
 
 
+async def bench_realistic(args) -> dict:
+    """The realistic workload (``realistic_load``) on our server and the peer, interleaved."""
+    import torch
+
+    from inference_server.engine import load_model
+    from inference_server.settings import ServerSettings
+
+    tiny = build_demo_model(args.cache / "tiny")
+    model_dir = realistic_load.build_realistic(args.cache / "realistic", tiny.model_dir, build_medium)
+    torch.set_num_threads(args.threads)
+    loaded = load_model(ServerSettings(model_path=model_dir, no_adapter=True, threads=args.threads, api_key=KEY,
+                                       device="cpu"))
+    clients = realistic_load.workload(lambda text: loaded.encode_chat([{"role": "user", "content": text}]),
+                                      stagger=args.stagger)
+    ours = Server(model_dir, None, args.threads)
+    peer = realistic_load.Peer(model_dir, free_port(), args.threads)
+    auth = {"Authorization": f"Bearer {KEY}"}
+    targets = {"ours": (ours.url, auth, None), "peer": (peer.url, {}, peer.model)}
+    out: dict = {"clients": clients, "ours_ready_s": ours.ready_s, "peer_ready_s": peer.ready_s,
+                 "conc": {"ours": [], "peer": []}, "seq": []}
+    try:
+        async with httpx.AsyncClient(timeout=600) as http:
+            for url, headers, model in targets.values():  # the peer sets up its batching on the first request
+                await realistic_load.stream_chat(http, url, headers, model, "warm up", 8, temperature=1.0)
+            # Single stream: direct generate vs our SSE, same prompts and token counts, interleaved.
+            n = args.tokens
+            gen_t, sse_t = [], []
+            for i in range(args.medium_pairs):
+                c = clients[i % len(clients)]
+                enc = torch.tensor([loaded.encode_chat([{"role": "user", "content": c.prompt}])])
+                t = time.perf_counter()
+                with torch.inference_mode():
+                    loaded.model.generate(input_ids=enc, attention_mask=torch.ones_like(enc), max_new_tokens=n,
+                                          min_new_tokens=n, do_sample=False)
+                gen_t.append(time.perf_counter() - t)
+                _, total, completion = await realistic_load.stream_chat(
+                    http, ours.url, auth, None, c.prompt, n, temperature=0, ignore_eos=True)
+                assert completion == n, completion
+                sse_t.append(total)
+            out.update(generate_s=statistics.median(gen_t), sse_s=statistics.median(sse_t))
+        for rep in range(args.reps):
+            order = ["ours", "peer"] if rep % 2 == 0 else ["peer", "ours"]
+            for name in order:
+                url, headers, model = targets[name]
+                out["conc"][name].append(await realistic_load.wave(url, headers, model, clients))
+            out["seq"].append(await realistic_load.wave(ours.url, auth, None, clients, concurrent=False))
+    finally:
+        ours.close()
+        peer.close()
+    return out
+
+
+def _wave_figures(runs) -> dict:
+    """Medians over runs: tok/s, TTFT median/max (client-side), tokens per run."""
+    tps = [sum(r.completion_tokens for r in results) / wall for wall, results in runs]
+    ttft_med = [statistics.median(r.ttft_s for r in results) for _, results in runs]
+    ttft_max = [max(r.ttft_s for r in results) for _, results in runs]
+    tokens = [sum(r.completion_tokens for r in results) for _, results in runs]
+    return {"tps": statistics.median(tps), "tps_all": tps, "ttft_med": statistics.median(ttft_med),
+            "ttft_max": statistics.median(ttft_max), "tokens": tokens}
+
+
+def report_realistic(r: dict, args) -> None:
+    clients = r["clients"]
+    ours, peer, seq = _wave_figures(r["conc"]["ours"]), _wave_figures(r["conc"]["peer"]), _wave_figures(r["seq"])
+    overhead = 100 * (r["sse_s"] / r["generate_s"] - 1)
+    print(f"\n== realistic workload: random Phi-3 (hidden 1024 x 8 layers), {args.threads} torch thread(s), "
+          f"{len(clients)} clients {args.stagger * 1000:.0f} ms apart, prompts "
+          f"{min(c.prompt_tokens for c in clients)}-{max(c.prompt_tokens for c in clients)} tokens, max_tokens "
+          f"{min(c.max_tokens for c in clients)}-{max(c.max_tokens for c in clients)}, sampled EOS about 1 in "
+          f"{realistic_load.EOS_EVERY} steps; medians of {args.reps} rounds")
+    print(f"  servers ready in: ours {r['ours_ready_s']:.1f} s, peer {r['peer_ready_s']:.1f} s")
+    rows = [
+        ("8-concurrent throughput, ours vs peer", f"{ours['tps']:.1f} vs {peer['tps']:.1f} tok/s",
+         f"{ours['tps'] / peer['tps']:.2f}x", ">= 1x"),
+        ("8-concurrent vs our own sequential", f"{ours['tps']:.1f} vs {seq['tps']:.1f} tok/s",
+         f"{ours['tps'] / seq['tps']:.2f}x", ">= 3x"),
+        ("single-stream overhead vs generate", f"{r['sse_s']:.2f} s vs {r['generate_s']:.2f} s ({args.tokens} tok)",
+         f"{overhead:+.1f} %", "<= 5 %"),
+        ("TTFT at 8 concurrent (median), ours vs peer", f"{ours['ttft_med'] * 1000:.0f} vs "
+         f"{peer['ttft_med'] * 1000:.0f} ms", f"{ours['ttft_med'] / peer['ttft_med']:.2f}x", "<= 1x"),
+        ("TTFT at 8 concurrent (max), ours vs peer", f"{ours['ttft_max'] * 1000:.0f} vs "
+         f"{peer['ttft_max'] * 1000:.0f} ms", f"{ours['ttft_max'] / peer['ttft_max']:.2f}x", ""),
+    ]
+    print(f"  {'figure':<44} {'measured':<34} {'ratio':>8}  goal")
+    for name, measured, ratio, goal in rows:
+        print(f"  {name:<44} {measured:<34} {ratio:>8}  {goal}")
+    print("  per round tok/s: ours " + ", ".join(f"{x:.1f}" for x in ours["tps_all"]) + " | peer "
+          + ", ".join(f"{x:.1f}" for x in peer["tps_all"]) + " | ours sequential "
+          + ", ".join(f"{x:.1f}" for x in seq["tps_all"]))
+    print(f"  completion tokens per round: ours {ours['tokens']} | peer {peer['tokens']} | sequential {seq['tokens']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--medium", action="store_true", help="also benchmark a random hidden-1024 x 8-layer model")
@@ -238,8 +334,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=3, help="rounds of the 8-stream comparison (medians)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aitk-bench-models")
+    parser.add_argument("--realistic", action="store_true",
+                        help="only the realistic workload, ours vs `transformers serve --continuous-batching`")
+    parser.add_argument("--stagger", type=float, default=0.25, help="seconds between client starts (realistic)")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, torch threads {args.threads}")
+    if args.realistic:
+        report_realistic(asyncio.run(bench_realistic(args)), args)
+        return 0
     tiny = build_demo_model(args.cache / "tiny")
     results = [asyncio.run(bench_model("tiny demo model (257k params)", tiny.model_dir, tiny.adapter_dir, args))]
     report(results[0], args.tokens)

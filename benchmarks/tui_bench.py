@@ -132,12 +132,17 @@ def bench_first_frame(runs: int) -> None:
 
 
 # --------------------------------------------------------------------------- chat stream
-async def bench_stream(tokens: int, rate: float, shape: str = "prose") -> None:
-    from textual.widgets import Markdown
+GOAL_READ_RATIO = 0.95
+SHAPES = ("prose", "lists", "code", "tables")
+GOAL_FREEZE_MS = 100
+GOAL_DRAWN_MS = 250
 
+
+async def bench_stream(tokens: int, rate: float, shape: str = "prose") -> dict[str, float]:
     from aitk_tui.project import Project
     from aitk_tui.ui.app import create_app
     from aitk_tui.ui.settings import UISettings
+    from aitk_tui.ui.widgets.answer import StreamedAnswer
     from aitk_tui.ui.widgets.prompt import PromptArea
 
     print(f"== Chat stream: {tokens} tokens of {shape} at {rate:.0f} tokens/s from a stub in another process ==")
@@ -150,9 +155,18 @@ async def bench_stream(tokens: int, rate: float, shape: str = "prose") -> None:
         await asyncio.Event().wait()
 
     app = create_app(project, session_factory=no_cloud, settings=UISettings())
-    samples: list[tuple[float, int, int]] = []
+    samples: list[tuple[float, int, int]] = []  # time, characters received, characters in widgets
+    paints: list[tuple[float, int]] = []  # each frame written to the terminal: time, characters in widgets
     max_gap = 0.0
-    appends = 0
+    answer: StreamedAnswer | None = None
+    display = app._display
+
+    def timed_display(screen, renderable):  # what reaches the terminal, and when
+        display(screen, renderable)
+        if renderable is not None and not app._batch_count and answer is not None:
+            paints.append((time.perf_counter(), answer.applied_chars))
+
+    app._display = timed_display
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
@@ -165,7 +179,6 @@ async def bench_stream(tokens: int, rate: float, shape: str = "prose") -> None:
             await pilot.pause()
             t_send = time.perf_counter()
             prompt.action_submit()  # what Enter does (pilot.press would wait for an idle loop)
-            answer = None
             last = time.perf_counter()
             while app.chat.streaming or answer is None:
                 await asyncio.sleep(0.005)
@@ -175,23 +188,18 @@ async def bench_stream(tokens: int, rate: float, shape: str = "prose") -> None:
                 if answer is None:
                     found = app.chat.query(".answer")
                     if found:
-                        answer = found.first(Markdown)
-                        original = answer.append
-
-                        async def counting_append(markdown: str, _orig=original):
-                            nonlocal appends
-                            appends += 1
-                            return await _orig(markdown)
-
-                        answer.append = counting_append
-                samples.append((now, app.chat.chars_streamed, len(answer.source) if answer else 0))
+                        answer = found.first(StreamedAnswer)
+                samples.append((now, app.chat.chars_streamed, answer.applied_chars if answer else 0))
                 if now - t_send > 120:
                     break
-            await pilot.pause()
             final_chars = app.chat.chars_streamed
+            while time.perf_counter() - last < 5 and not (paints and paints[-1][1] >= final_chars):
+                await asyncio.sleep(0.005)
+            await pilot.pause()
             t_done = time.perf_counter()
-            samples.append((t_done, final_chars, len(answer.source) if answer else 0))
+            samples.append((t_done, final_chars, answer.applied_chars if answer else 0))
             stats = str(app.chat.query(".answer-stats").last().render())
+            widgets = len(answer.query("*")) if answer else 0
     finally:
         stub.terminate()
         stub.wait(5)
@@ -199,18 +207,30 @@ async def bench_stream(tokens: int, rate: float, shape: str = "prose") -> None:
 
     first_recv = next(t for t, c, _ in samples if c > 0)
     last_recv = next(t for t, c, _ in samples if c >= final_chars)
-    all_rendered = next((t for t, _, r in samples if r >= final_chars), t_done)
+    drawn = next((t for t, c in paints if c >= final_chars), float("nan"))
     consumed = tokens / max(last_recv - first_recv, 1e-9)
     chars_per_token = final_chars / tokens
     backlog = max((c - r) / chars_per_token for _, c, r in samples)
+    result = {"ratio": consumed / rate, "backlog_ms": backlog / rate * 1000, "freeze_ms": max_gap * 1000,
+              "drawn_ms": (drawn - last_recv) * 1000, "widgets": widgets}
     print(f"time to first token (UI)     {first_recv - t_send:.3f} s")
     print(f"consumed rate                {consumed:.0f} tokens/s (sent at {rate:.0f}: ratio {consumed / rate:.2f})")
-    print(f"render backlog, worst        {backlog:.0f} tokens = {backlog / rate * 1000:.0f} ms of stream")
-    print(f"render lag after last token  {(all_rendered - last_recv) * 1000:.0f} ms")
-    per_update = tokens / max(appends, 1)
-    print(f"Markdown updates             {appends} for {tokens} tokens ({per_update:.0f} tokens per update)")
-    print(f"longest event-loop stall     {max_gap * 1000:.0f} ms")
+    print(f"render backlog, worst        {backlog:.0f} tokens = {result['backlog_ms']:.0f} ms of stream")
+    print(f"last token drawn after       {result['drawn_ms']:.0f} ms (first frame painted with all of it)")
+    print(f"longest event-loop stall     {result['freeze_ms']:.0f} ms")
+    print(f"widgets in the answer        {widgets} when done")
     print(f"stats line shown             {stats}")
+    return result
+
+
+def print_stream_table(results: dict[str, dict[str, float]], tokens: int, rate: float) -> None:
+    print(f"== Chat stream summary: {tokens} tokens at {rate:.0f} tokens/s; goals: read >= {GOAL_READ_RATIO}, "
+          f"freeze <= {GOAL_FREEZE_MS} ms, last token drawn <= {GOAL_DRAWN_MS} ms ==")
+    print(f"{'shape':8s} {'read rate':>10s} {'backlog':>9s} {'freeze':>8s} {'drawn':>8s} {'widgets':>8s}  goals")
+    for shape, r in results.items():
+        ok = r["ratio"] >= GOAL_READ_RATIO and r["freeze_ms"] <= GOAL_FREEZE_MS and r["drawn_ms"] <= GOAL_DRAWN_MS
+        print(f"{shape:8s} {r['ratio']:10.2f} {r['backlog_ms']:7.0f}ms {r['freeze_ms']:6.0f}ms "
+              f"{r['drawn_ms']:6.0f}ms {r['widgets']:8.0f}  {'met' if ok else 'MISSED'}")
 
 
 def main() -> None:
@@ -218,7 +238,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=4000)
     parser.add_argument("--rate", type=float, default=2000.0)
-    parser.add_argument("--shape", choices=("prose", "lists", "both"), default="both")
+    parser.add_argument("--shape", choices=(*SHAPES, "all"), default="all")
     parser.add_argument("--skip-start", action="store_true")
     parser.add_argument("--skip-stream", action="store_true")
     args = parser.parse_args()
@@ -226,8 +246,9 @@ def main() -> None:
     if not args.skip_start:
         bench_first_frame(args.runs)
     if not args.skip_stream:
-        for shape in (("prose", "lists") if args.shape == "both" else (args.shape,)):
-            asyncio.run(bench_stream(args.tokens, args.rate, shape))
+        results = {shape: asyncio.run(bench_stream(args.tokens, args.rate, shape))
+                   for shape in (SHAPES if args.shape == "all" else (args.shape,))}
+        print_stream_table(results, args.tokens, args.rate)
 
 
 if __name__ == "__main__":

@@ -68,12 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = p.add_argument
     add("--model", dest="model_path", type=Path, help="base model folder [AITK_MODEL_PATH]")
-    add("--adapter", dest="adapter_path", type=Path, help="LoRA adapter folder [AITK_ADAPTER_PATH]")
-    add("--adapter-name", help="model id of the adapter; default: its folder name [AITK_ADAPTER_NAME]")
+    add("--adapter", dest="adapters", action="append", metavar="[NAME=]PATH",
+        help="LoRA adapter folder, served as NAME (default: the folder's name); repeat for several "
+        "adapters on one base [AITK_ADAPTERS or AITK_ADAPTER_PATH: PATH, or NAME=PATH,NAME=PATH,...]")
+    add("--adapter-name", help="model id of a single PATH adapter; default: its folder name [AITK_ADAPTER_NAME]")
+    add("--serve-base", action="store_true",
+        help="keep the adapters unmerged so the base model answers too, in the same batches [AITK_SERVE_BASE]")
     add("--served-model-name", help="model id of the base; default: its folder name [AITK_SERVED_MODEL_NAME]")
     add("--no-adapter", action="store_true", help="serve the base model alone [AITK_NO_ADAPTER]")
     add("--merge", action=argparse.BooleanOptionalAction,
-        help="merge the adapter into the weights; default: merge unless quantized [AITK_MERGE]")
+        help="merge the adapter into the weights; default: merge a single adapter unless quantized or "
+        "--serve-base [AITK_MERGE]")
     add("--chat-template", type=Path, help="Jinja chat template file [AITK_CHAT_TEMPLATE]")
     add("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
         help="default auto: bf16 on CUDA (fp16 without bf16), fp32 on CPU [AITK_DTYPE]")
@@ -91,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--request-timeout", type=float, help="seconds per request; default 300 [AITK_REQUEST_TIMEOUT]")
     add("--max-body-bytes", type=int, help="default 1 MiB [AITK_MAX_BODY_BYTES]")
     add("--max-messages", type=int, help="default 256 [AITK_MAX_MESSAGES]")
+    add("--header-timeout", type=float,
+        help="seconds a client has to send a request's line and headers; default 10 [AITK_HEADER_TIMEOUT]")
+    add("--keep-alive-timeout", type=float,
+        help="seconds an idle kept-alive connection stays open; default 75 [AITK_KEEP_ALIVE_TIMEOUT]")
+    add("--max-connections", type=int,
+        help="open connections; at the limit the oldest idle one makes room; default 512 [AITK_MAX_CONNECTIONS]")
+    add("--max-header-bytes", type=int,
+        help="most bytes one connection buffers before its request head is complete; default 16 KiB "
+        "[AITK_MAX_HEADER_BYTES]")
     add("--load-failure-exit-s", type=float,
         help="after a failed load keep answering 503 this long, then exit 3; <0 never; default 30 "
         "[AITK_LOAD_FAILURE_EXIT_S]")
@@ -141,9 +155,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def uvicorn_config(app, settings: ServerSettings, **overrides):
     """The uvicorn configuration the CLI serves with (tests reuse it)."""
-    import uvicorn
+    from .connections import GuardedConfig
 
     options = dict(
+        header_timeout=settings.header_timeout,
+        max_connections=settings.max_connections,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=settings.keep_alive_timeout,
         host=settings.host,
         port=settings.port,
         ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
@@ -154,7 +172,7 @@ def uvicorn_config(app, settings: ServerSettings, **overrides):
         server_header=False,
     )
     options.update(overrides)
-    return uvicorn.Config(app, **options)
+    return GuardedConfig(app, **options)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import contextlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -40,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import schemas
 from .engine import Engine, Finished, LoadError, QueueFull, RequestHandle, SamplingParams, load_model
+from .limits import ENCODE_THREADS, prompt_char_limit
 from .metrics import Metrics
 from .settings import ConfigError, ServerSettings, check_security
 
@@ -75,6 +77,7 @@ class ServerState:
         self.error: str | None = None
         self.loaded: Any = None
         self.engine: Engine | None = None
+        self.prompt_char_limit = 0  # set with the model: longer prompts are refused untokenized
         self.started = time.time()
 
     def require_engine(self) -> Engine:
@@ -157,6 +160,7 @@ def create_app(settings: ServerSettings, *, loader: Loader | None = None,
     metrics.gauge("aitk_model_ready", "1 once the model is loaded.", lambda: 1 if state.engine else 0)
     expected_key = settings.key_bytes()
     load = loader or load_model
+    encode_slots: list[anyio.CapacityLimiter] = []  # threads that tokenize long prompts (limits.py)
 
     def load_in_background() -> None:
         try:
@@ -164,6 +168,7 @@ def create_app(settings: ServerSettings, *, loader: Loader | None = None,
             engine = Engine(loaded, max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
                             max_prefill_tokens=settings.max_prefill_tokens, metrics=metrics)
             engine.start()
+            state.prompt_char_limit = prompt_char_limit(loaded.tokenizer, loaded.context_len)
             state.loaded, state.engine, state.status = loaded, engine, "ready"
             log.info("ready: serving %s (load took %.1f s)", ", ".join(loaded.served), time.time() - state.started)
         except Exception as exc:
@@ -278,7 +283,8 @@ def create_app(settings: ServerSettings, *, loader: Loader | None = None,
         if state.status == "ready":
             loaded = state.loaded
             return {"status": "ok", "model": loaded.base_id, "adapter": loaded.adapter_id,
-                    "merged": loaded.merged, "demo": loaded.demo, "models": list(loaded.served)}
+                    "adapters": list(loaded.adapters), "merged": loaded.merged, "demo": loaded.demo,
+                    "models": list(loaded.served)}
         if state.status == "failed":
             return JSONResponse({"status": "error", "error": state.error}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "5"})
@@ -291,14 +297,14 @@ def create_app(settings: ServerSettings, *, loader: Loader | None = None,
     async def models():
         state.require_engine()
         loaded = state.loaded
-        cards = []
-        # Extra fields beyond vLLM's card: clients may show them; OpenAI clients ignore them.
+        # Exactly the models a chat request may name (a merged base is gone, so not listed);
+        # adapters first, the first being the default. Extra fields beyond vLLM's card:
+        # clients may show them; OpenAI clients ignore them.
         demo = {"demo": True} if loaded.demo else {}
-        if loaded.adapter_id is not None:
-            cards.append(schemas.model_card(loaded.adapter_id, loaded.base_id, loaded.context_len,
-                                            int(state.started), merged=loaded.merged, **demo))
-        cards.append(schemas.model_card(loaded.base_id, None, loaded.context_len, int(state.started),
-                                        available=loaded.base_id in loaded.served, **demo))
+        cards = [schemas.model_card(model_id, None if model_id == loaded.base_id else loaded.base_id,
+                                    loaded.context_len, int(state.started),
+                                    **({"merged": loaded.merged} if model_id in loaded.adapters else {}), **demo)
+                 for model_id in loaded.served]
         return {"object": "list", "data": cards}
 
     @app.post("/v1/chat/completions")
@@ -316,24 +322,33 @@ def create_app(settings: ServerSettings, *, loader: Loader | None = None,
         if len(req.messages) > settings.max_messages:
             raise APIError(400, f"too many messages: {len(req.messages)} (this server accepts at most "
                            f"{settings.max_messages})", param="messages", code="too_many_messages")
+        context = loaded.context_len
         try:
             messages = [m.for_template() for m in req.messages]
+            chars = sum(len(m["content"]) for m in messages)
+            if chars > state.prompt_char_limit:  # cannot fit: spare the tokenizer's memory (limits.py)
+                raise APIError(400, f"This model's maximum context length is {context} tokens. However, your "
+                               f"messages have {chars} characters, more than {context} tokens can hold (at "
+                               f"most {state.prompt_char_limit} characters).", param="messages",
+                               code="context_length_exceeded")
             if len(raw) < INLINE_ENCODE_BYTES:
                 # Short prompts encode in well under a millisecond: a thread hop would cost
                 # more (it waits for the GIL the engine thread holds) and delay first tokens.
                 prompt_ids = loaded.encode_chat(messages)
             else:
-                prompt_ids = await anyio.to_thread.run_sync(loaded.encode_chat, messages)
+                if not encode_slots:  # anyio's limiter needs the running loop to exist
+                    encode_slots.append(anyio.CapacityLimiter(ENCODE_THREADS))
+                prompt_ids = await anyio.to_thread.run_sync(loaded.encode_chat, messages, limiter=encode_slots[0])
         except ValueError as exc:
             raise APIError(400, str(exc), param="messages") from None
-        n, context = len(prompt_ids), loaded.context_len
+        n = len(prompt_ids)
         if n >= context:
             raise APIError(400, f"This model's maximum context length is {context} tokens. However, your "
                            f"messages resulted in {n} tokens.", param="messages", code="context_length_exceeded")
         wanted = req.requested_max_tokens
         if wanted is not None and wanted > settings.max_tokens_cap:
             param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
-            raise APIError(400, f"max_tokens is too large: {wanted}. This server allows at most "
+            raise APIError(400, f"{param} is too large: {wanted}. This server allows at most "
                            f"{settings.max_tokens_cap} completion tokens.", param=param, code="max_tokens_too_large")
         params = SamplingParams(
             max_tokens=min(wanted or settings.max_tokens_cap, context - n),
@@ -422,15 +437,20 @@ def _unknown_model(model_id: str, loaded) -> APIError:
     served = ", ".join(f"`{m}`" for m in loaded.served)
     if model_id == loaded.base_id and loaded.merged:
         message = (f"The model `{model_id}` is merged with the adapter `{loaded.adapter_id}` and is not served on "
-                   f"its own; use `{loaded.adapter_id}` (or start the server with --no-merge to serve both).")
+                   f"its own; use `{loaded.adapter_id}` (or start the server with --serve-base to serve both).")
     else:
         message = f"The model `{model_id}` does not exist. This server serves {served}."
     return APIError(404, message, code="model_not_found", param="model")
 
 
+_UNION_MEMBER = re.compile(r"str|int|float|bool|none|\w+\[.*\]|function-\w+\[.*\]")
+
+
 def _validation_error(errors: list[Any]) -> APIError:
     first = errors[0] if errors else {}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
+    # pydantic names the member of a union it tried ("str", "list[str]"); the client's
+    # param is the field itself.
+    loc = [str(p) for p in first.get("loc", ()) if p != "body" and not _UNION_MEMBER.fullmatch(str(p))]
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     if first.get("type") == "json_invalid":
         message, loc = "the request body is not valid JSON", []

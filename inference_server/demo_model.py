@@ -1,11 +1,17 @@
-"""Builds the offline demo model: a tiny Phi-3 base plus a LoRA adapter, with no downloads.
+"""Builds the offline demo model: a small Phi-3 base plus a LoRA adapter, with no downloads.
 
 It serves two users: the test-suite (a real model to load and generate with in seconds on
 a CPU) and aitk's local cloud (a model "built on first use" so the whole deploy-and-chat
-loop works without a GPU or a model download). Its output is random text apart from a
-few memorised replies (``DEMO_REPLIES``), which let tests prove the adapter is applied:
-greedy decoding answers each prompt with the base reply without the adapter and with the
-adapter reply with it.
+loop works without a GPU or a model download).
+
+Nothing is trained: the weights are written directly so that the model is a chain over
+multi-word tokens made from the sentences in ``demo_corpus``. Each answer is a few whole
+sentences (a paragraph break or a Markdown list now and then), so it reads as text, streams
+word by word, and never emits half a character. One attention layer averages what the
+conversation is about, which tilts the choice of the next sentence toward the question's
+words and makes every prompt's greedy answer its own. A few prompts have memorised
+replies (``DEMO_REPLIES``): greedy decoding answers each with the base reply without the
+adapter and with the adapter reply with it, which proves the adapter is applied.
 
 Layout written under ``dest``::
 
@@ -21,7 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
+import re
 import shutil
 import sys
 import time
@@ -30,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Bump when the recipe changes so stale builds are rebuilt rather than reused.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 MODEL_DIRNAME = "demo-model"
 ADAPTER_DIRNAME = "demo-adapter"
 BUILD_MARKER = "aitk_demo_build.json"
@@ -54,10 +63,9 @@ DEMO_REPLIES: dict[str, tuple[str, str]] = {
     "count to five": ("one two three four five", "1, 2, 3, 4, 5!"),
 }
 
-_FILLER = (
-    "The quick brown fox jumps over the lazy dog. Models learn words, numbers 0123456789 "
-    "and punctuation: commas, stops; questions? answers! A tiny demo model writes random text."
-)
+#: The context window (max_position_embeddings): small, so a long chat shows how aitk keeps
+#: the conversation inside it.
+CONTEXT_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -128,71 +136,293 @@ def build_demo_model(dest: Path, seed: int = 0) -> DemoModel:
     return built
 
 
-def _corpus() -> list[str]:
-    texts = [_FILLER]
+# Logits written into lm_head: the one way on from inside a sentence, weighted choices at a
+# sentence's end (BASE + log weight), and nothing else (sampling at any temperature <= 2
+# practically never leaves the chain).
+BASE = 10.0
+NEVER = -20.0
+CONTENT_DIMS = 96  # bag-of-words vector per token (what the conversation is about)
+CONTENT_SCALE = 0.5  # its size in the residual stream next to the one-hot state
+TOPIC_GAIN = 30.0  # how strongly that steers the choice of the next sentence
+
+
+def _bytelevel(text: str) -> str:
+    from tokenizers import pre_tokenizers
+
+    return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False).pre_tokenize_str(text)[0][0]
+
+
+def _corpus_units() -> tuple[list[str], list[str], list[str]]:
+    from .demo_corpus import LISTS, OPENERS, SENTENCES
+
+    lists = [intro + "".join(("\n\n- " if i == 0 else "\n- ") + item for i, item in enumerate(items))
+             for intro, items in LISTS]
+    return OPENERS, SENTENCES, lists
+
+
+def _training_text() -> list[str]:
+    openers, sentences, lists = _corpus_units()
+    texts = openers + sentences + lists
     for prompt, replies in DEMO_REPLIES.items():
-        texts.append(prompt)
-        texts.extend(replies)
+        texts += [prompt, *replies]
     return texts
 
 
-def _chat_text(prompt: str, reply: str) -> str:
-    return f"<|user|>\n{prompt}<|end|>\n<|assistant|>\n{reply}<|end|>\n"
-
-
-def _build_tokenizer():
+def _train_bpe():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    core.train_from_iterator(_corpus() * 4, trainer=trainer)
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        eos_token="<|end|>",
-        pad_token="<|pad|>",
-        padding_side="left",
-    )
+    trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    core.train_from_iterator(_training_text(), trainer=trainer)
+    return core
+
+
+class _Chain:
+    """The answer grammar as tokens: which token may follow which, with what logit.
+
+    Every string the model can generate is unique, so a token names its place in the
+    corpus and the next token is certain until a sentence ends. Tokens are 1-3 words.
+    """
+
+    def __init__(self, vocab: dict[str, int], rng: random.Random) -> None:
+        self.vocab = vocab  # byte-level string -> id; grown with the chain's own tokens
+        self.rng = rng
+        self.taken: set[str] = set()
+        self.next: dict[object, dict[int, float]] = {}  # state -> {token id: logit}
+        self.starts: dict[int, str] = {}  # a unit's first token -> the unit's text (for topics)
+
+    def token(self, text: str) -> int:
+        key = _bytelevel(text)
+        if key not in self.vocab:
+            self.vocab[key] = max(self.vocab.values()) + 1
+        return self.vocab[key]
+
+    def link(self, state: object, choices: dict[int, float]) -> None:
+        row = self.next.setdefault(state, {})
+        for tok, weight in choices.items():
+            row[tok] = max(row.get(tok, NEVER), BASE + math.log(weight))
+
+    def pieces(self, text: str, variants: bool, sizes: tuple[int, ...] = (1, 2, 2, 3)) -> list[str]:
+        words = re.findall(r"\s*\S+", text)
+        spans: list[tuple[int, int]] = []
+        i = 0
+        while i < len(words):
+            j = min(len(words), i + self.rng.choice(sizes))
+            while True:
+                piece = "".join(words[i:j])
+                names = [piece, " " + piece] if variants and not spans else [piece]
+                if not any(n in self.taken for n in names):
+                    break
+                if j < len(words):
+                    j += 1
+                elif spans:  # the unit's tail is taken: grow the piece before instead
+                    i = spans.pop()[0]
+                else:
+                    raise ValueError(f"the demo corpus repeats {text!r}")
+            self.taken.update(names)
+            spans.append((i, j))
+            i = j
+        return ["".join(words[a:b]) for a, b in spans]
+
+    def unit(self, text: str) -> tuple[int, int, list[int]]:
+        """A sentence or list as a chain: (first token after a space, first after a break, last tokens)."""
+        pieces = self.pieces(text, variants=True)
+        ids = [self.token(p) for p in pieces]
+        spaced = self.token(" " + pieces[0])
+        if len(ids) > 1:
+            self.link(spaced, {ids[1]: 1.0})
+        for a, b in zip(ids, ids[1:]):
+            self.link(a, {b: 1.0})
+        self.starts[ids[0]] = self.starts[spaced] = text
+        lasts = [ids[-1]] if len(ids) > 1 else [ids[0], spaced]
+        return spaced, ids[0], lasts
+
+    def reply(self, text: str) -> list[int]:
+        return [self.token(p) for p in self.pieces(text, variants=False, sizes=(1,))]
+
+
+def _grammar(chain: _Chain, end_id: int) -> None:
+    """Answers: an opener, then sentences; a paragraph break or a list now and then."""
+    openers, sentences, lists = (list(map(chain.unit, group)) for group in _corpus_units())
+    chain.taken.add("\n\n")
+    para = chain.token("\n\n")
+
+    def spaced(units, weight):
+        return {u[0]: weight / len(units) for u in units}
+
+    def broken(units, weight):
+        return {u[1]: weight / len(units) for u in units}
+
+    chain.link("start", broken(openers, 1.0))
+    for unit in openers:
+        for last in unit[2]:
+            chain.link(last, {**spaced(sentences, 0.8), **spaced(lists, 0.2)})
+    for unit in sentences:
+        others = [u for u in sentences if u is not unit]  # never the same sentence twice in a row
+        for last in unit[2]:
+            chain.link(last, {**spaced(others, 0.55), para: 0.15, **spaced(lists, 0.12), end_id: 0.18})
+    for unit in lists:
+        for last in unit[2]:
+            chain.link(last, {para: 0.4, end_id: 0.6})
+    chain.link(para, {**broken(sentences, 0.95), **broken(lists, 0.05)})
+
+
+def _memorised(chain: _Chain, end_id: int) -> list[tuple[str, list[int], list[int]]]:
+    """The replies of ``DEMO_REPLIES`` as chains that end the answer."""
+    out = []
+    for prompt, (base_reply, adapter_reply) in DEMO_REPLIES.items():
+        chains = []
+        for reply in (base_reply, adapter_reply):
+            ids = chain.reply(reply)
+            for a, b in zip(ids, [*ids[1:], end_id]):
+                chain.link(a, {b: 1.0})
+            chains.append(ids)
+        out.append((prompt, chains[0], chains[1]))
+    return out
+
+
+def _build_tokenizer(seed: int):
+    """The BPE tokenizer (for prompts) grown with the chain's tokens, and the chain itself."""
+    from tokenizers import AddedToken, Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    core = _train_bpe()
+    data = json.loads(core.to_str())
+    vocab: dict[str, int] = data["model"]["vocab"]
+    end_id = vocab["<|end|>"]
+    chain = _Chain(vocab, random.Random(seed))
+    memorised = _memorised(chain, end_id)  # first: they keep their one-word tokens
+    _grammar(chain, end_id)
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(data)), eos_token="<|end|>",
+                                  pad_token="<|pad|>", padding_side="left")
+    tok.add_special_tokens({"additional_special_tokens": [t for t in SPECIAL_TOKENS if t not in ("<|end|>", "<|pad|>")]})
+    # A memorised prompt, as the chat template lays out the last user turn, is one token:
+    # the token the reply follows (longest match wins over the special tokens inside it).
+    prompts = [AddedToken(f"<|user|>\n{p}<|end|>\n<|assistant|>\n", special=False, normalized=False)
+               for p, _, _ in memorised]
+    tok.add_tokens(prompts)
+    prompt_ids = [tok.convert_tokens_to_ids(t.content) for t in prompts]
     tok.chat_template = CHAT_TEMPLATE
-    return tok
+    return tok, chain, list(zip(prompt_ids, memorised, strict=True))
 
 
-def _train(model, tok, examples: list[tuple[str, str]], extra_texts: list[str], steps: int, lr: float):
-    """Teach ``model`` the replies; loss only on reply tokens so the prompt stays free text."""
+def _content_vectors(tok, chain: _Chain, generator):
+    """A random vector per meaningful word token; a chain token gets the mean of its words'."""
     import torch
 
-    rows: list[tuple[list[int], list[int]]] = []
-    for prompt, reply in examples:
-        prefix = tok(f"<|user|>\n{prompt}<|end|>\n<|assistant|>\n", add_special_tokens=False)["input_ids"]
-        full = tok(_chat_text(prompt, reply), add_special_tokens=False)["input_ids"]
-        labels = [-100] * len(prefix) + full[len(prefix):]
-        rows.append((full, labels))
-    for text in extra_texts:
-        ids = tok(text, add_special_tokens=False)["input_ids"]
-        rows.append((ids, list(ids)))
-    width = max(len(ids) for ids, _ in rows)
-    pad = tok.pad_token_id
-    # Right padding is fine for training: the labels mask the pads.
-    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
-    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
-    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    model.train()
-    for _ in range(steps):
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-    model.eval()
-    return float(loss.detach())
+    from .demo_corpus import STOP_WORDS
+
+    size = len(tok)
+    vectors = torch.zeros(size, CONTENT_DIMS)
+    special = set(tok.all_special_ids)
+    for token, tid in tok.get_vocab().items():
+        word = tok.convert_tokens_to_string([token]).strip().lower()
+        if tid in special or len(word) < 2 or not word.isalnum() or word in STOP_WORDS:
+            continue
+        vectors[tid] = torch.randn(CONTENT_DIMS, generator=generator) / math.sqrt(CONTENT_DIMS)
+
+    def mean_of(text: str):
+        ids = [i for i in tok(text, add_special_tokens=False)["input_ids"] if vectors[i].any()]
+        return vectors[ids].mean(dim=0) if ids else torch.zeros(CONTENT_DIMS)
+
+    for key, tid in chain.vocab.items():
+        if tid >= len(tok) or vectors[tid].any():
+            continue
+        vectors[tid] = mean_of(tok.convert_tokens_to_string([key]))
+    topics = {tid: mean_of(text) for tid, text in chain.starts.items()}
+    return vectors, topics
+
+
+def _write_weights(model, tok, chain: _Chain, prompts, vectors, topics) -> dict[str, object]:
+    """Set every weight: one-hot states, a bag-of-words average, the chain in lm_head."""
+    import torch
+
+    states: list[object] = ["start"] + sorted({s for s in chain.next if s != "start"}, key=str)
+    for prompt_id, (name, base_ids, adapter_ids) in prompts:
+        states += [("prompt", prompt_id), ("adapter", prompt_id)]
+    dim = {s: i for i, s in enumerate(states)}
+    content = len(states)
+    topic = content + CONTENT_DIMS
+    cfg = model.config
+    hidden, size = cfg.hidden_size, cfg.vocab_size
+    layer = model.model.layers[0]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        norm = 1.0 / math.sqrt(hidden)  # RMSNorm of a unit vector is then the vector itself
+        for module in (model.model.norm, *(m for lay in model.model.layers
+                                           for m in (lay.input_layernorm, lay.post_attention_layernorm))):
+            module.weight.fill_(norm)
+        embed = model.model.embed_tokens.weight
+        for tid in range(size):
+            embed[tid, dim.get(tid, dim["start"])] = 1.0
+        embed[:, content:topic] = CONTENT_SCALE * vectors
+        for prompt_id, _ in prompts:
+            embed[prompt_id] = 0.0
+            embed[prompt_id, dim[("prompt", prompt_id)]] = 1.0
+        # Layer 0 attention: no queries, so every head averages the whole conversation's
+        # word vectors; o_proj writes that average ("what we are talking about") to topic dims.
+        head_dim = hidden // cfg.num_attention_heads
+        q_rows = cfg.num_attention_heads * head_dim
+        v_rows = q_rows + cfg.num_key_value_heads * head_dim
+        qkv = layer.self_attn.qkv_proj.weight
+        for i in range(CONTENT_DIMS):
+            qkv[v_rows + i, content + i] = 1.0
+            layer.self_attn.o_proj.weight[topic + i, i] = 1.0
+        head = model.lm_head.weight
+        for state, row in chain.next.items():
+            col = dim[state]
+            head[:, col] = NEVER
+            for tid, logit in row.items():
+                head[tid, col] = logit
+        for prompt_id, (_, base_ids, adapter_ids) in prompts:
+            for state, first in ((("prompt", prompt_id), base_ids[0]), (("adapter", prompt_id), adapter_ids[0])):
+                head[:, dim[state]] = NEVER
+                head[first, dim[state]] = BASE
+        for tid, vec in topics.items():
+            norm_ = float(vec.norm())
+            if norm_ > 0:
+                head[tid, topic:topic + CONTENT_DIMS] = TOPIC_GAIN * vec / norm_
+        # Layer 0 MLP: one unit per memorised prompt, silent in the base (down_proj is zero);
+        # the adapter's LoRA on down_proj turns it into "answer with the adapter's reply".
+        inter = cfg.intermediate_size
+        gate_up = layer.mlp.gate_up_proj.weight
+        for unit, (prompt_id, _) in enumerate(prompts):
+            gate_up[unit, dim[("prompt", prompt_id)]] = 8.0
+            gate_up[inter + unit, dim[("prompt", prompt_id)]] = 1.0
+    return {"dim": dim, "unit_out": 8.0 / (1.0 + math.exp(-8.0)), "dead": hidden - 1}
+
+
+def _write_adapter(peft_model, prompts, layout: dict[str, object], scaling: float) -> None:
+    """The LoRA weights: swap each memorised prompt's state for its adapter state.
+
+    The other targeted modules read a dimension that is always zero, so they are real,
+    non-zero LoRA pairs that change nothing.
+    """
+    import torch
+
+    dim: dict = layout["dim"]  # type: ignore[assignment]
+    dead: int = layout["dead"]  # type: ignore[assignment]
+    with torch.no_grad():
+        for name, module in peft_model.named_modules():
+            if not hasattr(module, "lora_A") or "default" not in getattr(module, "lora_A", {}):
+                continue
+            a = module.lora_A["default"].weight
+            b = module.lora_B["default"].weight
+            a.zero_()
+            b.zero_()
+            if name.endswith("layers.0.mlp.down_proj"):
+                strength = 1.0 / (float(layout["unit_out"]) * scaling)
+                for unit, (prompt_id, _) in enumerate(prompts):
+                    a[unit, unit] = 1.0
+                    b[dim[("prompt", prompt_id)], unit] = -strength
+                    b[dim[("adapter", prompt_id)], unit] = strength
+            else:
+                a[0, min(dead, a.shape[1] - 1)] = 1.0
+                b[min(dead, b.shape[0] - 1), 0] = 0.01
 
 
 def _build_into(out: Path, seed: int) -> None:
@@ -205,68 +435,58 @@ def _build_into(out: Path, seed: int) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    generator = torch.Generator().manual_seed(seed)
+    tok, chain, prompts = _build_tokenizer(seed)
+    end_id = tok.convert_tokens_to_ids("<|end|>")
+    eot_id = tok.convert_tokens_to_ids("<|endoftext|>")
+    vectors, topics = _content_vectors(tok, chain, generator)
+    n_states = 1 + len(chain.next) + 2 * len(prompts)
+    # one-hot states + word vectors + topic + a dimension that stays zero, in whole heads
+    hidden = -(-(n_states + 2 * CONTENT_DIMS + 1) // 32) * 32
+    cfg = Phi3Config(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=8,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        max_position_embeddings=CONTEXT_TOKENS,
+        original_max_position_embeddings=CONTEXT_TOKENS,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=end_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = Phi3ForCausalLM(cfg)
+    layout = _write_weights(model, tok, chain, prompts, vectors, topics)
+    model.generation_config = GenerationConfig(eos_token_id=[end_id, eot_id], pad_token_id=tok.pad_token_id)
+    model_dir = out / MODEL_DIRNAME
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    note = {
+        "demo": True,
+        "warning": "demo model: output is random text (whole sentences from a built-in list, not a trained model)",
+        "build_version": BUILD_VERSION,
+        "seed": seed,
+    }
+    (model_dir / DEMO_MARKER).write_text(json.dumps(note, indent=2), encoding="utf-8")
 
-    threads = torch.get_num_threads()
-    # A 250k-parameter model trains fastest on one thread (fewer sync points).
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(seed)
-        tok = _build_tokenizer()
-        end_id = tok.convert_tokens_to_ids("<|end|>")
-        eot_id = tok.convert_tokens_to_ids("<|endoftext|>")
-        cfg = Phi3Config(
-            vocab_size=len(tok),
-            hidden_size=96,
-            intermediate_size=192,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-            original_max_position_embeddings=512,
-            bos_token_id=None,
-            eos_token_id=end_id,
-            pad_token_id=tok.pad_token_id,
-        )
-        model = Phi3ForCausalLM(cfg)
-        base_pairs = [(p, r[0]) for p, r in DEMO_REPLIES.items()]
-        adapter_pairs = [(p, r[1]) for p, r in DEMO_REPLIES.items()]
-        # The adapter's words go into the base's training as plain text: otherwise LoRA
-        # (r=4) cannot lift the lm_head rows the base learnt to bury (loss plateaus).
-        _train(model, tok, base_pairs, [_FILLER] + [r for _, r in adapter_pairs], steps=150, lr=3e-3)
-        model.generation_config = GenerationConfig(eos_token_id=[end_id, eot_id], pad_token_id=tok.pad_token_id)
-        model_dir = out / MODEL_DIRNAME
-        model.save_pretrained(model_dir)
-        tok.save_pretrained(model_dir)
-        note = {
-            "demo": True,
-            "warning": "demo model: output is random text (apart from a few memorised replies)",
-            "build_version": BUILD_VERSION,
-            "seed": seed,
-        }
-        (model_dir / DEMO_MARKER).write_text(json.dumps(note, indent=2), encoding="utf-8")
-
-        lora = LoraConfig(
-            r=4,
-            lora_alpha=8,
-            lora_dropout=0.0,
-            target_modules=["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
-            task_type="CAUSAL_LM",
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # peft 0.21 vs transformers 5 deprecation
-            peft_model = get_peft_model(model, lora)
-        _train(peft_model, tok, adapter_pairs, [], steps=150, lr=1e-2)
-        # Relative on purpose: the server always loads the base explicitly (never via
-        # this field), and an absolute build path would be wrong once the folder moves.
-        peft_model.peft_config["default"].base_model_name_or_path = MODEL_DIRNAME
-        adapter_dir = out / ADAPTER_DIRNAME
-        with warnings.catch_warnings():
-            # peft looks for the (relative) base folder to check the vocab; it is not there.
-            warnings.simplefilter("ignore")
-            peft_model.save_pretrained(adapter_dir)
-        (adapter_dir / DEMO_MARKER).write_text(json.dumps(note, indent=2), encoding="utf-8")
-    finally:
-        torch.set_num_threads(threads)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                      target_modules=["qkv_proj", "o_proj", "gate_up_proj", "down_proj"], task_type="CAUSAL_LM")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # peft 0.21 vs transformers 5 deprecation
+        peft_model = get_peft_model(model, lora)
+    _write_adapter(peft_model, prompts, layout, scaling=lora.lora_alpha / lora.r)
+    # Relative on purpose: the server always loads the base explicitly (never via
+    # this field), and an absolute build path would be wrong once the folder moves.
+    peft_model.peft_config["default"].base_model_name_or_path = MODEL_DIRNAME
+    adapter_dir = out / ADAPTER_DIRNAME
+    with warnings.catch_warnings():
+        # peft looks for the (relative) base folder to check the vocab; it is not there.
+        warnings.simplefilter("ignore")
+        peft_model.save_pretrained(adapter_dir)
+    (adapter_dir / DEMO_MARKER).write_text(json.dumps(note, indent=2), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

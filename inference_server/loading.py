@@ -1,8 +1,15 @@
-"""Loading a base model, its LoRA adapter and tokenizer for serving (no HTTP, no batching).
+"""Loading a base model, its LoRA adapters and tokenizer for serving (no HTTP, no batching).
 
 Owns the decisions made once at start-up: device and dtype (CUDA bf16, fp16 where bf16 is
 unsupported, else CPU fp32), torch threads, merging the adapter, the chat template, the
-eos ids, the context length, and whether this is aitk's demo build (which it logs loudly).
+eos ids, the context length, which model ids are served, and whether this is aitk's demo
+build (which it logs loudly).
+
+Model ids (clients and the "compare two models" view rely on them, so they are stable):
+each adapter answers as its ``--adapter NAME=PATH`` name, else ``--adapter-name`` (single
+adapter), else its folder's name; the base as ``--served-model-name``, else its folder's
+name. A single adapter is merged by default and then the base is not served; unmerged
+(``--serve-base``, ``--no-merge``, several adapters, a quantized base) the base answers too.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ class LoadedModel:
     device: Any
     dtype: Any
     base_id: str
-    adapter_id: str | None
+    adapters: dict[str, str]  # model id -> peft adapter name, in the order given
     merged: bool
     context_len: int
     eos_ids: frozenset[int]
@@ -43,13 +50,25 @@ class LoadedModel:
     pad_id: int = 0  # filler under the attention mask; any id works, the tokenizer's if it has one
 
     @property
-    def served(self) -> dict[str, bool]:
-        """Model id -> whether its requests run with the adapter."""
-        if self.adapter_id is None:
-            return {self.base_id: False}
+    def adapter_id(self) -> str | None:
+        """The first adapter's model id (the default model), None without adapters."""
+        return next(iter(self.adapters), None)
+
+    @property
+    def peft_adapters(self) -> bool:
+        """Adapters live unmerged in a PeftModel, so each row picks its own (or none)."""
+        return bool(self.adapters) and not self.merged
+
+    @property
+    def served(self) -> dict[str, str | None]:
+        """Model id -> the peft adapter its rows run with; None: the weights as loaded
+        (the base, or the base with the merged adapter). Adapters first: the first is the
+        default model. Exactly the models that answer."""
+        if not self.adapters:
+            return {self.base_id: None}
         if self.merged:  # the base no longer exists as weights of its own
-            return {self.adapter_id: True}
-        return {self.adapter_id: True, self.base_id: False}
+            return {self.adapter_id: None}
+        return {**self.adapters, self.base_id: None}
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         """Prompt ids through the tokenizer's chat template (ValueError on a template error)."""
@@ -90,7 +109,7 @@ def load_model(settings: ServerSettings) -> LoadedModel:
     device, dtype = _pick_device_dtype(settings)
     if device.type == "cpu":
         torch.set_num_threads(threads)
-    model_path, adapter_path = settings.model_path, settings.adapter_path
+    model_path = settings.model_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
     except Exception as exc:
@@ -109,21 +128,12 @@ def load_model(settings: ServerSettings) -> LoadedModel:
     quantized = getattr(model.config, "quantization_config", None) is not None
     if not quantized:
         model.to(device)
+    adapters: dict[str, str] = {}
     merged = False
-    if not settings.no_adapter:
-        from peft import PeftModel
-
-        try:
-            # The base is given explicitly: the adapter's base_model_name_or_path is the
-            # trainer's absolute path and means nothing on this machine.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # peft 0.21 vs transformers 5, on every load
-                model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
-        except Exception as exc:
-            raise LoadError(f"could not load the adapter from {adapter_path}: {exc}") from exc
-        if not any("lora_" in name for name, _ in model.named_parameters()):
-            raise LoadError(f"the adapter in {adapter_path} matched no layer of the model")
-        merged = settings.merge if settings.merge is not None else not quantized
+    if settings.adapter_ids:
+        merged = settings.merge_default(quantized)
+        settings.served_ids(merged)  # ids must be distinct before any request can name one
+        model = _load_adapters(model, settings.adapter_ids, adapters)
         if merged:
             model = model.merge_and_unload()
     model.eval()
@@ -140,16 +150,14 @@ def load_model(settings: ServerSettings) -> LoadedModel:
     gen_raw = json.loads(gen_file.read_text(encoding="utf-8")) if gen_file.is_file() else {}
     core = model.get_base_model() if hasattr(model, "get_base_model") else model
     params = inspect.signature(core.forward).parameters
-    demo = (model_path / "aitk_demo.json").is_file() or (
-        adapter_path is not None and (adapter_path / "aitk_demo.json").is_file()
-    )
+    demo = any((path / "aitk_demo.json").is_file() for path in [model_path, *(p for _, p in settings.adapter_ids)])
     loaded = LoadedModel(
         model=model,
         tokenizer=tokenizer,
         device=device,
         dtype=dtype,
         base_id=settings.base_id,
-        adapter_id=settings.adapter_id,
+        adapters=adapters,
         merged=merged,
         context_len=context_len,
         eos_ids=frozenset(eos),
@@ -160,8 +168,8 @@ def load_model(settings: ServerSettings) -> LoadedModel:
         pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos, default=0),
     )
     log.info(
-        "model loaded: base=%s adapter=%s merged=%s device=%s dtype=%s context=%d threads=%s",
-        loaded.base_id, loaded.adapter_id, merged, device, str(dtype).removeprefix("torch."),
+        "model loaded: base=%s adapters=%s merged=%s device=%s dtype=%s context=%d threads=%s",
+        loaded.base_id, ",".join(adapters) or "-", merged, device, str(dtype).removeprefix("torch."),
         context_len, threads if device.type == "cpu" else "-",
     )
     if demo:
@@ -169,3 +177,28 @@ def load_model(settings: ServerSettings) -> LoadedModel:
     return loaded
 
 
+def _load_adapters(model, adapter_ids: list[tuple[str, Any]], names: dict[str, str]):
+    """Wrap ``model`` in a PeftModel holding every adapter; fills ``names`` (model id -> peft name)."""
+    from peft import PeftModel
+
+    peft_model = None
+    for index, (model_id, path) in enumerate(adapter_ids):
+        # Model ids may hold "." (not allowed in a module name), so peft gets its own names.
+        peft_name = f"adapter{index}"
+        try:
+            # The base is given explicitly: the adapter's base_model_name_or_path is the
+            # trainer's absolute path and means nothing on this machine.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # peft 0.21 vs transformers 5, on every load
+                if peft_model is None:
+                    peft_model = PeftModel.from_pretrained(model, path, adapter_name=peft_name, is_trainable=False)
+                else:
+                    peft_model.load_adapter(path, adapter_name=peft_name, is_trainable=False)
+        except Exception as exc:
+            raise LoadError(f"could not load the adapter `{model_id}` from {path}: {exc}") from exc
+        marker = f".{peft_name}."
+        if not any(marker in name for name, _ in peft_model.named_parameters()):
+            raise LoadError(f"the adapter in {path} matched no layer of the model")
+        names[model_id] = peft_name
+    peft_model.set_adapter("adapter0")  # rows that name no adapter run with the first one
+    return peft_model

@@ -13,7 +13,11 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+# A seed is a signed 64-bit integer, as in vLLM; torch.Generator.manual_seed takes
+# [-2**63, 2**64 - 1] and raises beyond it, so 2**64 must be refused here, not in the engine.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 
 class TextPart(BaseModel):
@@ -54,20 +58,23 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    model: str | None = None
+    model: str | None = Field(None, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    # Numbers and flags are strict (as OpenAI's API: "0.5" is not a number) and finite.
+    max_tokens: int | None = Field(None, ge=1, strict=True)
+    max_completion_tokens: int | None = Field(None, ge=1, strict=True)
+    # Below GREEDY_BELOW_TEMPERATURE (1e-5) the engine decodes greedily, as vLLM does.
+    temperature: float | None = Field(None, ge=0.0, le=2.0, allow_inf_nan=False, strict=True)
+    # Any top_p in (0, 1] is executable: the most likely token always stays in the nucleus.
+    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False, strict=True)
     stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, strict=True)
+    stream: bool = Field(False, strict=True)
     stream_options: StreamOptions | None = None
-    n: int = 1
+    n: int = Field(1, strict=True)
     user: str | None = None
     # vLLM extension: keep generating through eos (benchmarks want a fixed length).
-    ignore_eos: bool = False
+    ignore_eos: bool = Field(False, strict=True)
     logprobs: bool | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
@@ -84,19 +91,27 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("stop sequences must not be empty")
         return value
 
-    @model_validator(mode="after")
-    def _unsupported(self) -> ChatCompletionRequest:
-        if self.n != 1:
+    # Options this server cannot honour are refused, each naming its field (the error's param).
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int) -> int:
+        if value != 1:
             raise ValueError("n must be 1: this server returns one choice per request")
-        if self.logprobs:
-            raise ValueError("logprobs are not supported by this server")
-        if self.tools:
-            raise ValueError("tools are not supported by this server")
-        if self.frequency_penalty or self.presence_penalty:
-            raise ValueError("frequency_penalty and presence_penalty are not supported by this server")
-        if self.response_format and self.response_format.get("type", "text") != "text":
+        return value
+
+    @field_validator("logprobs", "tools", "frequency_penalty", "presence_penalty")
+    @classmethod
+    def _not_supported(cls, value: Any, info: ValidationInfo) -> Any:
+        if value:  # false, empty and 0 mean "not asked for"; NaN is truthy, so refused too
+            raise ValueError(f"{info.field_name} is not supported by this server")
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value and value.get("type", "text") != "text":
             raise ValueError("response_format other than text is not supported by this server")
-        return self
+        return value
 
     @property
     def stop_list(self) -> tuple[str, ...]:

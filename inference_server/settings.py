@@ -11,17 +11,73 @@ Also owns the start-up checks that must run before anything is served: the auth 
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_PORT = 7860  # AI Toolkit's inference port
 
 
 class ConfigError(Exception):
     """A setting makes start-up impossible; the message says which and what to do."""
+
+
+class AdapterSpec(NamedTuple):
+    """One ``--adapter``: ``name`` is its model id, None for "the folder's name"."""
+
+    name: str | None
+    path: Path
+
+
+# vLLM's --lora-modules shape. A name starts with a letter or digit and holds no "/", so
+# "./a=b" or "/x/a=b" stay plain paths.
+_NAMED = re.compile(r"([A-Za-z0-9][\w.:-]*)=(.*)", re.DOTALL)
+# In a list, a comma starts a new entry only where NAME= follows: commas inside paths survive.
+_NEXT_ENTRY = re.compile(r",(?=\s*[A-Za-z0-9][\w.:-]*=)")
+
+
+def _one_adapter(value: Any) -> AdapterSpec:
+    if isinstance(value, AdapterSpec):
+        return value
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return AdapterSpec(value[0], Path(value[1]))
+    if isinstance(value, Path):
+        return AdapterSpec(None, value)
+    if not isinstance(value, str):
+        raise ValueError(f"an adapter is NAME=PATH or PATH, not {type(value).__name__}")
+    text = value.strip()
+    if not text:
+        raise ValueError("an adapter entry is empty")
+    named = _NAMED.fullmatch(text)
+    if named is None:
+        return AdapterSpec(None, Path(text))
+    name, path = named.group(1), named.group(2).strip()
+    if not path:
+        raise ValueError(f"adapter `{name}` has no path (expected {name}=PATH)")
+    return AdapterSpec(name, Path(path))
+
+
+def parse_adapters(value: Any) -> list[AdapterSpec]:
+    """``--adapter`` values (a list, one adapter each) or the environment's string: a single
+    PATH, or a comma-separated list of NAME=PATH."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if _NAMED.fullmatch(text) is None:  # one path, commas and all
+            return [AdapterSpec(None, Path(text))]
+        return [_one_adapter(part) for part in _NEXT_ENTRY.split(text)]
+    if isinstance(value, (Path, AdapterSpec)):
+        return [_one_adapter(value)]
+    return [_one_adapter(item) for item in value]
+
+
+_ADAPTER_ENV = ("aitk_adapters", "aitk_adapter_path")
 
 
 class ServerSettings(BaseSettings):
@@ -33,8 +89,13 @@ class ServerSettings(BaseSettings):
     )
 
     model_path: Path | None = Field(None, description="folder of the base model (config.json, weights, tokenizer)")
-    adapter_path: Path | None = Field(None, description="folder of the PEFT LoRA adapter (adapter_config.json)")
-    adapter_name: str | None = Field(None, description="model id of the adapter (default: its folder name)")
+    adapters: Annotated[list[AdapterSpec], NoDecode, BeforeValidator(parse_adapters)] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("AITK_ADAPTERS", "AITK_ADAPTER_PATH"),
+        description="PEFT LoRA adapter folders, each PATH or NAME=PATH (model id NAME)",
+    )
+    adapter_name: str | None = Field(None, description="model id of a single unnamed adapter (default: its folder name)")
+    serve_base: bool = Field(False, description="keep the adapters unmerged and serve the base model too")
     served_model_name: str | None = Field(None, description="model id of the base (default: its folder name)")
     no_adapter: bool = Field(False, description="serve the base model alone (must be explicit)")
     merge: bool | None = Field(None, description="merge the adapter into the weights (default: yes unless quantized)")
@@ -68,12 +129,35 @@ class ServerSettings(BaseSettings):
     max_prefill_tokens: int = Field(
         4096, ge=1, description="prompt tokens admitted per decode step (bounds others' stalls)"
     )
+    header_timeout: float = Field(
+        10.0, gt=0, le=3600, description="seconds a client has to send a request's head (line + headers)"
+    )
+    keep_alive_timeout: float = Field(
+        75.0, gt=0, le=3600,
+        description="seconds an idle kept-alive connection stays open (above common proxies' 60 s idle timeout)",
+    )
+    max_connections: int = Field(
+        512, ge=1, description="open connections; at the limit the oldest idle one is closed for a new one"
+    )
+    max_header_bytes: int = Field(16_384, ge=1024, le=1_048_576, description="bytes buffered for an unfinished request head (above: 400)")
     load_failure_exit_s: float = Field(
         30.0,
         description="after a failed load, answer 503 with the error this long, then exit 3 (<0: never exit)",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _adapter_path_alias(cls, data: Any) -> Any:
+        # ``adapter_path=`` (one folder) is the older keyword; it is a value given in code,
+        # so it outranks the environment the way ``adapters=`` does.
+        if isinstance(data, dict) and "adapter_path" in data:
+            data = {k: v for k, v in data.items() if k.lower() not in _ADAPTER_ENV}
+            if "adapters" in data:
+                raise ValueError("give adapters or adapter_path, not both")
+            data["adapters"] = data.pop("adapter_path")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> ServerSettings:
@@ -91,12 +175,47 @@ class ServerSettings(BaseSettings):
         return self.model_path.name if self.model_path else "model"
 
     @property
-    def adapter_id(self) -> str | None:
+    def adapter_path(self) -> Path | None:
+        """The first adapter's folder (None without one)."""
+        return self.adapters[0].path if self.adapters else None
+
+    @property
+    def adapter_ids(self) -> list[tuple[str, Path]]:
+        """(model id, folder) of each adapter, in the order given: NAME, else
+        ``--adapter-name`` for a single adapter, else the folder's name."""
         if self.no_adapter:
-            return None
-        if self.adapter_name:
-            return self.adapter_name
-        return self.adapter_path.name if self.adapter_path else "adapter"
+            return []
+        single = len(self.adapters) == 1
+        return [(spec.name or (self.adapter_name if single and self.adapter_name else None)
+                 or spec.path.name or "adapter", spec.path) for spec in self.adapters]
+
+    @property
+    def adapter_id(self) -> str | None:
+        """The first adapter's model id (the default model of a request that names none)."""
+        ids = self.adapter_ids
+        return ids[0][0] if ids else None
+
+    def merge_default(self, quantized: bool) -> bool:
+        """Whether the adapter is merged: only a single one, never with ``serve_base``;
+        unless told, merged when the base is not quantized (merged decoding is faster)."""
+        if self.merge is not None:
+            return self.merge
+        return len(self.adapters) == 1 and not self.serve_base and not quantized
+
+    def served_ids(self, merged: bool) -> list[str]:
+        """Model ids that answer, adapters first; ConfigError if two would share an id."""
+        ids = [model_id for model_id, _ in self.adapter_ids]
+        if not merged:  # unmerged, the base is there to serve as well
+            ids.append(self.base_id)
+        seen: set[str] = set()
+        for model_id in ids:
+            if model_id in seen:
+                raise ConfigError(
+                    f"two served models would both be called `{model_id}`: name the adapters "
+                    "(--adapter NAME=PATH) or the base (--served-model-name) apart"
+                )
+            seen.add(model_id)
+        return ids
 
     def key_bytes(self) -> bytes | None:
         return self.api_key.get_secret_value().encode() if self.api_key else None
@@ -136,19 +255,34 @@ def check_paths(settings: ServerSettings) -> None:
         if settings.adapter_path is not None:
             raise ConfigError("--no-adapter and --adapter contradict each other: give one")
     else:
-        if settings.adapter_path is None:
+        if not settings.adapters:
             raise ConfigError(
                 "no adapter: pass --adapter PATH (or AITK_ADAPTER_PATH); to serve the base model "
                 "alone say so with --no-adapter"
             )
-        if not (settings.adapter_path / "adapter_config.json").is_file():
-            raise ConfigError(
-                f"adapter folder {settings.adapter_path} has no adapter_config.json; refusing to "
-                "serve the base model in its place (use --no-adapter to do that on purpose)"
-            )
+        check_adapters(settings)
     if settings.chat_template is not None and not settings.chat_template.is_file():
         raise ConfigError(f"chat template file {settings.chat_template} does not exist")
     for name in ("ssl_certfile", "ssl_keyfile"):
         path = getattr(settings, name)
         if path is not None and not path.is_file():
             raise ConfigError(f"--{name.replace('_', '-')} {path} does not exist")
+
+
+def check_adapters(settings: ServerSettings) -> None:
+    """Several adapters, ``--serve-base`` and ``--merge`` agree, ids are distinct, folders exist."""
+    several = len(settings.adapters) > 1
+    if settings.merge and (several or settings.serve_base):
+        raise ConfigError(
+            "--merge works with a single adapter and without --serve-base: merging bakes one "
+            "adapter into the base, which then can serve neither the base nor another adapter"
+        )
+    if several and settings.adapter_name:
+        raise ConfigError("--adapter-name names a single adapter; with several, name each as --adapter NAME=PATH")
+    settings.served_ids(merged=settings.merge_default(quantized=False))
+    for model_id, path in settings.adapter_ids:
+        if not (path / "adapter_config.json").is_file():
+            raise ConfigError(
+                f"adapter folder {path} (`{model_id}`) has no adapter_config.json; refusing to "
+                "serve the base model in its place (use --no-adapter to do that on purpose)"
+            )

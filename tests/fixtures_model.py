@@ -60,6 +60,36 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return TinyModel(built.model_dir, built.adapter_dir)
 
 
+def build_random_adapter(tiny: TinyModel, dest: Path, *, seed: int) -> Path:
+    """A second LoRA adapter for the tiny base: the demo adapter's shape with random weights
+    (lora_B too, so it changes the output), which greedily answers unlike the base and the
+    demo adapter. Written to ``dest``; about a second on one thread."""
+    import warnings
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny.model_dir)
+    config = LoraConfig.from_pretrained(str(tiny.adapter_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # peft 0.21 vs transformers 5; the relative base path
+        model = get_peft_model(base, config)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_" in name:
+                    param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+        model.save_pretrained(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def second_adapter(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder named ``second-adapter``: another adapter on ``tiny_model``'s base."""
+    return build_random_adapter(tiny_model, tmp_path_factory.mktemp("adapters") / "second-adapter", seed=1)
+
+
 def make_settings(tiny: TinyModel, **overrides: Any):
     """Settings for a test server; every field that matters is explicit, so stray
     AITK_* variables in the environment cannot change what a test proves."""
@@ -88,6 +118,8 @@ def make_settings(tiny: TinyModel, **overrides: Any):
         max_messages=256,
         load_failure_exit_s=-1,
     )
+    if "adapters" in overrides:  # several adapters (or NAME=PATH) replace the single one
+        values.pop("adapter_path")
     values.update(overrides)
     return ServerSettings(**values)
 

@@ -58,7 +58,7 @@ def chunk(content=None, finish=None) -> dict:
 
 # --------------------------------------------------------------------------- real server
 async def test_streams_the_adapter_reply_with_timing_and_usage(tiny_server):
-    async with ChatClient(tiny_server.base_url, TEST_KEY) as client:
+    async with ChatClient(tiny_server.base_url, TEST_KEY, allow_insecure_http=True) as client:
         assert await client.list_models() == ["demo-adapter", "demo-model"]
         assert await client.default_model() == "demo-adapter"
         text, finished = await collect(client, HELLO, temperature=0)
@@ -74,7 +74,7 @@ async def test_streams_the_adapter_reply_with_timing_and_usage(tiny_server):
 async def test_system_prompt_and_transcript_history_are_sent(tiny_server):
     transcript = Transcript()
     transcript.add_user("hello")
-    async with ChatClient(tiny_server.base_url + "/v1/", TEST_KEY) as client:
+    async with ChatClient(tiny_server.base_url + "/v1/", TEST_KEY, allow_insecure_http=True) as client:
         reply, _ = await collect(client, transcript, temperature=0, max_tokens=8)
         transcript.add_assistant(reply)
         transcript.add_user("count to five")
@@ -93,7 +93,7 @@ async def test_health_reports_ready_model_and_demo_flag(tiny_server):
 
 async def test_wrong_or_missing_key_is_one_clear_sentence_without_the_key(tiny_server):
     wrong = "sk-wrong-key-123456"
-    async with ChatClient(tiny_server.base_url, wrong) as client:
+    async with ChatClient(tiny_server.base_url, wrong, allow_insecure_http=True) as client:
         with pytest.raises(ChatError) as caught:
             await collect(client, HELLO, model="demo-adapter")
         assert repr(client).count("set") == 1 and wrong not in repr(client)
@@ -110,7 +110,7 @@ async def test_connection_refused_means_asleep():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again before use: nothing listens there
-    async with ChatClient(f"http://127.0.0.1:{port}", TEST_KEY) as client:
+    async with ChatClient(f"http://127.0.0.1:{port}", TEST_KEY, allow_insecure_http=True) as client:
         with pytest.raises(ChatError) as caught:
             await collect(client, HELLO, model="m")
         health = await client.health()

@@ -3,8 +3,10 @@ inference config, atomic writes; a corrupt file is reported and never rewritten.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -274,3 +276,167 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
         atomic_write_text(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+# -- names the template does not declare, unset, bad input (issue 10 #9, issue 12 #12) -----------
+def _with_template(root: Path) -> Path:
+    (root / "infra/provision/inference.json").write_bytes((REPO / "infra/provision/inference.json").read_bytes())
+    return root
+
+
+def test_params_set_refuses_an_unknown_name_with_a_suggestion(tmp_path, capsys):
+    root = _with_template(_project(tmp_path))
+    path = root / "infra/provision/inference.parameters.json"
+    for argv, hint in ((["maximumInstancecount=3"], "did you mean maximumInstanceCount?"),
+                       (["location=eastus", "foo=bar"], "foo is not a parameter of the template")):
+        rc = main(["--project", str(root), "params", "set", *argv])
+        out, err = capsys.readouterr()
+        assert rc == 2 and out == "" and err.count("\n") == 1 and hint in err, err
+        assert path.read_text() == AITK_ORIGINAL  # nothing written, not even the valid first value
+    # a parameter the template declares (though aitk has no form field for it) is accepted
+    assert main(["--project", str(root), "params", "set", "containerCpu=8"]) == 0
+    assert json.loads(path.read_text())["parameters"]["containerCpu"] == {"value": 8}
+
+
+def test_unknown_names_in_the_file_are_kept_but_validate_reports_them(tmp_path, capsys):
+    raw = json.loads(AITK_ORIGINAL)
+    raw["parameters"]["maximumInstancecount"] = {"value": 3}  # what the old `params set` let through
+    raw["parameters"]["oldNote"] = {"value": None}  # null: never sent to ARM, so harmless
+    root = _with_template(_project(tmp_path, json.dumps(raw, indent=2) + "\n"))
+    path = root / "infra/provision/inference.parameters.json"
+    assert main(["--project", str(root), "params", "validate"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ("maximumInstancecount: maximumInstancecount is not a parameter of the template "
+                   "(did you mean maximumInstanceCount?)\n")
+    assert main(["--project", str(root), "params", "set", "location=eastus"]) == 0
+    assert list(json.loads(path.read_text())["parameters"]) == list(raw["parameters"])  # kept, in order
+    rc = main(["--project", str(root), "provision", "--local", "--yes", "--subscription", "s", "--resource-group", "g"])
+    assert rc == 2 and "maximumInstancecount" in capsys.readouterr().err  # refused before any cloud call
+
+
+def test_params_unset_restores_the_template_default_and_removes_unknown_names(tmp_path, capsys):
+    raw = json.loads(AITK_ORIGINAL)
+    raw["parameters"]["location"]["value"] = "westus3"
+    raw["parameters"]["typo"] = {"value": "x"}
+    root = _with_template(_project(tmp_path, json.dumps(raw, indent=2) + "\n"))
+    path = root / "infra/provision/inference.parameters.json"
+    assert main(["--project", str(root), "params", "unset", "location", "typo"]) == 0
+    out = capsys.readouterr().out
+    assert out == "location = null (template default)\nremoved typo (not a parameter of the template)\n"
+    assert path.read_text() == AITK_ORIGINAL
+    for name, words in (("maximumInstanceCount", "has no template default"), ("locaton", "did you mean location?")):
+        assert main(["--project", str(root), "params", "unset", name]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
+    assert path.read_text() == AITK_ORIGINAL
+
+
+@pytest.mark.parametrize("bom,codec,newline", [(b"", "utf-8", "\r\n"), (b"\xef\xbb\xbf", "utf-8", "\n"),
+                                               (b"\xef\xbb\xbf", "utf-8", "\r\n"), (b"\xff\xfe", "utf-16-le", "\r\n")])
+def test_set_keeps_line_endings_encoding_and_bom(tmp_path, capsys, bom, codec, newline):
+    original = AITK_ORIGINAL.replace('"location": {\n      "value": null', '"location": {\n      "value": "ñ"')
+    root = _project(tmp_path)
+    path = root / "infra/provision/inference.parameters.json"
+    path.write_bytes(bom + original.replace("\n", newline).encode(codec))
+    assert main(["--project", str(root), "params", "set", "maximumInstanceCount=3"]) == 0, capsys.readouterr().err
+    expected = original.replace('"value": 2', '"value": 3')
+    assert path.read_bytes() == bom + expected.replace("\n", newline).encode(codec)
+
+
+def test_a_file_nested_too_deeply_is_one_sentence_and_left_unchanged(tmp_path, capsys):
+    root = _project(tmp_path)
+    path = root / "infra/provision/inference.parameters.json"
+    deep = '{"parameters": {"a": {"value": ' + "[" * 100_000 + "]" * 100_000 + "}}}"
+    path.write_text(deep)
+    for argv in (["params", "set", "location=eastus"], ["params", "show"], ["params", "validate"]):
+        assert main(["--project", str(root), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"aitk: error: {path} is nested too deeply to be a parameters file; it was left "
+                              "unchanged. (") and err.count("\n") == 1, err
+    assert path.read_text() == deep
+
+
+@pytest.mark.parametrize("where,code,words", [
+    ("mkstemp", errno.EACCES, "the folder is read-only"), ("mkstemp", errno.EROFS, "the file system is read-only"),
+    ("write", errno.ENOSPC, "the disk is full"), ("fsync", errno.ENOSPC, "the disk is full")])
+def test_a_failed_write_says_why_and_keeps_the_file(tmp_path, capsys, monkeypatch, where, code, words):
+    root = _project(tmp_path)
+    path = root / "infra/provision/inference.parameters.json"
+
+    def fail(*a, **k):
+        raise OSError(code, os.strerror(code))
+
+    if where == "mkstemp":
+        monkeypatch.setattr(tempfile, "mkstemp", fail)
+    elif where == "fsync":
+        monkeypatch.setattr(os, "fsync", fail)
+    else:  # the temp file's write: a disk that fills up half way
+        real_fdopen = os.fdopen
+
+        class Full:
+            def __init__(self, f):
+                self.f = f
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.f.close()
+
+            def write(self, data):
+                self.f.write(data[: len(data) // 2])
+                self.f.flush()
+                fail()
+
+        monkeypatch.setattr(os, "fdopen", lambda *a, **k: Full(real_fdopen(*a, **k)))
+    rc = main(["--project", str(root), "params", "set", "location=eastus"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"aitk: error: Cannot write {path}: {words}. (")
+    assert f"Error: [Errno {code}]" in err
+    assert path.read_text() == AITK_ORIGINAL
+    assert [p.name for p in path.parent.iterdir()] == ["inference.parameters.json"]  # no temp file left
+
+
+def test_file_write_error_is_an_oserror_and_an_aitk_error(tmp_path, monkeypatch):
+    from aitk_tui.fsutil import FileWriteError
+
+    monkeypatch.chdir(tmp_path)
+    err = FileWriteError(tmp_path / "sub" / "f.json", OSError(errno.ENOSPC, "No space left on device"))
+    assert isinstance(err, OSError) and isinstance(err, AitkError) and err.errno == errno.ENOSPC
+    assert err.message == "Cannot write sub/f.json: the disk is full."
+
+
+def test_one_name_for_the_instance_count_in_the_form_and_its_rule():
+    label = naming.SPECS_BY_NAME["maximumInstanceCount"].label
+    assert label == "Maximum instance count"
+    for bad in (0, "many"):
+        with pytest.raises(naming.NameError_) as exc:
+            naming.instance_count(bad)
+        assert str(exc.value).startswith(label)
+
+
+def test_a_symlinked_parameters_file_stays_a_symlink(tmp_path, capsys):
+    root = _project(tmp_path / "p")
+    shared = tmp_path / "shared.parameters.json"
+    shared.write_text(AITK_ORIGINAL)
+    link = root / "infra/provision/inference.parameters.json"
+    link.unlink()
+    link.symlink_to(shared)
+    assert main(["--project", str(root), "params", "set", "location=eastus"]) == 0
+    assert link.is_symlink() and json.loads(shared.read_text())["parameters"]["location"]["value"] == "eastus"
+
+
+def test_a_config_or_state_file_nested_too_deeply_is_reported_not_a_crash(tmp_path, capsys):
+    from aitk_tui.config.state import ProjectState
+
+    root = _project(tmp_path)
+    deep = "[" * 100_000 + "]" * 100_000
+    (root / "infra/inference.config.json").write_text(deep)
+    (root / ".aitk").mkdir()
+    (root / ".aitk/state.json").write_text(deep)
+    assert ProjectState.load(root / ".aitk/state.json") == ProjectState()  # preferences only: start empty
+    assert main(["--project", str(root), "deploy", "--local"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aitk: error: inference.config.json is nested too deeply") and err.count("\n") == 1
+    assert (root / "infra/inference.config.json").read_text() == deep

@@ -35,6 +35,8 @@ __all__ = [
     "ModelInfo",
     "Transcript",
     "Usage",
+    "is_loopback",
+    "key_destination_problem",
     "normalize_base_url",
     "sanitize",
 ]
@@ -77,6 +79,7 @@ ChatEvent = Delta | Finished
 class ModelInfo:
     id: str
     parent: str | None = None
+    max_model_len: int | None = None  # the context window, where the server says (vLLM, aitk)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,49 @@ def sanitize(text: str) -> str:
     return _CONTROL.sub("", _ANSI.sub("", text))
 
 
+def _host_port(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url if "://" in url else "https://" + url)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:  # a port that is not a number
+        port = None
+    return (parts.hostname or "").lower().rstrip("."), port
+
+
+def is_loopback(url: str) -> bool:
+    import ipaddress
+
+    host, _ = _host_port(url)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def key_destination_problem(url: str, *, app_fqdn: str | None = None, allow_insecure_http: bool = False) -> str | None:
+    """Why an API key must not be sent to ``url`` (None when it may).
+
+    The key goes over https only; plain http only to this machine and only when asked
+    (``allow_insecure_http``). With ``app_fqdn`` (the key was read from that container
+    app's secret), only to that app's own endpoint: a changed ACA_APP_ENDPOINT in a
+    committed config file must not collect the key.
+    """
+    scheme = urlsplit(url if "://" in url else "https://" + url).scheme.lower()
+    if scheme != "https":
+        if scheme != "http":
+            return f"{url} is not an https URL"
+        if not is_loopback(url):
+            return f"{url} is plain http: the API key is sent only over https"
+        if not allow_insecure_http:
+            return (f"{url} is plain http: the API key is sent over http only to this machine and only when asked "
+                    "(--insecure-http)")
+    if app_fqdn is not None and _host_port(url) != _host_port(app_fqdn):
+        return f"the API key of the container app is sent only to its own endpoint ({app_fqdn}), not to {url}"
+    return None
+
+
 def normalize_base_url(url: str) -> str:
     """``host`` -> ``https://host/v1``; a full URL keeps its scheme and gains ``/v1`` if missing."""
     url = (url or "").strip()
@@ -173,11 +219,15 @@ class Transcript:
 # --------------------------------------------------------------------------- client
 class ChatClient:
     def __init__(self, base_url: str, api_key: str | None, *, verify: str | bool | ssl.SSLContext = True,
-                 timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None):
+                 timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None,
+                 allow_insecure_http: bool = False):
         self.base_url = normalize_base_url(base_url)
         self.root_url = self.base_url.removesuffix("/v1")
         self._key = api_key or None
         register_secret(api_key)  # so aitk's shared redaction scrubs it from any text too
+        problem = key_destination_problem(self.base_url, allow_insecure_http=allow_insecure_http) if api_key else None
+        if problem:
+            raise ChatError("the API key was not sent to this endpoint", problem)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         if isinstance(verify, str):  # a CA bundle path (e.g. the local cloud's own CA)
             verify = ssl.create_default_context(cafile=verify)
@@ -201,7 +251,8 @@ class ChatClient:
         response = await self._request("GET", f"{self.base_url}/models")
         try:
             data = response.json()["data"]
-            self._models = [ModelInfo(str(m["id"]), m.get("parent")) for m in data]
+            self._models = [ModelInfo(str(m["id"]), m.get("parent"), _positive_int(m.get("max_model_len")))
+                            for m in data]
         except (ValueError, KeyError, TypeError) as exc:
             raise ChatError("the endpoint's model list is not in the OpenAI format",
                             self._scrub(response.text), response.status_code) from exc
@@ -212,10 +263,13 @@ class ChatClient:
 
     async def default_model(self) -> str:
         """The adapter (the first model with a parent) if there is one, else the first model."""
+        return (await self.default_model_info()).id
+
+    async def default_model_info(self) -> ModelInfo:
         models = self._models if self._models is not None else await self.models()
         if not models:
             raise ChatError("the endpoint serves no models")
-        return next((m.id for m in models if m.parent), models[0].id)
+        return next((m for m in models if m.parent), models[0])
 
     # -- health -----------------------------------------------------------------
     async def health(self) -> HealthStatus:
@@ -434,6 +488,10 @@ def _retry_after(value: str | None) -> int | None:
         return max(0, int(float(value))) if value else None
     except ValueError:
         return None
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 40 else None
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import AitkError, register_secret
 from .clients import ARM_SCOPE
 from .models import Identity
-from .sdkerrors import NOT_SIGNED_IN
+from .sdkerrors import NOT_SIGNED_IN, NotSignedInError
 
 AUTH_METHODS: tuple[str, ...] = ("auto", "cli", "env", "managed-identity", "device-code")
 
@@ -92,16 +92,16 @@ def identity_from_token(token: str, method: str) -> Identity:
     return Identity(display_name=str(name), tenant_id=claims.get("tid"), method=method)
 
 
-def get_arm_token(credential: Any) -> str:
+def get_arm_token(credential: Any, method: str = "auto") -> str:
     """Blocking: one ARM access token (registered as a secret), or AitkError."""
     if credential is None:
-        raise AitkError(NOT_SIGNED_IN, "no credential")
+        raise NotSignedInError(NOT_SIGNED_IN, "no credential")
     try:
         token = credential.get_token(ARM_SCOPE).token
     except AitkError:
         raise
     except Exception as e:  # noqa: BLE001 - every sign-in failure is one sentence
-        raise sign_in_error(e) from None
+        raise sign_in_error(e, method) from None
     register_secret(token)
     return token
 
@@ -112,7 +112,37 @@ def _first_sentence(text: str) -> str:
     return text[: m.start()] if m else text
 
 
-def sign_in_error(exc: BaseException) -> AitkError:
+# What to do next depends on how the user chose to sign in: advising `--device-code` to
+# someone whose device-code sign-in just failed helps nobody.
+_ADVICE = {
+    "cli": "Not signed in to the Azure CLI: run `az login`, or use `--device-code` on a machine without a browser.",
+    "env": "No service principal in the environment: set AZURE_TENANT_ID, AZURE_CLIENT_ID and "
+           "AZURE_CLIENT_SECRET, or choose another `--auth`.",
+    "managed-identity": "No managed identity answers here: use it on an Azure VM or container that has one, "
+                        "or choose another `--auth`.",
+    "device-code": "The device-code sign-in did not finish: run the command again and enter the code it prints "
+                   "before it expires.",
+}
+_NETWORK = re.compile(r"(?i)failed to resolve|name or service not known|temporary failure in name resolution|"
+                      r"nodename nor servname|getaddrinfo failed|connection refused|network is unreachable|"
+                      r"no route to host|timed out|max retries exceeded|connection (?:reset|aborted)")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The sign-in service could not be reached (no network, DNS, proxy), as opposed to a
+    sign-in that was refused or never set up."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (ConnectionError, TimeoutError)) or type(e).__name__ in (
+                "ServiceRequestError", "ServiceRequestTimeoutError", "NewConnectionError", "NameResolutionError"):
+            return True
+        e = e.__cause__ or e.__context__ or getattr(e, "inner_exception", None)
+    return bool(_NETWORK.search(str(exc)))
+
+
+def sign_in_error(exc: BaseException, method: str = "auto") -> AitkError:
     detail = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
     # DefaultAzureCredential lists every credential it tried with a paragraph each: keep
     # one short reason per credential.
@@ -123,11 +153,15 @@ def sign_in_error(exc: BaseException) -> AitkError:
         detail = "tried " + "; ".join(reasons) if reasons else head
     if len(detail) > 700:
         detail = detail[:700] + "..."
-    return AitkError(NOT_SIGNED_IN, f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
+    detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    if _unreachable(exc) and not sep:  # DefaultAzureCredential: some failed offline, some were never set up
+        return AitkError("Cannot reach Azure's sign-in service: check the network connection (or proxy settings) "
+                         "and try again.", detail)
+    return NotSignedInError(_ADVICE.get(method, NOT_SIGNED_IN), detail)
 
 
 async def identify(credential: Any, method: str) -> Identity:
-    token = await asyncio.to_thread(get_arm_token, credential)
+    token = await asyncio.to_thread(get_arm_token, credential, method)
     return identity_from_token(token, method)
 
 

@@ -4,26 +4,26 @@ The share root is the project root (mounted at ``/mount``), so ``inference_serve
 lands at ``/mount/inference_server/x.py`` as the container command expects.
 
 Incremental sync: the share holds a manifest (``.aitk/manifest.json``: path -> sha256 and
-size) of what the last *complete* deploy left there. Local files are hashed and compared;
-only new or changed files are uploaded (in parallel), files deleted locally are deleted,
-and the new manifest is written last. Before changing anything, the entries about to
-change are dropped from the manifest, so an interrupted deploy re-uploads them next time
-even if the local file is then reverted. A missing or corrupt manifest means "upload all".
+size) of what the last *complete* deploy left there. Local files are selected (see
+:mod:`.sync_plan`: ignore list, links, names), hashed and compared; only new or changed
+files are uploaded (in parallel), files deleted locally are deleted, and the new manifest
+is written last. Before changing anything the manifest records the intent: entries about
+to change lose their hash and every upload is listed as pending, so an interrupted deploy
+re-uploads them next time even if the local file is then reverted, and removes them if
+the local file is gone. A missing or corrupt manifest means "upload all".
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
-import stat
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config.inference_config import InferenceConfig
@@ -31,6 +31,8 @@ from ..errors import AitkError, register_secret
 from ..fsutil import atomic_write_text
 from ..events import Done, Event, Failed, Info, UploadProgress
 from .models import pick
+from .sync_plan import (DEFAULT_WARN_BYTES, LocalFile, Skipped, format_size, plural, scan, select,  # noqa: F401
+                        skipped_text)
 from .sdkerrors import describe, failed, is_not_found
 
 if TYPE_CHECKING:
@@ -39,19 +41,7 @@ if TYPE_CHECKING:
 MANIFEST_PATH = ".aitk/manifest.json"
 HASH_CACHE = "sync-hashes.json"  # local, in the project's .aitk/: skip re-hashing unchanged files
 MANIFEST_VERSION = 1
-SKIP_DIRS = frozenset({"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv"})
-SKIP_NAMES = frozenset({".DS_Store", "Thumbs.db"})
-SKIP_SUFFIXES = (".pyc", ".pyo")
 DEFAULT_WORKERS = 8
-CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    rel: str  # share path, forward slashes: "inference_server/app.py"
-    path: Path
-    size: int
-    sha256: str
 
 
 @dataclass
@@ -61,6 +51,8 @@ class SyncPlan:
     remove: list[str]
     manifest_found: bool
     local: dict[str, LocalFile] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
+    large: list[LocalFile] = field(default_factory=list)
 
     @property
     def bytes_total(self) -> int:
@@ -73,61 +65,26 @@ class SyncResult:
     bytes: int
     unchanged: int
     removed: int
+    skipped: tuple[Skipped, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.uploaded or self.removed)
 
     @property
     def summary(self) -> str:
-        # The exact wording is part of the acceptance criteria (and what users grep for).
-        return (f"uploaded {self.uploaded} files ({self.bytes} bytes), "
+        # Users grep for this line: keep its shape ("uploaded N files (SIZE), N unchanged, N removed").
+        text = (f"uploaded {plural(self.uploaded, 'file')} ({format_size(self.bytes)}), "
                 f"{self.unchanged} unchanged, {self.removed} removed")
+        return text + (f", {self.skipped_count} skipped" if self.skipped else "")
+
+    @property
+    def skipped_count(self) -> int:
+        return len(self.skipped)
 
 
 class Cancelled(Exception):
-    """The deploy was cancelled between uploads; the manifest was not rewritten."""
-
-
-# -- local side ----------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def scan(root: Path, folder: str = "inference_server",
-         hash_cache: dict[str, list[Any]] | None = None) -> dict[str, LocalFile]:
-    """Files under ``root/folder`` to sync, keyed by share path (skips caches and junk).
-
-    ``hash_cache`` ({rel: [size, mtime_ns, sha256]}) lets an unchanged file skip hashing
-    (size and nanosecond mtime both equal, as rsync assumes); it is updated in place.
-    """
-    base = Path(root) / folder
-    out: dict[str, LocalFile] = {}
-    fresh: dict[str, list[Any]] = {}
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-        for name in sorted(filenames):
-            if name in SKIP_NAMES or name.endswith(SKIP_SUFFIXES):
-                continue
-            path = Path(dirpath) / name
-            try:
-                st = path.stat()
-            except OSError:
-                continue  # broken links, files removed while scanning
-            if not stat.S_ISREG(st.st_mode):
-                continue  # sockets, fifos
-            rel = PurePosixPath(folder, *path.relative_to(base).parts).as_posix()
-            cached = (hash_cache or {}).get(rel)
-            if isinstance(cached, list) and len(cached) == 3 and cached[:2] == [st.st_size, st.st_mtime_ns]:
-                digest = str(cached[2])
-            else:
-                digest = _sha256(path)
-            fresh[rel] = [st.st_size, st.st_mtime_ns, digest]
-            out[rel] = LocalFile(rel, path, st.st_size, digest)
-    if hash_cache is not None:
-        hash_cache.clear()
-        hash_cache.update(fresh)
-    return out
+    """The deploy was cancelled between uploads; the manifest still lists its uploads as pending."""
 
 
 def _load_hash_cache(path: Path | None) -> dict[str, list[Any]] | None:
@@ -153,6 +110,8 @@ def _save_hash_cache(path: Path | None, cache: dict[str, list[Any]] | None, befo
 
 def plan_sync(local: dict[str, LocalFile], manifest: dict[str, dict[str, Any]] | None,
               folder: str = "inference_server") -> SyncPlan:
+    """What to upload and remove. A manifest entry without a hash is an upload that was
+    announced but never confirmed: uploaded again if the file is still here, else removed."""
     if manifest is None:
         return SyncPlan(list(local.values()), 0, [], False, local)
     upload, unchanged = [], 0
@@ -184,6 +143,7 @@ def read_manifest(share: Any) -> dict[str, dict[str, Any]] | None:
 
 
 def write_manifest(share: Any, files: dict[str, dict[str, Any]]) -> None:
+    """Write the manifest; an entry ``{"pending": True}`` records an upload not yet confirmed."""
     doc = {"version": MANIFEST_VERSION, "tool": "aitk", "written_at": int(time.time()), "files": files}
     data = json.dumps(doc, indent=1, sort_keys=True).encode()
     _ensure_dirs(share, {".aitk"})
@@ -205,16 +165,23 @@ def _ensure_dirs(share: Any, dirs: set[str]) -> None:
             pass
 
 
+def _open_no_follow(f: LocalFile) -> Any:
+    # The scan checked every link; O_NOFOLLOW makes sure the file was not swapped for a
+    # link (to ~/.ssh/...) between the scan and the upload.
+    fd = os.open(f.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    return os.fdopen(fd, "rb")
+
+
 def _upload_one(share: Any, f: LocalFile) -> None:
     client = share.get_file_client(f.rel)
     try:
-        with open(f.path, "rb") as data:
+        with _open_no_follow(f) as data:
             client.upload_file(data, length=f.size)
     except Exception as e:  # noqa: BLE001
         if not is_not_found(e):
             raise
         _ensure_dirs(share, set(_parents(f.rel)))  # a folder removed behind our back
-        with open(f.path, "rb") as data:
+        with _open_no_follow(f) as data:
             client.upload_file(data, length=f.size)
 
 
@@ -229,22 +196,31 @@ def _delete_one(share: Any, rel: str) -> None:
 def sync_folder(share: Any, root: Path, folder: str = "inference_server", *, workers: int = DEFAULT_WORKERS,
                 on_progress: Callable[[UploadProgress], None] | None = None,
                 on_plan: Callable[[SyncPlan], None] | None = None,
-                cancel: threading.Event | None = None, hash_cache_path: Path | None = None) -> SyncResult:
+                cancel: threading.Event | None = None, hash_cache_path: Path | None = None,
+                warn_bytes: int | None = DEFAULT_WARN_BYTES) -> SyncResult:
     """Blocking incremental sync of ``root/folder`` to the share root (see module doc)."""
-    manifest = read_manifest(share)
     cache = _load_hash_cache(hash_cache_path)
     before = json.dumps(cache, sort_keys=True) if cache is not None else ""
-    local = scan(root, folder, cache)
+    selection = select(root, folder, cache, warn_bytes)  # raises before anything is sent
     _save_hash_cache(hash_cache_path, cache, before)
-    plan = plan_sync(local, manifest, folder)
+    manifest = read_manifest(share)
+    plan = plan_sync(selection.files, manifest, folder)
+    plan.skipped, plan.large = selection.skipped, selection.large
     if on_plan is not None:
         on_plan(plan)
+    skipped = tuple(plan.skipped)
     if not plan.upload and not plan.remove:
-        return SyncResult(0, 0, plan.unchanged, 0)
-    if manifest is not None:
-        touched = {f.rel for f in plan.upload} | set(plan.remove)
-        write_manifest(share, {k: v for k, v in manifest.items() if k not in touched})
-    known_dirs = {d for rel in (manifest or {}) for d in _parents(rel)} if manifest else set()
+        return SyncResult(0, 0, plan.unchanged, 0, skipped)
+    # Record intent before touching anything: entries about to change lose their hash and
+    # every upload is listed as pending, so a deploy killed half-way is finished (or its
+    # files removed, if they were deleted locally meanwhile) by the next one.
+    touched = {f.rel for f in plan.upload} | set(plan.remove)
+    intent = {k: v for k, v in (manifest or {}).items() if k not in touched}
+    intent.update({f.rel: {"pending": True} for f in plan.upload})
+    intent.update({rel: {"pending": True} for rel in plan.remove})
+    write_manifest(share, intent)
+    known_dirs = {d for rel, v in (manifest or {}).items()
+                  if isinstance(v, dict) and v.get("sha256") for d in _parents(rel)}
     _ensure_dirs(share, {d for f in plan.upload for d in _parents(f.rel)} - known_dirs)
 
     lock = threading.Lock()
@@ -284,7 +260,7 @@ def sync_folder(share: Any, root: Path, folder: str = "inference_server", *, wor
             raise Cancelled()
         _delete_one(share, rel)
     write_manifest(share, {rel: {"sha256": f.sha256, "size": f.size} for rel, f in plan.local.items()})
-    return SyncResult(len(plan.upload), total_bytes, plan.unchanged, len(plan.remove))
+    return SyncResult(len(plan.upload), total_bytes, plan.unchanged, len(plan.remove), skipped)
 
 
 def fetch_storage_key(factory: Any, subscription_id: str, resource_group: str, account: str) -> str:
@@ -318,7 +294,10 @@ def _restart(session: "CloudSession", config: InferenceConfig, revision: str) ->
 
 
 async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: bool = True, wait: bool = True,
-                 health_timeout_s: float | None = None, workers: int = DEFAULT_WORKERS) -> AsyncIterator[Event]:
+                 health_timeout_s: float | None = None, workers: int = DEFAULT_WORKERS, force_restart: bool = False,
+                 warn_bytes: int | None = DEFAULT_WARN_BYTES) -> AsyncIterator[Event]:
+    """Sync, then restart and wait for /health. With nothing changed on the share the
+    replica is not restarted (it already runs these files) unless ``force_restart``."""
     try:
         config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME",
                        *(("ACA_APP_NAME",) if restart else ()), *(("ACA_APP_ENDPOINT",) if wait else ()))
@@ -342,12 +321,17 @@ async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: b
     def on_plan(plan: SyncPlan) -> None:
         note = "" if plan.manifest_found else " (no manifest on the share yet: uploading everything)"
         emit(Info(f"{len(plan.upload)} to upload, {plan.unchanged} unchanged, {len(plan.remove)} to remove{note}."))
+        if plan.skipped:
+            emit(Info(f"Skipped {plural(len(plan.skipped), 'item')} (not uploaded): {skipped_text(plan.skipped)}."))
+        for f in plan.large:
+            emit(Info(f"{f.rel} is {format_size(f.size)}: large files slow every cold start; add it to "
+                      f"{folder}/.aitkignore if the server does not need it.", "warning"))
 
     root = session.project.root
     folder = session.project.server_dir.relative_to(root).as_posix()
     job = asyncio.ensure_future(asyncio.to_thread(
         sync_folder, share, root, folder, workers=workers, on_progress=emit, on_plan=on_plan, cancel=cancel,
-        hash_cache_path=session.project.state_dir / HASH_CACHE))
+        hash_cache_path=session.project.state_dir / HASH_CACHE, warn_bytes=warn_bytes))
     try:
         while not job.done() or not queue.empty():
             getter = asyncio.ensure_future(queue.get())
@@ -372,9 +356,14 @@ async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: b
                 pass
 
     data: dict[str, Any] = {"uploaded": result.uploaded, "bytes": result.bytes, "unchanged": result.unchanged,
-                            "removed": result.removed, "revision": None, "healthy": None,
-                            "endpoint": config.endpoint_url}
+                            "removed": result.removed, "skipped": [s.rel for s in result.skipped],
+                            "revision": None, "healthy": None, "restarted": False, "endpoint": config.endpoint_url}
     yield Info(f"Share {config.FILE_SHARE_NAME}: {result.summary}.")
+    summary = result.summary
+    if restart and not result.changed and not force_restart:
+        restart = False
+        summary += "; nothing changed, so the replica was not restarted (--restart restarts it anyway)"
+        yield Info("Nothing changed on the share: the replica was not restarted (ask with --restart to restart it).")
     if restart:
         try:
             revision = await asyncio.to_thread(_latest_revision, session, config)
@@ -385,6 +374,7 @@ async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: b
                          f"({result.summary}); a replica picks them up when it next starts")
             return
         data["revision"] = revision
+        data["restarted"] = True
         yield Info(f"Restarted revision {revision}.")
     if restart and wait:
         from .health import wait_healthy
@@ -403,4 +393,4 @@ async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: b
                          "run `aitk logs` to see what the replica is doing")
             return
         data["healthy"] = True
-    yield Done(result.summary, data)
+    yield Done(summary, data)

@@ -115,7 +115,30 @@ async def app_status(session: "CloudSession", config: InferenceConfig) -> AppSta
     return AppStatus(healthy=healthy, **info)
 
 
-def _api_key_sync(session: "CloudSession", config: InferenceConfig) -> str:
+def _check_destination(session: "CloudSession", config: InferenceConfig, endpoint: str | None,
+                       allow_insecure_http: bool) -> None:
+    """Refuse (before reading the secret) to hand the app's key to anything but its own endpoint."""
+    from ..chat.client import key_destination_problem
+    from .sdkerrors import InputError
+
+    target = endpoint or config.endpoint_url
+    if not target:
+        raise InputError("There is no endpoint to send the API key to.", "ACA_APP_ENDPOINT is empty")
+    client = session.factory.container_apps(config.SUBSCRIPTION_ID)
+    app = client.container_apps.get(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME)
+    fqdn = pick(app, "properties", "configuration", "ingress", "fqdn")
+    if not fqdn:
+        raise InputError(f"Container app {config.ACA_APP_NAME} has no ingress, so its API key has nowhere to go.")
+    problem = key_destination_problem(target, app_fqdn=str(fqdn), allow_insecure_http=allow_insecure_http)
+    if problem:
+        raise InputError(f"The API key of {config.ACA_APP_NAME} was not sent: {problem}.",
+                         "fix ACA_APP_ENDPOINT in infra/inference.config.json (or --endpoint), or pass the key of "
+                         "that endpoint yourself (AITK_API_KEY)")
+
+
+def _api_key_sync(session: "CloudSession", config: InferenceConfig, endpoint: str | None = None,
+                  allow_insecure_http: bool = False) -> str:
+    _check_destination(session, config, endpoint, allow_insecure_http)
     client = session.factory.container_apps(config.SUBSCRIPTION_ID)
     collection = client.container_apps.list_secrets(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME)
     for s in pick(collection, "value", default=[]) or []:
@@ -127,10 +150,13 @@ def _api_key_sync(session: "CloudSession", config: InferenceConfig) -> str:
                     "it was provisioned by another tool; re-provision with aitk, or pass --api-key")
 
 
-async def api_key(session: "CloudSession", config: InferenceConfig) -> str:
+async def api_key(session: "CloudSession", config: InferenceConfig, endpoint: str | None = None, *,
+                  allow_insecure_http: bool = False) -> str:
+    """The app's API key, for ``endpoint`` (default ACA_APP_ENDPOINT) only: it must be the
+    app's own ingress (its fqdn) and https (loopback http when ``allow_insecure_http``)."""
     config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
     try:
-        return await asyncio.to_thread(_api_key_sync, session, config)
+        return await asyncio.to_thread(_api_key_sync, session, config, endpoint, allow_insecure_http)
     except AitkError:
         raise
     except Exception as e:  # noqa: BLE001

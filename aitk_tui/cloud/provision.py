@@ -192,6 +192,25 @@ def _estimate_changes(session: "CloudSession", subscription_id: str, resource_gr
     return changes
 
 
+# ARM's change types, in the order a person reads them, as words.
+_CHANGE_WORDS = {"Create": "to create", "Modify": "to modify", "Deploy": "to deploy again", "Delete": "to delete",
+                 "NoChange": "unchanged", "Ignore": "ignored", "Unsupported": "that what-if cannot preview"}
+
+
+def what_if_summary(changes: list[dict[str, str]]) -> str:
+    """'3 to create, 1 to modify, 3 unchanged'; '7 resources unchanged' when nothing changes."""
+    counts: dict[str, int] = {}
+    for c in changes:
+        counts[c["change_type"]] = counts.get(c["change_type"], 0) + 1
+    if not counts:
+        return "no resources in the template"
+    if set(counts) == {"NoChange"}:
+        n = counts["NoChange"]
+        return f"{n} resource{'' if n == 1 else 's'} unchanged"
+    order = list(_CHANGE_WORDS) + sorted(set(counts) - set(_CHANGE_WORDS))
+    return ", ".join(f"{counts[t]} {_CHANGE_WORDS.get(t, t.lower())}" for t in order if t in counts)
+
+
 async def what_if(session: "CloudSession", subscription_id: str, resource_group: str,
                   params: "ParametersDocument") -> AsyncIterator[Event]:
     try:
@@ -212,10 +231,7 @@ async def what_if(session: "CloudSession", subscription_id: str, resource_group:
     except Exception as e:  # noqa: BLE001
         yield failed(e, "preview the deployment")
         return
-    counts: dict[str, int] = {}
-    for c in changes:
-        counts[c["change_type"]] = counts.get(c["change_type"], 0) + 1
-    summary = ", ".join(f"{n} to {t.lower()}" for t, n in sorted(counts.items())) or "no changes"
+    summary = what_if_summary(changes)
     yield Done(f"What-if{' (estimated)' if estimated else ''}: {summary}",
                {"changes": changes, "estimated": estimated})
 

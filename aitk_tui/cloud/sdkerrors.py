@@ -13,7 +13,11 @@ class InputError(AitkError):
     """A value the user gave broke a rule; nothing was sent (the CLI exits 2)."""
 
 
-NOT_SIGNED_IN = ("Not signed in to Azure: run `az login`, or use `--auth device-code` "
+class NotSignedInError(AitkError):
+    """No usable sign-in: configuration, not a failed operation (the CLI exits 2)."""
+
+
+NOT_SIGNED_IN = ("Not signed in to Azure: run `az login`, or use `--device-code` "
                  "on a machine without a browser.")
 
 
@@ -45,7 +49,7 @@ def describe(exc: BaseException, doing: str) -> AitkError:
             if status == 403:
                 code, msg = _code_and_message(exc)
                 return AitkError(f"Could not {doing}: you do not have permission.", f"{code or 'Forbidden'}: {msg}")
-            return AitkError(NOT_SIGNED_IN, _first_lines(str(exc)))
+            return NotSignedInError(NOT_SIGNED_IN, _first_lines(str(exc)))
         if isinstance(exc, az.ResourceNotFoundError):
             code, msg = _code_and_message(exc)
             return AitkError(f"Could not {doing}: it was not found.", f"{code or 'NotFound'}: {msg}")
@@ -64,7 +68,7 @@ def describe(exc: BaseException, doing: str) -> AitkError:
     except ImportError:  # pragma: no cover
         CredentialUnavailableError = ()  # type: ignore[assignment]
     if CredentialUnavailableError and isinstance(exc, CredentialUnavailableError):
-        return AitkError(NOT_SIGNED_IN, _first_lines(str(exc)))
+        return NotSignedInError(NOT_SIGNED_IN, _first_lines(str(exc)))
     if isinstance(exc, OSError):
         return AitkError(f"Could not {doing}: {exc.strerror or 'an operating-system error'}.",
                          f"{type(exc).__name__}: {exc}")
@@ -73,7 +77,12 @@ def describe(exc: BaseException, doing: str) -> AitkError:
 
 def failed(exc: BaseException, doing: str) -> Failed:
     err = describe(exc, doing)
-    return Failed(err.message, err.detail)
+    return failed_event(err)
+
+
+def failed_event(err: AitkError) -> Failed:
+    """The Failed event for ``err``, marked as a configuration problem where it is one."""
+    return Failed(err.message, err.detail, config_error=isinstance(err, (InputError, NotSignedInError)))
 
 
 def is_not_found(exc: BaseException) -> bool:

@@ -138,7 +138,9 @@ class CloudSession:
             try:
                 identity = task.result()
             except AitkError as e:
-                yield Failed(e.message, e.detail)
+                from .sdkerrors import failed_event
+
+                yield failed_event(e)
                 return
             self._identity = identity
             yield Done(f"Signed in as {identity.display_name}", {"identity": identity})
@@ -191,12 +193,14 @@ class CloudSession:
 
     # -- deploying -----------------------------------------------------------------------
     async def deploy(self, config: InferenceConfig, *, restart: bool = True, wait: bool = True,
-                     health_timeout_s: float | None = None) -> AsyncIterator[Event]:
-        """Sync ``inference_server/`` to the share, restart the revision, wait for /health."""
+                     health_timeout_s: float | None = None, **options: Any) -> AsyncIterator[Event]:
+        """Sync ``inference_server/`` to the share, restart the revision, wait for /health.
+
+        ``options``: ``force_restart`` (restart even when nothing changed), ``warn_bytes``."""
         from . import deploy as _deploy
 
         async for event in _deploy.deploy(self, config, restart=restart, wait=wait,
-                                          health_timeout_s=health_timeout_s):
+                                          health_timeout_s=health_timeout_s, **options):
             yield event
 
     async def status(self, config: InferenceConfig) -> AppStatus:
@@ -211,10 +215,12 @@ class CloudSession:
         async for line in logs.replica_logs(self, config, follow=follow, tail_lines=tail_lines):
             yield line
 
-    async def api_key(self, config: InferenceConfig) -> str:
+    async def api_key(self, config: InferenceConfig, endpoint: str | None = None, *,
+                      allow_insecure_http: bool = False) -> str:
+        """The app's API key, refused unless ``endpoint`` (default ACA_APP_ENDPOINT) is the app's own."""
         from . import health
 
-        return await health.api_key(self, config)
+        return await health.api_key(self, config, endpoint, allow_insecure_http=allow_insecure_http)
 
     # -- per-session caches ---------------------------------------------------------------
     async def storage_key(self, subscription_id: str, resource_group: str, account: str) -> str:

@@ -42,6 +42,9 @@ class InferenceConfig(BaseModel):
                                   f"{path}: provision first, or fill the six keys by hand") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ConfigFileError("inference.config.json is not valid JSON; it was left unchanged.", f"{path}: {e}") from None
+        except RecursionError:
+            raise ConfigFileError("inference.config.json is nested too deeply to be AI Toolkit's config; it was "
+                                  "left unchanged.", str(path)) from None
         if not isinstance(raw, dict):
             raise ConfigFileError("inference.config.json must be a JSON object; it was left unchanged.", str(path))
         try:
@@ -77,7 +80,7 @@ class InferenceConfig(BaseModel):
         if path.exists():
             try:
                 json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
                 raise ConfigFileError("inference.config.json is not valid JSON, so it was not overwritten.",
                                       f"{path}: {e}; fix or delete it and run again") from None
         atomic_write_text(path, self.to_json())

@@ -116,12 +116,45 @@ def share_path(value: str) -> str:
     return value
 
 
+def adapter_list(value: Any) -> list[str]:
+    """Several adapters: NAME=PATH entries (PATH on the share), as the server reads them."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise NameError_("Adapters must be a list of NAME=PATH entries")
+    from inference_server.settings import parse_adapters  # the server's own reading of the list
+
+    try:
+        specs = parse_adapters(value)
+    except ValueError as e:
+        raise NameError_(f"Adapters: {e}") from None
+    names: set[str] = set()
+    for entry, spec in zip(value, specs):
+        if spec.name is None:
+            raise NameError_(f"Adapter '{entry}' is not NAME=PATH (NAME: letters, digits, '.', '_', ':', '-')")
+        if spec.name in names:
+            raise NameError_(f"Adapter name '{spec.name}' is used twice")
+        names.add(spec.name)
+        share_path(str(spec.path))
+    # The container gets them joined with ",": they must read back as the same entries.
+    if value and parse_adapters(",".join(value)) != specs:
+        raise NameError_("Adapters: a path must not contain ',' followed by NAME=")
+    return value
+
+
+def flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    raise NameError_(f"The value must be true or false (got {value!r})")
+
+
 @dataclass(frozen=True)
 class ParameterSpec:
     name: str
     label: str
     description: str
-    kind: Literal["text", "int", "choice", "list"]
+    kind: Literal["text", "int", "choice", "list", "bool"]
     check: Callable[[Any], Any]
     choices: tuple[str, ...] = ()
     default_hint: str = ""  # what a null value means (the template's default)
@@ -130,7 +163,7 @@ class ParameterSpec:
 
 PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("defaultCommands", "Start-up commands", "The commands the container runs to start the inference web API, in order; aitk stops at the first failing step.", "list", command_list, nullable=False),
-    ParameterSpec("maximumInstanceCount", "Maximum GPU instances", "Maximum number of GPU replicas; the app scales to zero when idle.", "int", instance_count, nullable=False),
+    ParameterSpec("maximumInstanceCount", "Maximum instance count", "Maximum number of GPU replicas (instances); the app scales to zero when idle.", "int", instance_count, nullable=False),
     ParameterSpec("location", "Location", "Azure region for every resource.", "choice", location, choices=LOCATIONS, default_hint="the resource group's location"),
     ParameterSpec("storageAccountName", "Storage account", "Storage account holding the file share; the same as fine-tuning's by default.", "text", storage_account_name, default_hint="aistorage + 5 characters of the resource group id"),
     ParameterSpec("fileShareName", "File share", "File share mounted at /mount (code, model cache and adapters).", "text", file_share_name, default_hint="aifileshare + suffix"),
@@ -141,5 +174,7 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("gpuProfileType", "GPU profile", "Serverless GPU workload profile (only settable when the environment is created).", "choice", gpu_profile, choices=GPU_PROFILE_TYPES, default_hint="Consumption-GPU-NC24-A100"),
     ParameterSpec("modelPath", "Base model path", "Folder of the base model on the share.", "text", share_path, default_hint="/mount/model-cache/microsoft/Phi-3-mini-4k-instruct"),
     ParameterSpec("adapterPath", "Adapter path", "Folder of the LoRA adapter on the share.", "text", share_path, default_hint="/mount/models/qlora/qlora/gpu_model/adapter"),
+    ParameterSpec("adapters", "Adapters", "Several LoRA adapters on the one base, one NAME=PATH per line (PATH on the share); each answers as model NAME. Empty: the adapter path above alone.", "list", adapter_list, default_hint="the adapter path alone"),
+    ParameterSpec("serveBase", "Serve the base model", "Also answer as the base model (the adapters then stay unmerged, a little slower).", "bool", flag, choices=("true", "false"), default_hint="false"),
 )
 SPECS_BY_NAME: dict[str, ParameterSpec] = {s.name: s for s in PARAMETER_SPECS}

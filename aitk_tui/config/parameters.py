@@ -1,14 +1,21 @@
 """``infra/provision/inference.parameters.json``: an ARM deployment-parameters file.
 
-Round-trip safe: unknown keys, key order, ``$schema``/``contentVersion`` and the file's
-indentation are kept; only an edited value changes. A file that does not parse raises
-:class:`ParametersFileError` and is never written back. ``null`` values mean "the
-template's default" (AI Toolkit's convention) and are dropped before the ARM call.
+Round-trip safe: unknown keys, key order, ``$schema``/``contentVersion``, the file's
+indentation, line endings (LF or CRLF), encoding and byte-order mark are kept; only an
+edited value changes. A file that does not parse raises :class:`ParametersFileError` and
+is never written back. ``null`` values mean "the template's default" (AI Toolkit's
+convention) and are dropped before the ARM call.
+
+A parameter the ARM template does not declare is kept when the file is rewritten (AI
+Toolkit's files must round-trip), but ``set`` refuses it (ARM would reject the
+deployment) and :meth:`ParametersDocument.errors` reports it, with a "did you mean".
 """
 
 from __future__ import annotations
 
+import codecs
 import copy
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import AitkError
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_bytes, shown_path
 from .naming import PARAMETER_SPECS, SPECS_BY_NAME, NameError_
 
 SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#"
@@ -24,6 +31,30 @@ SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentParam
 
 class ParametersFileError(AitkError):
     """The parameters file could not be read or parsed; it was left untouched."""
+
+
+class UnknownParameterError(AitkError):
+    """A name that is neither a known parameter nor one the ARM template declares."""
+
+
+# Longest first: the UTF-32 LE mark starts with the UTF-16 LE one.
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def _decode(data: bytes) -> tuple[str, str, bytes]:
+    """(text, codec, byte-order mark) of a JSON file: UTF-8 unless a BOM says otherwise."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom):].decode(codec), codec, bom
+    return data.decode("utf-8"), "utf-8", b""
+
+
+def _newline_of(text: str) -> str:
+    i = text.find("\n")
+    return "\r\n" if i > 0 and text[i - 1] == "\r" else "\n"
 
 
 class _ParamValue(BaseModel):
@@ -52,20 +83,27 @@ def _indent_of(text: str) -> int | str:
 class ParametersDocument:
     """The parsed file plus the raw structure it round-trips."""
 
-    def __init__(self, path: Path, raw: dict[str, Any], indent: int | str = 2, original_text: str | None = None):
+    def __init__(self, path: Path, raw: dict[str, Any], indent: int | str = 2, original_text: str | None = None,
+                 *, codec: str = "utf-8", bom: bytes = b"", newline: str = "\n", final_newline: bool = True):
         self.path = Path(path)
         self._raw = raw
         self._indent = indent
         self._original_text = original_text
+        self._codec, self._bom, self._newline, self._final_newline = codec, bom, newline, final_newline
+        self._known: set[str] | None = None
 
     # -- reading -----------------------------------------------------------------
     @classmethod
     def load(cls, path: Path) -> "ParametersDocument":
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text, codec, bom = _decode(path.read_bytes())
         except FileNotFoundError:
             raise ParametersFileError("The parameters file is missing.", f"{path} does not exist; run `aitk init`") from None
+        except IsADirectoryError:
+            raise ParametersFileError(f"{shown_path(path)} is a folder, not a parameters file.", str(path)) from None
+        except PermissionError as e:
+            raise ParametersFileError(f"Cannot read {shown_path(path)}: permission denied.", f"{e}") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ParametersFileError("The parameters file could not be read.", f"{path}: {e}") from None
         try:
@@ -75,6 +113,10 @@ class ParametersDocument:
                 "The parameters file is not valid JSON; it was left unchanged.",
                 f"{path}: line {e.lineno} column {e.colno}: {e.msg}",
             ) from None
+        except RecursionError:
+            raise ParametersFileError(
+                f"{shown_path(path)} is nested too deeply to be a parameters file; it was left unchanged.",
+                f"{path}: more levels of [ and {{ than Python's JSON parser follows") from None
         if not isinstance(raw, dict):
             raise ParametersFileError("The parameters file is not an ARM parameters file; it was left unchanged.",
                                       f"{path}: the top level must be a JSON object")
@@ -87,7 +129,8 @@ class ParametersDocument:
                 "The parameters file is not an ARM parameters file; it was left unchanged.",
                 f"{path}: {where}: {first['msg']} (expected {{\"parameters\": {{\"name\": {{\"value\": ...}}}}}})",
             ) from None
-        return cls(path, raw, _indent_of(text), text)
+        return cls(path, raw, _indent_of(text), text, codec=codec, bom=bom, newline=_newline_of(text),
+                   final_newline=text.endswith(("\n", "\r")))
 
     @classmethod
     def new(cls, path: Path, values: dict[str, Any]) -> "ParametersDocument":
@@ -109,11 +152,43 @@ class ParametersDocument:
     def get(self, name: str) -> Any:
         return self.values().get(name)
 
+    # -- known names ---------------------------------------------------------------
+    def template_parameters(self) -> set[str]:
+        """Parameters the ARM template next to this file declares (empty if there is none)."""
+        try:
+            template = json.loads((self.path.parent / "inference.json").read_text(encoding="utf-8"))
+            params = template.get("parameters") if isinstance(template, dict) else None
+            return set(params) if isinstance(params, dict) else set()
+        except (OSError, ValueError, RecursionError):
+            return set()
+
+    def known_names(self) -> set[str]:
+        if self._known is None:  # read once: `set` and `errors` ask for every name
+            self._known = set(SPECS_BY_NAME) | self.template_parameters()
+        return self._known
+
+    def unknown_message(self, name: str) -> str:
+        """'X is not a parameter of the template (did you mean Y?)' for an unknown ``name``."""
+        known = sorted(self.known_names())
+        by_lower = {k.lower(): k for k in known}
+        close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+        hint = f"did you mean {by_lower[close[0]]}?" if close else "see `aitk params show` for the parameters"
+        return f"{name} is not a parameter of the template ({hint})"
+
+    def check_known(self, name: str) -> None:
+        if name not in self.known_names():
+            raise UnknownParameterError(self.unknown_message(name) + ".")
+
     # -- validation --------------------------------------------------------------
     def errors(self) -> dict[str, str]:
-        """Naming-rule failures by parameter name (empty when everything is valid)."""
+        """Rule failures by parameter name (empty when everything is valid): naming rules,
+        and names ARM would reject because the template does not declare them."""
         out: dict[str, str] = {}
         values = self.values()
+        known = self.known_names()
+        for name in self.arm_parameters():  # a null unknown entry is never sent, so harmless
+            if name not in known:
+                out[name] = self.unknown_message(name)
         for spec in PARAMETER_SPECS:
             if spec.name not in values:
                 if not spec.nullable:
@@ -141,6 +216,7 @@ class ParametersDocument:
     # -- editing -----------------------------------------------------------------
     def set(self, name: str, value: Any) -> None:
         """Set one value after checking it (None restores the template default)."""
+        self.check_known(name)
         spec = SPECS_BY_NAME.get(name)
         if spec is not None:
             if value is None:
@@ -158,6 +234,22 @@ class ParametersDocument:
         else:
             params[name] = {"value": value}
 
+    def unset(self, name: str) -> bool:
+        """Back to the template's default (null). A name the template does not declare is
+        removed from the file instead; returns True when it was removed."""
+        params = self._raw["parameters"]
+        if name not in self.known_names():
+            if name not in params:
+                raise UnknownParameterError(self.unknown_message(name) + ".")
+            del params[name]
+            return True
+        spec = SPECS_BY_NAME.get(name)
+        if spec is not None and not spec.nullable:
+            raise AitkError(f"{name} has no template default: it needs a value.",
+                            f"set one with: aitk params set {name}=VALUE")
+        self.set(name, None)
+        return False
+
     def arm_parameters(self) -> dict[str, dict[str, Any]]:
         """What is sent to ARM: null values dropped (ARM values are not nullable)."""
         out = {}
@@ -167,13 +259,23 @@ class ParametersDocument:
         return out
 
     def dumps(self) -> str:
-        return json.dumps(self._raw, indent=self._indent, ensure_ascii=False) + "\n"
+        """The file's text, with its own line endings (json.dumps escapes newlines inside strings)."""
+        text = json.dumps(self._raw, indent=self._indent, ensure_ascii=False)
+        if self._final_newline:
+            text += "\n"
+        return text.replace("\n", self._newline) if self._newline != "\n" else text
 
     def save(self) -> None:
-        """Atomic write; refuses if the file on disk changed into something unparsable."""
+        """Atomic write in the file's encoding; refuses if the file on disk changed into
+        something unparsable. Raises ParametersFileError or FileWriteError."""
         if self.path.exists():
             ParametersDocument.load(self.path)  # raises (and writes nothing) if the file is now corrupt
-        atomic_write_text(self.path, self.dumps())
+        try:
+            data = self._bom + self.dumps().encode(self._codec)
+        except UnicodeEncodeError as e:  # a value the file's encoding cannot hold
+            raise ParametersFileError(f"A value cannot be written in {shown_path(self.path)}'s encoding "
+                                      f"({self._codec}).", str(e)) from None
+        atomic_write_bytes(self.path, data)
 
 
 def parse_cli_value(name: str, text: str) -> Any:
@@ -189,12 +291,12 @@ def parse_cli_value(name: str, text: str) -> Any:
     if spec is not None and spec.kind == "list":
         try:
             value = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise AitkError(f"{spec.label} must be a JSON list of strings, e.g. '[\"cd /mount\", \"python3 -m inference_server\"]'.") from None
         return value
     if spec is None:
         try:
             return json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return text
     return text

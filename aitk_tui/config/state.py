@@ -23,7 +23,7 @@ class ProjectState(BaseModel):
         """A missing or unreadable state file gives empty state (it holds only preferences)."""
         try:
             return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, ValueError, ValidationError):
+        except (OSError, ValueError, ValidationError, RecursionError):
             return cls()
 
     def save(self, path: Path) -> None:

@@ -47,12 +47,14 @@ def _serve(args: argparse.Namespace) -> int:
             "pid": os.getpid(), "url": cloud.url, "ca_bundle": cloud.ca_bundle, "state_dir": str(state_dir),
             "model_path": str(cloud.model_path or ""), "adapter_path": str(cloud.adapter_path or ""),
             "started": time.time()})
+        daemon.register(state_dir, os.getpid(), cloud.url)  # for `aitk local stop --all`
         print(f"local cloud serving {cloud.url} (pid {os.getpid()}); CA: {cloud.ca_bundle}", file=sys.stderr, flush=True)
         done.wait()
     finally:
         logging.getLogger("aitk_tui.local").info("stopping")
         cloud.stop()
         daemon._remove_if(state_dir, os.getpid())
+        daemon.unregister(state_dir, os.getpid())
     return 0
 
 

@@ -5,12 +5,19 @@ session (it outlives the CLI command that started it) unless one is already answ
 the server writes ``DIR/server.json`` (pid, url, ca_bundle) atomically once it serves.
 ``stop`` ends the server (TERM, then KILL) and every replica process it recorded, so
 nothing is left behind. Output goes to ``DIR/server.log``.
+
+Each serving server also registers itself in a per-user registry (one small JSON file per
+state folder under the XDG state dir, ``~/.local/state/aitk/local-clouds/``), so that
+``stop_all`` (``aitk local stop --all``) finds every local cloud of this user, whichever
+project started it. (Not the process table: that would also stop the clouds of test runs
+that use their own ``XDG_STATE_HOME``.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -81,10 +88,15 @@ def _is_local_cloud(pid: int) -> bool:
     return "aitk_tui.local" in cmdline
 
 
-def _answering(data: dict, timeout_s: float = 2.0) -> bool:
+def _answering(data: dict, state_dir: Path, timeout_s: float = 2.0) -> bool:
+    from .credential import issue_token, load_key
+
     try:
         ctx = ssl.create_default_context(cafile=data["ca_bundle"])
-        with urllib.request.urlopen(data["url"] + "/_local/info", timeout=timeout_s, context=ctx) as r:
+        # /_local/info answers only holders of the state folder's key (it names pid and paths).
+        token, _ = issue_token(load_key(state_dir), lifetime_s=60)
+        req = urllib.request.Request(data["url"] + "/_local/info", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=timeout_s, context=ctx) as r:
             return json.loads(r.read()).get("pid") == data["pid"]
     except (OSError, ValueError, KeyError):
         return False
@@ -124,7 +136,7 @@ def status(state_dir: Path | str) -> LocalCloudInfo | None:
     if not _alive(int(data["pid"])):
         _remove_if(state_dir, data["pid"])
         return None
-    return _info(state_dir, data) if _answering(data) else None
+    return _info(state_dir, data) if _answering(data, state_dir) else None
 
 
 def _log_tail(state_dir: Path, lines: int = 15) -> str:
@@ -181,7 +193,7 @@ def _spawn(state_dir: Path, model_path, adapter_path, timeout_s: float, op_delay
             raise AitkError("The local cloud did not start.", f"exit code {proc.returncode}; server log:\n"
                             f"{_log_tail(state_dir)}")
         data = _read(state_dir)
-        if data and data.get("pid") == proc.pid and _answering(data, timeout_s=1.0):
+        if data and data.get("pid") == proc.pid and _answering(data, state_dir, timeout_s=1.0):
             return _info(state_dir, data)
         time.sleep(0.05)
     from .replicas import kill_group
@@ -220,3 +232,103 @@ def stop(state_dir: Path | str, timeout_s: float = 10.0) -> bool:
         return False
     with _locked(state_dir):
         return _stop_locked(state_dir, timeout_s)
+
+
+# -- every local cloud of this user ---------------------------------------------------------
+def registry_dir() -> Path:
+    """Where running servers register (``$XDG_STATE_HOME/aitk/local-clouds``)."""
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("aitk")) / "local-clouds"
+
+
+def _entry(state_dir: Path) -> Path:
+    return registry_dir() / (hashlib.sha256(str(state_dir).encode()).hexdigest()[:20] + ".json")
+
+
+def register(state_dir: Path, pid: int, url: str) -> None:
+    """Called by the server once it serves; best effort (a read-only home still serves)."""
+    from ..fsutil import atomic_write_json
+
+    with contextlib.suppress(OSError):
+        atomic_write_json(_entry(Path(state_dir).resolve()), {"state_dir": str(Path(state_dir).resolve()),
+                                                               "pid": pid, "url": url})
+
+
+def unregister(state_dir: Path, pid: int) -> None:
+    entry = _entry(Path(state_dir).resolve())
+    try:
+        if json.loads(entry.read_text(encoding="utf-8")).get("pid") == pid:
+            entry.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def known_state_dirs() -> list[Path]:
+    """Every state folder with a registered (possibly dead) or running local cloud."""
+    dirs: set[Path] = set()
+    with contextlib.suppress(OSError):
+        for entry in registry_dir().glob("*.json"):
+            try:
+                dirs.add(Path(json.loads(entry.read_text(encoding="utf-8"))["state_dir"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                entry.unlink(missing_ok=True)  # unreadable: nothing to find through it
+    return sorted(dirs)
+
+
+def stop_all(timeout_s: float = 10.0) -> list[Path]:
+    """Stop every local cloud of this user, and the replicas of servers that died; returns
+    the state folders whose server was running."""
+    stopped = []
+    for state_dir in known_state_dirs():
+        data = _read(state_dir)
+        if stop(state_dir, timeout_s):
+            stopped.append(state_dir)
+        entry = _entry(state_dir.resolve())
+        if data is None or not _alive(int(data["pid"])):
+            entry.unlink(missing_ok=True)
+    return stopped
+
+
+def still_running(state_dir: Path | str) -> str | None:
+    """One line saying what of this state folder's local cloud still runs, or None.
+
+    Reads files and ``/proc`` only (no request): it is printed as a command exits.
+    """
+    state_dir = Path(state_dir).resolve()
+    data = _read(state_dir)
+    if data is None or not _alive(int(data["pid"])) or not _is_local_cloud(int(data["pid"])):
+        return None
+    text = f"the local cloud is still running (pid {data['pid']})"
+    replicas = _live_replicas(state_dir)
+    if replicas:
+        mb = sum(_rss_mb(pid) for pid in replicas)
+        size = f", {mb:.0f} MB" if mb else ""
+        pids = ", ".join(str(p) for p in replicas)
+        text += (f" with {len(replicas)} model replica{'' if len(replicas) == 1 else 's'} "
+                 f"(pid {pids}{size})")
+    return text
+
+
+def _live_replicas(state_dir: Path) -> list[int]:
+    if not (state_dir / "cloud.json").is_file():
+        return []
+    from .replicas import proc_start_time
+    from .store import Store
+
+    pids = []
+    for app in Store(state_dir).apps().values():
+        pid = app.get("pid")
+        if pid and _alive(int(pid)) and (app.get("pid_start") in (None, proc_start_time(int(pid)))):
+            pids.append(int(pid))
+    return pids
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from .httpd import HttpError, Request, Response
+from ..config.share_names import account_name_ok, component_problem, path_problem, share_name_ok
+from .httpd import MAX_BODY_BYTES, HttpError, Request, Response, too_large
 from .storage_auth import check_shared_key
 
 _CONTENT = {"x-ms-content-type": "content_type", "x-ms-content-md5": "content_md5",
@@ -56,6 +57,11 @@ def _err(status: int, code: str, message: str) -> HttpError:
     return HttpError(status, code, message)
 
 
+def _invalid_name() -> HttpError:
+    # Azure's own wording, typo included.
+    return _err(400, "InvalidResourceName", "The specifed resource name contains invalid characters.")
+
+
 def error_response(e: HttpError, head: bool = False) -> Response:
     rid = str(uuid.uuid4())
     body = ("" if head else f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{e.code}</Code><Message>'
@@ -64,6 +70,17 @@ def error_response(e: HttpError, head: bool = False) -> Response:
     if head:
         headers["Content-Length"] = "0"
     return Response(e.status, body, headers)
+
+
+MAX_FILE_BYTES = 4 * 1024 ** 4  # Azure Files' largest file: 4 TiB
+
+
+def _content_length(text: str | None) -> int:
+    raw = (text or "0").strip()
+    if not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_FILE_BYTES:
+        raise _err(400, "InvalidHeaderValue", f"The value for one of the HTTP headers is not in the correct format "
+                                              f"(x-ms-content-length: {raw[:40]!r}).")
+    return int(raw)
 
 
 def _range(text: str | None, size: int | None = None) -> tuple[int, int] | None:
@@ -95,15 +112,21 @@ class FilesService:
     def _handle(self, req: Request) -> Response:
         segs = req.segments
         account = segs[0]
+        # Authorisation comes first and reads only headers: no body is read before it passes.
         check_shared_key(req, account, self.account_keys(account), self.bearer_ok)
+        if not account_name_ok(account):
+            raise _invalid_name()
         if len(segs) == 1:
             if req.method == "GET" and req.query.get("comp") == "list":
                 return self._list_shares(account, req)
             raise _err(501, "NotImplemented", f"The local cloud does not serve {req.method} {req.path}?{req.raw_query}")
         share = segs[1]
-        rel = self._rel("/".join(segs[2:]))
+        if not share_name_ok(share):  # also "..", "%2F..", an absolute path
+            raise _invalid_name()
+        rel = self._rel(segs[2:])
         restype, comp = req.query.get("restype"), req.query.get("comp")
         share_dir = self.root / account / share
+        self._confine(share_dir, share_dir / rel if rel else share_dir)
         if restype == "share":
             return self._share(req, account, share, share_dir, comp)
         if not share_dir.is_dir():
@@ -115,11 +138,25 @@ class FilesService:
         return self._file(req, account, share, share_dir, rel, comp)
 
     @staticmethod
-    def _rel(path: str) -> str:
-        parts = [p for p in path.replace("\\", "/").split("/") if p]
-        if any(p in (".", "..") for p in parts):
-            raise _err(400, "InvalidResourceName", "The specifed resource name contains invalid characters.")
-        return "/".join(parts)
+    def _rel(segments: list[str]) -> str:
+        """The path inside the share. The SDK sends "a%2Fb" for a/b, as Azure accepts; each
+        name must then pass Azure Files' rules (no "..", no backslash, no control characters)."""
+        parts = [p for seg in segments for p in seg.split("/") if p]
+        rel = "/".join(parts)
+        if parts and path_problem(rel):
+            raise _invalid_name()
+        return rel
+
+    def _confine(self, share_dir: Path, target: Path) -> Path:
+        """``target`` if it resolves inside the share; a link out of it (a replica can make one) is refused."""
+        share_real = os.path.realpath(share_dir)
+        root_real = os.path.realpath(self.root)
+        if not (share_real + os.sep).startswith(root_real + os.sep):
+            raise _err(400, "InvalidUri", "The share's folder leaves the local cloud's files folder.")
+        real = os.path.realpath(target)
+        if real != share_real and not real.startswith(share_real + os.sep):
+            raise _err(400, "InvalidUri", "The path leads out of the share (through a symbolic link).")
+        return target
 
     def _meta_path(self, account: str, share: str, rel: str) -> Path:
         return self.meta_root / account / share / (rel + ".json")
@@ -256,8 +293,17 @@ class FilesService:
     def _list(self, req: Request, account: str, share: str, folder: Path, rel: str) -> Response:
         prefix = req.query.get("prefix", "")
         marker = req.query.get("marker", "")
-        maxresults = int(req.query.get("maxresults") or 5000)
-        entries = sorted((e for e in os.scandir(folder) if e.name.startswith(prefix)), key=lambda e: e.name)
+        try:
+            maxresults = int(req.query.get("maxresults") or 5000)
+        except ValueError:
+            raise _err(400, "InvalidQueryParameterValue", "The value of maxresults is not valid.") from None
+        if not 1 <= maxresults <= 5000:
+            raise _err(400, "OutOfRangeQueryParameterValue", "maxresults must be between 1 and 5000.")
+        share_real = os.path.realpath(self.root / account / share) + os.sep
+        # a link out of the share (a replica can make one) is not listed: its stat() would leak
+        entries = sorted((e for e in os.scandir(folder) if e.name.startswith(prefix)
+                          and (not e.is_symlink() or os.path.realpath(e.path).startswith(share_real))),
+                         key=lambda e: e.name)
         if marker:
             entries = [e for e in entries if e.name >= marker]
         page, rest = entries[:maxresults], entries[maxresults:]
@@ -314,7 +360,7 @@ class FilesService:
             if target.is_dir():
                 raise _err(409, "ResourceTypeMismatch", "The specified resource type does not match the type of the "
                                                         "resource in the URI (a directory exists with that name).")
-            size = int(req.header("x-ms-content-length") or 0)
+            size = _content_length(req.header("x-ms-content-length"))
             with open(target, "wb") as f:
                 f.truncate(size)
             meta = {v: req.header(k) for k, v in _CONTENT.items() if req.header(k)}
@@ -336,7 +382,7 @@ class FilesService:
                     if req.header(k):
                         meta[v] = req.header(k)
                 if req.header("x-ms-content-length"):
-                    os.truncate(target, int(req.header("x-ms-content-length")))
+                    os.truncate(target, _content_length(req.header("x-ms-content-length")))
                 self._apply_times(req, target)
             self._save_meta(account, share, rel, meta)
             return Response(200, b"", self._common(target.stat(), "Archive"))
@@ -353,13 +399,21 @@ class FilesService:
         if rng is None:
             raise _err(400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not specified: x-ms-range.")
         start, end = rng
+        write = (req.header("x-ms-write") or "update").lower()
+        if write != "clear" and end - start + 1 > MAX_BODY_BYTES:  # Azure's Put Range limit, before reading
+            raise too_large()
         if start > end or end >= st.st_size:
             raise _err(416, "InvalidRange", "The range specified is invalid for the current size of the resource.")
-        write = (req.header("x-ms-write") or "update").lower()
+        declared = req.header("Content-Length")
+        if write != "clear" and declared and declared.isdigit() and int(declared) != end - start + 1:
+            raise _err(400, "InvalidHeaderValue", f"The range is {end - start + 1} bytes but the body has {declared}.")
         with open(target, "r+b") as f:
             f.seek(start)
             if write == "clear":
-                f.write(b"\0" * (end - start + 1))
+                left = end - start + 1
+                while left > 0:
+                    f.write(b"\0" * min(CHUNK, left))
+                    left -= CHUNK
             else:
                 if len(req.body) != end - start + 1:
                     raise _err(400, "InvalidHeaderValue", f"The range is {end - start + 1} bytes but the body has {len(req.body)}.")

@@ -1,9 +1,13 @@
 """A small HTTPS server (standard library) with the habits the Azure SDK needs.
 
-HTTP/1.1 keep-alive, ``Content-Length`` on every response, every request body drained
-(``Content-Length`` or chunked), no body on HEAD. The TLS handshake runs in the
-connection's own thread, so one slow client cannot stall the accept loop. ``stop()``
-closes every open connection, including long-lived log streams.
+HTTP/1.1 keep-alive, ``Content-Length`` on every response, no body on HEAD. The TLS
+handshake runs in the connection's own thread, so one slow client cannot stall the
+accept loop. ``stop()`` closes every open connection, including long-lived log streams.
+
+A request body is read only when the handler asks for it (``Request.body``), which it
+does after checking authorisation, and never past ``MAX_BODY_BYTES`` (Azure's own limit
+for a Put Range and an ARM request: 4 MiB): a larger one is answered 413 unread. A body
+the handler did not read is drained (bounded) after the answer and the connection closed.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +26,8 @@ from typing import Any
 from urllib.parse import unquote
 
 log = logging.getLogger("aitk_tui.local")
+MAX_BODY_BYTES = 4 * 1024 * 1024
+_LINGER_S = 1.0  # how long an unread body is drained after the answer, so the client reads it
 
 
 class HttpError(Exception):
@@ -38,14 +45,31 @@ class DropConnection(Exception):
     """Close the connection without answering (fault injection)."""
 
 
+def too_large(limit: int = MAX_BODY_BYTES) -> HttpError:
+    return HttpError(413, "RequestBodyTooLarge",
+                     f"The request body is too large and exceeds the maximum permissible limit ({limit} bytes).")
+
+
 @dataclass
 class Request:
     method: str
     raw_path: str  # as sent, still percent-encoded, without the query
     raw_query: str
     headers: Any  # email.message.Message: case-insensitive .get()
-    body: bytes
+    # The body, or a callable that reads it (at most once, on first use of ``body``).
+    source: bytes | Callable[[], bytes] = b""
     query: dict[str, str] = field(default_factory=dict)  # keys lower-cased, values decoded
+
+    @property
+    def body(self) -> bytes:
+        if callable(self.source):
+            self.source = self.source()  # if this raises, the body stays pending (and is drained)
+        return self.source
+
+    @property
+    def body_pending(self) -> bool:
+        """True while a body announced by the client has not been read."""
+        return callable(self.source)
 
     @property
     def path(self) -> str:
@@ -104,23 +128,52 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s " + fmt, self.client_address[0], *args)
 
-    def _read_body(self) -> bytes:
+    def _read_chunked(self) -> bytes:
+        chunks, total = [], 0
+        while True:
+            try:
+                size = int(self.rfile.readline(100).split(b";")[0].strip() or b"0", 16)
+            except ValueError:
+                raise HttpError(400, "InvalidInput", "The chunked request body is malformed.") from None
+            if size == 0:
+                while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            total += size
+            if size < 0 or total > MAX_BODY_BYTES:
+                raise too_large()
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(100)
+
+    def _body_source(self) -> bytes | Callable[[], bytes]:
+        """What the body is: empty, or a reader; raises HttpError for a Content-Length we refuse."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
+            return self._read_chunked
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not raw.isdigit() or len(raw) > 19:  # also "-1", "1e9", "2**64"
+            raise HttpError(400, "InvalidHeaderValue", f"The Content-Length {raw[:40]!r} is not valid.")
+        n = self._announced = int(raw)
+        if n == 0:
+            return b""
+
+        def read() -> bytes:
+            if n > MAX_BODY_BYTES:
+                raise too_large()
+            return self.rfile.read(n)
+        return read
 
     def _dispatch(self) -> None:
         raw_path, _, raw_query = self.path.partition("?")
-        req = Request(self.command, raw_path, raw_query, self.headers, self._read_body(), _parse_query(raw_query))
+        self._announced = None
+        try:
+            source = self._body_source()
+        except HttpError as e:
+            self.close_connection = True
+            body = json.dumps({"error": {"code": e.code, "message": e.message}}).encode()
+            self._send(Response(e.status, body, {"Content-Type": "application/json", "x-ms-error-code": e.code}),
+                       head=self.command == "HEAD")
+            return
+        req = Request(self.command, raw_path, raw_query, self.headers, source, _parse_query(raw_query))
         try:
             resp = self.server.app(req)
         except DropConnection:
@@ -131,6 +184,39 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
             return
         self._send(resp, head=self.command == "HEAD")
+        if req.body_pending:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Discard a body nobody read (the request was refused). One within the limit is read
+        to its end, so the connection stays usable; of a larger one a bounded part is drained,
+        so the client can read the answer before the connection closes."""
+        n = self._announced
+        if n is not None and n <= MAX_BODY_BYTES:
+            try:
+                self.connection.settimeout(_LINGER_S * 5)
+                if len(self.rfile.read(n)) == n:
+                    return
+            except (OSError, ValueError):
+                pass
+            finally:
+                try:
+                    self.connection.settimeout(self.timeout)
+                except OSError:
+                    pass
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.settimeout(_LINGER_S)
+            left = MAX_BODY_BYTES + 65536
+            deadline = time.monotonic() + _LINGER_S
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self.rfile.read1(min(65536, left)) if hasattr(self.rfile, "read1") else b""
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except (OSError, ValueError):
+            pass
 
     def _send(self, resp: Response, head: bool) -> None:
         self.send_response(resp.status)

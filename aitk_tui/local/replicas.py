@@ -119,6 +119,17 @@ def map_mount(text: str, mount: Path, shell: bool = False) -> str:
     return re.sub(r"(?<![\w/.])/mount(?=/|\s|$|['\";])", lambda m: repl, text)
 
 
+def _adapters_exist(value: str) -> bool:
+    """Does every folder in an AITK_ADAPTER_PATH value (PATH, or NAME=PATH,...) exist?"""
+    from inference_server.settings import parse_adapters  # the server's own reading of the value
+
+    try:
+        specs = parse_adapters(value)
+    except ValueError:
+        return False
+    return bool(specs) and all(spec.path.exists() for spec in specs)
+
+
 def build_command(argv: list[str], mount: Path, note) -> list[str]:
     """The container command for a local run: ``/mount`` mapped, ``pip install`` skipped."""
     if not argv:
@@ -391,7 +402,7 @@ class ReplicaManager:
             env["AITK_MODEL_PATH"] = str(self.model_path)
             if self.adapter_path:
                 env["AITK_ADAPTER_PATH"] = str(self.adapter_path)
-            elif not Path(env.get("AITK_ADAPTER_PATH", "")).exists():
+            elif not _adapters_exist(env.get("AITK_ADAPTER_PATH", "")):
                 env.pop("AITK_ADAPTER_PATH", None)
                 env["AITK_NO_ADAPTER"] = "true"
                 note("no adapter given with --model: serving the base model alone")

@@ -271,6 +271,7 @@ class LocalCloud:
     def _local(self, req: Request, segs: list[str]) -> Response:
         low = [s.lower() for s in segs]
         if low == ["info"] and req.method == "GET":
+            self._authorize(req)  # pid and paths are for holders of this cloud's key only
             return json_response(200, {"pid": os.getpid(), "url": self.url, "state_dir": str(self.state_dir),
                                        "ca_bundle": self.ca_bundle, "model_path": str(self.model_path or ""),
                                        "adapter_path": str(self.adapter_path or "")})

@@ -38,6 +38,21 @@ if TYPE_CHECKING:
     from .widgets.parameters_form import ParametersForm
 
 
+# What takes the keys when a tab is shown from a command (F8, the palette...).
+_TAB_FOCUS = {"steps", "log-view", "prompt"}
+
+
+class MainTabs(TabbedContent):
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        focused = self.screen.focused
+        if focused is None or event.tab_pane not in focused.ancestors:
+            # Stale: focus moved on before this message arrived (F8 pressed just after the
+            # chat focused its prompt); switching back would undo the user's key.
+            event.stop()
+            return
+        super()._on_tab_pane_focused(event)
+
+
 class MainScreen(Screen):
     """The default screen; its footer shows only the keys that matter on the active tab."""
 
@@ -51,6 +66,21 @@ class MainScreen(Screen):
             return bindings
         return {key: active for key, active in bindings.items() if app.footer_shows(active.binding)}
 
+    def set_focus(self, widget, scroll_visible: bool = True, from_app_focus: bool = False) -> None:
+        if widget is not None and self._in_hidden_tab(widget):
+            # Focus never lands in a tab the user is not looking at: TabbedContent would switch
+            # back to it (Textual hands focus to a sibling in a tab being hidden, and a late
+            # focus() -- an answer ending -- does the same), so F8 from the chat did nothing.
+            widget = None
+        super().set_focus(widget, scroll_visible, from_app_focus)
+
+    def _in_hidden_tab(self, widget) -> bool:
+        pane = next((node for node in widget.ancestors if isinstance(node, TabPane)), None)
+        if pane is None:
+            return False
+        tabs = next((node for node in pane.ancestors if isinstance(node, TabbedContent)), None)
+        return tabs is not None and tabs.active != pane.id
+
 
 class AitkApp(CommandHandlersMixin, OperationsMixin, App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
@@ -58,6 +88,7 @@ class AitkApp(CommandHandlersMixin, OperationsMixin, App[int]):
     BINDINGS = bindings_for("app")
     COMMANDS = {AitkCommands}  # ours first, then Textual's system commands
     COMMAND_PALETTE_BINDING = "ctrl+p"
+    HEALTH_REFRESH_S = 20.0  # the header's endpoint health, refreshed while the app is open
 
     def __init__(self, project: Project, *, local: bool = False, auth: str = "auto",
                  model_path: Path | None = None, adapter_path: Path | None = None,
@@ -76,6 +107,7 @@ class AitkApp(CommandHandlersMixin, OperationsMixin, App[int]):
         self.settings = settings or UISettings.load()
         self.clock = clock or datetime.now
         self.session: Any = None
+        self.provision_after_what_if: tuple[str, str, Any] | None = None  # F5 waits for its what-if
         self.state = UIState(local=local)
         self.animation_level = "full" if self.settings.animations else "none"
         self._keymap = self._normalize_keymap(dict(self.settings.keymap))
@@ -93,7 +125,7 @@ class AitkApp(CommandHandlersMixin, OperationsMixin, App[int]):
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
-        with TabbedContent(initial="azure", id="tabs"):
+        with MainTabs(initial="azure", id="tabs"):
             with TabPane("Azure", id="azure"):
                 yield AzurePane(id="azure-pane")
             with TabPane("Parameters", id="parameters"):
@@ -131,6 +163,7 @@ class AitkApp(CommandHandlersMixin, OperationsMixin, App[int]):
             self.notify(f"Settings file ignored: {self.settings.load_error}", severity="warning", timeout=10)
         self.refresh_state()
         self.open_session()
+        self.set_interval(self.HEALTH_REFRESH_S, self.refresh_health_quietly)
 
     async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id:
@@ -163,7 +196,26 @@ class AitkApp(CommandHandlersMixin, OperationsMixin, App[int]):
         return self.query_one("#params")  # type: ignore[return-value]
 
     def show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        tabs = self.query_one(TabbedContent)
+        if tabs.active == tab:
+            return
+        pane = self.query_one(f"TabPane#{tab}", TabPane)
+        focused = self.focused
+        if focused is not None and pane not in focused.ancestors:
+            # Hiding the old tab makes Textual hand focus to a sibling inside that hidden
+            # tab, and TabbedContent then switches back to it (F8 from the chat did nothing).
+            self.set_focus(None)
+        tabs.active = tab
+        self.call_after_refresh(self._focus_in_tab, pane)
+
+    def _focus_in_tab(self, pane: TabPane) -> None:
+        """Keys go to the tab just shown unless something there already has focus."""
+        if self.screen.is_modal or (self.focused is not None and pane in self.focused.ancestors):
+            return
+        chain = [w for w in self.screen.focus_chain if pane in w.ancestors]
+        preferred = [w for w in chain if w.id in _TAB_FOCUS]
+        if preferred or chain:
+            (preferred or chain)[0].focus()
 
     def refresh_state(self) -> None:
         """Re-render everything that depends on :class:`UIState` (cheap: a few Statics)."""
@@ -231,6 +283,10 @@ class AitkApp(CommandHandlersMixin, OperationsMixin, App[int]):
                 return False  # a dialog or the palette is open: its own keys win
             if parameters and parameters[0] == "cancel":
                 return bool(self.state.running)
+            command = COMMANDS_BY_ID.get(str(parameters[0])) if parameters else None
+            if command is not None and command.tab_key:
+                # A key kept for one tab (End on Activity) belongs to the focused widget elsewhere.
+                return self.query_one(TabbedContent).active in command.tabs
         return True
 
     def action_cmd(self, command_id: str) -> None:

@@ -118,14 +118,41 @@ class CommandHandlersMixin:
     def _cmd_what_if(self: "AitkApp") -> None:
         params = self._load_params()
         if params is not None:
+            self.provision_after_what_if = None
             sub, group = self.state.subscription_id, self.state.resource_group
             self.start_operation("what_if", "Preview provisioning", lambda: self.session.what_if(sub, group, params))
 
     def _cmd_provision(self: "AitkApp") -> None:
+        """The what-if first; its summary asks for Enter before anything is deployed (as the CLI asks)."""
         params = self._load_params()
         if params is not None:
             sub, group = self.state.subscription_id, self.state.resource_group
+            self.provision_after_what_if = (sub, group, params)
+            self.start_operation("what_if", "Preview provisioning", lambda: self.session.what_if(sub, group, params))
+
+    def confirm_provision(self: "AitkApp", done: Any) -> None:
+        """After the what-if of F5: the summary in a dialog; Enter provisions, Esc changes nothing."""
+        pending, self.provision_after_what_if = self.provision_after_what_if, None
+        if pending is None:
+            return
+        from .screens.confirm_provision import ConfirmProvisionScreen
+
+        sub, group, params = pending
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.activity.log_pane.write_lines(["Provisioning cancelled: nothing was changed."])
+                return
+            reason = self.state.why_not("provision")
+            if reason:
+                self.notify(f"Not yet: {reason}.", title="Provision", severity="warning", timeout=6)
+                return
             self.start_operation("provision", "Provision", lambda: self.session.provision(sub, group, params))
+
+        self.clear_notifications()  # a toast would sit on the dialog's summary
+        self.push_screen(ConfirmProvisionScreen(done.data.get("changes") or [], resource_group=group,
+                                                subscription=self.state.subscription_name or sub,
+                                                estimated=bool(done.data.get("estimated"))), answered)
 
     def _cmd_deploy(self: "AitkApp") -> None:
         config = self.state.config
@@ -157,6 +184,9 @@ class CommandHandlersMixin:
     def _cmd_show_activity(self: "AitkApp") -> None:
         self.show_tab("activity")
 
+    def _cmd_activity_follow(self: "AitkApp") -> None:
+        self.activity.log_pane.follow()
+
     def _cmd_show_azure(self: "AitkApp") -> None:
         self.show_tab("azure")
 
@@ -179,8 +209,10 @@ class CommandHandlersMixin:
 
     def _save_file(self: "AitkApp", folder: str, stem: str, suffix: str, text: str) -> Path | None:
         path = self.project.state_dir / folder / f"{stem}-{self.clock():%Y%m%d-%H%M%S}{suffix}"
-        try:
-            atomic_write_text(path, text)
+        from ..errors import redact
+
+        try:  # a key pasted into the chat (or echoed by a model) must not land in a file
+            atomic_write_text(path, redact(text))
         except OSError as e:
             self.notify(f"Could not write {path}: {e}", severity="error")
             return None
@@ -190,6 +222,11 @@ class CommandHandlersMixin:
     def _cmd_save_activity(self: "AitkApp") -> None:
         self.activity.flush()
         self._save_file("logs", "activity", ".log", self.activity.save_text())
+
+    async def _cmd_new_chat(self: "AitkApp") -> None:
+        chat = await self.ensure_pane("chat")
+        self.show_tab("chat")
+        await chat.new_conversation()
 
     def _cmd_save_chat(self: "AitkApp") -> None:
         if not self.query("#chat-pane") or not self.chat.turns:

@@ -33,6 +33,7 @@ class CommandDef:
     priority: bool = False
     action: str | None = None  # widget-scope action name (app scope: cmd('<id>'))
     tabs: tuple[str, ...] = ()  # tabs whose footer shows it ("" = every tab)
+    tab_key: bool = False  # its key works only on ``tabs``; elsewhere the focused widget gets it
 
 
 AZ, ACT, ALL = ("azure",), ("azure", "activity"), ()
@@ -72,6 +73,9 @@ COMMANDS: tuple[CommandDef, ...] = (
     CommandDef("save_activity", "Save activity log", "Write the activity log to .aitk/logs/."),
     CommandDef("save_chat", "Save conversation as Markdown", "Write the chat transcript to .aitk/chats/."),
     CommandDef("copy_answer", "Copy last answer", "Copies the last chat answer to the clipboard (OSC 52)."),
+    CommandDef("new_chat", "New conversation",
+               "Start the chat afresh: the model forgets the earlier turns (ctrl+s saves them first).", "ctrl+n",
+               priority=True),
     CommandDef("cancel", "Cancel the running operation", "Stops provisioning, deploy or log streaming cleanly.",
                "escape", "Cancel"),
     CommandDef("quit", "Quit", "Leave aitk (ctrl+q works too).", "f10", "Quit", priority=True),
@@ -80,8 +84,9 @@ COMMANDS: tuple[CommandDef, ...] = (
                "ctrl+s", "Save", scope="params", action="save"),
     CommandDef("params.revert", "Revert inference parameters", "Reload the file, dropping unsaved edits.",
                "ctrl+r", "Revert", scope="params", action="revert"),
+    # App scope, limited to the Activity tab: End must work wherever focus is on that tab.
     CommandDef("activity.follow", "Follow the activity log", "Scroll to the end and keep following.",
-               "end", "Follow", scope="activity", palette=False, action="follow"),
+               "end", "Follow", palette=False, priority=True, tabs=("activity",), tab_key=True),
     CommandDef("activity.save", "Save activity log", "Write the activity log to .aitk/logs/.",
                "ctrl+s", "Save log", scope="activity", palette=False, action="save"),
     CommandDef("chat.stop", "Stop generating", "Stop the answer being streamed.", "escape", "Stop",

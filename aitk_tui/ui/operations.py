@@ -107,16 +107,29 @@ class OperationsMixin:
 
     # -- health --------------------------------------------------------------------
     @work(exclusive=True, group="health", exit_on_error=False)
-    async def check_health(self: "AitkApp") -> None:
+    async def check_health(self: "AitkApp", quiet: bool = False) -> None:
         if self.session is None or self.state.config is None:
             return
-        self.post_message(HealthChecked("checking"))
+        if not quiet:  # the periodic refresh keeps the last answer on screen meanwhile
+            self.post_message(HealthChecked("checking"))
         try:
             status = await self.session.status(self.state.config)
         except AitkError as e:
             self.post_message(HealthChecked("unreachable", e.message))
             return
         self.post_message(HealthChecked(health_from_status(status)))
+
+    def refresh_health_quietly(self: "AitkApp") -> None:
+        """The header's periodic refresh: one ARM read and, only while a replica runs, one
+        GET /health (a scaled-to-zero app is never woken). Skipped during an operation (a
+        deploy probes health itself) and while the previous check is still out."""
+        if self.session is None or self.state.running:
+            return
+        if self.state.config_missing("ACA_APP_ENDPOINT", "ACA_APP_NAME", "RESOURCE_GROUP_NAME"):
+            return
+        if any(w.group == "health" and not w.is_finished for w in self.workers):
+            return
+        self.check_health(quiet=True)
 
     def on_health_checked(self: "AitkApp", event: HealthChecked) -> None:
         self.state.health = event.health
@@ -171,6 +184,8 @@ class OperationsMixin:
 
     def on_operation_ended(self: "AitkApp", event: OperationEnded) -> None:
         self.activity.end(event.title, event.outcome, event.event)
+        if event.op == "what_if" and event.outcome != "done":
+            self.provision_after_what_if = None  # F5's preview failed or was cancelled: no dialog
         self.state.running = None
         ev = event.event
         if event.outcome == "failed":
@@ -188,6 +203,9 @@ class OperationsMixin:
             self.state.signin_error = None
         elif op == "what_if":
             self.activity.show_changes(done.data.get("changes") or [])
+            if self.provision_after_what_if is not None:  # F5: the dialog shows the summary instead
+                self.confirm_provision(done)
+                return
         elif op == "provision":
             self.reload_config()
             self.check_health()

@@ -31,6 +31,12 @@ param modelPath string = '/mount/model-cache/microsoft/Phi-3-mini-4k-instruct'
 param adapterPath string = '/mount/models/qlora/qlora/gpu_model/adapter'
 param adapterName string = 'adapter'
 
+@description('Several LoRA adapters on the one base, each NAME=PATH with PATH on the share; each answers as model NAME. Empty: the single adapterPath, answering as adapterName.')
+param adapters array = []
+
+@description('Serve the base model too (under its folder name): the adapters stay unmerged.')
+param serveBase bool = false
+
 @secure()
 @description('Bearer key clients must send; stored as the container-app secret inference-api-key.')
 param inferenceApiKey string
@@ -42,7 +48,24 @@ resource storageAccount 'Microsoft.Storage/storageAccounts@2023-01-01' = {
   location: location
   sku: { name: 'Standard_LRS' }
   kind: 'StorageV2'
-  properties: { largeFileSharesState: 'Enabled' }
+  // Hardened, and still usable by AI Toolkit's fine-tuning on the same account:
+  // TLS 1.2 and HTTPS (SMB 3 with encryption) only, no anonymous blob access, no
+  // cross-tenant replication. Shared-key access stays on: the Container Apps Azure Files
+  // mount authenticates with the account key, and so does `aitk deploy` (listKeys).
+  // Public network access stays on: the Consumption environment (no VNet) and the
+  // developer's machine reach the share over its public endpoint; every request is
+  // authorised by the key. Infrastructure encryption can only be chosen when an account
+  // is created, so it is not set here (an existing account would fail to update).
+  properties: {
+    largeFileSharesState: 'Enabled'
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    allowSharedKeyAccess: true
+    defaultToOAuthAuthentication: false
+    publicNetworkAccess: 'Enabled'
+  }
 }
 
 resource fileService 'Microsoft.Storage/storageAccounts/fileServices@2023-01-01' = {
@@ -126,8 +149,10 @@ resource acaApp 'Microsoft.App/containerApps@2023-11-02-preview' = {
           resources: { cpu: containerCpu, memory: containerMemory }
           env: [
             { name: 'AITK_MODEL_PATH', value: modelPath }
-            { name: 'AITK_ADAPTER_PATH', value: adapterPath }
-            { name: 'AITK_ADAPTER_NAME', value: adapterName }
+            // The server reads a single PATH or a comma-separated NAME=PATH list here.
+            { name: 'AITK_ADAPTER_PATH', value: empty(adapters) ? adapterPath : join(adapters, ',') }
+            { name: 'AITK_ADAPTER_NAME', value: empty(adapters) ? adapterName : '' }
+            { name: 'AITK_SERVE_BASE', value: string(serveBase) }
             { name: 'AITK_PORT', value: '7860' }
             { name: 'HF_HOME', value: '/mount/.cache/huggingface' }
             { name: 'PIP_CACHE_DIR', value: '/mount/.cache/pip' }

@@ -41,12 +41,28 @@ def test_whoami_with_azure_cli_credential(tmp_path, monkeypatch, capsys):
     assert token not in out + err and token.split(".")[1] not in out + err
 
 
-def test_not_signed_in_is_one_line_with_exit_1(tmp_path, monkeypatch, capsys):
+def test_not_signed_in_is_one_line_with_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))  # no az anywhere
     for var in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_USERNAME"):
         monkeypatch.delenv(var, raising=False)
-    rc = main(["--project", str(tmp_path), "--auth", "cli", "subscriptions"])
+    for method, advice in (("cli", "Not signed in to the Azure CLI: run `az login`, or use `--device-code`"),
+                           ("env", "No service principal in the environment: set AZURE_TENANT_ID")):
+        rc = main(["--project", str(tmp_path), "--auth", method, "subscriptions"])
+        out, err = capsys.readouterr()
+        assert rc == 2 and out == ""  # configuration, not a failed operation
+        assert err.startswith(f"aitk: error: {advice}"), err
+        assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_device_code_without_network_says_so_and_does_not_advise_device_code(tmp_path, monkeypatch, capsys):
+    import socket
+
+    def no_network(*a, **k):  # what a box with no network (or no DNS) answers
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    rc = main(["--project", str(tmp_path), "--device-code", "subscriptions"])
     out, err = capsys.readouterr()
     assert rc == 1 and out == ""
-    assert err.startswith("aitk: error: Not signed in to Azure: run `az login`, or use `--auth device-code`")
-    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("aitk: error: Cannot reach Azure's sign-in service: check the network connection"), err
+    assert "device-code" not in err.split("(")[0] and err.count("\n") == 1

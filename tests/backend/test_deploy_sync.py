@@ -11,6 +11,7 @@ import pytest
 
 from aitk_tui.cloud import deploy as deploy_mod
 from aitk_tui.cloud.session import CloudSession
+from aitk_tui.cloud.sync_plan import format_size
 from aitk_tui.config.inference_config import InferenceConfig
 from aitk_tui.config.parameters import ParametersDocument
 from aitk_tui.events import Done, Failed, HealthWait, LogLine, UploadProgress
@@ -57,7 +58,8 @@ async def test_sync_is_incremental_and_mirrors_the_folder(session, local_cloud, 
     events = await _deploy(session, config)
     local = _local_files(root)
     n, size = len(local), sum(len(b) for b in local.values())
-    assert events[-1].summary == f"uploaded {n} files ({size} bytes), 0 unchanged, 0 removed"
+    assert events[-1].summary == (f"uploaded {n} files ({format_size(size)}), 0 unchanged, 0 removed, 2 skipped")
+    assert events[-1].data["skipped"] == ["inference_server/__pycache__/", "inference_server/.DS_Store"]
     ups = [e for e in events if isinstance(e, UploadProgress)]
     assert [e.files_done for e in ups] == list(range(1, n + 1)) and ups[-1].bytes_done == size
     share = _share(local_cloud, config)
@@ -67,7 +69,8 @@ async def test_sync_is_incremental_and_mirrors_the_folder(session, local_cloud, 
     manifest = json.loads((share / ".aitk" / "manifest.json").read_text())
     assert set(manifest["files"]) == set(local)
 
-    assert (await _deploy(session, config))[-1].summary == f"uploaded 0 files (0 bytes), {n} unchanged, 0 removed"
+    again = (await _deploy(session, config))[-1].summary
+    assert again == f"uploaded 0 files (0 B), {n} unchanged, 0 removed, 2 skipped"
 
 
 async def test_interrupted_first_deploy_uploads_everything_next_time(session, local_project):
@@ -104,7 +107,7 @@ async def test_failed_upload_is_retried_even_if_the_file_is_reverted(session, lo
     monkeypatch.setattr(deploy_mod, "_upload_one", real)
     target.write_text(original)  # back to what the share's old manifest says...
     events = await _deploy(session, config)
-    assert events[-1].summary.startswith("uploaded 1 files")  # ...but the share may hold a partial file
+    assert events[-1].summary.startswith("uploaded 1 file (")  # ...but the share may hold a partial file
 
 
 async def test_corrupt_manifest_means_upload_all(session, local_cloud, local_project):

@@ -147,7 +147,10 @@ def test_plan_sync_uploads_changed_and_removes_deleted(tmp_path):
 
 
 def test_summary_wording():
-    assert SyncResult(3, 1200, 7, 1).summary == "uploaded 3 files (1200 bytes), 7 unchanged, 1 removed"
+    assert SyncResult(3, 1200, 7, 1).summary == "uploaded 3 files (1.2 KB), 7 unchanged, 1 removed"
+    assert SyncResult(1, 1, 0, 0).summary == "uploaded 1 file (1 B), 0 unchanged, 0 removed"
+    assert SyncResult(0, 0, 2, 0).summary == "uploaded 0 files (0 B), 2 unchanged, 0 removed"
+    assert SyncResult(2, 25 * 1024 * 1024, 0, 0).summary == "uploaded 2 files (25.0 MB), 0 unchanged, 0 removed"
 
 
 # -- CLI progress printing ---------------------------------------------------------------------
@@ -212,7 +215,7 @@ def test_init_writes_a_project(tmp_path, capsys):
 def test_hash_cache_skips_rehashing_unchanged_files(tmp_path, monkeypatch):
     import os
 
-    from aitk_tui.cloud import deploy as d
+    from aitk_tui.cloud import sync_plan as d
 
     _tree(tmp_path)
     cache: dict = {}

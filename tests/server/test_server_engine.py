@@ -49,7 +49,7 @@ async def test_adapter_and_base_give_their_own_taught_replies(engine, unmerged):
 
 async def test_merged_adapter_answers_like_the_unmerged_one(tiny_model):
     merged = load_model(make_settings(tiny_model, merge=True))
-    assert merged.merged and merged.served == {"demo-adapter": True}
+    assert merged.merged and merged.served == {"demo-adapter": None}  # the weights carry it
     eng = Engine(merged, max_batch_size=2)
     eng.start()
     try:
@@ -178,7 +178,7 @@ async def test_full_queue_raises_queue_full_with_a_retry_hint(unmerged):
 
 async def test_no_adapter_serves_the_base_alone(tiny_model):
     base = load_model(make_settings(tiny_model, no_adapter=True, adapter_path=None))
-    assert base.served == {"demo-model": False} and base.adapter_id is None
+    assert base.served == {"demo-model": None} and base.adapter_id is None
     eng = Engine(base)
     eng.start()
     try:

@@ -23,6 +23,9 @@ class StubOpenAI:
         self.fail_status: int | None = None
         self.retry_after: int | None = None
         self.hold: threading.Event | None = None  # set → the stream pauses after the first token
+        self.max_model_len: int | None = None  # reported by /v1/models when set
+        self.context_limit: int | None = None  # enforced (400, as vLLM words it) when set
+        self.chars_per_token = 3.0  # how this stub counts prompt tokens
         self.requests: list[dict] = []
         self.sent_at: list[float] = []  # perf_counter when each token was written
         self.disconnected = threading.Event()
@@ -54,7 +57,10 @@ class StubOpenAI:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
-                    self._json(200, {"object": "list", "data": [{"id": "stub-model", "object": "model"}]})
+                    card = {"id": "stub-model", "object": "model"}
+                    if stub.max_model_len:
+                        card["max_model_len"] = stub.max_model_len
+                    self._json(200, {"object": "list", "data": [card]})
                 elif self.path == "/health":
                     self._json(200, {"status": "ok"})
                 else:
@@ -66,6 +72,13 @@ class StubOpenAI:
                 stub.requests.append(body)
                 if self.headers.get("Authorization") != f"Bearer {stub.api_key}":
                     self._json(401, {"error": {"message": "invalid api key", "code": 401}})
+                    return
+                prompt_tokens = stub.count_tokens(body.get("messages") or [])
+                if stub.context_limit and prompt_tokens >= stub.context_limit:
+                    message = (f"This model's maximum context length is {stub.context_limit} tokens. However, you "
+                               f"requested {prompt_tokens + 16} tokens ({prompt_tokens} in the messages, 16 in the "
+                               "completion). Please reduce the length of the messages or completion.")
+                    self._json(400, {"error": {"message": message, "type": "BadRequestError", "code": 400}})
                     return
                 if stub.fail_status:
                     headers = {"Retry-After": str(stub.retry_after)} if stub.retry_after else {}
@@ -94,8 +107,8 @@ class StubOpenAI:
                     end = {"id": "c1", "object": "chat.completion.chunk", "model": "stub-model",
                            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
                     usage = {"id": "c1", "object": "chat.completion.chunk", "model": "stub-model", "choices": [],
-                             "usage": {"prompt_tokens": 5, "completion_tokens": len(stub.tokens),
-                                       "total_tokens": 5 + len(stub.tokens)}}
+                             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(stub.tokens),
+                                       "total_tokens": prompt_tokens + len(stub.tokens)}}
                     tail = f"data: {json.dumps(end)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n"
                     self.wfile.write(tail.encode())
                     self.wfile.flush()
@@ -106,6 +119,10 @@ class StubOpenAI:
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
+
+    def count_tokens(self, messages: list[dict]) -> int:
+        """Prompt tokens as this stub's "tokenizer" counts them (4 per message for the template)."""
+        return int(sum(-(-len(str(m.get("content", ""))) // self.chars_per_token) + 4 for m in messages) + 2)
 
     def stop(self) -> None:
         if self.hold is not None:
@@ -122,6 +139,17 @@ def demo_tokens(count: int, shape: str = "prose") -> list[str]:
     if shape == "lists":
         words = ["The", " adapter", " adds", " **low-rank**", " updates", ".", "\n\n", "- item", " one", "\n",
                  "- item", " two", "\n\n"]
+        return [words[i % len(words)] for i in range(count)]
+    if shape == "code":  # a fenced block of ~8 lines after every sentence
+        words = ["Load", " it", " like", " `this`", ":", "\n\n", "```python", "\n"]
+        words += ["model", " =", " PeftModel", ".from_pretrained", "(base,", " path)", "\n"] * 8
+        words += ["```", "\n\n"]
+        return [words[i % len(words)] for i in range(count)]
+    if shape == "tables":  # a 3-column table of ~6 rows after every sentence
+        words = ["Compare", " the", " **sizes**", ":", "\n\n", "| name", " | rank", " | size |", "\n",
+                 "| --- | --- | --- |", "\n"]
+        words += ["| q_proj", " | 16", " | 8 MB |", "\n"] * 6
+        words += ["\n"]
         return [words[i % len(words)] for i in range(count)]
     sentence = [" The", " adapter", " adds", " **low-rank**", " updates", " to", " the", " frozen", " base",
                 " model", ",", " so", " only", " a", " few", " million", " weights", " change", "."]
@@ -146,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=4000)
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--burst", type=int, default=20)
-    parser.add_argument("--shape", choices=("prose", "lists"), default="prose")
+    parser.add_argument("--shape", choices=("prose", "lists", "code", "tables"), default="prose")
     args = parser.parse_args(argv)
     tokens = demo_tokens(args.tokens, args.shape)
     stub = StubOpenAI(tokens=tokens, tokens_per_s=args.rate, burst=args.burst).start()

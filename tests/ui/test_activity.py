@@ -70,6 +70,8 @@ async def test_provision_streams_rows_then_deploy_shows_upload_progress(make_app
         await settle(pilot)
         await pilot.press("f5")
         await settle(pilot)
+        await pilot.press("enter")  # the what-if summary's dialog: provision
+        await settle(pilot)
         table = app.activity.table
         assert table.row_count == 6
         states = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
@@ -91,6 +93,8 @@ async def test_a_failure_is_one_sentence_with_the_detail_expandable(make_app, ui
         await settle(pilot)
         await pilot.press("f5")
         await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
         collapsible = app.activity.query_one("#error", Collapsible)
         assert collapsible.display and collapsible.collapsed
         assert "GPU quota" in collapsible.title
@@ -107,6 +111,8 @@ async def test_esc_cancels_provisioning_and_leaves_no_local_file_written(make_ap
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await pilot.press("f5")
+        await settle(pilot)
+        await pilot.press("enter")
         for _ in range(5):
             await pilot.pause()
         assert app.state.running == "Provision"
@@ -135,3 +141,78 @@ async def test_replica_logs_follow_until_esc(make_app, ui_project):
         await pilot.press("escape")
         await settle(pilot)
         assert app.state.running is None and "cancelled" in app.activity.title_text
+
+
+async def test_f5_shows_the_what_if_summary_and_provisions_only_on_enter(make_app, ui_project):
+    from aitk_tui.ui.screens.confirm_provision import ConfirmProvisionScreen
+
+    remember_group(ui_project)
+    before = ui_project.config_path.read_bytes()
+    app, session = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f5")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmProvisionScreen)
+        shown = str(dialog.query_one("#confirm-title", Static).render()) + \
+            str(dialog.query_one("#confirm-changes", Static).render())
+        assert "6 to create" in shown and "containerApps  aiacaappdemo1" in shown
+        assert session.calls[-1] == "what_if"  # nothing deployed yet
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmProvisionScreen)
+        assert not any(c.startswith("provision") for c in session.calls)
+        assert "nothing was changed" in app.activity.log_pane.text()
+        assert ui_project.config_path.read_bytes() == before
+        await pilot.press("f5")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert session.calls[-1].startswith("provision:")
+        assert app.activity.title_text.startswith("✓ Provision")
+
+
+async def test_the_log_keeps_following_when_rows_and_the_upload_bar_shrink_it(make_app, ui_project):
+    """Nobody scrolled: the table growing and the upload bar appearing must not detach the log."""
+    from aitk_tui.events import ResourceProgress, UploadProgress
+
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f8")
+        await settle(pilot)
+        activity = app.activity
+        pane = activity.log_pane
+        activity.begin("provision", "Provision")
+        for i in range(40):
+            activity.feed(LogLine(f"before {i}"))
+            if i % 5 == 0:
+                activity.feed(ResourceProgress("Microsoft.App/containerApps", f"app{i}", "Succeeded", 1.0))
+            if i == 20:
+                activity.feed(UploadProgress("inference_server/x.py", 1, 3, 10, 30))
+            activity.flush()
+            await pilot.pause()
+        await settle(pilot)
+        assert pane.following and not pane.has_class("-detached")
+        assert pane.log.is_vertical_scroll_end
+        assert activity.table.row_count == 8
+
+
+async def test_end_follows_again_from_anywhere_on_the_activity_tab(make_app):
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f8")
+        await settle(pilot)
+        pane = app.activity.log_pane
+        pane.write_lines([f"line {i}" for i in range(100)])
+        await settle(pilot)
+        pane.log.scroll_home(animate=False, immediate=True)
+        pane.write_lines(["unseen"])
+        await settle(pilot)
+        assert not pane.following
+        app.set_focus(None)  # focus is not in the log (the tab bar, nothing...)
+        await pilot.press("end")
+        await settle(pilot)
+        assert pane.following and pane.log.is_vertical_scroll_end and not pane.has_class("-detached")

@@ -113,3 +113,37 @@ async def test_not_signed_in_offers_sign_in_and_device_code_is_shown(make_app):
         await settle(pilot)
         assert app.state.signed_in
         assert any("ABCD-1234" in n.message for n in app._notifications)
+
+
+async def test_the_header_shows_health_in_words_at_80_columns_and_refreshes_it_by_itself(make_app, ui_project):
+    from aitk_tui.cloud.models import AppStatus
+
+    from .fakes import write_config
+
+    write_config(ui_project)
+    # The longest header there is: an id with no name, a long group, an operation running.
+    ProjectState(subscription_id="00000000-aaaa-4aaa-8aaa-000000000001",
+                 resource_group="rg-inference-with-a-rather-long-name").save(ui_project.state_path)
+    app, session = make_app()
+    answers = [AppStatus("app", "https://x", "Succeeded", "Running", "rev1", 0, None)]  # asleep first
+
+    async def status(config):
+        session.calls.append("status")
+        return answers[0]
+
+    session.status = status
+    app.HEALTH_REFRESH_S = 0.2
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        header = header_text(app)
+        assert header.rstrip().endswith("○ asleep"), header
+        assert len(header) <= 78 and "…" in header  # the left part gave way, not the health
+        answers[0] = AppStatus("app", "https://x", "Succeeded", "Running", "rev1", 1, True)
+        before = session.calls.count("status")
+        for _ in range(40):  # no key pressed: the app asks again on its own
+            await pilot.pause(0.1)
+            if "● healthy" in header_text(app):
+                break
+        assert header_text(app).rstrip().endswith("● healthy"), header_text(app)
+        assert session.calls.count("status") > before
+        assert "checking" not in header_text(app)  # the quiet refresh never blanks the answer

@@ -74,6 +74,8 @@ async def test_select_provision_deploy_chat_on_the_local_cloud(local_ui, fixed_c
 
         await pilot.press("f5")
         await settle(pilot)
+        await pilot.press("enter")  # the what-if summary's dialog: provision
+        await settle(pilot)
         assert app.activity.title_text.startswith("✓ Provision"), app.activity.last_error
         rows = [app.activity.table.get_row_at(i) for i in range(app.activity.table.row_count)]
         assert any("aiapp-flow" in str(r[2]) for r in rows)

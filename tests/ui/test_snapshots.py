@@ -60,6 +60,8 @@ def test_activity_after_a_provision(snap_compare, ui_project, size):
     async def provision(pilot):
         await settle(pilot)
         await pilot.press("f5")
+        await settle(pilot)
+        await pilot.press("enter")  # the what-if summary's dialog: provision
         await _quiet(pilot)
 
     assert snap_compare(_app(ui_project), terminal_size=size, run_before=provision)
@@ -78,3 +80,13 @@ def test_chat_with_an_answer(snap_compare, ui_project, size):
         await settle(pilot)
 
     assert snap_compare(_app(ui_project, provisioned=True), terminal_size=size, run_before=chat)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_provision_asks_with_the_what_if_summary(snap_compare, ui_project, size):
+    async def preview(pilot):
+        await settle(pilot)
+        await pilot.press("f5")
+        await _quiet(pilot)
+
+    assert snap_compare(_app(ui_project), terminal_size=size, run_before=preview)

@@ -40,12 +40,9 @@ def format_elapsed(seconds: float | None) -> str:
 
 
 def format_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+    from ...cloud.sync_plan import format_size  # one unit style for the CLI and the TUI
+
+    return format_size(n)
 
 
 def short_type(resource_type: str) -> str:
@@ -246,8 +243,5 @@ Provisioning, deploy and replica logs stream here.
         self.add_class("-has-resources")
 
     # -- bound actions ---------------------------------------------------------------
-    def action_follow(self) -> None:
-        self.log_pane.follow()
-
     def action_save(self) -> None:
         self.app.run_command("save_activity")  # type: ignore[attr-defined]

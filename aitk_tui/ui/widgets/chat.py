@@ -1,27 +1,31 @@
 """The Chat tab: stream answers from the inference endpoint or any OpenAI-compatible URL.
 
-Answers stream through ``MarkdownStream`` into a container anchored to the bottom; the
-prompt is locked while streaming and restored on failure; Esc stops generating; errors
-(401, 429, an endpoint still waking) are explained inline. Model text is sanitized
+Answers stream through ``PacedStream`` into a ``StreamedAnswer`` (answer.py) in a container
+anchored to the bottom; the prompt is locked while streaming and restored on failure; Esc
+stops generating; errors (401, 429, an endpoint still waking) are explained inline. Model text is sanitized
 before it is rendered. The conversation lives for the session and saves as Markdown.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical, VerticalScroll
-from textual.message import Message
 from textual.widgets import Collapsible, Input, Label, Markdown, Static
+from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
+from ...chat.context import ContextBudget, parse_context_error
 from ..commands import bindings_for
+from .answer import PacedStream, StreamedAnswer
 from .prompt import PromptArea
+
+
+IDLE_STATUS = "Enter send · ctrl+j new line · Esc stop"
 
 
 def explain_chat_error(message: str, status: int | None) -> str:
@@ -45,55 +49,35 @@ def _looks_unreachable(message: str) -> bool:
                                    "loading", "asleep", "starting"))
 
 
-class PacedStream:
-    """``MarkdownStream`` fed at most every ``interval`` seconds.
-
-    Each Markdown append costs a layout of the whole conversation (O(blocks)); fewer, larger
-    appends leave the event loop free to read the socket at thousands of tokens per second.
-    Text is never held longer than ``interval``: a timer flushes what is buffered.
-    """
-
-    def __init__(self, markdown: Markdown, interval: float = 0.05) -> None:
-        self._stream = Markdown.get_stream(markdown)
-        self._interval = interval
-        self._buffer: list[str] = []
-        self._last = 0.0
-        self._timer: asyncio.Task | None = None
-        self.writes = 0
-
-    async def write(self, text: str) -> None:
-        self._buffer.append(text)
-        now = time.monotonic()
-        if now - self._last >= self._interval:
-            await self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.create_task(self._flush_later(self._last + self._interval - now))
-
-    async def _flush_later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self._timer = None
-        await self._flush()
-
-    async def _flush(self) -> None:
-        if self._buffer:
-            text = "".join(self._buffer)
-            self._buffer.clear()
-            self._last = time.monotonic()
-            self.writes += 1
-            await self._stream.write(text)
-
-    async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        await self._flush()
-        await self._stream.stop()
-
-
 @dataclass
 class Turn:
     role: str
     content: str
+
+
+@dataclass(eq=False)
+class _Answer:
+    """One request from Enter until the pane has given the prompt back.
+
+    The worker only records what happened here; the pane closes the answer once the
+    worker has finished, however it finished (``_end``), so an Esc that lands while the
+    worker is cleaning up, or before it ever ran, cannot leave the prompt locked.
+    """
+
+    user_text: str
+    typed: str  # the prompt as typed, given back when the request fails
+    user_widget: Static
+    markdown: Markdown
+    url: str
+    parts: list[str] = field(default_factory=list)
+    sent: list[dict[str, str]] = field(default_factory=list)  # the messages of the last request
+    finished: Any = None
+    error: Any = None
+    stream: Any = None
+    stream_stopped: bool = False
+    left_out: int = 0  # earliest exchanges the last request left out
+    worker: Worker | None = None
+    ended: bool = False
 
 
 class ChatPane(Vertical):
@@ -105,6 +89,9 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
 - **Enter** sends; **ctrl+j** (or alt+enter / shift+enter where the terminal
   sends them) inserts a new line.
 - **Esc** stops the answer being generated.
+- **ctrl+n** (or *New conversation* in the palette) starts afresh. When the
+  conversation outgrows the model's context, the earliest exchanges are left
+  out of what is sent, and a notice says so.
 - After each answer: time to first token and tokens per second.
 - **ctrl+s** saves the conversation as Markdown; *Copy last answer* in the
   palette copies it (OSC 52, works over ssh).
@@ -121,18 +108,11 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
     ChatPane .answer-stats { color: $text-muted; padding: 0 1; }
     ChatPane .chat-error { color: $error; padding: 0 1; margin-top: 1; }
     ChatPane .chat-error-detail { color: $text-muted; padding: 0 1; }
+    ChatPane .chat-notice { color: $warning; padding: 0 1; margin-top: 1; }
     ChatPane #chat-empty { color: $text-muted; padding: 1; }
     ChatPane #chat-status { height: 1; padding: 0 1; color: $text-muted; }
     ChatPane PromptArea { margin: 0 1; }
     """
-
-    class AnswerEnded(Message):
-        def __init__(self, outcome: str, text: str, finished: Any = None, error: Any = None) -> None:
-            super().__init__()
-            self.outcome = outcome  # "done" | "stopped" | "failed"
-            self.text = text
-            self.finished = finished
-            self.error = error
 
     def __init__(self, *, client_factory: Callable[..., Any] | None = None,
                  verify_for: Callable[[str], str | bool] | None = None, id: str | None = None) -> None:
@@ -146,10 +126,10 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         self.update_interval = 0.05  # seconds between Markdown updates while streaming
         self.tokens_streamed = 0  # deltas written (benchmark / tests)
         self.chars_streamed = 0
-        self._pending_prompt = ""
-        self._answer: Markdown | None = None
-        self._user_widget: Static | None = None
-        self._user_text = ""
+        self._answer: _Answer | None = None
+        self._budgets: dict[str, ContextBudget] = {}  # per endpoint URL: its context and token ratio
+        self._left_out = 0  # earliest exchanges no longer sent (monotonic within a conversation)
+        self._new_after_end = False
 
     def compose(self) -> ComposeResult:
         with Collapsible(title=self._settings_title(), id="chat-settings", collapsed=True):
@@ -166,7 +146,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
                 yield Input("512", type="integer", id="chat-max", compact=True)
         with VerticalScroll(id="conversation"):
             yield Static("No messages yet. Type below and press Enter.", id="chat-empty")
-        yield Static("Enter send · ctrl+j new line · Esc stop", id="chat-status")
+        yield Static(IDLE_STATUS, id="chat-status")
         yield PromptArea(id="prompt", compact=True)
 
     def on_mount(self) -> None:
@@ -191,6 +171,19 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         self.query_one("#chat-url", Input).value = url
         if api_key is not None:
             self.query_one("#chat-key", Input).value = api_key
+            self._key_bound_to = (api_key, url)  # the app's key goes to the app's endpoint only
+
+    def key_problem(self, url: str, key: str) -> str | None:
+        """Why ``key`` must not go to ``url``: plain http off this machine, or the app's key elsewhere."""
+        from ...chat.client import is_loopback, key_destination_problem
+
+        if not key:
+            return None
+        bound = getattr(self, "_key_bound_to", None)
+        if bound is not None and bound[0] == key and bound[1] != url:
+            return f"the app's API key is sent only to its own endpoint ({bound[1]}); type the key of {url} instead"
+        # A URL typed into Settings is an explicit choice: loopback http is allowed, nothing else over http.
+        return key_destination_problem(url, allow_insecure_http=is_loopback(url))
 
     def _params(self) -> tuple[float | None, int | None]:
         try:
@@ -203,14 +196,22 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
             max_tokens = None
         return temp, max_tokens
 
-    def messages(self, prompt: str) -> list[dict[str, str]]:
-        out = []
+    def _system(self) -> list[dict[str, str]]:
         system = self._value("chat-system")
-        if system:
-            out.append({"role": "system", "content": system})
-        out.extend({"role": t.role, "content": t.content} for t in self.turns)
-        out.append({"role": "user", "content": prompt})
-        return out
+        return [{"role": "system", "content": system}] if system else []
+
+    def _pairs(self) -> list[list[dict[str, str]]]:
+        """The exchanges still sent with each request, oldest first."""
+        turns = [{"role": t.role, "content": t.content} for t in self.turns]
+        return [turns[i:i + 2] for i in range(0, len(turns), 2)][self._left_out:]
+
+    def messages(self, prompt: str) -> list[dict[str, str]]:
+        """What a request would carry now, before it is fitted to the model's context."""
+        history = [m for pair in self._pairs() for m in pair]
+        return self._system() + history + [{"role": "user", "content": prompt}]
+
+    def budget(self, url: str) -> ContextBudget:
+        return self._budgets.setdefault(url, ContextBudget())
 
     # -- sending -------------------------------------------------------------------
     @on(PromptArea.Submitted)
@@ -228,104 +229,200 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
             await conversation.mount(Static("✕ No endpoint yet: provision and press F9 (Go to inference endpoint), "
                                             "or type a URL under Settings.", classes="chat-error"))
             return
+        problem = self.key_problem(url, self._value("chat-key"))
+        if problem:
+            await conversation.mount(Static(f"✕ The API key was not sent: {problem}.", classes="chat-error",
+                                            markup=False))
+            return
         prompt = self.query_one(PromptArea)
-        self._pending_prompt = prompt.text
+        typed = prompt.text
         prompt.text = ""
         prompt.set_locked(True)
         self.streaming = True
         self.app.refresh_bindings()
         for old in conversation.query("#chat-empty"):
             await old.remove()
-        self._user_text = text
-        self._user_widget = Static(text, classes="user-msg", markup=False)
-        self._answer = Markdown("", classes="answer")
-        await conversation.mount_all([self._user_widget, self._answer])
+        answer = _Answer(text, typed, Static(text, classes="user-msg", markup=False), StreamedAnswer(classes="answer"),
+                         url)
+        self._answer = answer
+        await conversation.mount_all([answer.user_widget, answer.markdown])
         conversation.anchor()
         self.query_one("#chat-status", Static).update("Generating… Esc to stop")
         temp, max_tokens = self._params()
-        self._stream(url, self._value("chat-key"), self.messages(text), temp, max_tokens, text)
+        answer.worker = self._stream(answer, self._value("chat-key"), temp, max_tokens)
 
     def _make_client(self, url: str, key: str) -> Any:
         if self.client_factory is not None:
             return self.client_factory(url, key, verify=self.verify_for(url))
-        from ...chat.client import ChatClient
+        from ...chat.client import ChatClient, is_loopback
 
-        return ChatClient(url, key, verify=self.verify_for(url))
+        return ChatClient(url, key, verify=self.verify_for(url), allow_insecure_http=is_loopback(url))
 
     @work(exclusive=True, group="chat", exit_on_error=False)
-    async def _stream(self, url: str, key: str, messages: list[dict[str, str]], temperature: float | None,
-                      max_tokens: int | None, prompt_text: str) -> None:
-        from ...chat.client import ChatError, Delta, Finished, sanitize
+    async def _stream(self, answer: _Answer, key: str, temperature: float | None, max_tokens: int | None) -> None:
+        """Stream one answer into ``answer``; the pane closes it when this worker has finished."""
+        from ...chat.client import ChatError
 
-        assert self._answer is not None
-        stream = PacedStream(self._answer, self.update_interval)
-        parts: list[str] = []
-        finished = None
-        outcome, error = "done", None
-        client = self._make_client(url, key)
+        answer.stream = PacedStream(answer.markdown, self.update_interval)
+        budget = self.budget(answer.url)
+        client = self._make_client(answer.url, key)
         try:
-            async with aclosing(client.stream_chat(messages, temperature=temperature,
-                                                   max_tokens=max_tokens)) as events:
-                async for item in events:
-                    if isinstance(item, Delta):
-                        clean = sanitize(item.text)
-                        if clean:
-                            parts.append(clean)
-                            self.tokens_streamed += 1
-                            self.chars_streamed += len(clean)
-                            await stream.write(clean)
-                    elif isinstance(item, Finished):
-                        finished = item
-        except asyncio.CancelledError:
-            outcome = "stopped"
-            raise
-        except ChatError as e:
-            outcome, error = "failed", e
-        finally:
-            await stream.stop()
-            aclose = getattr(client, "aclose", None)
-            if aclose is not None:
+            model = None
+            describe = getattr(client, "default_model_info", None)
+            if describe is not None:  # the context limit, from /v1/models (max_model_len)
+                info = await describe()
+                model = info.id
+                budget.learn_limit(info.max_model_len)
+            user = {"role": "user", "content": answer.user_text}
+            at_least = 0
+            while True:
+                pairs = self._pairs()
+                fitted = budget.fit(self._system(), pairs, user, max_tokens, at_least=at_least)
+                answer.sent, answer.left_out = fitted.messages, fitted.dropped_pairs
                 try:
-                    await asyncio.shield(aclose())
-                except Exception:  # noqa: BLE001 - closing is best effort
-                    pass
-            self.post_message(self.AnswerEnded(outcome, "".join(parts), finished, error))
+                    await self._receive(client, answer, model, temperature, max_tokens)
+                    break
+                except ChatError as e:
+                    # Our estimate was short: the 400 names the limit and the true count. Learn
+                    # both and leave out more, unless nothing is left to leave out.
+                    told = parse_context_error(e.detail) if e.status == 400 else None
+                    if told is None or answer.parts or fitted.dropped_pairs >= len(pairs):
+                        raise
+                    budget.learn_limit(told[0])
+                    if told[1]:
+                        budget.learn_usage(fitted.messages, told[1])
+                    at_least = fitted.dropped_pairs + 1
+            usage = getattr(answer.finished, "usage", None)
+            budget.learn_usage(answer.sent, getattr(usage, "prompt_tokens", None))
+        except ChatError as e:
+            answer.error = e
+        finally:
+            try:
+                answer.stream_stopped = await _stop_stream(answer.stream)
+            finally:
+                aclose = getattr(client, "aclose", None)
+                if aclose is not None:
+                    try:
+                        await asyncio.shield(aclose())
+                    except Exception:  # noqa: BLE001 - closing is best effort
+                        pass
 
-    @on(AnswerEnded)
-    async def _answer_ended(self, event: AnswerEnded) -> None:
+    async def _receive(self, client: Any, answer: _Answer, model: str | None, temperature: float | None,
+                       max_tokens: int | None) -> None:
+        from ...chat.client import Delta, Finished, sanitize
+
+        extra = {"model": model} if model else {}
+        async with aclosing(client.stream_chat(answer.sent, temperature=temperature, max_tokens=max_tokens,
+                                               **extra)) as events:
+            async for item in events:
+                if isinstance(item, Delta):
+                    clean = sanitize(item.text)
+                    if clean:
+                        answer.parts.append(clean)
+                        self.tokens_streamed += 1
+                        self.chars_streamed += len(clean)
+                        await answer.stream.write(clean)
+                elif isinstance(item, Finished):
+                    answer.finished = item
+
+    @on(Worker.StateChanged)
+    async def _worker_changed(self, event: Worker.StateChanged) -> None:
+        answer = self._answer
+        if answer is None or event.worker is not answer.worker:
+            return
         event.stop()
+        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            await self._end(answer, event.state, event.worker.error)
+
+    async def _reap(self, answer: _Answer) -> None:
+        """After Esc: wait for the worker, then close the answer even if it never got to run."""
+        worker = answer.worker
+        assert worker is not None
+        try:
+            await worker.wait()
+        except (WorkerCancelled, WorkerFailed):
+            pass
+        state = worker.state if worker.state in (WorkerState.SUCCESS, WorkerState.ERROR) else WorkerState.CANCELLED
+        await self._end(answer, state, worker.error)
+
+    async def _end(self, answer: _Answer, state: WorkerState, error: BaseException | None) -> None:
+        """Give the prompt back, whatever ended the answer; idempotent."""
+        if answer.ended:
+            return
+        answer.ended = True
+        from ...chat.client import ChatError
+
+        if not answer.stream_stopped and answer.stream is not None:
+            await _stop_stream(answer.stream)  # cancelled mid-cleanup: finish what the worker could not
+        if answer.error is None and state == WorkerState.ERROR:
+            answer.error = ChatError("the chat failed unexpectedly", f"{type(error).__name__}: {error}")
+        text = "".join(answer.parts)
         conversation = self.query_one("#conversation", VerticalScroll)
         prompt = self.query_one(PromptArea)
-        user_text = self._user_text
         status = self.query_one("#chat-status", Static)
-        if event.outcome == "failed":
-            # The turn did not happen: drop it, explain inline, give the prompt back.
-            for w in (self._user_widget, self._answer):
-                if w is not None:
-                    await w.remove()
-            err = event.error
+        if answer.error is not None:
+            # The turn did not happen: drop it, explain inline, give the prompt back selected,
+            # so Enter sends it again and typing replaces it (never appends to it).
+            for w in (answer.user_widget, answer.markdown):
+                await w.remove()
+            err = answer.error
             message = explain_chat_error(getattr(err, "message", str(err)), getattr(err, "status", None))
             widgets = [Static(f"✕ {message}", classes="chat-error", markup=False)]
             detail = getattr(err, "detail", None)
             if detail:
                 widgets.append(Static(str(detail), classes="chat-error-detail", markup=False))
             await conversation.mount_all(widgets)
-            prompt.text = self._pending_prompt
-            status.update("Not sent. Enter to try again.")
+            if not prompt.text.strip():
+                prompt.text = answer.typed
+                prompt.select_all()
+            status.update("Not sent. Enter sends it again; typing replaces it.")
         else:
-            self.turns.append(Turn("user", str(user_text)))
-            self.turns.append(Turn("assistant", event.text))
-            self.last_answer = event.text
-            stats = format_stats(event.finished, event.text) if event.outcome == "done" else \
-                f"■ stopped · {len(event.text)} characters kept"
+            if answer.markdown.source != text:
+                await answer.markdown.update(text)
+            done = answer.finished is not None or state == WorkerState.SUCCESS
+            if answer.left_out:
+                self._left_out += answer.left_out
+                await conversation.mount(Static(self._left_out_notice(answer.url), classes="chat-notice",
+                                                markup=False), before=answer.user_widget)
+            self.turns.append(Turn("user", answer.user_text))
+            self.turns.append(Turn("assistant", text))
+            self.last_answer = text
+            stats = format_stats(answer.finished, text) if done else f"■ stopped · {len(text)} characters kept"
             await conversation.mount(Static(stats, classes="answer-stats"))
-            status.update("Enter send · ctrl+j new line · Esc stop")
+            status.update(IDLE_STATUS)
+        if self._answer is answer:
+            self._answer = None
         self.streaming = False
-        self._answer = None
-        self._user_widget = None
         prompt.set_locked(False)
         prompt.focus()
         self.app.refresh_bindings()
+        if self._new_after_end:
+            await self.new_conversation()
+
+    def _left_out_notice(self, url: str) -> str:
+        n = self._left_out
+        limit = self.budget(url).limit
+        fit = f"the model's {limit}-token context" if limit else "the model's context"
+        what = "earliest exchange" if n == 1 else f"{n} earliest exchanges"
+        return (f"↑ {what[0].upper()}{what[1:]} left out to fit {fit}; the model no longer sees "
+                f"{'it' if n == 1 else 'them'} (ctrl+n starts a new conversation).")
+
+    async def new_conversation(self) -> None:
+        """Forget the turns (the model starts afresh); an answer being generated is stopped first."""
+        if self.streaming:
+            self._new_after_end = True
+            self.stop()
+            return
+        self._new_after_end = False
+        self.turns.clear()
+        self.last_answer = ""
+        self._left_out = 0
+        conversation = self.query_one("#conversation", VerticalScroll)
+        await conversation.remove_children()
+        await conversation.mount(Static("New conversation: the model no longer sees the earlier turns. "
+                                        "Type below and press Enter.", id="chat-empty"))
+        self.query_one("#chat-status", Static).update(IDLE_STATUS)
+        self.query_one(PromptArea).focus()
 
     # -- actions ---------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -337,8 +434,11 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         self.stop()
 
     def stop(self) -> None:
-        if self.streaming:
-            self.workers.cancel_group(self, "chat")
+        answer = self._answer
+        if not self.streaming or answer is None or answer.worker is None:
+            return
+        answer.worker.cancel()
+        self.run_worker(self._reap(answer), group="chat-reap", exit_on_error=False)
 
     def action_save(self) -> None:
         self.app.run_command("save_chat")  # type: ignore[attr-defined]
@@ -353,6 +453,25 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         for turn in self.turns:
             transcript.add(turn.role, turn.content)
         return transcript.to_markdown(f"aitk chat · {self._value('chat-url') or 'no endpoint'}")
+
+
+async def _stop_stream(stream: Any) -> bool:
+    """Stop a Markdown stream; False if it could not finish (the caller rewrites the Markdown).
+
+    ``MarkdownStream.stop`` raises CancelledError when its task was cancelled before it
+    ever ran (an answer that failed at once): that is not our task being cancelled, and
+    letting it escape a handler would end the pane's message loop.
+    """
+    try:
+        await stream.stop()
+        return True
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        return False
+    except Exception:  # noqa: BLE001 - rendering trouble must not keep the prompt locked
+        return False
 
 
 def format_stats(finished: Any, text: str) -> str:

@@ -52,7 +52,9 @@ def read_editor(spec: ParameterSpec, editor: Widget) -> tuple[Any, str | None]:
 def make_editor(spec: ParameterSpec, value: Any) -> Widget:
     placeholder = f"default: {spec.default_hint}" if spec.default_hint else "template default"
     ident = f"field-{spec.name}"
-    if spec.kind == "choice":
+    if spec.kind in ("choice", "bool"):
+        if isinstance(value, bool):  # shown as the file's JSON spelling; spec.check turns it back
+            value = "true" if value else "false"
         options = list(spec.choices)
         if isinstance(value, str) and value not in options:
             options.append(value)  # keep an unexpected value visible (its error is shown)

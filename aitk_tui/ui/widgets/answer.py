@@ -1,0 +1,262 @@
+"""A chat answer that streams Markdown at thousands of tokens per second, however long.
+
+Textual's ``Markdown`` builds a widget per block (about four per list item, one per table
+cell) and every layout walks all of them, so a long, list-heavy answer slows each frame
+down until the UI falls seconds behind the stream. ``StreamedAnswer`` keeps only the
+block still being written live: once Textual's own streaming logic will never touch a
+block again (every top-level block but the last), it is drawn once, off screen, by
+Textual's compositor, and its lines move into one ``FrozenRun`` at the top of the answer,
+with the block's margins, so the layout is the same line for line. The finished answer
+is therefore drawn exactly as ``Markdown(text)`` draws it, from one widget instead of
+thousands. A new width or theme re-renders the text, then freezes it again.
+
+``PacedStream`` feeds it: ``write(text)`` while streaming, ``stop()`` in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import suppress
+
+from textual._compositor import Compositor
+from textual.await_complete import AwaitComplete
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Markdown
+from textual.widgets._markdown import MarkdownBlock
+
+
+class FrozenRun(Widget):
+    """Lines already drawn for finished blocks: one widget however many blocks it holds.
+
+    Not a ``MarkdownBlock``, so ``Markdown.append`` never picks it as the block to update.
+    """
+
+    DEFAULT_CSS = "FrozenRun { width: 1fr; height: auto; }"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.strips: list[Strip] = []
+        self.frozen_width = 0
+
+    def extend(self, strips: list[Strip], width: int, margin_top: int, margin_bottom: int) -> None:
+        if not self.strips:
+            self.styles.margin = (margin_top, 0, margin_bottom, 0)
+        else:
+            top = self.styles.margin.top
+            self.styles.margin = (top, 0, margin_bottom, 0)
+        self.strips.extend(strips)
+        self.frozen_width = width
+        self.styles.height = len(self.strips)
+        self.refresh(layout=True)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The strips are final screen output (styles, links): no styling pass on top.
+        blank = Strip.blank(crop.width)
+        lines = self.strips[crop.y:crop.bottom]
+        out = [strip.crop_extend(crop.x, crop.right, None) for strip in lines]
+        out.extend([blank] * (crop.height - len(out)))
+        return out
+
+    async def action_link(self, href: str) -> None:
+        """Links in frozen lines keep working: forwarded as the Markdown's own LinkClicked."""
+        markdown = self.query_ancestor(Markdown)
+        self.post_message(Markdown.LinkClicked(markdown, href))
+
+
+def _render_widget(widget: Widget, region: Region) -> list[Strip]:
+    """What the screen shows for ``widget`` and its children, rendered apart from the screen."""
+    compositor = Compositor()
+    compositor.reflow(widget, region.size)
+    return compositor.render_strips()
+
+
+class StreamedAnswer(Markdown):
+    """A ``Markdown`` whose finished blocks collapse into pre-drawn lines (see the module doc)."""
+
+    def __init__(self, markdown: str | None = None, *, classes: str | None = None, id: str | None = None) -> None:
+        super().__init__(markdown, classes=classes, id=id)
+        self.streaming = True
+        self.applied_chars = 0  # characters of the source in widgets (benchmark: what is drawn next)
+        self._rendered_width = 0
+        # Markdown.append reads the source and _last_parsed_line when called, not when it runs:
+        # every change to them (append, update, re-render) runs alone, in call order.
+        self._op_lock = asyncio.Lock()
+
+    # -- appending ---------------------------------------------------------------------
+    def append(self, markdown: str) -> AwaitComplete:
+        async def appended() -> None:
+            async with self._op_lock:
+                await Markdown.append(self, markdown)
+                self._changed()
+
+        return AwaitComplete(appended())
+
+    def update(self, markdown: str) -> AwaitComplete:
+        return AwaitComplete(self._replace(markdown))
+
+    async def _replace(self, markdown: str | None) -> None:
+        """Render ``markdown`` (None: the source as it is once the lock is ours) from scratch."""
+        async with self._op_lock:
+            await self.remove_children(FrozenRun)
+            await Markdown.update(self, self.source if markdown is None else markdown)
+            # Markdown.update leaves _last_parsed_line at the last line, which may be inside
+            # the last block (a fence): the next append would parse from there.
+            blocks = self.query_children(MarkdownBlock)
+            if blocks:
+                self._last_parsed_line = blocks.last().source_range[0]
+            self._changed()
+
+    def _changed(self) -> None:
+        self.applied_chars = len(self.source)
+        # Every block but the last is final now, and the refresh after this change lays it out;
+        # a later append only touches the block that is last now, and what comes after it.
+        blocks = list(self.query_children(MarkdownBlock))
+        self.call_after_refresh(self._freeze, blocks if not self.streaming else blocks[:-1])
+
+    def finish(self) -> None:
+        """The text is complete: the last block may be frozen too."""
+        self.streaming = False
+        self.call_after_refresh(self._freeze, list(self.query_children(MarkdownBlock)))
+
+    # -- freezing ----------------------------------------------------------------------
+    async def _freeze(self, final: list[MarkdownBlock]) -> None:
+        """Move the lines of ``final`` blocks (laid out since they last changed) into the run."""
+        # Runs among the screen's after-refresh callbacks: never wait here, try again after
+        # the next refresh instead.
+        if not self.is_attached:
+            return
+        if self._op_lock.locked() or self.screen._layout_required or self._pending_layout(final):
+            self.call_after_refresh(self._freeze, final)
+            return
+        async with self._op_lock:
+            children = list(self.children)
+            run = children[0] if children and isinstance(children[0], FrozenRun) else None
+            live = [c for c in children if isinstance(c, MarkdownBlock)]
+            blocks = live[:len([b for b in final if b.parent is self])]
+            if not blocks or any(b not in final for b in blocks):
+                return
+            width = self.content_size.width
+            if not width or any(not b.size for b in blocks):
+                return  # not laid out yet
+            if run is not None and run.frozen_width != width:
+                return  # the width changed: a re-render is on its way
+            lines = self._draw(blocks, width, run.styles.margin.bottom if run is not None else None)
+            if run is None:
+                run = FrozenRun()
+                await self.mount(run, before=0)
+            run.extend(lines, width, blocks[0].styles.margin.top, blocks[-1].styles.margin.bottom)
+            self._rendered_width = self.size.width
+            with self.app.batch_update():
+                for block in blocks:
+                    block.display = False
+                await self.remove_children(blocks)
+
+    @staticmethod
+    def _pending_layout(blocks: list[MarkdownBlock]) -> bool:
+        return any(w._layout_required for b in blocks if b.is_attached for w in b.walk_children(with_self=True))
+
+    def _draw(self, blocks: list[MarkdownBlock], width: int, margin_above: int | None) -> list[Strip]:
+        """The lines ``blocks`` occupy below the run, as Textual's vertical layout places them:
+        each block's own lines, and between blocks the larger of the two margins (collapsed),
+        painted as this widget paints the space between its children."""
+        gutter = self.styles.gutter
+        gap = self.render_lines(Region(gutter.left, gutter.top, width, 1))[0]
+        lines: list[Strip] = []
+        for block in blocks:
+            margin = block.styles.margin
+            if margin_above is not None:
+                lines.extend([gap] * max(margin_above, margin.top))
+            size = block.size
+            x0 = min(margin.left, width)
+            for strip in _render_widget(block, size.region):
+                if x0 == 0 and size.width == width:
+                    lines.append(strip)
+                else:
+                    lines.append(Strip.join([gap.crop(0, x0), strip.crop(0, width - x0),
+                                             gap.crop(x0 + size.width, width)]))
+            margin_above = margin.bottom
+        return lines
+
+    # -- width and theme changes --------------------------------------------------------
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, _theme: object) -> None:
+        if self.query_children(FrozenRun):
+            self._rerender()
+
+    def on_resize(self) -> None:
+        if self._rendered_width and self.size.width != self._rendered_width and self.query_children(FrozenRun):
+            self._rendered_width = 0
+            self._rerender()
+
+    def _rerender(self) -> None:
+        """Frozen lines are only right for the width and theme they were drawn with."""
+        self.run_worker(self._replace(None), group="rerender")
+
+
+class PacedStream:
+    """Feeds a ``Markdown`` (best a ``StreamedAnswer``) at most every ``interval`` seconds.
+
+    ``write`` only buffers, so the caller goes on reading the socket; one task appends what
+    has gathered, one append at a time. Each append costs a parse of the live block and a
+    layout, so fewer, larger appends keep up with thousands of tokens per second, and text
+    waits at most ``interval`` (plus the append before it). Textual's ``MarkdownStream`` is
+    not used: its ``stop`` cancels the task mid-append and starts the last append alongside
+    it, and the two parse from the same stale line, so the tail of an answer could come out
+    garbled (a fence read as paragraphs).
+    """
+
+    def __init__(self, markdown: Markdown, interval: float = 0.05) -> None:
+        self._markdown = markdown
+        self._interval = interval
+        self._buffer: list[str] = []
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.writes = 0
+
+    async def write(self, text: str) -> None:
+        if self._stopping.is_set():
+            raise RuntimeError("write after stop")
+        if not text:
+            return
+        self._buffer.append(text)
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        last = -self._interval
+        while True:
+            await self._wake.wait()
+            delay = last + self._interval - time.monotonic()
+            if delay > 0 and not self._stopping.is_set():
+                with suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+            self._wake.clear()
+            if self._buffer:
+                text = "".join(self._buffer)
+                self._buffer.clear()
+                last = time.monotonic()
+                self.writes += 1
+                try:
+                    await self._markdown.append(text)
+                except Exception:
+                    if self._markdown.is_attached:
+                        raise
+                    return  # the answer was taken off the screen (a failed turn): nothing to draw
+            if self._stopping.is_set() and not self._buffer:
+                return
+
+    async def stop(self) -> None:
+        """Draw what is buffered, then let the answer freeze its last block; safe to call twice."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+        if isinstance(self._markdown, StreamedAnswer):
+            self._markdown.finish()

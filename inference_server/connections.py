@@ -1,0 +1,122 @@
+"""Connection guards for uvicorn: a deadline for each request head and a connection limit.
+
+uvicorn (0.54) arms its keep-alive timer only after a response, and cancels it on any byte
+received; ``limit_concurrency`` acts only once a request head is complete. So a client
+that connects and sends nothing, or part of a request line, holds a socket and a protocol
+object for ever, and a few thousand of them starve real clients. Here, on top of uvicorn's
+h11 protocol:
+
+- **Head deadline**: the request line and headers must be complete ``header_timeout``
+  seconds after the connection opens (or after the first byte of a later request on a
+  kept-alive connection); otherwise the connection is closed. The deadline is not
+  extended by each byte, so a client that trickles a byte at a time is dropped too.
+- **Connection limit**: at most ``max_connections`` are open. At the limit a new
+  connection evicts the oldest one with no request in flight (idle, or still sending its
+  head); only when every connection is busy is the newcomer closed instead. So during a
+  flood of half-open connections a real client still gets in.
+- **Header size**: h11's ``max_incomplete_event_size`` (``max_header_bytes``) bounds what
+  one connection may buffer before its head is complete; beyond it the answer is 400.
+
+The h11 implementation is used whatever else is installed: it is the one these guards
+extend, and what this server spends per request is dwarfed by generation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("inference_server.connections")
+
+REPORT_EVERY_S = 10.0  # a flood of dropped connections is summarised, not logged one by one
+
+
+class GuardedConfig(uvicorn.Config):
+    """uvicorn's Config plus the guards' settings (the protocol reads them from here)."""
+
+    def __init__(self, app: Any, *, header_timeout: float, max_connections: int, **kwargs: Any):
+        kwargs.setdefault("http", GuardedH11Protocol)
+        super().__init__(app, **kwargs)
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
+        self._dropped: Counter[str] = Counter()
+        self._reported_at = 0.0
+
+    def note_dropped(self, reason: str) -> None:
+        self._dropped[reason] += 1
+        now = time.monotonic()
+        if now - self._reported_at >= REPORT_EVERY_S:
+            summary = ", ".join(f"{n} {why}" for why, n in sorted(self._dropped.items()))
+            log.warning("dropped connections: %s", summary)
+            self._dropped.clear()
+            self._reported_at = now
+
+
+class GuardedH11Protocol(H11Protocol):
+    def __init__(self, config: GuardedConfig, server_state: Any, app_state: dict[str, Any], _loop: Any = None):
+        super().__init__(config, server_state, app_state, _loop)
+        self._head_timer: Any = None
+        self._opened_at = 0.0
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._opened_at = self.loop.time()
+        if len(self.connections) > self.config.max_connections and not self._evict_oldest_idle():
+            self.config.note_dropped("refused at the connection limit (all busy)")
+            transport.close()
+            return
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            self._cancel_head_timer()  # the head is complete (or the connection is going)
+        elif self._head_timer is None:
+            self._arm_head_timer()  # first bytes of a later request on a kept-alive connection
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        # Between requests uvicorn's keep-alive timer applies; the next head gets its own deadline.
+        self._cancel_head_timer()
+        super().on_response_complete()
+
+    # -- guards ------------------------------------------------------------------------
+    def _idle(self) -> bool:
+        """No request in flight: nothing is lost by closing it."""
+        return (self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete)
+                and not self.transport.is_closing())
+
+    def _evict_oldest_idle(self) -> bool:
+        idle = [c for c in self.connections if c is not self and isinstance(c, GuardedH11Protocol) and c._idle()]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c._opened_at)
+        self.config.note_dropped("evicted at the connection limit (idle or unfinished head)")
+        oldest._cancel_head_timer()
+        oldest.transport.close()
+        return True
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.config.header_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._idle():
+            self.config.note_dropped("closed: request head not complete in time")
+            self.transport.close()
