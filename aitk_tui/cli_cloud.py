@@ -394,6 +394,9 @@ def run(project: Project, args: argparse.Namespace) -> int:
         if args.command == "deploy":
             keys += ["STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME"]
         require_config(config, *keys)
+        if config.from_local_cloud and not args.local:
+            raise UsageError("infra/inference.config.json is the local cloud's (its endpoint is on this machine), "
+                             "not an Azure deployment.", "add --local, or provision to Azure first")
     elif args.command == "chat":
         return run_async(_chat(project, args, printer))
 

@@ -11,8 +11,13 @@ is the prompt-length check, not the 413 in front of it: every request must get a
 ``context_length_exceeded`` (the demo model's context is 512 tokens). Then it sends one
 normal request, waits a moment and reads RSS again.
 
+Then a flood: ``--half-open`` connections (default 3,000) that send part of a request
+head and stall. It times a real request sent during the flood and counts how many of them
+the server closes (at the connection limit at once, the rest after ``--header-timeout``).
+
 Prints the baseline RSS, the peak growth during the burst and the growth still held
-after it, and PASS/FAIL against the goal (peak growth < 512 MB, issue 9).
+after it, the flood's figures, and PASS/FAIL against the goals (peak growth < 512 MB,
+issue 9; every half-open connection closed by the server, real requests still served).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import asyncio
 import collections
 import os
+import selectors
 import socket
 import subprocess
 import sys
@@ -83,13 +89,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_dir: Path, adapter_dir: Path, body_bytes: int) -> tuple[subprocess.Popen, str]:
+def start_server(model_dir: Path, adapter_dir: Path, body_bytes: int,
+                 header_timeout: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "INFERENCE_API_KEY": KEY}
     cmd = [sys.executable, "-m", "inference_server", "--model", str(model_dir), "--adapter", str(adapter_dir),
            "--host", "127.0.0.1", "--port", str(port), "--threads", "1", "--max-body-bytes", str(body_bytes),
-           "--log-level", "warning"]
+           "--header-timeout", str(header_timeout), "--log-level", "error"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     while True:
         try:
@@ -115,10 +122,54 @@ async def burst(url: str, requests: int, prompt: str) -> collections.Counter:
         return collections.Counter(await asyncio.gather(*(one() for _ in range(requests))))
 
 
+def flood(url: str, count: int, header_timeout: float) -> dict:
+    """Half-open connections against the server; returns what happened to them."""
+    host, port = url.removeprefix("http://").split(":")
+    socks, refused = [], 0
+    started = time.perf_counter()
+    for i in range(count):
+        try:
+            s = socket.create_connection((host, int(port)), timeout=5)
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Stalled: " + str(i).encode())
+            socks.append(s)
+        except OSError:
+            refused += 1
+    opened_s = time.perf_counter() - started
+    real_started = time.perf_counter()
+    real = httpx.post(url + "/v1/chat/completions", timeout=60,
+                      json={"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4},
+                      headers={"Authorization": f"Bearer {KEY}"})
+    real_s = time.perf_counter() - real_started
+    watch = selectors.DefaultSelector()  # epoll: select() stops at descriptor 1024
+    for s in socks:
+        watch.register(s, selectors.EVENT_READ)
+    still_open, closed, last_closed = len(socks), 0, 0.0
+    deadline = time.perf_counter() + header_timeout + 5
+    while still_open and time.perf_counter() < deadline:
+        for key, _ in watch.select(timeout=0.1):
+            try:
+                data = key.fileobj.recv(4096)
+            except OSError:
+                data = b""
+            if not data:
+                closed += 1
+                still_open -= 1
+                last_closed = time.perf_counter() - started
+                watch.unregister(key.fileobj)
+    watch.close()
+    for s in socks:
+        s.close()
+    return {"count": count, "refused_at_connect": refused, "opened_s": opened_s, "real_status": real.status_code,
+            "real_s": real_s, "closed_by_server": closed, "all_closed_after_s": last_closed,
+            "still_open": still_open}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--prompt-mib", type=float, default=1.0)
+    parser.add_argument("--half-open", type=int, default=3000, help="connections in the flood (0: none)")
+    parser.add_argument("--header-timeout", type=float, default=10.0, help="the server's (its default: 10)")
     args = parser.parse_args()
 
     prompt_chars = int(args.prompt_mib * 1024 * 1024)
@@ -127,7 +178,8 @@ def main() -> int:
     prompt = (words * (prompt_chars // len(words) + 1))[:prompt_chars]
     with tempfile.TemporaryDirectory(prefix="aitk-mem-bench-") as tmp:
         built = build_demo_model(Path(tmp))
-        proc, url = start_server(built.model_dir, built.adapter_dir, body_bytes=prompt_chars + 64 * 1024)
+        proc, url = start_server(built.model_dir, built.adapter_dir, body_bytes=prompt_chars + 64 * 1024,
+                                 header_timeout=args.header_timeout)
         try:
             time.sleep(1.0)  # let start-up allocations settle
             baseline = rss_bytes(proc.pid)
@@ -140,6 +192,10 @@ def main() -> int:
                                 headers={"Authorization": f"Bearer {KEY}"})
             time.sleep(2.0)
             held = rss_bytes(proc.pid)
+            flooded = None
+            if args.half_open:
+                with RssSampler(proc.pid) as flood_sampler:
+                    flooded = flood(url, args.half_open, args.header_timeout)
         finally:
             proc.terminate()
             proc.wait(20)
@@ -152,6 +208,17 @@ def main() -> int:
     print(f"RSS peak     {sampler.peak / MB:8.1f} MB   growth {peak_growth:8.1f} MB")
     print(f"RSS after    {held / MB:8.1f} MB   held   {held_growth:8.1f} MB")
     ok = peak_growth < GOAL_PEAK_MB and normal.status_code == 200
+    if flooded is not None:
+        f = flooded
+        print(f"flood: {f['count']} half-open connections opened in {f['opened_s']:.2f} s "
+              f"({f['refused_at_connect']} refused at connect); a real request meanwhile: {f['real_status']} "
+              f"in {f['real_s'] * 1000:.0f} ms")
+        print(f"flood: {f['closed_by_server']} closed by the server, the last {f['all_closed_after_s']:.1f} s after "
+              f"the flood began; {f['still_open']} still open; RSS peak growth "
+              f"{(flood_sampler.peak - held) / MB:.1f} MB")
+        flood_ok = f["real_status"] == 200 and f["still_open"] == 0
+        print(f"{'PASS' if flood_ok else 'FAIL'}: every half-open connection dropped, real requests served")
+        ok = ok and flood_ok
     print(f"{'PASS' if ok else 'FAIL'}: peak growth {peak_growth:.0f} MB vs goal < {GOAL_PEAK_MB} MB"
           f"{'' if normal.status_code == 200 else ' (the normal request failed)'}")
     return 0 if ok else 1

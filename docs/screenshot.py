@@ -4,7 +4,8 @@
 
 Runs the headless journey (init, group, provision, deploy) in a temp project, opens the
 app on the same local cloud, selects the group, opens the chat (F9), asks a question and
-saves Textual's SVG screenshot. The demo model's answer is random text by design.
+saves Textual's SVG screenshot. The demo model answers with whole sentences from its small
+built-in list, leaning toward the question's words; greedy decoding keeps it the same each run.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ async def shoot(project_dir: Path, out: Path) -> None:
         await pilot.press("f9")
         await settle()
         app.chat.query_one("#chat-temp", Input).value = "0"
-        app.chat.query_one("#chat-max", Input).value = "32"
-        app.query_one(PromptArea).text = "Hello"
+        app.chat.query_one("#chat-max", Input).value = "200"
+        app.query_one(PromptArea).text = "What is a LoRA adapter, and how do I deploy mine?"
         await pilot.press("enter")
         await settle()
         await pilot.pause(0.5)

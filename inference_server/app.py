@@ -43,13 +43,15 @@ from . import schemas
 from .engine import Engine, Finished, LoadError, QueueFull, RequestHandle, SamplingParams, load_model
 from .limits import ENCODE_THREADS, prompt_char_limit
 from .metrics import Metrics
+from .page import PATHS as PAGE_PATHS
+from .page import add_page_routes
 from .settings import ConfigError, ServerSettings, check_security
 
 log = logging.getLogger("inference_server")
 access_log = logging.getLogger("inference_server.access")
 
 INLINE_ENCODE_BYTES = 32 * 1024
-ROUTES = ("/health", "/metrics", "/v1/models", "/v1/chat/completions")
+ROUTES = ("/health", "/metrics", "/v1/models", "/v1/chat/completions", *PAGE_PATHS)
 Loader = Callable[[ServerSettings], Any]
 
 
@@ -166,7 +168,8 @@ def create_app(settings: ServerSettings, *, loader: Loader | None = None,
         try:
             loaded = load(settings)
             engine = Engine(loaded, max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
-                            max_prefill_tokens=settings.max_prefill_tokens, metrics=metrics)
+                            max_prefill_tokens=settings.max_prefill_tokens, metrics=metrics,
+                            min_step_interval=settings.min_step_interval)
             engine.start()
             state.prompt_char_limit = prompt_char_limit(loaded.tokenizer, loaded.context_len)
             state.loaded, state.engine, state.status = loaded, engine, "ready"
@@ -278,6 +281,8 @@ def create_app(settings: ServerSettings, *, loader: Loader | None = None,
         return APIError(500, "internal server error", "server_error").response()
 
     # ------------------------------------------------------------------ routes
+    add_page_routes(app)  # the chat page at "/" (page.py): no key; its API calls need one
+
     @app.get("/health")
     async def health():
         if state.status == "ready":

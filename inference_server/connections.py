@@ -38,13 +38,17 @@ REPORT_EVERY_S = 10.0  # a flood of dropped connections is summarised, not logge
 
 
 class GuardedConfig(uvicorn.Config):
-    """uvicorn's Config plus the guards' settings (the protocol reads them from here)."""
+    """uvicorn's Config plus the guards' settings and bookkeeping (one per server)."""
 
     def __init__(self, app: Any, *, header_timeout: float, max_connections: int, **kwargs: Any):
         kwargs.setdefault("http", GuardedH11Protocol)
         super().__init__(app, **kwargs)
         self.header_timeout = header_timeout
         self.max_connections = max_connections
+        # Insertion-ordered, so the oldest is first and eviction is O(1) even in a flood
+        # (asyncio accepts a whole backlog before any closed connection is reported lost).
+        self.open_connections: dict[GuardedH11Protocol, None] = {}  # not yet closed by us
+        self.idle_connections: dict[GuardedH11Protocol, None] = {}  # no request in flight
         self._dropped: Counter[str] = Counter()
         self._reported_at = 0.0
 
@@ -62,33 +66,42 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, config: GuardedConfig, server_state: Any, app_state: dict[str, Any], _loop: Any = None):
         super().__init__(config, server_state, app_state, _loop)
         self._head_timer: Any = None
-        self._opened_at = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._opened_at = self.loop.time()
-        if len(self.connections) > self.config.max_connections and not self._evict_oldest_idle():
-            self.config.note_dropped("refused at the connection limit (all busy)")
-            transport.close()
-            return
+        config = self.config
+        config.open_connections[self] = None
+        if len(config.open_connections) > config.max_connections:
+            victim = next(iter(config.idle_connections), None)  # the oldest with no request in flight
+            if victim is None:
+                config.note_dropped("refused at the connection limit (all busy)")
+                self._close()
+                return
+            config.note_dropped("evicted at the connection limit (idle or unfinished head)")
+            victim._close()
+        config.idle_connections[self] = None
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
-            self._cancel_head_timer()  # the head is complete (or the connection is going)
+            # The head is complete (a request is in flight) or the connection is going.
+            self._cancel_head_timer()
+            self.config.idle_connections.pop(self, None)
         elif self._head_timer is None:
             self._arm_head_timer()  # first bytes of a later request on a kept-alive connection
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
+        self._forget()
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
         # Between requests uvicorn's keep-alive timer applies; the next head gets its own deadline.
         self._cancel_head_timer()
         super().on_response_complete()
+        if self._idle():
+            self.config.idle_connections[self] = None
 
     # -- guards ------------------------------------------------------------------------
     def _idle(self) -> bool:
@@ -96,15 +109,14 @@ class GuardedH11Protocol(H11Protocol):
         return (self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete)
                 and not self.transport.is_closing())
 
-    def _evict_oldest_idle(self) -> bool:
-        idle = [c for c in self.connections if c is not self and isinstance(c, GuardedH11Protocol) and c._idle()]
-        if not idle:
-            return False
-        oldest = min(idle, key=lambda c: c._opened_at)
-        self.config.note_dropped("evicted at the connection limit (idle or unfinished head)")
-        oldest._cancel_head_timer()
-        oldest.transport.close()
-        return True
+    def _forget(self) -> None:
+        self._cancel_head_timer()
+        self.config.open_connections.pop(self, None)
+        self.config.idle_connections.pop(self, None)
+
+    def _close(self) -> None:
+        self._forget()
+        self.transport.close()
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
@@ -119,4 +131,4 @@ class GuardedH11Protocol(H11Protocol):
         self._head_timer = None
         if self._idle():
             self.config.note_dropped("closed: request head not complete in time")
-            self.transport.close()
+            self._close()

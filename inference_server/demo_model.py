@@ -320,7 +320,7 @@ def _content_vectors(tok, chain: _Chain, generator):
     special = set(tok.all_special_ids)
     for token, tid in tok.get_vocab().items():
         word = tok.convert_tokens_to_string([token]).strip().lower()
-        if tid in special or len(word) < 2 or not word.isalnum() or word in STOP_WORDS:
+        if tid in special or not word or word in STOP_WORDS:
             continue
         vectors[tid] = torch.randn(CONTENT_DIMS, generator=generator) / math.sqrt(CONTENT_DIMS)
 
@@ -328,10 +328,10 @@ def _content_vectors(tok, chain: _Chain, generator):
         ids = [i for i in tok(text, add_special_tokens=False)["input_ids"] if vectors[i].any()]
         return vectors[ids].mean(dim=0) if ids else torch.zeros(CONTENT_DIMS)
 
+    # The answer's own words count too: it keeps to the subject it has started on.
     for key, tid in chain.vocab.items():
-        if tid >= len(tok) or vectors[tid].any():
-            continue
-        vectors[tid] = mean_of(tok.convert_tokens_to_string([key]))
+        if tid < len(tok) and not vectors[tid].any():
+            vectors[tid] = mean_of(tok.convert_tokens_to_string([key]))
     topics = {tid: mean_of(text) for tid, text in chain.starts.items()}
     return vectors, topics
 

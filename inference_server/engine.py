@@ -141,8 +141,9 @@ class _Group:
 # --------------------------------------------------------------------------- engine
 class Engine:
     def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 8, max_queue: int = 64,
-                 max_prefill_tokens: int = 4096, metrics: Any = None):
+                 max_prefill_tokens: int = 4096, metrics: Any = None, min_step_interval: float = 0.0):
         self.loaded = loaded
+        self.min_step_interval = min_step_interval
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self.max_prefill_tokens = max_prefill_tokens
@@ -251,6 +252,7 @@ class Engine:
                     if self._stopping:
                         break
                     admitted = self._take_admissible()
+                step_started = time.monotonic()
                 for chunk in self._prefill_chunks(admitted):
                     try:
                         self._prefill(chunk)
@@ -267,6 +269,8 @@ class Engine:
                     log.exception("generation step failed")
                     self._fail_all(_failure_message(exc))
                 self._flush()
+                if self.min_step_interval > 0:  # a demo pace, never a limit on real models
+                    time.sleep(max(0.0, step_started + self.min_step_interval - time.monotonic()))
         self._fail_all("the server is shutting down", include_waiting=True)
         self._flush()
 
@@ -362,17 +366,14 @@ class Engine:
         import torch
         import torch.nn.functional as F
 
+        from . import kvcache  # imports transformers: not at module import (the app loads it later)
+
         if not group.rows:
-            group.rows, group.cache, group.mask = list(rows), cache, mask
+            group.rows, group.cache, group.mask = list(rows), kvcache.to_slabs(cache), mask
             return
         width, n = group.mask.shape[1], mask.shape[1]
         total = max(width, n)
-        for mine, theirs in zip(group.cache.layers, cache.layers, strict=True):
-            # Left-pad the shorter side along the sequence axis; the mask hides the pads.
-            mine.keys = torch.cat([F.pad(mine.keys, (0, 0, total - width, 0)),
-                                   F.pad(theirs.keys, (0, 0, total - n, 0))])
-            mine.values = torch.cat([F.pad(mine.values, (0, 0, total - width, 0)),
-                                     F.pad(theirs.values, (0, 0, total - n, 0))])
+        kvcache.join(group.cache, cache)  # left-pads the shorter side; the mask hides the pads
         group.mask = torch.cat([F.pad(group.mask, (total - width, 0)), F.pad(mask, (total - n, 0))])
         group.rows.extend(rows)
 
@@ -404,6 +405,8 @@ class Engine:
         import torch
         from transformers import DynamicCache
 
+        from . import kvcache
+
         log.warning("a decode step of %d rows failed (%s); running each row alone", len(group.rows),
                     type(exc).__name__)
         # A layer may already hold this step's column when the failure came later: cut it off.
@@ -424,9 +427,10 @@ class Engine:
             return torch.zeros((len(group.rows), 1), device=ids.device)
         template = next(x for x in logits if x is not None)
         logits = torch.cat([x if x is not None else torch.zeros_like(template) for x in logits])
-        for j, layer in enumerate(group.cache.layers):
-            layer.keys = torch.cat([p[j][0] if p is not None else torch.zeros_like(shapes[j][0]) for p in parts])
-            layer.values = torch.cat([p[j][1] if p is not None else torch.zeros_like(shapes[j][1]) for p in parts])
+        group.cache = kvcache.to_slabs(DynamicCache([
+            (torch.cat([p[j][0] if p is not None else torch.zeros_like(shapes[j][0]) for p in parts]),
+             torch.cat([p[j][1] if p is not None else torch.zeros_like(shapes[j][1]) for p in parts]))
+            for j in range(len(shapes))]))
         return logits
 
     def _sample(self, rows: list[_Row], logits) -> list[int]:
@@ -510,6 +514,8 @@ class Engine:
     def _drop_finished(self, group: _Group) -> None:
         import torch
 
+        from . import kvcache
+
         for row in group.rows:
             if not row.done and row.handle.cancelled:
                 self._finish(row, "cancelled")
@@ -524,9 +530,7 @@ class Engine:
         mask = group.mask.index_select(0, idx)
         start = int(mask.any(dim=0).nonzero()[0])  # columns that are padding for every row left
         group.mask = mask[:, start:]
-        for layer in group.cache.layers:
-            layer.keys = layer.keys.index_select(0, idx)[:, :, start:]
-            layer.values = layer.values.index_select(0, idx)[:, :, start:]
+        kvcache.keep_rows(group.cache, keep, start)
         group.rows = [group.rows[i] for i in keep]
 
     def _fail_all(self, message: str, include_waiting: bool = False) -> None:

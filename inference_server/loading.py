@@ -133,7 +133,7 @@ def load_model(settings: ServerSettings) -> LoadedModel:
     if settings.adapter_ids:
         merged = settings.merge_default(quantized)
         settings.served_ids(merged)  # ids must be distinct before any request can name one
-        model = _load_adapters(model, settings.adapter_ids, adapters)
+        model, adapters = _load_adapters(model, settings.adapter_ids)
         if merged:
             model = model.merge_and_unload()
     model.eval()
@@ -177,11 +177,12 @@ def load_model(settings: ServerSettings) -> LoadedModel:
     return loaded
 
 
-def _load_adapters(model, adapter_ids: list[tuple[str, Any]], names: dict[str, str]):
-    """Wrap ``model`` in a PeftModel holding every adapter; fills ``names`` (model id -> peft name)."""
+def _load_adapters(model, adapter_ids: list[tuple[str, Any]]) -> tuple[Any, dict[str, str]]:
+    """``model`` wrapped in a PeftModel holding every adapter, and model id -> peft adapter name."""
     from peft import PeftModel
 
     peft_model = None
+    names: dict[str, str] = {}
     for index, (model_id, path) in enumerate(adapter_ids):
         # Model ids may hold "." (not allowed in a module name), so peft gets its own names.
         peft_name = f"adapter{index}"
@@ -201,4 +202,4 @@ def _load_adapters(model, adapter_ids: list[tuple[str, Any]], names: dict[str, s
             raise LoadError(f"the adapter in {path} matched no layer of the model")
         names[model_id] = peft_name
     peft_model.set_adapter("adapter0")  # rows that name no adapter run with the first one
-    return peft_model
+    return peft_model, names

@@ -98,7 +98,9 @@ class ServerSettings(BaseSettings):
     serve_base: bool = Field(False, description="keep the adapters unmerged and serve the base model too")
     served_model_name: str | None = Field(None, description="model id of the base (default: its folder name)")
     no_adapter: bool = Field(False, description="serve the base model alone (must be explicit)")
-    merge: bool | None = Field(None, description="merge the adapter into the weights (default: yes unless quantized)")
+    merge: bool | None = Field(
+        None, description="merge the adapter into the weights (default: a single adapter, unless quantized or serve_base)"
+    )
     chat_template: Path | None = Field(None, description="Jinja chat template file, if the tokenizer has none")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -128,6 +130,11 @@ class ServerSettings(BaseSettings):
     max_messages: int = Field(256, ge=1, description="most messages per request (above: 400)")
     max_prefill_tokens: int = Field(
         4096, ge=1, description="prompt tokens admitted per decode step (bounds others' stalls)"
+    )
+    min_step_interval: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="least seconds per decode step, to slow a tiny model to a readable pace "
+        "(the local cloud sets it for its demo model; 0: full speed)",
     )
     header_timeout: float = Field(
         10.0, gt=0, le=3600, description="seconds a client has to send a request's head (line + headers)"

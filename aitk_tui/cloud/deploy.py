@@ -185,12 +185,15 @@ def _upload_one(share: Any, f: LocalFile) -> None:
             client.upload_file(data, length=f.size)
 
 
-def _delete_one(share: Any, rel: str) -> None:
+def _delete_one(share: Any, rel: str) -> bool:
+    """Delete a file; False when it was not there (a pending upload that never happened)."""
     try:
         share.get_file_client(rel).delete_file()
     except Exception as e:  # noqa: BLE001
         if not is_not_found(e):
             raise
+        return False
+    return True
 
 
 def sync_folder(share: Any, root: Path, folder: str = "inference_server", *, workers: int = DEFAULT_WORKERS,
@@ -255,12 +258,13 @@ def sync_folder(share: Any, root: Path, folder: str = "inference_server", *, wor
                 for fut in futures:
                     fut.cancel()
                 raise
+    removed = 0
     for rel in plan.remove:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        _delete_one(share, rel)
+        removed += _delete_one(share, rel)
     write_manifest(share, {rel: {"sha256": f.sha256, "size": f.size} for rel, f in plan.local.items()})
-    return SyncResult(len(plan.upload), total_bytes, plan.unchanged, len(plan.remove), skipped)
+    return SyncResult(len(plan.upload), total_bytes, plan.unchanged, removed, skipped)
 
 
 def fetch_storage_key(factory: Any, subscription_id: str, resource_group: str, account: str) -> str:
@@ -362,8 +366,9 @@ async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: b
     summary = result.summary
     if restart and not result.changed and not force_restart:
         restart = False
-        summary += "; nothing changed, so the replica was not restarted (--restart restarts it anyway)"
-        yield Info("Nothing changed on the share: the replica was not restarted (ask with --restart to restart it).")
+        summary += "; nothing changed, so the replica was not restarted"
+        yield Info("Nothing changed on the share: the replica was not restarted "
+                   "(`aitk deploy --restart` restarts it anyway).")
     if restart:
         try:
             revision = await asyncio.to_thread(_latest_revision, session, config)

@@ -22,10 +22,10 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from ..config.share_names import path_problem
+from ..config.share_names import MAX_DEPTH, MAX_PATH, component_problem, path_problem
 from ..errors import AitkError
 
 IGNORE_FILE = ".aitkignore"
@@ -99,9 +99,23 @@ def load_ignore(base: Path) -> Any:
         except (OSError, UnicodeDecodeError) as e:
             raise AitkError(f"{IGNORE_FILE} in {base.name}/ could not be read.", str(e)) from None
     try:
-        return pathspec.GitIgnoreSpec.from_lines(lines)
+        return _Ignore(pathspec.GitIgnoreSpec.from_lines(lines))
     except (ValueError, TypeError) as e:  # GitWildMatchPatternError is a ValueError
         raise AitkError(f"{IGNORE_FILE} in {base.name}/ has a pattern that is not valid.", str(e)) from None
+
+
+class _Ignore:
+    """``GitIgnoreSpec.match_file`` with a quick "no pattern could ignore this" answer first:
+    most files match nothing, and the spec's own loop costs ~0.2 ms a file."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self._include = [p.regex for p in spec.patterns if p.include and getattr(p, "regex", None) is not None]
+
+    def match_file(self, path: str) -> bool:
+        if not any(rx.match(path) for rx in self._include):
+            return False
+        return bool(self.spec.match_file(path))
 
 
 def _inside(target: str, base_real: str) -> bool:
@@ -125,11 +139,13 @@ def select(root: Path, folder: str = "inference_server", hash_cache: dict[str, l
     folded: dict[str, str] = {}
 
     def share_rel(local_rel: str) -> str:
-        return PurePosixPath(folder, local_rel).as_posix() if local_rel else folder
+        return f"{folder}/{local_rel}" if local_rel else folder
 
     def check_name(local_rel: str) -> None:
         rel = share_rel(local_rel)
-        why = path_problem(rel)
+        # The folders above were checked when they were walked: only the last name is new.
+        why = component_problem(rel.rsplit("/", 1)[-1]) or (path_problem(rel) if len(rel) > MAX_PATH
+                                                             or rel.count("/") > MAX_DEPTH else None)
         if why:
             raise AitkError(f"{rel!r} cannot be stored on Azure Files: {why}.",
                             f"rename it, or add it to {folder}/{IGNORE_FILE}")

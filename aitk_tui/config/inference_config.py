@@ -71,6 +71,24 @@ class InferenceConfig(BaseModel):
             return None
         return ep if "://" in ep else f"https://{ep}"
 
+    @property
+    def from_local_cloud(self) -> bool:
+        """Written by the local cloud (``--local``): its apps serve on loopback, no Azure app does.
+
+        Told from the endpoint alone: the file keeps exactly AI Toolkit's six keys.
+        """
+        import ipaddress
+        from urllib.parse import urlsplit
+
+        url = self.endpoint_url
+        if not url:
+            return False
+        try:
+            host = (urlsplit(url).hostname or "").lower()
+            return host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:  # not a URL, or a name rather than an address
+            return False
+
     def to_json(self) -> str:
         return json.dumps({k: getattr(self, k) for k in KEYS}, indent=2) + "\n"
 

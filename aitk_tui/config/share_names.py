@@ -24,8 +24,15 @@ _RESERVED = {"con", "prn", "aux", "nul", "clock$", *(f"com{i}" for i in range(1,
              *(f"lpt{i}" for i in range(1, 10))}
 
 
+_ANY_BAD = re.compile(r'["\\/:|<>*?\x00-\x1f\x7f-\x9f\ud800-\udfff]')
+
+
 def component_problem(name: str) -> str | None:
     """Why Azure Files refuses ``name`` as one directory or file name (None when it is fine)."""
+    # Fast path: deploy checks every file name of a project.
+    if (0 < len(name) <= MAX_COMPONENT and not _ANY_BAD.search(name) and name[-1] not in ". "
+            and name.lower() not in _RESERVED):
+        return None
     if not name:
         return "an empty name is not allowed"
     if name in (".", ".."):

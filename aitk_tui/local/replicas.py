@@ -271,6 +271,10 @@ class _Supervisor(threading.Thread):
                 "started": self.proc is not None and self.proc.poll() is None}
 
 
+#: Seconds per generated token for the built-in demo model (about 30 words a second).
+DEMO_STEP_INTERVAL = "0.06"
+
+
 class ReplicaManager:
     def __init__(self, state_dir: Path, store: Store, handlers: ResourceHandlers, tls: TlsFiles, *,
                  model_path: Path | None = None, adapter_path: Path | None = None,
@@ -418,6 +422,9 @@ class ReplicaManager:
         note(f"no base model at {original}: serving the built-in demo model, whose output is random text")
         env["AITK_MODEL_PATH"] = model_dir
         env["AITK_ADAPTER_PATH"] = str(self.adapter_path) if self.adapter_path else adapter_dir
+        # The demo model writes a few words per token in a millisecond: paced, its answers
+        # stream at a speed a person can watch (and stop with Esc).
+        env.setdefault("AITK_MIN_STEP_INTERVAL", DEMO_STEP_INTERVAL)
 
     def demo_model(self, note, stopping=lambda: False) -> tuple[str, str]:
         with self._demo_lock:

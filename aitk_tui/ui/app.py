@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from textual.app import App, ComposeResult
 from textual.binding import ActiveBinding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from ..config.inference_config import InferenceConfig
@@ -219,8 +219,8 @@ class AitkApp(CommandHandlersMixin, OperationsMixin, App[int]):
 
     def refresh_state(self) -> None:
         """Re-render everything that depends on :class:`UIState` (cheap: a few Statics)."""
-        if not self.is_mounted:
-            return
+        if not self.is_mounted or not self.query(StatusHeader):
+            return  # not built yet, or closing (a late health answer)
         self.query_one(StatusHeader).show(self.state)
         self.query_one(AzurePane).show(self.state)
         self.refresh_bindings()
@@ -270,6 +270,20 @@ class AitkApp(CommandHandlersMixin, OperationsMixin, App[int]):
         self.state.params_invalid = event.invalid
         self.state.params_error = event.broken
         self.refresh_state()
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Toasts are short (4 s, 6 s for a warning or error): they sat on dialogs and the prompt
+        for up to 10 s. What must stay longer (a device code, 30 s) asks for more than 10 s."""
+        cap = 4.0 if severity == "information" else 6.0
+        if timeout is None or timeout <= 10:
+            timeout = min(timeout or cap, cap)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)  # type: ignore[arg-type]
+
+    def push_screen(self, screen, *args: Any, **kwargs: Any):
+        if isinstance(screen, ModalScreen):
+            self.clear_notifications()  # nothing sits on a dialog the user must read
+        return super().push_screen(screen, *args, **kwargs)
 
     def get_key_display(self, binding) -> str:
         if FKEY.fullmatch(binding.key):

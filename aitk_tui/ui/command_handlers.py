@@ -149,7 +149,6 @@ class CommandHandlersMixin:
                 return
             self.start_operation("provision", "Provision", lambda: self.session.provision(sub, group, params))
 
-        self.clear_notifications()  # a toast would sit on the dialog's summary
         self.push_screen(ConfirmProvisionScreen(done.data.get("changes") or [], resource_group=group,
                                                 subscription=self.state.subscription_name or sub,
                                                 estimated=bool(done.data.get("estimated"))), answered)

@@ -108,8 +108,8 @@ class OperationsMixin:
     # -- health --------------------------------------------------------------------
     @work(exclusive=True, group="health", exit_on_error=False)
     async def check_health(self: "AitkApp", quiet: bool = False) -> None:
-        if self.session is None or self.state.config is None:
-            return
+        if self.session is None or self.state.config is None or self.state.config_is_local_cloud:
+            return  # (the local cloud's endpoint is not this session's to ask)
         if not quiet:  # the periodic refresh keeps the last answer on screen meanwhile
             self.post_message(HealthChecked("checking"))
         try:

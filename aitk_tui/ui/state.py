@@ -44,6 +44,11 @@ class UIState:
             return "connecting…" if not self.session_error else "offline"
         return "not signed in"
 
+    @property
+    def config_is_local_cloud(self) -> bool:
+        """The config was written by the local cloud, and this is not a ``--local`` run."""
+        return bool(self.config is not None and self.config.from_local_cloud and not self.local)
+
     def config_missing(self, *keys: str) -> list[str]:
         if self.config is None:
             return list(keys) or ["all six keys"]
@@ -92,9 +97,14 @@ def _params(s: UIState) -> str | None:
     return None
 
 
+_LOCAL_CONFIG = "inference.config.json is the local cloud's: provision to Azure first (or run `aitk --local`)"
+
+
 def _deployable(s: UIState) -> str | None:
     if s.config_error:
         return f"inference.config.json cannot be used: {s.config_error}"
+    if s.config_is_local_cloud:
+        return _LOCAL_CONFIG
     missing = s.config_missing()
     if missing:
         return f"provision first (inference.config.json is missing {', '.join(missing)})"

@@ -248,8 +248,40 @@ async def test_a_deploy_with_nothing_changed_does_not_restart_unless_asked(sessi
     again = await _deploy(session, config, restart=True, wait=False)
     assert again[-1].data["restarted"] is False and again[-1].data["revision"] is None
     assert not [e for e in again if isinstance(e, Info) and e.message.startswith("Restarted revision")]
-    assert again[-1].summary.endswith("nothing changed, so the replica was not restarted (--restart restarts it "
-                                      "anyway)")
+    assert again[-1].summary.endswith(" 0 removed; nothing changed, so the replica was not restarted")
+    assert "Nothing changed on the share: the replica was not restarted (`aitk deploy --restart` restarts it " \
+        "anyway)." in [e.message for e in again if isinstance(e, Info)]
     forced = await _deploy(session, config, restart=True, wait=False, force_restart=True)
     assert forced[-1].data["restarted"] is True
     assert [e for e in forced if isinstance(e, Info) and e.message.startswith("Restarted revision")]
+
+
+async def test_files_of_a_failed_deploy_are_removed_once_deleted_locally(session, local_cloud, local_project,
+                                                                        monkeypatch):
+    from aitk_tui.cloud import deploy as deploy_mod
+
+    root = Path(local_project)
+    config = await _provisioned(session)
+    await _deploy(session, config)
+    extra = root / "inference_server" / "extra"
+    extra.mkdir()
+    for i in range(6):
+        (extra / f"f{i}.txt").write_text("x" * (1000 * (6 - i)))  # uploaded biggest first: f0, f1, ...
+    real = deploy_mod._upload_one
+
+    def failing(share, f):
+        if f.rel.endswith("/f3.txt"):
+            raise OSError(28, "No space left on device")
+        return real(share, f)
+
+    monkeypatch.setattr(deploy_mod, "_upload_one", failing)
+    events = await _deploy(session, config, workers=1)
+    assert isinstance(events[-1], Failed)
+    share = _share(local_cloud, config)
+    assert {p for p in _on_share(share) if "/extra/" in p} == {f"inference_server/extra/f{i}.txt" for i in range(3)}
+    monkeypatch.setattr(deploy_mod, "_upload_one", real)
+    for f in extra.iterdir():
+        f.unlink()
+    events = await _deploy(session, config)
+    assert ", 3 removed" in events[-1].summary  # the three that reached the share (the others never did)
+    assert {p for p in _on_share(share) if "/extra/" in p} == set()

@@ -13,6 +13,7 @@ import pytest
 
 from inference_server.__main__ import EXIT_CONFIG, main
 from inference_server.demo_model import DEMO_REPLIES
+from inference_server.loading import LoadError, load_model
 from inference_server.settings import AdapterSpec, ConfigError, ServerSettings, check_paths
 from tests.fixtures_model import TinyModel, make_settings, serve
 
@@ -170,3 +171,12 @@ def test_cli_takes_repeated_adapters_and_reports_conflicts(tiny_model, second_ad
                  "--adapter", f"x={second_adapter}"])
     assert code == EXIT_CONFIG
     assert "two served models would both be called `x`" in capsys.readouterr().err
+
+
+def test_a_broken_second_adapter_stops_the_load_naming_it(tiny_model, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "adapter_config.json").write_bytes((tiny_model.adapter_dir / "adapter_config.json").read_bytes())
+    (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(LoadError, match="could not load the adapter `bad` from"):
+        load_model(make_settings(tiny_model, adapters=[f"good={tiny_model.adapter_dir}", f"bad={broken}"]))

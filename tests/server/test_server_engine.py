@@ -61,8 +61,10 @@ async def test_merged_adapter_answers_like_the_unmerged_one(tiny_model):
 
 
 async def test_batched_greedy_output_equals_running_alone(engine, unmerged):
-    # Random text (past the taught reply, eos ignored) is where batching errors would show.
-    prompts = [f"prompt number {i} " + "abc " * (i * 3) for i in range(8)]
+    # Text past the taught reply (eos ignored) is where batching errors would show. The demo
+    # model's sentences follow a prompt's words, so each prompt is about something else.
+    subjects = ["adapters", "quota", "tokens", "deploying", "streaming", "temperature", "merging", "the context"]
+    prompts = [f"prompt number {i} " + f"{subjects[i]} " * (i * 3 + 1) for i in range(8)]
     params = greedy(max_tokens=48, ignore_eos=True)
     alone = [await generate(engine, unmerged, p, params, use_adapter=i % 2 == 0) for i, p in enumerate(prompts)]
     engine.peak_batch = 0

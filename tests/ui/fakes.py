@@ -53,7 +53,7 @@ class FakeSession:
     fail_provision_on: str | None = None
     step_delay_s: float = 0.0
     hold_provision: asyncio.Event | None = None  # provision waits here (to test cancel)
-    endpoint: str = "127.0.0.1:9"
+    endpoint: str = "aiacaappdemo1.westus3.azurecontainerapps.io"  # Azure's shape (loopback = the local cloud)
     api_key_value: str = "test-key-123456"
     calls: list[str] = field(default_factory=list)
     endpoints: FakeEndpoints = field(default_factory=FakeEndpoints)
@@ -158,7 +158,7 @@ def factory_for(session: FakeSession):
     return open_session
 
 
-def write_config(project, endpoint: str = "127.0.0.1:9", **overrides: str) -> None:
+def write_config(project, endpoint: str = "aiacaappdemo1.westus3.azurecontainerapps.io", **overrides: str) -> None:
     config = {"SUBSCRIPTION_ID": SUB_ID, "RESOURCE_GROUP_NAME": "rg-inference",
               "STORAGE_ACCOUNT_NAME": "aistoragedemo1", "FILE_SHARE_NAME": "aifileshare",
               "ACA_APP_NAME": "aiacaappdemo1", "ACA_APP_ENDPOINT": endpoint}

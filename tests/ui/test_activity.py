@@ -157,7 +157,9 @@ async def test_f5_shows_the_what_if_summary_and_provisions_only_on_enter(make_ap
         assert isinstance(dialog, ConfirmProvisionScreen)
         shown = str(dialog.query_one("#confirm-title", Static).render()) + \
             str(dialog.query_one("#confirm-changes", Static).render())
-        assert "6 to create" in shown and "containerApps  aiacaappdemo1" in shown
+        assert "6 to create" in shown
+        assert any("+ create" in line and "containerApps" in line and "aiacaappdemo1" in line
+                   for line in shown.splitlines()), shown
         assert session.calls[-1] == "what_if"  # nothing deployed yet
         await pilot.press("escape")
         await settle(pilot)
@@ -216,3 +218,23 @@ async def test_end_follows_again_from_anywhere_on_the_activity_tab(make_app):
         await pilot.press("end")
         await settle(pilot)
         assert pane.following and pane.log.is_vertical_scroll_end and not pane.has_class("-detached")
+
+
+async def test_the_state_column_widens_when_a_row_moves_on_to_a_longer_state(make_app):
+    from aitk_tui.events import ResourceProgress
+
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f8")
+        await settle(pilot)
+        activity = app.activity
+        activity.begin("provision", "Provision")
+        activity.feed(ResourceProgress("Microsoft.App/containerApps", "app1", "Running", 1.0))
+        activity.flush()
+        await settle(pilot)
+        activity.feed(ResourceProgress("Microsoft.App/containerApps", "app1", "Succeeded", 2.0))
+        activity.flush()
+        await settle(pilot)
+        state_column = next(iter(activity.table.columns.values()))
+        assert state_column.content_width >= len("✓ Succeeded")

@@ -147,3 +147,29 @@ async def test_the_header_shows_health_in_words_at_80_columns_and_refreshes_it_b
         assert header_text(app).rstrip().endswith("● healthy"), header_text(app)
         assert session.calls.count("status") > before
         assert "checking" not in header_text(app)  # the quiet refresh never blanks the answer
+
+
+async def test_a_config_the_local_cloud_wrote_is_shown_as_the_local_clouds_not_as_azure(make_app, ui_project):
+    from aitk_tui.ui.app import create_app
+    from aitk_tui.ui.widgets.azure_pane import AzurePane
+
+    from .fakes import FakeSession, factory_for, write_config
+
+    write_config(ui_project, endpoint="127.0.0.1:49321")  # what `aitk --local` provisioning writes
+    app, session = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        steps = {o.id: str(o.prompt) for o in app.query_one(AzurePane).query_one(OptionList)._options}
+        assert not steps["provision"].startswith("✓") and "local cloud" in steps["provision"], steps
+        assert "local cloud" in steps["deploy"]
+        assert "local cloud" in str(app.query_one("#config-title", Static).render())
+        assert header_text(app).rstrip().endswith("– local cloud")
+        assert "local cloud" in app.state.why_not("deploy")
+        assert "status" not in session.calls  # Azure is not asked about a loopback app
+    # The same project with --local: that config is the journey's, provisioned.
+    local_app = create_app(ui_project, local=True, session_factory=factory_for(FakeSession(ui_project)))
+    async with local_app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        steps = {o.id: str(o.prompt) for o in local_app.query_one(AzurePane).query_one(OptionList)._options}
+        assert steps["provision"].startswith("✓"), steps
+        assert local_app.state.why_not("deploy") is None

@@ -13,9 +13,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
-# The order and wording of the groups (ARM's change types; unknown ones go last as they come).
-_KINDS = (("create", "+", "create"), ("modify", "~", "modify"), ("delete", "-", "delete"),
-          ("deploy", "+", "deploy"), ("nochange", "=", "unchanged"), ("ignore", "·", "ignored"))
+# ARM's change types in the order shown, with a mark and the words used for them.
+_KINDS = {"create": ("+", "to create"), "modify": ("~", "to modify"), "delete": ("-", "to delete"),
+          "deploy": ("+", "to deploy"), "nochange": ("=", "unchanged"), "ignore": ("·", "ignored")}
 
 
 def _short_type(resource_type: str) -> str:
@@ -23,35 +23,30 @@ def _short_type(resource_type: str) -> str:
     return "/".join(parts[-2:]) if len(parts) > 2 else parts[-1]
 
 
+def _kind(change: dict) -> str:
+    return str(change.get("change_type", "?")).lower()
+
+
+def _ordered(changes: list[dict]) -> list[dict]:
+    order = list(_KINDS)
+    return sorted(changes, key=lambda c: order.index(_kind(c)) if _kind(c) in _KINDS else len(order))
+
+
 def what_if_counts(changes: list[dict]) -> str:
-    """``"6 to create, 1 unchanged"``: one phrase per kind, in the order above."""
+    """``"6 to create, 1 unchanged"``: one phrase per kind of change."""
     counts: dict[str, int] = {}
-    for c in changes:
-        kind = str(c.get("change_type", "?")).lower()
-        counts[kind] = counts.get(kind, 0) + 1
-    phrases = []
-    for kind, _, word in _KINDS:
-        n = counts.pop(kind, 0)
-        if n:
-            phrases.append(f"{n} unchanged" if kind == "nochange" else
-                           f"{n} ignored" if kind == "ignore" else f"{n} to {word}")
-    phrases += [f"{n} {kind}" for kind, n in counts.items()]
-    return ", ".join(phrases) or "no changes"
+    for c in _ordered(changes):
+        counts[_kind(c)] = counts.get(_kind(c), 0) + 1
+    return ", ".join(f"{n} {_KINDS.get(kind, ('?', kind))[1]}" for kind, n in counts.items()) or "no changes"
 
 
 def what_if_lines(changes: list[dict]) -> list[str]:
-    """One line per resource, grouped by kind: ``+ create   containerApps  aiacaapp…``."""
-    known = {kind for kind, _, _ in _KINDS}
-    lines = []
-    for kind, mark, word in _KINDS:
-        for c in changes:
-            if str(c.get("change_type", "")).lower() == kind:
-                lines.append(f"{mark} {word:<9} {_short_type(str(c.get('resource_type', '')))}  {c.get('name', '')}")
-    for c in changes:
-        kind = str(c.get("change_type", "?"))
-        if kind.lower() not in known:
-            lines.append(f"? {kind.lower():<9} {_short_type(str(c.get('resource_type', '')))}  {c.get('name', '')}")
-    return lines
+    """One aligned line per resource, grouped by kind: ``+ create  containerApps  aiacaapp…``."""
+    rows = [(_KINDS.get(_kind(c), ("?", ""))[0], _kind(c), _short_type(str(c.get("resource_type", ""))),
+             str(c.get("name", "")).rsplit("/", 1)[-1]) for c in _ordered(changes)]
+    kind_w = max((len(r[1]) for r in rows), default=0)
+    type_w = min(max((len(r[2]) for r in rows), default=0), 28)
+    return [f"{mark} {kind:<{kind_w}}  {rtype:<{type_w}}  {name}" for mark, kind, rtype, name in rows]
 
 
 class ConfirmProvisionScreen(ModalScreen[bool]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -19,14 +21,32 @@ a few letters of what you want to do.
 """
 
 
+_SCOPE_ORDER = ("app", "activity", "params", "chat", "prompt")
+_WHERE = {"params": "Parameters tab", "activity": "Activity tab", "chat": "Chat tab", "prompt": "chat prompt"}
+
+
+def _key_order(c, keys: str) -> tuple:
+    """Global keys first, F1..F12 in number order, then each tab's own keys together."""
+    scope = "activity" if c.tab_key and c.tabs == ("activity",) else c.scope
+    fkey = re.fullmatch(r"F(\d{1,2})", keys.split(" / ")[0])
+    return (_SCOPE_ORDER.index(scope) if scope in _SCOPE_ORDER else len(_SCOPE_ORDER),
+            0 if fkey else 1, int(fkey.group(1)) if fkey else 0)
+
+
 def keys_markdown(app) -> str:
     rows = ["| Key | Command | Where |", "| --- | --- | --- |"]
+    entries = []
     for c in COMMANDS:
         keys = key_display(app, c.id)
         if not keys:
             continue
-        where = "everywhere" if c.scope == "app" else c.scope
-        rows.append(f"| {keys.replace('|', '/')} | {c.title} | {where} |")
+        if c.tab_key:
+            where = " / ".join(_WHERE.get(t, f"{t.capitalize()} tab") for t in c.tabs)
+        else:
+            where = "everywhere" if c.scope == "app" else _WHERE.get(c.scope, c.scope)
+        entries.append((_key_order(c, keys), keys, c.title, where))
+    for _, keys, title, where in sorted(entries, key=lambda e: e[0]):  # stable: ties keep COMMANDS' order
+        rows.append(f"| {keys.replace('|', '/')} | {title} | {where} |")
     return "\n".join(rows)
 
 

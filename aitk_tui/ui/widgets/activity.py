@@ -74,7 +74,7 @@ Provisioning, deploy and replica logs stream here.
 
     DEFAULT_CSS = """
     ActivityPane { height: 1fr; }
-    ActivityPane #op-title { height: 1; padding: 0 1; text-style: bold; }
+    ActivityPane #op-title { height: auto; max-height: 3; padding: 0 1; text-style: bold; }
     ActivityPane #op-title.-failed { color: $error; }
     ActivityPane #op-title.-done { color: $success; }
     ActivityPane #error { display: none; margin: 0 1; }
@@ -234,7 +234,9 @@ Provisioning, deploy and replica logs stream here.
         table = self.table
         if key in self._row_keys:
             for column, value in zip(table.columns, cells, strict=True):
-                table.update_cell(key, column, value)
+                # update_width: "… Running" then "✓ Succeeded" read "✓ Succeede" in a column
+                # sized for the first state.
+                table.update_cell(key, column, value, update_width=True)
         else:
             self._row_keys.add(key)
             table.add_row(*cells, key=key)

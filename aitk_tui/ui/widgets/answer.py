@@ -89,8 +89,11 @@ class StreamedAnswer(Markdown):
     def append(self, markdown: str) -> AwaitComplete:
         async def appended() -> None:
             async with self._op_lock:
+                # Before each append, not on a timer: while text streams in there is always a
+                # next append, and the blocks the last one finished have been laid out since.
+                await self._freeze_ready(include_last=False)
                 await Markdown.append(self, markdown)
-                self._changed()
+                self.applied_chars = len(self.source)
 
         return AwaitComplete(appended())
 
@@ -107,56 +110,65 @@ class StreamedAnswer(Markdown):
             blocks = self.query_children(MarkdownBlock)
             if blocks:
                 self._last_parsed_line = blocks.last().source_range[0]
-            self._changed()
-
-    def _changed(self) -> None:
-        self.applied_chars = len(self.source)
-        # Every block but the last is final now, and the refresh after this change lays it out;
-        # a later append only touches the block that is last now, and what comes after it.
-        blocks = list(self.query_children(MarkdownBlock))
-        self.call_after_refresh(self._freeze, blocks if not self.streaming else blocks[:-1])
+            self.applied_chars = len(self.source)
+        self.call_after_refresh(self._freeze_later)
 
     def finish(self) -> None:
         """The text is complete: the last block may be frozen too."""
         self.streaming = False
-        self.call_after_refresh(self._freeze, list(self.query_children(MarkdownBlock)))
+        self.call_after_refresh(self._freeze_later)
 
     # -- freezing ----------------------------------------------------------------------
-    async def _freeze(self, final: list[MarkdownBlock]) -> None:
-        """Move the lines of ``final`` blocks (laid out since they last changed) into the run."""
-        # Runs among the screen's after-refresh callbacks: never wait here, try again after
-        # the next refresh instead.
-        if not self.is_attached:
+    async def _freeze_later(self, tries: int = 50) -> None:
+        """Freeze what is ready once nothing else is changing (an after-refresh callback)."""
+        if not self.is_attached or tries <= 0:
             return
-        if self._op_lock.locked() or self.screen._layout_required or self._pending_layout(final):
-            self.call_after_refresh(self._freeze, final)
-            return
-        async with self._op_lock:
-            children = list(self.children)
-            run = children[0] if children and isinstance(children[0], FrozenRun) else None
-            live = [c for c in children if isinstance(c, MarkdownBlock)]
-            blocks = live[:len([b for b in final if b.parent is self])]
-            if not blocks or any(b not in final for b in blocks):
-                return
-            width = self.content_size.width
-            if not width or any(not b.size for b in blocks):
-                return  # not laid out yet
-            if run is not None and run.frozen_width != width:
-                return  # the width changed: a re-render is on its way
-            lines = self._draw(blocks, width, run.styles.margin.bottom if run is not None else None)
-            if run is None:
-                run = FrozenRun()
-                await self.mount(run, before=0)
-            run.extend(lines, width, blocks[0].styles.margin.top, blocks[-1].styles.margin.bottom)
-            self._rendered_width = self.size.width
-            with self.app.batch_update():
-                for block in blocks:
-                    block.display = False
-                await self.remove_children(blocks)
+        done = False
+        if not self._op_lock.locked() and not self.screen._layout_required:
+            async with self._op_lock:
+                done = await self._freeze_ready(include_last=not self.streaming)
+        if not done:  # blocks still waiting for their first layout: after the next refresh
+            self.call_after_refresh(self._freeze_later, tries - 1)
+
+    async def _freeze_ready(self, include_last: bool) -> bool:
+        """Move the lines of finished, laid-out blocks into the run; True when none is left.
+
+        Every block but the last is final (``Markdown.append`` only replaces the last). A
+        block is drawn only when the size the screen gave it is the size a fresh arrangement
+        gives it now, so a block changed since the last layout waits for the next one.
+        """
+        children = list(self.children)
+        run = children[0] if children and isinstance(children[0], FrozenRun) else None
+        live = [c for c in children if isinstance(c, MarkdownBlock)]
+        candidates = live if include_last else live[:-1]
+        if not candidates:
+            return True
+        width = self.content_size.width
+        if not width or (run is not None and run.frozen_width != width):
+            return False  # not laid out yet, or the width changed and a re-render is on its way
+        fresh = {p.widget: p.region.size for p in self.arrange(self.content_size).placements}
+        blocks: list[MarkdownBlock] = []
+        for block in candidates:
+            if not block.size or fresh.get(block) != block.size or self._pending_layout(block):
+                break
+            blocks.append(block)
+        if not blocks:
+            return False
+        lines = self._draw(blocks, width, run.styles.margin.bottom if run is not None else None)
+        if run is None:
+            run = FrozenRun()
+            await self.mount(run, before=0)
+        run.extend(lines, width, blocks[0].styles.margin.top, blocks[-1].styles.margin.bottom)
+        self._rendered_width = self.size.width
+        with self.app.batch_update():
+            for block in blocks:
+                block.display = False
+            await self.remove_children(blocks)
+        return len(blocks) == len(candidates)
 
     @staticmethod
-    def _pending_layout(blocks: list[MarkdownBlock]) -> bool:
-        return any(w._layout_required for b in blocks if b.is_attached for w in b.walk_children(with_self=True))
+    def _pending_layout(block: MarkdownBlock) -> bool:
+        return any(w._layout_required for w in block.walk_children(with_self=True))
 
     def _draw(self, blocks: list[MarkdownBlock], width: int, margin_above: int | None) -> list[Strip]:
         """The lines ``blocks`` occupy below the run, as Textual's vertical layout places them:
@@ -205,9 +217,9 @@ class PacedStream:
     has gathered, one append at a time. Each append costs a parse of the live block and a
     layout, so fewer, larger appends keep up with thousands of tokens per second, and text
     waits at most ``interval`` (plus the append before it). Textual's ``MarkdownStream`` is
-    not used: its ``stop`` cancels the task mid-append and starts the last append alongside
-    it, and the two parse from the same stale line, so the tail of an answer could come out
-    garbled (a fence read as paragraphs).
+    not used: its ``stop`` cancels its task, and a cancel that lands while an append is in
+    flight starts the last append beside it (``Markdown.append`` reads the source when
+    called); here an append is never cancelled, and ``stop`` waits for the last one.
     """
 
     def __init__(self, markdown: Markdown, interval: float = 0.05) -> None:

@@ -43,6 +43,7 @@ a step that cannot run yet says why. The table shows `infra/inference.config.jso
     """
 
     _next_step: int | None = None
+    _state: UIState | None = None
 
     def compose(self) -> ComposeResult:
         yield OptionList(id="steps")
@@ -73,8 +74,9 @@ a step that cannot run yet says why. The table shows `infra/inference.config.jso
                                    blocked=bool(why("select_group")))),
             ("edit_parameters", _step(not (state.params_error or state.params_invalid or state.params_dirty),
                                       "Parameters", _params(state), k("edit_parameters"))),
-            ("provision", _step(not state.config_missing(), "Provision",
-                                "done (config written)" if not state.config_missing()
+            ("provision", _step(_provisioned(state), "Provision",
+                                "done (config written)" if _provisioned(state)
+                                else "local cloud config only; not on Azure yet" if state.config_is_local_cloud
                                 else (why("provision") or "ready to run"),
                                 k("provision"), blocked=bool(why("provision")))),
             ("deploy", _step(state.health == "healthy", "Deploy",
@@ -85,6 +87,11 @@ a step that cannot run yet says why. The table shows `infra/inference.config.jso
                                      k("go_to_endpoint"), blocked=bool(why("go_to_endpoint")))),
         ]
         steps_list = self.query_one("#steps", OptionList)
+        # One line per step: OptionList wraps a long prompt (a sign-in error) onto the next row.
+        self._state = state
+        width = max(20, (steps_list.content_size.width or self.content_size.width or 78) - 1)
+        for _cid, text in steps:
+            text.truncate(width, overflow="ellipsis")
         highlighted = steps_list.highlighted
         steps_list.clear_options()
         steps_list.add_options([Option(text, id=cid) for cid, text in steps])
@@ -95,13 +102,25 @@ a step that cannot run yet says why. The table shows `infra/inference.config.jso
             highlighted = next_step
         self._next_step = next_step
         steps_list.highlighted = highlighted
+        self.query_one("#config-title", Static).update(
+            "infra/inference.config.json" + ("  (local cloud)" if state.config and state.config.from_local_cloud
+                                              else ""))
         self.query_one("#config", Static).update(_config_table(state))
+
+    def on_resize(self) -> None:
+        if self._state is not None:
+            self.show(self._state)
 
     @on(OptionList.OptionSelected, "#steps")
     def _run_step(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if event.option.id:
             self.app.run_command(event.option.id)  # type: ignore[attr-defined]
+
+
+def _provisioned(state: UIState) -> bool:
+    # A config the local cloud wrote is not "your Azure deployment" in a run without --local.
+    return not state.config_missing() and not state.config_is_local_cloud
 
 
 def _sub(state: UIState) -> str:

@@ -50,7 +50,9 @@ def read_editor(spec: ParameterSpec, editor: Widget) -> tuple[Any, str | None]:
 
 
 def make_editor(spec: ParameterSpec, value: Any) -> Widget:
-    placeholder = f"default: {spec.default_hint}" if spec.default_hint else "template default"
+    # A field the template has no default for must not invite leaving it empty.
+    placeholder = (f"default: {spec.default_hint}" if spec.default_hint
+                   else "template default" if spec.nullable else "required")
     ident = f"field-{spec.name}"
     if spec.kind in ("choice", "bool"):
         if isinstance(value, bool):  # shown as the file's JSON spelling; spec.check turns it back

@@ -25,6 +25,8 @@ _HEALTH = {
 def health_label(state: UIState) -> tuple[str, str]:
     if state.config is None or not state.config.ACA_APP_ENDPOINT:
         return ("– no endpoint", "dim")
+    if state.config_is_local_cloud:
+        return ("– local cloud", "dim")
     return _HEALTH.get(state.health or "", ("? unknown", "dim"))
 
 

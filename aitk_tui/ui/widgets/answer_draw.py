@@ -1,0 +1,121 @@
+"""Drawing the commonest finished Markdown blocks straight to lines, with no widgets.
+
+Paragraphs and lists whose items are one paragraph each are most of a chat answer, and
+creating Textual's widgets for them (four per list item) costs more than a fast stream
+leaves time for. ``StyleRig`` holds one small mounted sample of each (hidden), so the
+styles come from the same CSS as the real widgets; ``BlockDrawer`` lays the text out
+as Textual's ``Markdown`` does (the bullet in its column, the text wrapped beside it) and
+renders it with those styles. Any other block returns None and is drawn by its widgets.
+"""
+
+from __future__ import annotations
+
+from rich.cells import cell_len
+from textual.content import Content
+from textual.strip import Strip
+from textual.visual import Visual
+from textual.widget import Widget
+from textual.widgets import Markdown
+from textual.widgets._markdown import (
+    MarkdownBlock,
+    MarkdownBullet,
+    MarkdownBulletList,
+    MarkdownList,
+    MarkdownListItem,
+    MarkdownOrderedList,
+    MarkdownOrderedListItem,
+    MarkdownParagraph,
+)
+
+Lines = list[Strip]
+
+
+class StyleRig(Markdown):
+    """Never shown: a paragraph, a bullet list and an ordered list to take styles from."""
+
+    DEFAULT_CSS = "StyleRig { display: none; }"
+
+    def __init__(self) -> None:
+        super().__init__("p\n\n- a\n\n1. b\n")
+
+    def samples(self) -> tuple[MarkdownParagraph, MarkdownBulletList, MarkdownOrderedList] | None:
+        try:
+            paragraph = self.query_children(MarkdownParagraph).first()
+            bullets = self.query_children(MarkdownBulletList).first()
+            ordered = self.query_children(MarkdownOrderedList).first()
+            bullets.query_one(MarkdownBullet)
+            bullets.query_one(MarkdownParagraph)
+        except Exception:  # noqa: BLE001 - not mounted yet (or taken apart): no shortcut
+            return None
+        return paragraph, bullets, ordered
+
+
+def _text(widget: Widget, content: Content, width: int) -> Lines:
+    style = widget.visual_style
+    strips = Visual.to_strips(widget, content, width, None, style, apply_selection=False, pad=True)
+    return [strip.extend_cell_length(width, style.rich_style) for strip in strips] or \
+        [Strip.blank(width, style.rich_style)]
+
+
+class BlockDrawer:
+    """Lines for one finished top-level block, or None when its widgets must draw it."""
+
+    def __init__(self, rig: StyleRig, gap: Strip) -> None:
+        self._samples = rig.samples()
+        self._gap = gap  # one line of the space between blocks, as the answer paints it
+
+    @property
+    def ready(self) -> bool:
+        return self._samples is not None
+
+    def margins(self, block: MarkdownBlock) -> tuple[int, int]:
+        assert self._samples is not None
+        paragraph, bullets, ordered = self._samples
+        sample = paragraph if isinstance(block, MarkdownParagraph) else \
+            bullets if isinstance(block, MarkdownBulletList) else ordered
+        margin = sample.styles.margin
+        return margin.top, margin.bottom
+
+    def draw(self, block: MarkdownBlock, width: int) -> Lines | None:
+        if self._samples is None or block.is_mounted or width < 8:
+            return None
+        paragraph, bullets, ordered = self._samples
+        if type(block) is MarkdownParagraph:
+            return _text(paragraph, block._content, width)
+        if type(block) in (MarkdownBulletList, MarkdownOrderedList):
+            return self._list(block, bullets if isinstance(block, MarkdownBulletList) else ordered, width)
+        return None
+
+    def _list(self, block: MarkdownList, sample: MarkdownList, width: int) -> Lines | None:
+        items = block._blocks
+        if not items or not all(isinstance(i, MarkdownListItem) and len(i._blocks) == 1
+                                and type(i._blocks[0]) is MarkdownParagraph for i in items):
+            return None
+        symbols = self._symbols(block, items)
+        bullet = sample.query_one(MarkdownBullet)
+        text = sample.query_one(MarkdownParagraph)
+        lines: Lines = []
+        for item, symbol in zip(items, symbols):
+            size = cell_len(symbol)
+            if size >= width:
+                return None
+            mark = _text(bullet, Content(symbol), size)[0]
+            body = _text(text, item._blocks[0]._content, width - size)
+            for y, line in enumerate(body):
+                lines.append(Strip.join([mark if y == 0 else self._gap.crop(0, size), line]))
+        return lines
+
+    @staticmethod
+    def _symbols(block: MarkdownList, items: list[MarkdownBlock]) -> list[str]:
+        """The bullets as MarkdownBulletList / MarkdownOrderedList.compose make them."""
+        if isinstance(block, MarkdownBulletList):
+            return [item.bullet for item in items]  # type: ignore[attr-defined]
+        start = 1
+        if isinstance(items[0], MarkdownOrderedListItem):
+            try:
+                start = int(items[0].bullet)
+            except ValueError:
+                pass
+        numbers = [f"{n}. " for n in range(start, start + len(items))]
+        size = max(len(n) for n in numbers)
+        return [n.rjust(size + 1) for n in numbers]
