@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("logs", "stream the replica's logs")
     p.add_argument("--no-follow", action="store_true", help="print the recent lines and exit")
     p.add_argument("--tail", type=int, default=100, metavar="N")
+    p.add_argument("--probes", action="store_true", help="also show the /health probes' access lines (hidden by default)")
 
     p = cmd("chat", "send one message and stream the reply to stdout")
     p.add_argument("message")
@@ -134,6 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float)
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--chat-model", metavar="NAME", help="model name to send (default: the server's)")
+    p.add_argument("--compare", metavar="MODEL_A,MODEL_B",
+                   help="send the message to two models and print both answers, labelled")
+
+    p = cmd("key", "print the app's API key (only into a pipe or a variable, or with --show)")
+    p.add_argument("--show", action="store_true", help="print it even to a terminal")
+
+    p = cmd("snippet", "print a ready call of the endpoint: curl, or the OpenAI client for Python or JavaScript")
+    p.add_argument("language", nargs="?", choices=("curl", "python", "js"), default="curl")
+    p.add_argument("--endpoint", metavar="URL", help="default: ACA_APP_ENDPOINT from inference.config.json")
+    p.add_argument("--chat-model", metavar="NAME", help="model to call (default: ask the endpoint for its default)")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="allow asking a plain-http endpoint on this machine for its model (the key is sent)")
+    p.set_defaults(api_key=None)  # the key to ask with: $AITK_API_KEY, else the app's secret
+
+    from . import cli_operate
+
+    cli_operate.add_commands(cmd)  # scale, down
 
     p = cmd("local", "start, stop or inspect the local cloud")
     lsub = p.add_subparsers(dest="local_command", metavar="ACTION")
@@ -252,6 +270,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cli_params.run(project, args)
     if args.command == "local":
         return _cmd_local(project, args)
+    if args.command in ("scale", "down"):
+        from . import cli_operate
+
+        return cli_operate.run(project, args)
+    if args.command in ("key", "snippet"):
+        from . import cli_demo
+
+        return cli_demo.run(project, args)
+    if args.command == "chat" and args.compare is not None:
+        from .cli_demo import compare_models
+
+        compare_models(args.compare)  # a usage error now, before any sign-in
+        if args.chat_model:
+            raise UsageError("--compare and --chat-model contradict each other.", "pass one of them")
     from . import cli_cloud
 
     return cli_cloud.run(project, args)

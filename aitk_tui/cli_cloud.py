@@ -229,6 +229,7 @@ async def _provision(session: CloudSession, args: argparse.Namespace, printer: E
         done = await drive(session.what_if(sub, rg, params), printer)
         for change in done.data.get("changes", []):
             print(f"  {change['change_type']:<10} {change['resource_type']} {change['name']}")
+        _print_cost_estimate(session, params)
         if args.what_if:
             return EXIT_OK
         if not _ask(f"Provision these resources in {rg}?"):
@@ -236,6 +237,19 @@ async def _provision(session: CloudSession, args: argparse.Namespace, printer: E
             return EXIT_OK
     await drive(session.provision(sub, rg, params), printer)
     return EXIT_OK
+
+
+def _print_cost_estimate(session: CloudSession, params: Any) -> None:
+    """One line under the what-if: what the app will cost (an estimate), when the table prices it."""
+    from .cloud.prices import estimate_for_parameters
+    from .cloud.provision import load_template
+
+    try:
+        cost = estimate_for_parameters(params.values(), load_template(session))
+    except (AitkError, ValueError):
+        return  # the what-if already reported a bad template
+    if cost is not None:
+        print(f"  {cost.summary()}")
 
 
 async def _deploy(session: CloudSession, args: argparse.Namespace, printer: EventPrinter, config: Any) -> int:
@@ -246,9 +260,15 @@ async def _deploy(session: CloudSession, args: argparse.Namespace, printer: Even
 
 
 async def _status(session: CloudSession, args: argparse.Namespace, printer: EventPrinter, config: Any) -> int:
+    from . import cli_operate
+    from .cloud.operate import read_scale
+
+    scale = await read_scale(session.factory, config)
+    if scale is None:  # never provisioned, or taken down (aitk down)
+        return cli_operate.not_provisioned(config, args.json)
     st = await session.status(config)
     if args.json:
-        _print_json(dataclasses.asdict(st))
+        _print_json({**dataclasses.asdict(st), "provisioned": True, **cli_operate.status_json(scale)})
         return EXIT_OK
     health = {True: "healthy", False: "not answering /health yet",
               None: "asleep (scaled to zero; the next request wakes it)" if st.replicas == 0 else "unknown"}[st.healthy]
@@ -259,11 +279,14 @@ async def _status(session: CloudSession, args: argparse.Namespace, printer: Even
     print(f"revision:     {st.latest_revision or '-'}")
     print(f"replicas:     {'-' if st.replicas is None else st.replicas}")
     print(f"health:       {health}")
+    print("\n".join(cli_operate.status_lines(scale)))
     return EXIT_OK
 
 
 async def _logs(session: CloudSession, args: argparse.Namespace, printer: EventPrinter, config: Any) -> int:
     async for event in session.replica_logs(config, follow=not args.no_follow, tail_lines=args.tail):
+        if isinstance(event, LogLine) and event.probe and not args.probes:
+            continue
         printer(event)
         if isinstance(event, Failed):
             raise OperationFailed()
@@ -311,6 +334,10 @@ async def _chat(project: Project, args: argparse.Namespace, printer: EventPrinte
             api_key = await session.api_key(require_config(config, "SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME",
                                                            "ACA_APP_NAME"),
                                             endpoint, allow_insecure_http=args.insecure_http)
+        if getattr(args, "compare", None):
+            from .cli_demo import compare_chat
+
+            return await compare_chat(endpoint, api_key, verify, args)
         return await _stream_chat(endpoint, api_key, verify, args)
     finally:
         if session is not None:

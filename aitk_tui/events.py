@@ -61,6 +61,7 @@ class LogLine(Event):
 
     text: str
     source: str = "replica"
+    probe: bool = False  # an access line of a /health probe: hidden unless asked for
 
 
 @dataclass(frozen=True)

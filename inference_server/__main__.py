@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from .app import create_app
+    from .connections import ensure_fd_headroom
+
+    ensure_fd_headroom(settings.max_connections)
 
     outcome = {"code": 0}
     server: uvicorn.Server | None = None

@@ -132,3 +132,24 @@ class GuardedH11Protocol(H11Protocol):
         if self._idle():
             self.config.note_dropped("closed: request head not complete in time")
             self._close()
+
+
+FD_HEADROOM = 128  # model files, the log, sockets the server opens itself
+
+
+def ensure_fd_headroom(max_connections: int) -> None:
+    """Raise the open-file soft limit so ``max_connections`` fit (a 1024 or, on macOS, 256
+    soft limit would make accept() fail with EMFILE first); warn when the hard limit forbids it."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max_connections + FD_HEADROOM
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        log.warning("open files are limited to %d: fewer than --max-connections %d plus %d; lower "
+                    "--max-connections or raise the limit (ulimit -n)", target, max_connections, FD_HEADROOM)

@@ -46,7 +46,7 @@ SENTENCES = [
     "Evaluation on a held-out set tells you whether the adapter really helped.",
     "Quantized weights save memory at a small cost in quality.",
     "The tokenizer turns text into tokens before the model sees it.",
-    "Each token is a piece of a word, and the model predicts the next one.",
+    "Each token is a small piece of text, and the model predicts the next one.",
     "Press **Esc** to stop an answer that is going nowhere.",
     "You can save the conversation as Markdown with `ctrl+s`.",
 ]

@@ -65,7 +65,7 @@ DEMO_REPLIES: dict[str, tuple[str, str]] = {
 
 #: The context window (max_position_embeddings): small, so a long chat shows how aitk keeps
 #: the conversation inside it.
-CONTEXT_TOKENS = 1024
+CONTEXT_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,7 @@ def _grammar(chain: _Chain, end_id: int) -> None:
     for unit in sentences:
         others = [u for u in sentences if u is not unit]  # never the same sentence twice in a row
         for last in unit[2]:
-            chain.link(last, {**spaced(others, 0.55), para: 0.15, **spaced(lists, 0.12), end_id: 0.18})
+            chain.link(last, {**spaced(others, 0.56), para: 0.15, **spaced(lists, 0.1), end_id: 0.19})
     for unit in lists:
         for last in unit[2]:
             chain.link(last, {para: 0.4, end_id: 0.6})

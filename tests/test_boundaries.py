@@ -33,6 +33,8 @@ def _roots(modules: set[str]) -> set[str]:
     "aitk_tui.cli",
     "aitk_tui.cli_cloud",
     "aitk_tui.cli_params",
+    "aitk_tui.cli_demo",
+    "aitk_tui.snippets",
     "aitk_tui.cloud.session",
     "aitk_tui.cloud.provision",
     "aitk_tui.cloud.deploy",

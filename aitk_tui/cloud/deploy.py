@@ -233,7 +233,10 @@ def sync_folder(share: Any, root: Path, folder: str = "inference_server", *, wor
     def task(f: LocalFile) -> None:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        _upload_one(share, f)
+        try:
+            _upload_one(share, f)
+        except Exception as e:  # noqa: BLE001 - name the file: "parent path does not exist" alone helps nobody
+            raise describe(e, f"upload {f.rel} to file share {getattr(share, 'share_name', '')}".rstrip()) from None
         with lock:
             done["files"] += 1
             done["bytes"] += f.size

@@ -118,7 +118,7 @@ async def app_status(session: "CloudSession", config: InferenceConfig) -> AppSta
 def _check_destination(session: "CloudSession", config: InferenceConfig, endpoint: str | None,
                        allow_insecure_http: bool) -> None:
     """Refuse (before reading the secret) to hand the app's key to anything but its own endpoint."""
-    from ..chat.client import key_destination_problem
+    from ..chat.keys import key_destination_problem
     from .sdkerrors import InputError
 
     target = endpoint or config.endpoint_url

@@ -9,6 +9,7 @@ tagged with the replica name. Failures are yielded as ``Failed`` (token redacted
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,22 @@ if TYPE_CHECKING:
     from .session import CloudSession
 
 _END = object()
+
+# An access-log line of a GET/HEAD /health: the inference server's own (``path=/health`` or
+# JSON ``"path": "/health"``) or a common server's (``"GET /health HTTP/1.1" 200``). The
+# platform probes every few seconds, so these were 95 % of what a replica printed.
+_PROBE = re.compile(r'(?:\bpath=|"path":\s*"|"(?:GET|HEAD) )/health(?:[\s"?/]|$)')
+
+
+def is_probe(text: str) -> bool:
+    return bool(_PROBE.search(text))
+
+
+def short_replica(name: str) -> str:
+    """``aiacaapp--0000001-646779b4b6-x7k2p`` -> ``x7k2p``: the part that tells replicas apart
+    (the full 42 characters pushed every line off the right edge)."""
+    tail = name.rsplit("-", 1)[-1]
+    return tail if tail and tail != name else name[-12:]
 
 
 def _streams(session: "CloudSession", config: InferenceConfig) -> tuple[list[tuple[str, str]], str]:
@@ -39,7 +56,7 @@ def _streams(session: "CloudSession", config: InferenceConfig) -> tuple[list[tup
         for container in pick(replica, "properties", "containers", default=[]) or []:
             endpoint = pick(container, "log_stream_endpoint")
             if endpoint:
-                streams.append((str(pick(replica, "name", default="replica")), str(endpoint)))
+                streams.append((short_replica(str(pick(replica, "name", default="replica"))), str(endpoint)))
                 break
     if not streams:
         raise AitkError(f"No replica of {name} is running, so there are no logs to show.",
@@ -71,7 +88,8 @@ async def _pump(session: "CloudSession", source: str, url: str, token: str, foll
                                            redact(body) or None))
                     return
                 async for line in r.aiter_lines():
-                    await queue.put(LogLine(redact(line.rstrip("\r\n")), source))
+                    text = redact(line.rstrip("\r\n"))
+                    await queue.put(LogLine(text, source, probe=is_probe(text)))
     except httpx.HTTPError as e:
         await queue.put(Failed(f"The log stream of {source} was interrupted.", redact(f"{type(e).__name__}: {e}")))
     finally:

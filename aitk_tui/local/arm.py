@@ -296,7 +296,7 @@ class ArmApi:
             return json_response(201 if created and not ref.is_type(STORAGE) else 200, view)
         record = self.store.resource(ref.id)
         if m == "DELETE":
-            return Response(200 if self.handlers.delete(ref) else 204)
+            return Response(200 if self.handlers.delete(ref, refuse_in_use=True) else 204)
         if record is None:
             if m == "HEAD":
                 return Response(404)

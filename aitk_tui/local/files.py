@@ -98,9 +98,11 @@ def _range(text: str | None, size: int | None = None) -> tuple[int, int] | None:
 
 class FilesService:
     def __init__(self, files_root: Path, meta_root: Path, account_keys: Callable[[str], list[str] | None],
-                 bearer_ok: Callable[[str], bool], base_url: Callable[[], str]) -> None:
+                 bearer_ok: Callable[[str], bool], base_url: Callable[[], str],
+                 shared_key_allowed: Callable[[str], bool] = lambda account: True) -> None:
         self.root, self.meta_root = files_root, meta_root
         self.account_keys, self.bearer_ok, self.base_url = account_keys, bearer_ok, base_url
+        self.shared_key_allowed = shared_key_allowed
 
     # -- plumbing ----------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
@@ -114,6 +116,9 @@ class FilesService:
         account = segs[0]
         # Authorisation comes first and reads only headers: no body is read before it passes.
         check_shared_key(req, account, self.account_keys(account), self.bearer_ok)
+        if (req.header("Authorization") or "").startswith("SharedKey ") and not self.shared_key_allowed(account):
+            raise _err(403, "KeyBasedAuthenticationNotPermitted",
+                       "Key based authentication is not permitted on this storage account.")
         if not account_name_ok(account):
             raise _invalid_name()
         if len(segs) == 1:

@@ -247,6 +247,13 @@ class ResourceHandlers:
             return {"value": [{"name": n, "value": v} for n, v in (s.get("secrets") or {}).items()]}
         raise HttpError(400, "InvalidAction", f"Listing keys is not supported for {ref.full_type} in the local cloud.")
 
+    def shared_key_allowed(self, account: str) -> bool:
+        """False when the account sets allowSharedKeyAccess: false (Azure then refuses SharedKey)."""
+        for r in self.store.resources(full_type=STORAGE):
+            if r["name"].lower() == account.lower():
+                return (r.get("properties") or {}).get("allowSharedKeyAccess") is not False
+        return True
+
     def storage_keys(self, account: str) -> list[str] | None:
         """Keys of a storage account by name (any group): the Files data plane's check."""
         for r in self.store.resources(full_type=STORAGE):
@@ -255,7 +262,17 @@ class ResourceHandlers:
         return None
 
     # -- delete --------------------------------------------------------------------------
-    def delete(self, ref: ResourceRef) -> bool:
+    def delete(self, ref: ResourceRef, *, refuse_in_use: bool = False) -> bool:
+        """Delete a resource and its children. ``refuse_in_use``: as Azure does for a single
+        DELETE, refuse an environment that container apps still run in (a group delete does not ask)."""
+        if refuse_in_use and ref.is_type(ENVIRONMENTS):
+            users = [r["name"] for r in self.store.resources(full_type=CONTAINER_APPS)
+                     if str((r.get("properties") or {}).get("environmentId")
+                            or (r.get("properties") or {}).get("managedEnvironmentId") or "").lower() == ref.id.lower()]
+            if users:
+                raise HttpError(409, "ManagedEnvironmentHasContainerApps",
+                                f"Cannot delete managed environment '{ref.name}' because it has container apps: "
+                                f"{', '.join(sorted(users))}. Delete them first.")
         gone = self.store.delete_resource(ref.id)
         for r in gone:
             t = r["type"].lower()

@@ -155,7 +155,8 @@ class LocalCloud:
             self.arm = ArmApi(self.store, self.handlers, self.engine, self.apps, lambda: self.url)
             self.apps.async_result = self.arm.async_result
             self.files = FilesService(self.files_root, self.state_dir / "files-meta", self.handlers.storage_keys,
-                                      lambda t: self.verifier.check(t) is None, lambda: self.url)
+                                      lambda t: self.verifier.check(t) is None, lambda: self.url,
+                                      self.handlers.shared_key_allowed)
             self._server = self._bind()
             self.store.set("port", self._server.port)
             self._server.start()

@@ -25,6 +25,7 @@ from ..errors import AitkError
 from ..project import Project
 from .command_handlers import CommandHandlersMixin
 from .commands import COMMANDS_BY_ID, FKEY, AitkCommands, bindings_for
+from .demo_commands import DemoCommandsMixin
 from .operations import OperationsMixin, default_session_factory
 from .settings import DEFAULT_THEME, UISettings
 from .state import UIState
@@ -44,13 +45,14 @@ _TAB_FOCUS = {"steps", "log-view", "prompt"}
 
 class MainTabs(TabbedContent):
     def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        # Textual then runs TabbedContent's own handler (it switches to the pane) unless the
+        # default is prevented.
         focused = self.screen.focused
         if focused is None or event.tab_pane not in focused.ancestors:
-            # Stale: focus moved on before this message arrived (F8 pressed just after the
-            # chat focused its prompt); switching back would undo the user's key.
+            # Stale: focus moved on before this message arrived (F9 pressed just after F8
+            # focused the log); switching back would undo the user's key.
+            event.prevent_default()
             event.stop()
-            return
-        super()._on_tab_pane_focused(event)
 
 
 class MainScreen(Screen):
@@ -82,7 +84,7 @@ class MainScreen(Screen):
         return tabs is not None and tabs.active != pane.id
 
 
-class AitkApp(CommandHandlersMixin, OperationsMixin, App[int]):
+class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
     TITLE = "aitk"
     BINDINGS = bindings_for("app")

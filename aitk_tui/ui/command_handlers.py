@@ -183,6 +183,12 @@ class CommandHandlersMixin:
     def _cmd_show_activity(self: "AitkApp") -> None:
         self.show_tab("activity")
 
+    async def _cmd_activity_probes(self: "AitkApp") -> None:
+        await self.ensure_pane("activity")
+        self.show_tab("activity")
+        shown = self.activity.toggle_probes()
+        self.notify(f"Health-probe lines {'shown' if shown else 'hidden'}.", timeout=3)
+
     def _cmd_activity_follow(self: "AitkApp") -> None:
         self.activity.log_pane.follow()
 

@@ -119,6 +119,11 @@ def _endpoint(s: UIState) -> str | None:
     return None
 
 
+def _app_named(s: UIState) -> str | None:
+    missing = s.config_missing("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+    return f"provision first (inference.config.json is missing {', '.join(missing)})" if missing else None
+
+
 _RULES = {
     "sign_in": lambda s: _session(s) or _idle(s),
     "select_subscription": _signed_in,
@@ -130,5 +135,9 @@ _RULES = {
     "replica_logs": lambda s: _session(s) or _deployable(s) or _idle(s),
     "go_to_endpoint": _endpoint,
     "copy_endpoint": _endpoint,
+    "open_in_browser": _endpoint,
+    # The key is the container app's secret: it needs the app's names and a session.
+    **dict.fromkeys(("copy_api_key", "copy_snippet_curl", "copy_snippet_python", "copy_snippet_js"),
+                    lambda s: _endpoint(s) or _session(s) or _app_named(s)),
     "cancel": lambda s: None if s.running else "nothing is running",
 }

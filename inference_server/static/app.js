@@ -127,6 +127,8 @@ async function* sseEvents(body, signal) {
   let buffer = "";
   for (;;) {
     const { value, done } = await reader.read();
+    // Cancelling the reader (Stop) ends the read as if the stream had ended: say why.
+    if (signal.aborted) throw new DOMException("stopped", "AbortError");
     if (done) break;
     buffer += value;
     let cut;

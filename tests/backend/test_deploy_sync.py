@@ -103,7 +103,9 @@ async def test_failed_upload_is_retried_even_if_the_file_is_reverted(session, lo
 
     monkeypatch.setattr(deploy_mod, "_upload_one", flaky)
     events = await _deploy(session, config)
-    assert isinstance(events[-1], Failed) and "upload to file share" in events[-1].message
+    assert isinstance(events[-1], Failed)
+    assert events[-1].message == (f"Could not upload inference_server/__init__.py to file share "
+                                  f"{config.FILE_SHARE_NAME}: Input/output error.")
     monkeypatch.setattr(deploy_mod, "_upload_one", real)
     target.write_text(original)  # back to what the share's old manifest says...
     events = await _deploy(session, config)

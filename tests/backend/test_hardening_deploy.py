@@ -285,3 +285,16 @@ async def test_files_of_a_failed_deploy_are_removed_once_deleted_locally(session
     events = await _deploy(session, config)
     assert ", 3 removed" in events[-1].summary  # the three that reached the share (the others never did)
     assert {p for p in _on_share(share) if "/extra/" in p} == set()
+
+
+async def test_a_name_the_share_refuses_fails_naming_the_file(session, local_cloud, local_project, monkeypatch):
+    """Were the local check ever to miss a rule, the share's 400 still names the file."""
+    from aitk_tui.cloud import sync_plan
+
+    monkeypatch.setattr(sync_plan, "component_problem", lambda name: None)
+    (Path(local_project) / "inference_server" / "a|b.py").write_text("x\n")
+    config = await _provisioned(session)
+    failed = (await _deploy(session, config, workers=1))[-1]
+    assert isinstance(failed, Failed)
+    assert failed.message.startswith("Could not upload inference_server/a|b.py to file share")
+    assert "resource name contains invalid characters" in (failed.detail or "")

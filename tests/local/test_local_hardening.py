@@ -212,3 +212,19 @@ def test_local_info_needs_the_clouds_token(local_cloud):
     with urllib.request.urlopen(req, context=_ctx(local_cloud), timeout=5) as r:
         info = json.loads(r.read())
     assert info["state_dir"] == str(local_cloud.state_dir)
+
+
+def test_an_account_without_shared_key_access_refuses_the_key(local_factory):
+    """As Azure does: the template keeps allowSharedKeyAccess true because the ACA mount and
+    `aitk deploy` use the key; an account that turned it off refuses SharedKey requests."""
+    from aitk_tui.local.credential import LOCAL_SUBSCRIPTION_ID
+
+    local_factory.resources(LOCAL_SUBSCRIPTION_ID).resource_groups.create_or_update("rg1", {"location": "eastus"})
+    storage = local_factory.storage(LOCAL_SUBSCRIPTION_ID)
+    storage.storage_accounts.begin_create("rg1", "nokeyacct", {
+        "location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2",
+        "properties": {"allowSharedKeyAccess": False}}).result()
+    key = storage.storage_accounts.list_keys("rg1", "nokeyacct").as_dict()["keys"][0]["value"]
+    with pytest.raises(HttpResponseError) as e:
+        local_factory.share("nokeyacct", "share1", key).create_share()
+    assert e.value.status_code == 403 and str(getattr(e.value.error_code, "value", e.value.error_code)) == "KeyBasedAuthenticationNotPermitted"

@@ -138,13 +138,27 @@ async def test_a_decode_step_that_raises_for_one_row_is_retried_row_by_row(engin
     assert engine.active == 0
 
 
+def fail_prefill_holding(loaded, token: int):
+    """Make any prefill whose input holds ``token`` raise (in the embedding, first thing)."""
+
+    def hook(module, args):
+        input_ids = args[0]
+        if input_ids.shape[1] > 1 and bool((input_ids == token).any()):
+            raise RuntimeError("injected prefill failure")
+
+    return loaded.model.get_input_embeddings().register_forward_pre_hook(hook)
+
+
 async def test_a_newcomer_whose_prefill_raises_fails_alone(engine, loaded):
     expected = await alone(engine, loaded, greedy())
-    poison = poisoned_prompt(loaded)
-    hook = fail_layer_at(loaded, decode=False)
+    poison = "poison " * 5  # short, like the newcomer: the two are prefilled in one batch
+    marker = next(t for t in ids(loaded, poison) if all(t not in ids(loaded, p) for p in PROMPTS))
+    hook = fail_prefill_holding(loaded, marker)
     try:
-        running = others(engine, loaded, greedy())[:2]
+        running = [asyncio.ensure_future(run(engine, loaded, p, greedy(), use_adapter=i % 2 == 0))
+                   for i, p in enumerate(PROMPTS[:2])]
         await wait_for(lambda: engine.active == 2)  # two streams decoding when the newcomers come
+        engine.peak_prefill = 0
         # Submitted under the engine's lock so both wait together and are prefilled in one batch.
         with engine._cv:
             poisoned = engine.submit(ids(loaded, poison), greedy(), use_adapter=True, timeout_s=60)
@@ -153,6 +167,7 @@ async def test_a_newcomer_whose_prefill_raises_fails_alone(engine, loaded):
             poisoned.result(), newcomer.result(), *running)
     finally:
         hook.remove()
+    assert engine.peak_prefill == 2, "the newcomers were not prefilled together"
     assert poisoned_done.reason == "error" and poisoned_done.completion_tokens == 0
     assert [text for text, _ in earlier] == expected[:2]
     assert newcomer_text == expected[2]

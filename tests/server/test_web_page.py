@@ -134,6 +134,7 @@ def test_stop_ends_a_long_answer_and_frees_the_server(page, server):
         route.continue_(post_data=json.dumps({**body, "max_tokens": 2000, "ignore_eos": True}))
 
     page.route("**/v1/chat/completions", long_reply)
+    generated_before = server.app.state.metrics.generated_tokens
     ask(page, "tell me everything")
     page.wait_for_selector("#stop:not([hidden])")
     answer = last_answer(page)
@@ -145,6 +146,7 @@ def test_stop_ends_a_long_answer_and_frees_the_server(page, server):
     assert page.locator("#stop").is_hidden() and page.locator("#send").is_enabled()
     # The abort reached the server: the generation ended long before its 2000 tokens.
     assert wait_until(lambda: server.state.engine.active == 0, timeout=10)
+    assert server.app.state.metrics.generated_tokens - generated_before < 2000
     assert len(answer.inner_text()) > 20
 
 

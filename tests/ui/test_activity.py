@@ -238,3 +238,36 @@ async def test_the_state_column_widens_when_a_row_moves_on_to_a_longer_state(mak
         await settle(pilot)
         state_column = next(iter(activity.table.columns.values()))
         assert state_column.content_width >= len("✓ Succeeded")
+
+
+async def test_health_probe_lines_are_hidden_until_p_shows_them(make_app):
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f8")
+        await settle(pilot)
+        activity = app.activity
+        probe = "method=GET path=/health status=200 duration_ms=0.3"
+        for text in ("model loaded", probe, probe, "method=POST path=/v1/chat/completions status=200"):
+            activity.feed(LogLine(text, "x7k2p", probe="/health" in text))
+        activity.flush()
+        text = activity.log_pane.text()
+        assert "[x7k2p] model loaded" in text and "chat/completions" in text
+        assert probe not in text and "probe lines are hidden" in text
+        await pilot.press("p")  # from the Activity tab, wherever focus is
+        await settle(pilot)
+        activity.feed(LogLine(probe, "x7k2p", probe=True))
+        activity.flush()
+        assert f"[x7k2p] {probe}" in activity.log_pane.text()
+
+
+async def test_lines_written_while_the_tab_was_hidden_show_their_end_when_it_opens(make_app):
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        pane = (await app.ensure_pane("activity")).log_pane
+        pane.write_lines([f"early {i}" for i in range(60)])  # the Activity tab was never shown
+        await settle(pilot)
+        await pilot.press("f8")
+        await settle(pilot)
+        assert pane.following and pane.log.is_vertical_scroll_end and pane.log.max_scroll_y > 0

@@ -98,6 +98,8 @@ Provisioning, deploy and replica logs stream here.
         self.title_text = "No operation yet. Provision (F5), Deploy (F6) or Show replica logs from the palette."
         self.last_error: Failed | None = None
         self.flushes = 0  # counted for tests and the benchmark: UI updates, not events
+        self.show_probes = False  # replica access lines of /health probes (most of what it prints)
+        self.hidden_probes = 0
 
     def compose(self) -> ComposeResult:
         yield Static(self.title_text, id="op-title")
@@ -158,6 +160,13 @@ Provisioning, deploy and replica logs stream here.
             self._upsert(str(change.get("resource_type", "")), str(change.get("name", "")),
                          kind, None)
 
+    def toggle_probes(self) -> bool:
+        self.flush()
+        self.show_probes = not self.show_probes
+        self.log_pane.write_lines([f"(GET /health probe lines {'shown' if self.show_probes else 'hidden'} from here on;"
+                                   f" {self.hidden_probes} hidden so far)"])
+        return self.show_probes
+
     def save_text(self) -> str:
         lines = [f"# aitk activity log — {self.title_text}"]
         for row_key in self.table.rows:
@@ -189,6 +198,11 @@ Provisioning, deploy and replica logs stream here.
                 detail = f" — {ev.detail}" if ev.detail else ""
                 lines.append(f"endpoint: {ev.status} after {format_elapsed(ev.elapsed_s)}{detail}")
             elif isinstance(ev, LogLine):
+                if ev.probe and not self.show_probes:
+                    self.hidden_probes += 1
+                    if self.hidden_probes == 1:
+                        lines.append("(GET /health probe lines are hidden: P shows them)")
+                    continue
                 lines.append(f"[{ev.source}] {ev.text}")
             elif isinstance(ev, Info):
                 lines.append(("warning: " if ev.level == "warning" else "") + ev.message)

@@ -19,6 +19,7 @@ import asyncio
 import time
 from contextlib import suppress
 
+from markdown_it import MarkdownIt
 from textual._compositor import Compositor
 from textual.await_complete import AwaitComplete
 from textual.geometry import Region
@@ -26,6 +27,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Markdown
 from textual.widgets._markdown import MarkdownBlock
+
+from .answer_draw import BlockDrawer, StyleRig
 
 
 class FrozenRun(Widget):
@@ -81,6 +84,7 @@ class StreamedAnswer(Markdown):
         self.streaming = True
         self.applied_chars = 0  # characters of the source in widgets (benchmark: what is drawn next)
         self._rendered_width = 0
+        self._waits = 0  # refreshes the text waited for a first layout
         # Markdown.append reads the source and _last_parsed_line when called, not when it runs:
         # every change to them (append, update, re-render) runs alone, in call order.
         self._op_lock = asyncio.Lock()
@@ -92,25 +96,135 @@ class StreamedAnswer(Markdown):
                 # Before each append, not on a timer: while text streams in there is always a
                 # next append, and the blocks the last one finished have been laid out since.
                 await self._freeze_ready(include_last=False)
-                await Markdown.append(self, markdown)
-                self.applied_chars = len(self.source)
+                self._markdown = self.source + markdown
+                await self._apply()
 
         return AwaitComplete(appended())
+
+    async def _apply(self) -> None:
+        """Show the source up to its end, drawing what can be drawn (under the op lock)."""
+        width = self.content_size.width
+        run = self._run()
+        drawer = self._drawer(width) if run is None or run.frozen_width == width else None
+        if drawer is None and self._waits < 20 and (not self.size.width or not self._rig_ready()):
+            # Not laid out yet (the first frames): what has come in waits for the next
+            # refresh rather than becoming widgets that are costly to make and to freeze.
+            self._waits += 1
+            self.call_after_refresh(self._apply_later)
+            return
+        await self._append_locked(drawer, width)
+        self.applied_chars = len(self.source)
+
+    async def _apply_later(self) -> None:
+        if self.is_attached and self.applied_chars < len(self.source):
+            async with self._op_lock:
+                if self.applied_chars < len(self.source):
+                    await self._apply()
+
+    def _rig_ready(self) -> bool:
+        rig = next((c for c in self.children if isinstance(c, StyleRig)), None)
+        return rig is not None and rig.samples() is not None
+
+    async def _append_locked(self, drawer: BlockDrawer | None, width: int) -> None:
+        """``Markdown.append`` of what the source has beyond the last parse, except that
+        finished paragraphs and simple lists with nothing live above them are drawn straight
+        into the run instead of becoming widgets."""
+        start = self._last_parsed_line
+        parser = MarkdownIt("gfm-like") if self._parser_factory is None else self._parser_factory()
+        tokens = parser.parse("".join(self._markdown.splitlines(keepends=True)[start:]))
+        blocks = list(self._parse_markdown(tokens))
+        for token in reversed(tokens):
+            if token.map is not None and token.level == 0:
+                self._last_parsed_line = start + token.map[0]
+                break
+        if not blocks:
+            return
+        for block in blocks:
+            first, end = block.source_range
+            block.source_range = (first + start, end + start)
+        live = list(self.query_children(MarkdownBlock))
+        with self.app.batch_update():
+            rest = blocks
+            drawn: list[tuple[MarkdownBlock, list[Strip]]] = []
+            above_is_live = False
+            if live:
+                tail = live.pop()  # blocks[0] is the new text of the tail
+                lines = drawer.draw(blocks[0], width) if drawer is not None and len(blocks) > 1 and not live else None
+                if lines is not None:
+                    tail.display = False  # finished: drawn into the run instead
+                    await tail.remove()
+                    drawn.append((blocks[0], lines))
+                else:
+                    tail.source_range = blocks[0].source_range
+                    await tail._update_from_block(blocks[0])
+                    above_is_live = True
+                rest = blocks[1:]
+            taken = 0
+            if drawer is not None and not live and not above_is_live:
+                for block in rest[:-1]:
+                    lines = drawer.draw(block, width)
+                    if lines is None:
+                        break
+                    drawn.append((block, lines))
+                    taken += 1
+            if drawn:
+                assert drawer is not None
+                self._extend_run(drawer, drawn, width)
+            if rest[taken:]:
+                await self.mount_all(rest[taken:])
+
+    def _run(self) -> FrozenRun | None:
+        return next((c for c in self.children if isinstance(c, FrozenRun)), None)
+
+    def _drawer(self, width: int) -> BlockDrawer | None:
+        rig = next((c for c in self.children if isinstance(c, StyleRig)), None)
+        if rig is None or not width or not self.size.width:
+            return None
+        drawer = BlockDrawer(rig, self._gap(width))
+        return drawer if drawer.ready else None
+
+    def _gap(self, width: int) -> Strip:
+        gutter = self.styles.gutter
+        return self.render_lines(Region(gutter.left, gutter.top, width, 1))[0]
+
+    def _extend_run(self, drawer: BlockDrawer, drawn: list[tuple[MarkdownBlock, list[Strip]]], width: int) -> None:
+        """Add drawn blocks below the run, spaced as the vertical layout spaces widgets."""
+        run = self._run()
+        gap = self._gap(width)
+        above = run.styles.margin.bottom if run is not None and run.strips else None
+        lines: list[Strip] = []
+        first_top = bottom = 0
+        for i, (block, block_lines) in enumerate(drawn):
+            top, bottom = drawer.margins(block)
+            if i == 0:
+                first_top = top
+            if above is not None:
+                lines.extend([gap] * max(above, top))
+            lines.extend(block_lines)
+            above = bottom
+        if run is None:
+            run = FrozenRun()
+            self.mount(run, before=0)
+        run.extend(lines, width, first_top, bottom)
+        self._rendered_width = self.size.width
 
     def update(self, markdown: str) -> AwaitComplete:
         return AwaitComplete(self._replace(markdown))
 
     async def _replace(self, markdown: str | None) -> None:
-        """Render ``markdown`` (None: the source as it is once the lock is ours) from scratch."""
+        """Render ``markdown`` (None: the source as it is once the lock is ours) from scratch,
+        drawing what can be drawn, as an append of the whole text would."""
         async with self._op_lock:
-            await self.remove_children(FrozenRun)
-            await Markdown.update(self, self.source if markdown is None else markdown)
-            # Markdown.update leaves _last_parsed_line at the last line, which may be inside
-            # the last block (a fence): the next append would parse from there.
-            blocks = self.query_children(MarkdownBlock)
-            if blocks:
-                self._last_parsed_line = blocks.last().source_range[0]
-            self.applied_chars = len(self.source)
+            with self.app.batch_update():
+                await self.remove_children([c for c in self.children if isinstance(c, (FrozenRun, MarkdownBlock))])
+                if not self.query_children(StyleRig):
+                    await self.mount(StyleRig())
+            self._markdown = self.source if markdown is None else markdown
+            self._last_parsed_line = 0
+            self._table_of_contents = None
+            self.applied_chars = 0
+            self._waits = 0
+            await self._apply()
         self.call_after_refresh(self._freeze_later)
 
     def finish(self) -> None:
@@ -124,7 +238,8 @@ class StreamedAnswer(Markdown):
         if not self.is_attached or tries <= 0:
             return
         done = False
-        if not self._op_lock.locked() and not self.screen._layout_required:
+        pending = self.applied_chars < len(self.source)  # text still waiting to be shown
+        if not pending and not self._op_lock.locked() and not self.screen._layout_required:
             async with self._op_lock:
                 done = await self._freeze_ready(include_last=not self.streaming)
         if not done:  # blocks still waiting for their first layout: after the next refresh
@@ -137,9 +252,8 @@ class StreamedAnswer(Markdown):
         block is drawn only when the size the screen gave it is the size a fresh arrangement
         gives it now, so a block changed since the last layout waits for the next one.
         """
-        children = list(self.children)
-        run = children[0] if children and isinstance(children[0], FrozenRun) else None
-        live = [c for c in children if isinstance(c, MarkdownBlock)]
+        run = self._run()
+        live = list(self.query_children(MarkdownBlock))
         candidates = live if include_last else live[:-1]
         if not candidates:
             return True

@@ -11,6 +11,7 @@ renders it with those styles. Any other block returns None and is drawn by its w
 from __future__ import annotations
 
 from rich.cells import cell_len
+from rich.style import Style as RichStyle
 from textual.content import Content
 from textual.strip import Strip
 from textual.visual import Visual
@@ -51,10 +52,11 @@ class StyleRig(Markdown):
 
 
 def _text(widget: Widget, content: Content, width: int) -> Lines:
+    """``content`` as ``widget`` renders it at ``width`` (a widget with no padding or border)."""
     style = widget.visual_style
-    strips = Visual.to_strips(widget, content, width, None, style, apply_selection=False, pad=True)
-    return [strip.extend_cell_length(width, style.rich_style) for strip in strips] or \
-        [Strip.blank(width, style.rich_style)]
+    strips = Visual.to_strips(widget, content, width, None, style, apply_selection=False)
+    pad = RichStyle(bgcolor=style.rich_style.bgcolor)  # what Textual fills the rest of a line with
+    return [strip.extend_cell_length(width, pad) for strip in strips] or [Strip.blank(width, pad)]
 
 
 class BlockDrawer:

@@ -36,7 +36,8 @@ class TailLog(RichLog):
     def on_resize(self) -> None:
         parent = self.parent
         if isinstance(parent, LogPane):
-            parent._stick()
+            # After RichLog's own handler, which renders what was written while hidden.
+            self.call_after_refresh(parent._stick)
 
 
 class LogPane(Vertical):

@@ -1,0 +1,117 @@
+"""The demo commands: ``aitk key``, ``aitk snippet [curl|python|js]`` and
+``aitk chat --compare A,B``. The key comes from the container app's secret through the
+same lookup as ``aitk chat`` (``CloudSession.api_key``: only for the app's own endpoint)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .cli import EXIT_OK, OperationFailed, UsageError, _err_line
+from .cli_cloud import _given_api_key, _stream_chat, load_config, open_session, require_config, run_async
+from .cli_cloud import EventPrinter
+from .project import Project
+
+APP_KEYS = ("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+
+
+def run(project: Project, args: argparse.Namespace) -> int:
+    printer = EventPrinter()
+    if args.command == "key":
+        return run_async(_key(project, args, printer))
+    return run_async(_snippet(project, args, printer))
+
+
+@contextlib.asynccontextmanager
+async def _app_key(project: Project, args: argparse.Namespace, printer: EventPrinter,
+                   endpoint: str | None = None) -> AsyncIterator[tuple[str, str, Any]]:
+    """(endpoint, key, verify): the key the user gave ($AITK_API_KEY), else the app's secret."""
+    config = None if endpoint else require_config(load_config(project), "ACA_APP_ENDPOINT")
+    endpoint = endpoint or config.endpoint_url
+    api_key = _given_api_key(args)
+    session = None
+    try:
+        verify: Any = True
+        if args.local or not api_key:
+            session = await open_session(project, args, printer)
+            verify = session.endpoints.ca_bundle or True
+        if not api_key:
+            config = config or load_config(project)
+            api_key = await session.api_key(require_config(config, *APP_KEYS), endpoint,
+                                            allow_insecure_http=getattr(args, "insecure_http", False))
+        yield endpoint, api_key, verify
+    finally:
+        if session is not None:
+            await session.close()
+
+
+async def _key(project: Project, args: argparse.Namespace, printer: EventPrinter) -> int:
+    if sys.stdout.isatty() and not args.show:  # checked first: no sign-in just to refuse
+        raise UsageError("The API key is not printed to a terminal (it would stay in the scrollback).",
+                         'pass --show to print it, or capture it: export AITK_API_KEY="$(aitk key)"')
+    config = require_config(load_config(project), "ACA_APP_ENDPOINT", *APP_KEYS)
+    session = await open_session(project, args, printer)
+    try:
+        key = await session.api_key(config)
+    finally:
+        await session.close()
+    sys.stdout.write(key + "\n")
+    return EXIT_OK
+
+
+async def _snippet(project: Project, args: argparse.Namespace, printer: EventPrinter) -> int:
+    from .chat.client import ChatClient, ChatError
+    from .snippets import key_command, snippet
+
+    model = args.chat_model
+    ca_bundle = None
+    if model and not args.local:  # everything is known: no cloud call at all
+        endpoint = args.endpoint or require_config(load_config(project), "ACA_APP_ENDPOINT").endpoint_url
+    else:
+        async with _app_key(project, args, printer, args.endpoint) as (endpoint, api_key, verify):
+            ca_bundle = verify if isinstance(verify, str) else None
+            if not model:
+                try:
+                    async with ChatClient(endpoint, api_key, verify=verify,
+                                          allow_insecure_http=args.insecure_http) as client:
+                        model = await client.default_model()
+                except ChatError as e:
+                    raise UsageError(f"Could not ask the endpoint which model it serves: {e.message}",
+                                     (e.detail or "") + "; or name it with --chat-model") from None
+    project_flag = str(args.project) if args.project else None
+    try:
+        text = snippet(args.language, endpoint, model, ca_bundle=ca_bundle,
+                       set_key=key_command(local=args.local, project=project_flag))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
+def compare_models(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",")]
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise UsageError(f"--compare takes two different model names: A,B (not {value!r}).",
+                         "name two of the models the endpoint serves (its /v1/models)")
+    return names
+
+
+async def compare_chat(endpoint: str, api_key: str, verify: Any, args: argparse.Namespace) -> int:
+    """Both answers, one after the other, each under its model's name (``aitk chat --compare``)."""
+    failed = False
+    for i, model in enumerate(compare_models(args.compare)):
+        print(("\n" if i else "") + f"== {model} ==", flush=True)
+        one = copy.copy(args)
+        one.chat_model = model
+        try:
+            await _stream_chat(endpoint, api_key, verify, one)
+        except OperationFailed:  # already reported; the other model still answers
+            failed = True
+    if failed:
+        _err_line("error: not every model answered (see above)")
+        raise OperationFailed()
+    return EXIT_OK
