@@ -241,6 +241,8 @@ def _main(argv: list[str] | None, args_seen: list[argparse.Namespace]) -> int:
 def _interrupt_hint(args: argparse.Namespace) -> str:
     if getattr(args, "command", None) == "provision" and not getattr(args, "what_if", False):
         return " (a submitted deployment continues in Azure; run `aitk provision` again to follow it)"
+    if getattr(args, "command", None) == "down":
+        return " (a deletion already sent continues in Azure; run `aitk down` again to see what is left)"
     return ""
 
 

@@ -145,7 +145,7 @@ async def _scale(session: Any, args: argparse.Namespace, printer: Any, config: "
 
     done = await drive(scale(session.factory, config, request), printer, show_done=not args.json)
     result = done.data["result"]
-    info = AppScale(result.app, result.after, result.cost.profile if result.cost else None, result.cost)
+    info = AppScale(result.app, result.after, result.profile, result.cost)
     if args.json:
         import json
 

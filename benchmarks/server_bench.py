@@ -1,7 +1,13 @@
 """Benchmark of the inference server (not part of pytest). Prints figures and ratios.
 
-    python benchmarks/server_bench.py            # tiny demo model (about 1 ms/token)
-    python benchmarks/server_bench.py --medium   # also a random 1024x8 Phi-3 (tens of ms/token)
+    python benchmarks/server_bench.py              # tiny demo model (about 1 ms/token)
+    python benchmarks/server_bench.py --medium     # also a random 1024x8 Phi-3 (tens of ms/token)
+    python benchmarks/server_bench.py --realistic  # staggered clients, mixed lengths, EOS; vs the peer
+
+``--realistic`` runs only the realistic workload (``realistic_load.py`` says how it is
+modelled) on our server and on ``transformers serve --continuous-batching``, same model,
+same client code, rounds interleaved, and prints one table of ratios against the goals.
+The rest of this text is about the default run.
 
 For each model it starts the real server in a subprocess (``python -m inference_server``,
 one torch thread) and measures, with greedy decoding and ``ignore_eos`` so every request
@@ -323,6 +329,11 @@ def report_realistic(r: dict, args) -> None:
           + ", ".join(f"{x:.1f}" for x in peer["tps_all"]) + " | ours sequential "
           + ", ".join(f"{x:.1f}" for x in seq["tps_all"]))
     print(f"  completion tokens per round: ours {ours['tokens']} | peer {peer['tokens']} | sequential {seq['tokens']}")
+    for name in ("ours", "peer"):  # client order: who waited behind whom
+        print(f"  TTFT per client (s), {name}: " + " | ".join(
+            ", ".join(f"{x.ttft_s:.1f}" for x in results) for _, results in r["conc"][name]))
+    print("  clients (start s, prompt tokens, max_tokens): "
+          + ", ".join(f"({c.start_s:.2f}, {c.prompt_tokens}, {c.max_tokens})" for c in clients))
 
 
 def main() -> int:

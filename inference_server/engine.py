@@ -1,11 +1,14 @@
 """Generation (no HTTP): continuous batching over a hand-written decode loop.
 
-One worker thread owns the model. At every iteration it admits waiting requests (prefilled
-together, left-padded, within a prompt-token budget so running rows are not starved), then
-runs one decode step for every active row, and drops rows that finished, were cancelled
-or ran out of time. Rows join and leave the running batch between steps: the batch's KV
-cache is left-padded to a common length and an attention mask hides the padding, with
-explicit per-row position ids, so a row computes what it would compute alone.
+One worker thread owns the model. At every iteration it admits waiting requests (shortest
+prompt first, within a prompt-token budget so running rows are not starved; prompts of
+similar length are prefilled together, and each prefill's first tokens go out at once),
+then runs one decode step for every active row, and drops rows that finished, were
+cancelled or ran out of time. Rows join and leave the running batch between steps: the
+batch's KV cache is left-padded to a common length and an attention mask hides the
+padding, with explicit per-row position ids, so a row computes what it would compute
+alone. The cache lives in preallocated slabs (``kvcache``): a step writes in place rather
+than copying every row's cache as ``DynamicCache`` does.
 
 Every row names the adapter it runs with (None: the weights as loaded). With unmerged
 adapters (several, or the base served too) all rows still share one batch and one cache:

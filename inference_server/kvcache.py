@@ -26,7 +26,11 @@ SPARE_COLUMNS = 128  # room for decode steps before a slab must grow
 
 
 class SlabLayer(DynamicLayer):
-    """One layer's keys and values, [rows, heads, columns, head_dim] inside larger slabs."""
+    """One layer's keys and values, [rows, heads, columns, head_dim] inside larger slabs.
+
+    Only what the engine calls is supported: ``update``, ``add_rows``, ``keep_rows``."""
+
+    is_croppable = False
 
     def __init__(self, keys, values) -> None:
         super().__init__()
@@ -101,8 +105,8 @@ class SlabLayer(DynamicLayer):
         self.start += drop_columns
         self._view()
 
-    def crop(self, tokens_to_remove: int) -> None:  # pragma: no cover - never used by the engine
-        raise NotImplementedError("a slab cache is not croppable")
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("a slab cache is not croppable")  # DynamicLayer's would desync the slabs
 
 
 def to_slabs(cache: Any) -> Any:

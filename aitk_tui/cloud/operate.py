@@ -58,6 +58,7 @@ class Scaled:
     app: str
     before: ScaleSettings
     after: ScaleSettings
+    profile: str | None  # the workload profile type, when it could be read
     cost: CostEstimate | None
 
     @property
@@ -239,11 +240,11 @@ async def scale(factory: ClientFactory, config: InferenceConfig, request: ScaleR
             await asyncio.to_thread(_patch_sync, factory, config, scale_patch(app, after))
             app = await asyncio.to_thread(_app_json, factory, config) or app
             after = settings_of(app)
-        _, cost = await asyncio.to_thread(_cost, factory, config, app, after)
+        profile, cost = await asyncio.to_thread(_cost, factory, config, app, after)
     except Exception as e:  # noqa: BLE001
         yield failed(e, doing)
         return
-    result = Scaled(config.ACA_APP_NAME, before, after, cost)
+    result = Scaled(config.ACA_APP_NAME, before, after, profile, cost)
     warm = ("a GPU replica stays on and bills while idle" if after.keeps_warm
             else "scales to zero when idle (the first request then waits for a cold start)")
     yield Done(f"{config.ACA_APP_NAME}: {_words(after)}; {warm}", {"result": result})

@@ -157,6 +157,18 @@ class CommandHandlersMixin:
         config = self.state.config
         self.start_operation("deploy", "Deploy", lambda: self.session.deploy(config))
 
+    def _cmd_keep_warm(self: "AitkApp") -> None:
+        self._scale_min(1, "Keep warm")
+
+    def _cmd_let_sleep(self: "AitkApp") -> None:
+        self._scale_min(0, "Let it sleep")
+
+    def _scale_min(self: "AitkApp", replicas: int, title: str) -> None:
+        from ..cloud.operate import ScaleRequest, scale
+
+        config, factory = self.state.config, self.session.factory
+        self.start_operation("scale", title, lambda: scale(factory, config, ScaleRequest(min_replicas=replicas)))
+
     def _cmd_replica_logs(self: "AitkApp") -> None:
         config = self.state.config
         self.start_operation("replica_logs", "Replica logs", lambda: self.session.replica_logs(config, follow=True))

@@ -34,6 +34,7 @@ class IdentityKnown(Message):
 class HealthChecked(Message):
     health: str  # "healthy", "asleep", "unhealthy", "unreachable", "unknown"
     detail: str | None = None
+    gpu_billing: bool | None = None  # min replicas >= 1; None: not known from this check
 
 
 @dataclass

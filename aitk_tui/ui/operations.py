@@ -49,6 +49,20 @@ def describe_failure(error: BaseException) -> tuple[str, str | None]:
     return f"Something unexpected went wrong ({type(error).__name__}).", redact(str(error)[:500]) or None
 
 
+async def _keeps_warm(session: Any, config: InferenceConfig) -> bool | None:
+    """Whether the app keeps a GPU replica on (min >= 1); None when it cannot be told."""
+    factory = getattr(session, "factory", None)
+    if factory is None:
+        return None
+    from ..cloud.operate import read_scale
+
+    try:
+        info = await read_scale(factory, config)
+    except AitkError:
+        return None
+    return False if info is None else info.settings.keeps_warm
+
+
 def health_from_status(status: Any) -> str:
     healthy = getattr(status, "healthy", None)
     replicas = getattr(status, "replicas", None)
@@ -117,7 +131,8 @@ class OperationsMixin:
         except AitkError as e:
             self.post_message(HealthChecked("unreachable", e.message))
             return
-        self.post_message(HealthChecked(health_from_status(status)))
+        self.post_message(HealthChecked(health_from_status(status), gpu_billing=await _keeps_warm(self.session,
+                                                                                               self.state.config)))
 
     def refresh_health_quietly(self: "AitkApp") -> None:
         """The header's periodic refresh: one ARM read and, only while a replica runs, one
@@ -133,6 +148,8 @@ class OperationsMixin:
 
     def on_health_checked(self: "AitkApp", event: HealthChecked) -> None:
         self.state.health = event.health
+        if event.gpu_billing is not None:
+            self.state.gpu_billing = event.gpu_billing
         self.refresh_state()
 
     # -- long operations -------------------------------------------------------------
@@ -209,6 +226,8 @@ class OperationsMixin:
         elif op == "provision":
             self.reload_config()
             self.check_health()
+        elif op == "scale" and done.data.get("result") is not None:
+            self.state.gpu_billing = done.data["result"].after.keeps_warm
         elif op == "deploy":
             self.state.health = "healthy" if done.data.get("healthy", True) else self.state.health
             self.check_health()

@@ -30,6 +30,7 @@ class UIState:
     params_invalid: str | None = None  # first naming-rule failure in the saved file
     running: str | None = None  # title of the operation in progress
     health: str | None = None  # "healthy", "asleep", "unreachable", "checking", None = unknown
+    gpu_billing: bool = False  # min replicas >= 1: a GPU replica bills even while idle
     streaming: bool = False
 
     @property
@@ -133,6 +134,7 @@ _RULES = {
     "provision": lambda s: _group(s) or _params(s) or _idle(s),
     "deploy": lambda s: _session(s) or _deployable(s) or _idle(s),
     "replica_logs": lambda s: _session(s) or _deployable(s) or _idle(s),
+    **dict.fromkeys(("keep_warm", "let_sleep"), lambda s: _session(s) or _deployable(s) or _idle(s)),
     "go_to_endpoint": _endpoint,
     "copy_endpoint": _endpoint,
     "open_in_browser": _endpoint,

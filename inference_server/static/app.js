@@ -278,6 +278,8 @@ els.keyForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const key = els.key.value.trim();
   els.key.value = "";
+  // A header carries only visible ASCII: anything else would fail inside fetch, unexplained.
+  if (/[^\x21-\x7e]/.test(key)) return showKeyForm("An API key is visible ASCII characters with no spaces.");
   if (key) connect(key);
 });
 

@@ -298,3 +298,19 @@ async def test_a_name_the_share_refuses_fails_naming_the_file(session, local_clo
     assert isinstance(failed, Failed)
     assert failed.message.startswith("Could not upload inference_server/a|b.py to file share")
     assert "resource name contains invalid characters" in (failed.detail or "")
+
+
+def test_the_ignore_prefilter_agrees_with_pathspec(tmp_path):
+    """The quick "could any pattern match" pass must never hide a match pathspec would find."""
+    import pathspec
+
+    from aitk_tui.cloud.sync_plan import DEFAULT_IGNORE, load_ignore
+
+    user = ["data/", "!keep.pem", "/top.txt", "sub/*.bin", "**/cache/**", "*.ckpt", "!important.ckpt", "[ab].log"]
+    (tmp_path / ".aitkignore").write_text("\n".join(user) + "\n")
+    ours = load_ignore(tmp_path)
+    ref = pathspec.GitIgnoreSpec.from_lines([*DEFAULT_IGNORE, *user])
+    paths = [".git", ".git/", "a/.git/", "x.pyc", "keep.pem", "a/keep.pem", "cert.pem", "data/", "a/data/", "top.txt",
+             "a/top.txt", "sub/x.bin", "a/sub/x.bin", "app.py", "node_modules/", ".env.local", "x/cache/y.py",
+             "m.ckpt", "important.ckpt", "a.log", "c.log", "dir.with.dots/f", "ünïcode/.env", "a b/.venv/"]
+    assert [p for p in paths if ours.match_file(p)] == [p for p in paths if ref.match_file(p)]

@@ -299,3 +299,29 @@ class _Lines:
 
     def isatty(self) -> bool:
         return self._tty
+
+
+def test_scale_and_down_refuse_the_local_clouds_config_without_local(tmp_path, capsys):
+    from aitk_tui.config.inference_config import KEYS
+
+    root = tmp_path / "p"
+    (root / "infra" / "provision").mkdir(parents=True)
+    config = dict.fromkeys(KEYS, "x")
+    config["ACA_APP_ENDPOINT"] = "127.0.0.1:49321"
+    (root / "infra" / "inference.config.json").write_text(json.dumps(config))
+    for argv in (["scale", "--keep-warm"], ["down", "--yes"], ["down", "--all", "--yes"]):
+        rc, out, err = _aitk(capsys, root, *argv)
+        assert rc == 2 and out == "" and "is the local cloud's" in err and err.count("\n") == 1, (argv, err)
+
+
+def test_interrupted_down_says_the_deletion_goes_on(tmp_path, capsys, monkeypatch):
+    import aitk_tui.cli_operate as cli_operate
+
+    def interrupted(project, args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_operate, "run", interrupted)
+    rc, out, err = _aitk(capsys, tmp_path, "down", "--yes")
+    assert rc == 130 and out == ""
+    assert err == ("aitk: interrupted (a deletion already sent continues in Azure; run `aitk down` again to see "
+                   "what is left)\n")

@@ -32,8 +32,8 @@ def test_delete_each_provisioned_resource(local_cloud, local_factory, local_proj
     env_name = env_id.rsplit("/", 1)[1]
     upload_stand_in(_share(local_factory, out))
     apps.container_apps_revisions.restart_revision("rg1", app.name, app.latest_revision_name)
-    pid = wait_for(lambda: local_cloud.replicas.status(app.id).get("ready") and local_cloud.replicas.status(app.id)["pid"],
-                   what="the replica to serve")
+    serving = lambda: (st := local_cloud.replicas.status(app.id)).get("ready") and st["pid"]  # noqa: E731
+    pid = wait_for(serving, what="the replica to serve")
     assert pid_alive(pid)
 
     # The environment cannot go while the app runs in it; nothing is deleted.

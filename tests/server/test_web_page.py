@@ -157,6 +157,11 @@ def test_a_wrong_key_is_refused_and_forgotten(page, server):
     assert "refused" in error.inner_text()
     assert page.locator("#chat-form").is_hidden()
     assert page.evaluate("sessionStorage.getItem('aitk.apiKey')") is None
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    enter_key(page, "ключ с пробелом")  # no header can carry it: refused before any request
+    assert wait_until(lambda: "ASCII" in error.inner_text(), timeout=10)
+    assert not any("/v1/" in url for url in requests)
     enter_key(page)  # then the right one works
     page.wait_for_selector("#chat-form:not([hidden])")
 

@@ -34,6 +34,7 @@ async def _open_chat(app, pilot, server: RunningServer, temperature: str = "0") 
     app.show_tab("chat")
     chat.set_endpoint(server.base_url, TEST_KEY)
     chat.query_one("#chat-temp", Input).value = temperature
+    chat.query_one("#chat-max", Input).value = "40"  # short answers keep the test quick
     await settle(pilot)
 
 

@@ -1,14 +1,20 @@
 """A chat answer that streams Markdown at thousands of tokens per second, however long.
 
 Textual's ``Markdown`` builds a widget per block (about four per list item, one per table
-cell) and every layout walks all of them, so a long, list-heavy answer slows each frame
-down until the UI falls seconds behind the stream. ``StreamedAnswer`` keeps only the
-block still being written live: once Textual's own streaming logic will never touch a
-block again (every top-level block but the last), it is drawn once, off screen, by
-Textual's compositor, and its lines move into one ``FrozenRun`` at the top of the answer,
-with the block's margins, so the layout is the same line for line. The finished answer
-is therefore drawn exactly as ``Markdown(text)`` draws it, from one widget instead of
-thousands. A new width or theme re-renders the text, then freezes it again.
+cell), and making them and laying them all out on every frame is what let list-heavy
+answers fall seconds behind the stream. ``StreamedAnswer`` keeps only the block still
+being written as widgets. Every top-level block before it is final (``Markdown.append``
+only ever replaces the last one), so its lines move into one ``FrozenRun`` at the top of
+the answer, spaced with the blocks' own margins as the vertical layout spaces them:
+
+- paragraphs and lists of one-paragraph items are drawn straight to lines, with no
+  widgets, from the styles of a hidden sample of each (answer_draw.py);
+- any other block (code, tables, quotes, headings, nested lists) is mounted, and once the
+  screen has laid it out, drawn off screen by Textual's own compositor and taken down.
+
+So the finished answer is one widget, drawn exactly as ``Markdown(text)`` draws the same
+text (tests/ui/test_markdown_stream.py compares every cell). A new width or theme draws
+the text again.
 
 ``PacedStream`` feeds it: ``write(text)`` while streaming, ``stop()`` in a ``finally``.
 """
@@ -82,9 +88,11 @@ class StreamedAnswer(Markdown):
     def __init__(self, markdown: str | None = None, *, classes: str | None = None, id: str | None = None) -> None:
         super().__init__(markdown, classes=classes, id=id)
         self.streaming = True
-        self.applied_chars = 0  # characters of the source in widgets (benchmark: what is drawn next)
+        self.applied_chars = 0  # characters of the source on screen (benchmark: what is drawn next)
+        self._unshown = False  # text waits for the answer's first layout
         self._rendered_width = 0
         self._waits = 0  # refreshes the text waited for a first layout
+        self._drawer_for: tuple[tuple[int, str], BlockDrawer] | None = None
         # Markdown.append reads the source and _last_parsed_line when called, not when it runs:
         # every change to them (append, update, re-render) runs alone, in call order.
         self._op_lock = asyncio.Lock()
@@ -110,15 +118,17 @@ class StreamedAnswer(Markdown):
             # Not laid out yet (the first frames): what has come in waits for the next
             # refresh rather than becoming widgets that are costly to make and to freeze.
             self._waits += 1
+            self._unshown = True
             self.call_after_refresh(self._apply_later)
             return
+        self._unshown = False
         await self._append_locked(drawer, width)
         self.applied_chars = len(self.source)
 
     async def _apply_later(self) -> None:
-        if self.is_attached and self.applied_chars < len(self.source):
+        if self.is_attached and self._unshown:
             async with self._op_lock:
-                if self.applied_chars < len(self.source):
+                if self._unshown:
                     await self._apply()
 
     def _rig_ready(self) -> bool:
@@ -180,8 +190,13 @@ class StreamedAnswer(Markdown):
         rig = next((c for c in self.children if isinstance(c, StyleRig)), None)
         if rig is None or not width or not self.size.width:
             return None
-        drawer = BlockDrawer(rig, self._gap(width))
-        return drawer if drawer.ready else None
+        key = (width, self.app.theme)
+        if self._drawer_for is None or self._drawer_for[0] != key:
+            drawer = BlockDrawer(rig, self._gap(width))
+            if not drawer.ready:
+                return None
+            self._drawer_for = (key, drawer)
+        return self._drawer_for[1]
 
     def _gap(self, width: int) -> Strip:
         gutter = self.styles.gutter
@@ -222,7 +237,8 @@ class StreamedAnswer(Markdown):
             self._markdown = self.source if markdown is None else markdown
             self._last_parsed_line = 0
             self._table_of_contents = None
-            self.applied_chars = 0
+            if markdown is not None:
+                self.applied_chars = 0  # a new text; the same text redrawn stays on screen till then
             self._waits = 0
             await self._apply()
         self.call_after_refresh(self._freeze_later)
@@ -238,7 +254,7 @@ class StreamedAnswer(Markdown):
         if not self.is_attached or tries <= 0:
             return
         done = False
-        pending = self.applied_chars < len(self.source)  # text still waiting to be shown
+        pending = self._unshown
         if not pending and not self._op_lock.locked() and not self.screen._layout_required:
             async with self._op_lock:
                 done = await self._freeze_ready(include_last=not self.streaming)

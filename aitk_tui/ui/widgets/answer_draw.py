@@ -65,6 +65,7 @@ class BlockDrawer:
     def __init__(self, rig: StyleRig, gap: Strip) -> None:
         self._samples = rig.samples()
         self._gap = gap  # one line of the space between blocks, as the answer paints it
+        self._marks: dict[tuple[str, int], Strip] = {}  # a bullet's line, by symbol and list type
 
     @property
     def ready(self) -> bool:
@@ -101,7 +102,10 @@ class BlockDrawer:
             size = cell_len(symbol)
             if size >= width:
                 return None
-            mark = _text(bullet, Content(symbol), size)[0]
+            key = (symbol, id(sample))
+            mark = self._marks.get(key)
+            if mark is None:
+                mark = self._marks[key] = _text(bullet, Content(symbol), size)[0]
             body = _text(text, item._blocks[0]._content, width - size)
             for y, line in enumerate(body):
                 lines.append(Strip.join([mark if y == 0 else self._gap.crop(0, size), line]))

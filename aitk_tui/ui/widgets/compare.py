@@ -208,6 +208,8 @@ class CompareScreen(Screen):
         prompt.text = ""
         prompt.set_locked(True)
         self.query_one("#compare-status", Static).update("Generating on both… Esc stops both")
+        for side in self.sides:  # both busy before either starts: a fast side must not free the prompt
+            side.streaming = True
         for side in self.sides:
             await side.ask(text, self.settings)
 

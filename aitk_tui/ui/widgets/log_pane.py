@@ -10,21 +10,43 @@ are bounded (``max_lines``) and timestamped with the app's clock.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Callable
 
+from rich.cells import cell_len, chop_cells
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from rich.text import Text
-from textual.widgets import RichLog, Static
+from textual.widgets import Log, Static
 
-# Control characters (a replica's ANSI colours, bells, carriage returns) would move the
-# terminal's cursor; they are shown as the replacement character, as Textual's Log does.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+STAMP_WIDTH = 9  # "HH:MM:SS "; a wrapped line continues under the text, not the time
 
 
-class TailLog(RichLog):
+def wrap_line(line: str, width: int) -> list[str]:
+    """``line`` cut into rows of at most ``width`` cells, continuations indented under the text.
+
+    Textual's ``Log`` does not wrap (a long error or URL ran off the right edge), and
+    ``RichLog`` wraps at ~10x the cost per line; short lines, nearly all, take the fast path.
+    """
+    if width <= STAMP_WIDTH + 10 or (len(line) <= width and line.isascii()):
+        return [line]
+    if not line.isascii() and cell_len(line) != len(line):  # wide characters: cut by cells
+        head = chop_cells(line, width)[0]
+        rest = line[len(head):]
+        return [head] + [" " * STAMP_WIDTH + chunk for chunk in (chop_cells(rest, width - STAMP_WIDTH) if rest else [])]
+    if len(line) <= width:
+        return [line]
+    rows: list[str] = []
+    start, avail, prefix = 0, width, ""
+    while len(line) - start > avail:
+        cut = line.rfind(" ", start + 1, start + avail + 1)  # at a space when there is one
+        nxt = cut + 1 if cut > start else (cut := start + avail)
+        rows.append(prefix + line[start:cut])
+        start, avail, prefix = nxt, width - STAMP_WIDTH, " " * STAMP_WIDTH
+    rows.append(prefix + line[start:])
+    return rows
+
+
+class TailLog(Log):
     """``Log`` that tells its pane when the user scrolls away from, or back to, the end."""
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
@@ -36,7 +58,7 @@ class TailLog(RichLog):
     def on_resize(self) -> None:
         parent = self.parent
         if isinstance(parent, LogPane):
-            # After RichLog's own handler, which renders what was written while hidden.
+            parent._stick()
             self.call_after_refresh(parent._stick)
 
 
@@ -62,9 +84,7 @@ class LogPane(Vertical):
         self.lines: list[str] = []  # what was written, for saving (bounded like the view)
 
     def compose(self) -> ComposeResult:
-        # Long lines wrap (an error's detail, a URL) instead of running off the right edge.
-        yield TailLog(max_lines=self._max_lines, min_width=20, wrap=True, highlight=False, markup=False,
-                      auto_scroll=False, id="log-view")
+        yield TailLog(max_lines=self._max_lines, highlight=False, auto_scroll=False, id="log-view")
         yield Static("", id="new-lines")
 
     @property
@@ -89,8 +109,11 @@ class LogPane(Vertical):
         self.lines.extend(stamped)
         if len(self.lines) > self._max_lines:
             del self.lines[: len(self.lines) - self._max_lines]
-        text = Text("\n".join(_CONTROL.sub("\ufffd", line.expandtabs()) for line in stamped), overflow="fold")
-        self.log.write(text, scroll_end=False)
+        log = self.log
+        # Wrapped at the width the log has now (a later resize does not re-wrap old lines).
+        width = log.scrollable_content_region.width or max(20, self.app.size.width - 4)  # hidden: not laid out
+        rows = [row for line in stamped for row in wrap_line(line, width)]
+        log.write_lines(rows, scroll_end=False)
         if self._following:
             self._stick()
             # Widgets above may grow in the same refresh (table rows, the upload bar).

@@ -64,6 +64,9 @@ class StatusHeader(Static):
             left.append(f"{state.running}…", style="italic")
         label, style = health_label(state)
         right = Text(no_wrap=True)
+        if state.gpu_billing:  # kept warm: the user should not forget it is paying
+            right.append(" │ ", style="dim")
+            right.append(" GPU billing ", style="bold white on red")
         right.append(" │ ", style="dim")
         right.append(label, style=style)
         self._state = state
