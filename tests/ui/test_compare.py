@@ -67,20 +67,18 @@ def _stats(side: CompareSide) -> str:
     return str(side.query(".answer-stats").last().render())
 
 
-@pytest.mark.parametrize("size, stacked", [((80, 24), True), ((120, 40), False)])
-async def test_two_models_answer_side_by_side_and_keep_their_own_conversations(make_app, three_models, size,
-                                                                               stacked):
+async def test_two_models_answer_side_by_side_and_keep_their_own_conversations(make_app, three_models):
     base_reply, adapter_reply = DEMO_REPLIES["hello"]
     app, _ = make_app()
-    async with app.run_test(size=size) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         await _open_chat(app, pilot, three_models)
         screen = await _compare(app, pilot, "demo-adapter", "demo-model")
         a, b = screen.sides
-        # At 80 columns one above the other; wider, side by side.
-        if stacked:
-            assert a.region.x == b.region.x and a.region.bottom <= b.region.y
-        else:
-            assert a.region.y == b.region.y and a.region.right <= b.region.x
+        # At 80 columns one above the other; wider, side by side (and back again).
+        assert a.region.x == b.region.x and a.region.bottom <= b.region.y
+        await pilot.resize_terminal(120, 40)
+        await settle(pilot)
+        assert a.region.y == b.region.y and a.region.right <= b.region.x
 
         await _ask(pilot, screen, "hello")
         assert (a.last_answer, b.last_answer) == (adapter_reply, base_reply)
@@ -95,6 +93,10 @@ async def test_two_models_answer_side_by_side_and_keep_their_own_conversations(m
         assert [t["content"] for t in b.turns] == ["hello", base_reply, "tell me more", b.last_answer]
         assert a.last_answer and b.last_answer
 
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        assert a.region.x == b.region.x and a.region.bottom <= b.region.y
+        assert a.last_answer in str(a.query(".answer").last().source)
         await pilot.press("escape")  # nothing streaming: Esc closes compare mode
         await settle(pilot)
         assert not isinstance(app.screen, CompareScreen)
