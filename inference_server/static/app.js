@@ -250,6 +250,7 @@ async function send(text) {
       setStatus("Stopped.");
     } else {
       history.pop(); // the question got no answer: do not send it again next turn
+      cancelAnimationFrame(frame); // or a pending paint would put the partial text back over the error
       answer.classList.add("error");
       answer.replaceChildren(el("span", `Error: ${err.message}`));
       setStatus("");

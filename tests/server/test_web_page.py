@@ -210,3 +210,30 @@ def test_fits_a_phone_screen(page, server):
     for selector in ("#send", "#prompt", "#model"):
         box = page.locator(selector).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, selector
+
+
+def test_an_error_mid_stream_is_shown_and_the_question_is_not_resent(page, server):
+    enter_key(page)
+    page.wait_for_selector("#chat-form:not([hidden])")
+    broken = ('data: {"choices":[{"index":0,"delta":{"content":"Half an ans"},"finish_reason":null}]}\n\n'
+              'data: {"error":{"message":"the model failed mid-answer","type":"server_error"}}\n\n')
+    bodies: list[dict] = []
+
+    def once_broken(route):
+        bodies.append(json.loads(route.request.post_data))
+        if len(bodies) == 1:
+            route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body=broken)
+        else:
+            route.continue_()
+
+    page.route("**/v1/chat/completions", once_broken)
+    ask(page, "first try")
+    error = page.locator(".msg.assistant.error")
+    error.wait_for()
+    assert "the model failed mid-answer" in error.inner_text()
+    assert page.locator("#send").is_enabled()
+    ask(page, "hello")
+    last_answer(page).locator(".meta").wait_for()
+    # The failed turn is not part of the conversation any more: only the new question is sent.
+    assert bodies[-1]["messages"] == [{"role": "user", "content": "hello"}]
+    assert last_answer(page).locator("p").first.inner_text() == DEMO_REPLIES["hello"][1]

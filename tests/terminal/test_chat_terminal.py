@@ -54,8 +54,9 @@ def _type_and_send(term: AitkTerminal, text: str) -> None:
 def _status_and_stats(screen: str) -> tuple[str | None, str | None]:
     """The chat's status line and the nearest answer-stats line above it."""
     lines = screen.split("\n")
-    at = next((i for i, line in enumerate(lines) if "Esc stop" in line or "Esc to stop" in line
-               or "Not sent" in line), None)
+    # From the bottom: an answer may itself say "Press Esc to stop an answer".
+    at = next((i for i in reversed(range(len(lines)))
+               if lines[i].lstrip().startswith(("Enter send ·", "Generating…", "Not sent."))), None)
     if at is None:
         return None, None
     # The scrollbar's glyphs share the lines (and may fill one): they are not the chat's text.
@@ -103,19 +104,22 @@ def test_thirty_turns_with_the_demo_model_stay_inside_its_512_token_context(aitk
         for turn in range(1, 31):
             before = _counter(running, "aitk_prompt_tokens_total")
             _type_and_send(term, f"turn {turn}: how do adapters and tokens work?")
-            import time as _t
-            _t.sleep(3)
-            if _counter(running, "aitk_request_duration_seconds_count") < turn:
-                print("LOST", turn, "\n" + term.screen_text(), flush=True)
-                print("RAW", repr(term.output_tail(600)), flush=True)
+
+            seen: dict = {}
 
             def ended(screen: str) -> bool:
                 status, stats = _status_and_stats(screen)
+                seen.update(status=status, stats=stats, last=last_stats,
+                            count=_counter(running, "aitk_request_duration_seconds_count"))
                 # >= : a prompt the server refused as too long is sent again, shorter (one more request)
                 return (_counter(running, "aitk_request_duration_seconds_count") >= turn and status is not None and IDLE in status
                         and stats is not None and stats.startswith("✓") and stats != last_stats)
 
-            screen = term.wait_until(ended, timeout=20, what=f"answer {turn}")
+            try:
+                screen = term.wait_until(ended, timeout=20, what=f"answer {turn}")
+            except AssertionError:
+                print("SEEN", seen, flush=True)
+                raise
             last_stats = _status_and_stats(screen)[1]
             assert "✕" not in screen and "Not sent" not in screen, screen
             seen_notice = seen_notice or "left out to fit" in screen

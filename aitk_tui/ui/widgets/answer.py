@@ -114,7 +114,7 @@ class StreamedAnswer(Markdown):
         width = self.content_size.width
         run = self._run()
         drawer = self._drawer(width) if run is None or run.frozen_width == width else None
-        if drawer is None and self._waits < 20 and (not self.size.width or not self._rig_ready()):
+        if drawer is None and self._waits < 3 and (not self.size.width or not self._rig_ready()):
             # Not laid out yet (the first frames): what has come in waits for the next
             # refresh rather than becoming widgets that are costly to make and to freeze.
             self._waits += 1
