@@ -97,7 +97,7 @@ def _counter(running, name: str) -> float:
 def test_thirty_turns_with_the_demo_model_stay_inside_its_512_token_context(aitk_terminal, tiny_model):
     with serve(make_settings(tiny_model, merge=True)) as running:
         term: AitkTerminal = aitk_terminal()
-        _open_chat(term, running.base_url, TEST_KEY, max_tokens=40)
+        _open_chat(term, running.base_url, TEST_KEY, max_tokens=24)
         prompt_tokens: list[float] = []
         seen_notice = False
         last_stats = None

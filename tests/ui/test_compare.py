@@ -97,6 +97,11 @@ async def test_two_models_answer_side_by_side_and_keep_their_own_conversations(m
         await settle(pilot)
         assert a.region.x == b.region.x and a.region.bottom <= b.region.y
         assert a.last_answer in str(a.query(".answer").last().source)
+        await pilot.press("f1")  # help for what has focus: compare mode's own
+        await settle(pilot)
+        assert "Esc** stops both answers" in app.screen.query_one("#help-text").source
+        await pilot.press("escape")
+        await settle(pilot)
         await pilot.press("escape")  # nothing streaming: Esc closes compare mode
         await settle(pilot)
         assert not isinstance(app.screen, CompareScreen)

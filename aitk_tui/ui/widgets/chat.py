@@ -95,6 +95,8 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
 - After each answer: time to first token and tokens per second.
 - **ctrl+s** saves the conversation as Markdown; *Copy last answer* in the
   palette copies it (OSC 52, works over ssh).
+- *Compare models* (palette) sends the same question to two of the endpoint's
+  models and streams both answers side by side.
 """
 
     DEFAULT_CSS = """

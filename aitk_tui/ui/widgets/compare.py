@@ -157,6 +157,16 @@ class CompareSide(Vertical):
 
 class CompareScreen(Screen):
     BINDINGS = [Binding("escape", "stop_or_close", "Stop / close", id="compare.stop")]
+    HELP = """
+## Compare models
+The same question goes to both models; both answers stream at once, side by side
+(one above the other below 100 columns).
+
+- **Enter** sends to both; **ctrl+j** inserts a new line.
+- **Esc** stops both answers; with nothing streaming it closes compare mode.
+- Each side keeps its own conversation: its own answers go with its next turn.
+- Under each answer: time to first token, tokens per second and tokens.
+"""
     DEFAULT_CSS = """
     CompareScreen { layout: vertical; }
     CompareScreen #compare-title { padding: 0 1; text-style: bold; width: 1fr; }
