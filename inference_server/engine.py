@@ -256,7 +256,8 @@ class Engine:
                         break
                     admitted = self._take_admissible()
                 step_started = time.monotonic()
-                for chunk in self._prefill_chunks(admitted):
+                chunks = self._prefill_chunks(admitted)
+                for i, chunk in enumerate(chunks):
                     try:
                         self._prefill(chunk)
                     except Exception as exc:  # a bug outside the per-row guards: fail this chunk only
@@ -265,18 +266,25 @@ class Engine:
                         for handle in chunk:
                             self._outbox.append((handle, Finished(
                                 "error", len(handle.prompt_ids), 0, error=_failure_message(exc))))
+                    if i < len(chunks) - 1:
+                        # Running rows (and the rows just prefilled, whose first token is often
+                        # no text yet: a partial UTF-8 sequence) advance between long prefills.
+                        self._decode_guarded()
                     self._flush()  # first tokens go out now, not after the other arrivals' prefills
-                try:
-                    if self._batch.rows:
-                        self._decode_step(self._batch)
-                except Exception as exc:  # last resort (rows are failed one by one below): keep serving
-                    log.exception("generation step failed")
-                    self._fail_all(_failure_message(exc))
+                self._decode_guarded()
                 self._flush()
                 if self.min_step_interval > 0:  # a demo pace, never a limit on real models
                     time.sleep(max(0.0, step_started + self.min_step_interval - time.monotonic()))
         self._fail_all("the server is shutting down", include_waiting=True)
         self._flush()
+
+    def _decode_guarded(self) -> None:
+        try:
+            if self._batch.rows:
+                self._decode_step(self._batch)
+        except Exception as exc:  # last resort (rows are failed one by one below): keep serving
+            log.exception("generation step failed")
+            self._fail_all(_failure_message(exc))
 
     def _take_admissible(self) -> list[RequestHandle]:
         now = time.monotonic()

@@ -110,16 +110,16 @@ def test_thirty_turns_with_the_demo_model_stay_inside_its_512_token_context(aitk
             def ended(screen: str) -> bool:
                 status, stats = _status_and_stats(screen)
                 seen.update(status=status, stats=stats, last=last_stats,
-                            count=_counter(running, "aitk_request_duration_seconds_count"))
-                # >= : a prompt the server refused as too long is sent again, shorter (one more request)
-                return (_counter(running, "aitk_request_duration_seconds_count") >= turn and status is not None and IDLE in status
+                            done=_counter(running, "aitk_request_duration_seconds_count"))
+                # >= : a prompt the server refused as too long is sent again, shorter (one more request).
+                # A new stats line: the screen shows this turn's answer, not the last one's.
+                return (seen["done"] >= turn and status is not None and IDLE in status
                         and stats is not None and stats.startswith("✓") and stats != last_stats)
 
             try:
                 screen = term.wait_until(ended, timeout=20, what=f"answer {turn}")
-            except AssertionError:
-                print("SEEN", seen, flush=True)
-                raise
+            except AssertionError as e:
+                raise AssertionError(f"{e}\nlast check: {seen}") from None
             last_stats = _status_and_stats(screen)[1]
             assert "✕" not in screen and "Not sent" not in screen, screen
             seen_notice = seen_notice or "left out to fit" in screen

@@ -26,15 +26,21 @@ import time
 from contextlib import suppress
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from textual._compositor import Compositor
 from textual.await_complete import AwaitComplete
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Markdown
-from textual.widgets._markdown import MarkdownBlock
+from textual.widgets._markdown import MarkdownBlock, MarkdownTable
 
 from .answer_draw import BlockDrawer, StyleRig
+from .answer_table import TableTokens
+
+
+def _widget(block: MarkdownBlock | TableTokens) -> MarkdownBlock:
+    return block.block() if isinstance(block, TableTokens) else block
 
 
 class FrozenRun(Widget):
@@ -49,8 +55,9 @@ class FrozenRun(Widget):
         super().__init__()
         self.strips: list[Strip] = []
         self.frozen_width = 0
+        self.frozen_theme = ""
 
-    def extend(self, strips: list[Strip], width: int, margin_top: int, margin_bottom: int) -> None:
+    def extend(self, strips: list[Strip], width: int, theme: str, margin_top: int, margin_bottom: int) -> None:
         if not self.strips:
             self.styles.margin = (margin_top, 0, margin_bottom, 0)
         else:
@@ -58,6 +65,7 @@ class FrozenRun(Widget):
             self.styles.margin = (top, 0, margin_bottom, 0)
         self.strips.extend(strips)
         self.frozen_width = width
+        self.frozen_theme = theme
         self.styles.height = len(self.strips)
         self.refresh(layout=True)
 
@@ -113,7 +121,12 @@ class StreamedAnswer(Markdown):
         """Show the source up to its end, drawing what can be drawn (under the op lock)."""
         width = self.content_size.width
         run = self._run()
-        drawer = self._drawer(width) if run is None or run.frozen_width == width else None
+        if run is not None and width and self.size.width and (run.frozen_width, run.frozen_theme) != (width, self.app.theme):
+            # A new width or theme: redraw now, before this text is appended as widgets that
+            # the redraw already queued (on_resize) would only take down again.
+            await self._rebuild(None)
+            return
+        drawer = self._drawer(width) if run is None else None if run.frozen_width != width else self._drawer(width)
         if drawer is None and self._waits < 3 and (not self.size.width or not self._rig_ready()):
             # Not laid out yet (the first frames): what has come in waits for the next
             # refresh rather than becoming widgets that are costly to make and to freeze.
@@ -142,7 +155,7 @@ class StreamedAnswer(Markdown):
         start = self._last_parsed_line
         parser = MarkdownIt("gfm-like") if self._parser_factory is None else self._parser_factory()
         tokens = parser.parse("".join(self._markdown.splitlines(keepends=True)[start:]))
-        blocks = list(self._parse_markdown(tokens))
+        blocks = self._blocks(tokens)
         for token in reversed(tokens):
             if token.map is not None and token.level == 0:
                 self._last_parsed_line = start + token.map[0]
@@ -155,7 +168,7 @@ class StreamedAnswer(Markdown):
         live = list(self.query_children(MarkdownBlock))
         with self.app.batch_update():
             rest = blocks
-            drawn: list[tuple[MarkdownBlock, list[Strip]]] = []
+            drawn: list[tuple[MarkdownBlock | TableTokens, list[Strip]]] = []
             above_is_live = False
             if live:
                 tail = live.pop()  # blocks[0] is the new text of the tail
@@ -166,7 +179,7 @@ class StreamedAnswer(Markdown):
                     drawn.append((blocks[0], lines))
                 else:
                     tail.source_range = blocks[0].source_range
-                    await tail._update_from_block(blocks[0])
+                    await tail._update_from_block(_widget(blocks[0]))
                     above_is_live = True
                 rest = blocks[1:]
             taken = 0
@@ -181,7 +194,27 @@ class StreamedAnswer(Markdown):
                 assert drawer is not None
                 self._extend_run(drawer, drawn, width)
             if rest[taken:]:
-                await self.mount_all(rest[taken:])
+                await self.mount_all([_widget(block) for block in rest[taken:]])
+
+    def _blocks(self, tokens: list[Token]) -> list[MarkdownBlock | TableTokens]:
+        """``_parse_markdown(tokens)``, except that top-level tables stay tokens until needed."""
+        blocks: list[MarkdownBlock | TableTokens] = []
+        group: list[Token] = []
+        for token in tokens:
+            group.append(token)
+            if token.level == 0 and token.nesting <= 0:  # a top-level block ends here
+                if group[0].type == "table_open":
+                    blocks.append(TableTokens(group, self._make_table))
+                else:
+                    blocks.extend(self._parse_markdown(group))
+                group = []
+        if group:
+            blocks.extend(self._parse_markdown(group))
+        return blocks
+
+    def _make_table(self, tokens: list[Token]) -> MarkdownTable:
+        (table,) = self._parse_markdown(tokens)
+        return table
 
     def _run(self) -> FrozenRun | None:
         return next((c for c in self.children if isinstance(c, FrozenRun)), None)
@@ -202,7 +235,8 @@ class StreamedAnswer(Markdown):
         gutter = self.styles.gutter
         return self.render_lines(Region(gutter.left, gutter.top, width, 1))[0]
 
-    def _extend_run(self, drawer: BlockDrawer, drawn: list[tuple[MarkdownBlock, list[Strip]]], width: int) -> None:
+    def _extend_run(self, drawer: BlockDrawer, drawn: list[tuple[MarkdownBlock | TableTokens, list[Strip]]],
+                    width: int) -> None:
         """Add drawn blocks below the run, spaced as the vertical layout spaces widgets."""
         run = self._run()
         gap = self._gap(width)
@@ -220,7 +254,7 @@ class StreamedAnswer(Markdown):
         if run is None:
             run = FrozenRun()
             self.mount(run, before=0)
-        run.extend(lines, width, first_top, bottom)
+        run.extend(lines, width, self.app.theme, first_top, bottom)
         self._rendered_width = self.size.width
 
     def update(self, markdown: str) -> AwaitComplete:
@@ -230,18 +264,26 @@ class StreamedAnswer(Markdown):
         """Render ``markdown`` (None: the source as it is once the lock is ours) from scratch,
         drawing what can be drawn, as an append of the whole text would."""
         async with self._op_lock:
-            with self.app.batch_update():
-                await self.remove_children([c for c in self.children if isinstance(c, (FrozenRun, MarkdownBlock))])
-                if not self.query_children(StyleRig):
-                    await self.mount(StyleRig())
-            self._markdown = self.source if markdown is None else markdown
-            self._last_parsed_line = 0
-            self._table_of_contents = None
-            if markdown is not None:
-                self.applied_chars = 0  # a new text; the same text redrawn stays on screen till then
-            self._waits = 0
-            await self._apply()
+            run = self._run()
+            if markdown is None and run is not None and \
+                    (run.frozen_width, run.frozen_theme) == (self.content_size.width, self.app.theme):
+                return  # already redrawn for this width and theme (by an append since)
+            await self._rebuild(markdown)
         self.call_after_refresh(self._freeze_later)
+
+    async def _rebuild(self, markdown: str | None) -> None:
+        """The body of ``_replace``, under the op lock."""
+        with self.app.batch_update():
+            await self.remove_children([c for c in self.children if isinstance(c, (FrozenRun, MarkdownBlock))])
+            if not self.query_children(StyleRig):
+                await self.mount(StyleRig())
+        self._markdown = self.source if markdown is None else markdown
+        self._last_parsed_line = 0
+        self._table_of_contents = None
+        if markdown is not None:
+            self.applied_chars = 0  # a new text; the same text redrawn stays on screen till then
+        self._waits = 0
+        await self._apply()
 
     def finish(self) -> None:
         """The text is complete: the last block may be frozen too."""
@@ -288,7 +330,7 @@ class StreamedAnswer(Markdown):
         if run is None:
             run = FrozenRun()
             await self.mount(run, before=0)
-        run.extend(lines, width, blocks[0].styles.margin.top, blocks[-1].styles.margin.bottom)
+        run.extend(lines, width, self.app.theme, blocks[0].styles.margin.top, blocks[-1].styles.margin.bottom)
         self._rendered_width = self.size.width
         with self.app.batch_update():
             for block in blocks:

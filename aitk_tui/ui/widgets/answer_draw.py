@@ -26,29 +26,43 @@ from textual.widgets._markdown import (
     MarkdownOrderedList,
     MarkdownOrderedListItem,
     MarkdownParagraph,
+    MarkdownTable,
+    MarkdownTableCellContents,
+    MarkdownTableContent,
 )
+
+from .answer_table import Cells, TableTokens, draw_table
 
 Lines = list[Strip]
 
 
 class StyleRig(Markdown):
-    """Never shown: a paragraph, a bullet list and an ordered list to take styles from."""
+    """Never shown: a paragraph, a bullet list, an ordered list and a table to take styles from."""
 
     DEFAULT_CSS = "StyleRig { display: none; }"
 
     def __init__(self) -> None:
-        super().__init__("p\n\n- a\n\n1. b\n")
+        super().__init__("p\n\n- a\n\n1. b\n\n| h |\n| - |\n| c |\n")
 
     def samples(self) -> tuple[MarkdownParagraph, MarkdownBulletList, MarkdownOrderedList] | None:
+        """The samples, once mounted, with their table in ``table_samples``."""
         try:
             paragraph = self.query_children(MarkdownParagraph).first()
             bullets = self.query_children(MarkdownBulletList).first()
             ordered = self.query_children(MarkdownOrderedList).first()
             bullets.query_one(MarkdownBullet)
             bullets.query_one(MarkdownParagraph)
+            self.table_samples()
         except Exception:  # noqa: BLE001 - not mounted yet (or taken apart): no shortcut
             return None
         return paragraph, bullets, ordered
+
+    def table_samples(self) -> tuple[MarkdownTable, MarkdownTableContent, Widget, Widget]:
+        table = self.query_children(MarkdownTable).first()
+        grid = table.query_one(MarkdownTableContent)
+        header = grid.query(MarkdownTableCellContents).filter(".header").first()
+        cell = grid.query(MarkdownTableCellContents).filter(".cell").first()
+        return table, grid, header, cell
 
 
 def _text(widget: Widget, content: Content, width: int) -> Lines:
@@ -64,6 +78,8 @@ class BlockDrawer:
 
     def __init__(self, rig: StyleRig, gap: Strip) -> None:
         self._samples = rig.samples()
+        self._table = rig.table_samples() if self._samples is not None else None
+        self._cells = Cells()
         self._gap = gap  # one line of the space between blocks, as the answer paints it
         self._marks: dict[tuple[str, int], Strip] = {}  # a bullet's line, by symbol and list type
 
@@ -71,22 +87,35 @@ class BlockDrawer:
     def ready(self) -> bool:
         return self._samples is not None
 
-    def margins(self, block: MarkdownBlock) -> tuple[int, int]:
+    def margins(self, block: MarkdownBlock | TableTokens) -> tuple[int, int]:
         assert self._samples is not None
         paragraph, bullets, ordered = self._samples
         sample = paragraph if isinstance(block, MarkdownParagraph) else \
+            self._table[0] if isinstance(block, (MarkdownTable, TableTokens)) and self._table is not None else \
             bullets if isinstance(block, MarkdownBulletList) else ordered
         margin = sample.styles.margin
         return margin.top, margin.bottom
 
-    def draw(self, block: MarkdownBlock, width: int) -> Lines | None:
-        if self._samples is None or block.is_mounted or width < 8:
+    def draw(self, block: MarkdownBlock | TableTokens, width: int) -> Lines | None:
+        if self._samples is None or width < 8:
             return None
         paragraph, bullets, ordered = self._samples
+        if isinstance(block, TableTokens):
+            if self._table is None:
+                return None
+            _table, grid, header, cell = self._table
+            # Cells' text as MarkdownTH/TD.build_from_token makes it (the method reads only its token).
+            headers, rows = block.headers_and_rows(paragraph._token_to_content)
+            return draw_table(headers, rows, width, grid, header, cell, self._cells)
+        if block.is_mounted:
+            return None
         if type(block) is MarkdownParagraph:
             return _text(paragraph, block._content, width)
         if type(block) in (MarkdownBulletList, MarkdownOrderedList):
             return self._list(block, bullets if isinstance(block, MarkdownBulletList) else ordered, width)
+        if type(block) is MarkdownTable and self._table is not None:
+            _table, grid, header, cell = self._table
+            return draw_table(*block._get_headers_and_rows(), width, grid, header, cell, self._cells)
         return None
 
     def _list(self, block: MarkdownList, sample: MarkdownList, width: int) -> Lines | None:
