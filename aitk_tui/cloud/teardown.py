@@ -100,13 +100,36 @@ def _plan_sync(factory: ClientFactory, config: InferenceConfig, everything: bool
                             "kept: the storage account and share (model, adapter, server files), the environment "
                             "and the log workspace")
     targets = [Target.from_id(i) for i in _deployment_targets(factory, config)]
+    shared = _named_by_other_deployments(factory, config)
+    # A resource another deployment also declares (AI Toolkit's fine-tuning deployment declares
+    # the same storage account, share and environment) is not this deployment's alone: keep it,
+    # with everything under it, or `down --all` would delete the fine-tuned model's share.
+    kept = [t for t in targets if t.id.lower() in shared]
+    targets = [t for t in targets if not any(t == k or _is_under(t, k) for k in kept)]
     # The file service "default" cannot be deleted on its own; it goes with its account.
     top = [t for t in targets if not any(_is_under(t, p) for p in targets if p is not t)]
     children = [t for t in targets if t not in top]
     top.sort(key=lambda t: (_ORDER.get(t.type.lower(), 1), t.type.lower(), t.name))
-    return TeardownPlan(config.RESOURCE_GROUP_NAME, tuple(top), tuple(children),
-                        f"kept: the resource group {config.RESOURCE_GROUP_NAME} and anything in it this "
-                        "deployment did not create")
+    note = (f"kept: the resource group {config.RESOURCE_GROUP_NAME} and anything in it this "
+            "deployment did not create")
+    if kept:
+        note += "; also kept, because another deployment declares them too: " + ", ".join(
+            f"{t.type.split('/')[-1]} {t.name} ({shared[t.id.lower()]})" for t in kept)
+    return TeardownPlan(config.RESOURCE_GROUP_NAME, tuple(top), tuple(children), note)
+
+
+def _named_by_other_deployments(factory: ClientFactory, config: InferenceConfig) -> dict[str, str]:
+    """Resource id (lower case) -> the name of another deployment in the group that declares it."""
+    client = factory.deployments(config.SUBSCRIPTION_ID)
+    named: dict[str, str] = {}
+    for d in client.deployments.list_by_resource_group(config.RESOURCE_GROUP_NAME):
+        name = str(pick(d, "name", default=""))
+        if name == DEPLOYMENT_NAME:
+            continue
+        for r in pick(d, "properties", "output_resources", default=[]) or []:
+            if pick(r, "id"):
+                named.setdefault(str(pick(r, "id")).lower(), name)
+    return named
 
 
 async def plan(factory: ClientFactory, config: InferenceConfig, *, everything: bool = False) -> TeardownPlan:

@@ -287,6 +287,29 @@ def test_down_all_without_a_deployment_deletes_nothing(cli_cloud, local_project,
     assert config["ACA_APP_NAME"] in names and config["STORAGE_ACCOUNT_NAME"] in names
 
 
+def test_down_all_keeps_what_another_deployment_declares_too(cli_cloud, local_project, local_factory, capsys):
+    """AI Toolkit's fine-tuning deployment declares the same storage account (with the model on
+    its share) that the inference deployment re-declares: `down --all` must not delete it."""
+    root = Path(local_project)
+    config = _provision(capsys, root, "rg-ft")
+    account = config["STORAGE_ACCOUNT_NAME"]
+    finetune = {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+                "contentVersion": "1.0.0.0", "resources": [{
+                    "type": "Microsoft.Storage/storageAccounts", "apiVersion": "2023-01-01", "name": account,
+                    "location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}]}
+    local_factory.deployments(SUB).deployments.begin_create_or_update(
+        "rg-ft", "finetuning", {"properties": {"mode": "Incremental", "template": finetune}}).result()
+    share_dir = cli_cloud.files_root / account / config["FILE_SHARE_NAME"]
+    assert share_dir.is_dir()
+
+    rc, _, err = _aitk(capsys, root, "down", "--local", "--all", "--yes")
+    assert rc == 0, err
+    left = {(r.type, r.name) for r in local_factory.resources(SUB).resources.list_by_resource_group("rg-ft")}
+    assert ("Microsoft.Storage/storageAccounts", account) in left and share_dir.is_dir()
+    assert not any(t == "Microsoft.App/containerApps" for t, _ in left)
+    assert "another deployment declares them too" in err and "finetuning" in err
+
+
 class _Lines:
     """A stdin with given answers."""
 
