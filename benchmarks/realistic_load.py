@@ -89,9 +89,13 @@ class Client:
     start_s: float
 
 
-def workload(encode, n: int = 8, stagger: float = 0.25, seed: int = 0) -> list[Client]:
-    """n clients: prompt lengths and max_tokens spread evenly, shuffled, ``stagger`` apart."""
+def workload(encode, n: int = 8, stagger: float = 0.25, seed: int = 0, variant: int = 0) -> list[Client]:
+    """n clients: prompt lengths and max_tokens spread evenly, shuffled, ``stagger`` apart.
+
+    ``variant`` changes the prompts' words only: the peer caches prompt prefixes, so each
+    wave must send prompts it has not seen (real clients rarely repeat a whole prompt)."""
     rng = random.Random(seed)
+    words_rng = random.Random(f"{seed}/{variant}")
     words = "the of and a to in is you that it he was for on are as with his they at be this have from".split()
     lengths = [round(PROMPT_TOKENS[0] + i * (PROMPT_TOKENS[1] - PROMPT_TOKENS[0]) / (n - 1)) for i in range(n)]
     caps = [round(MAX_TOKENS[0] + i * (MAX_TOKENS[1] - MAX_TOKENS[0]) / (n - 1)) for i in range(n)]
@@ -99,9 +103,9 @@ def workload(encode, n: int = 8, stagger: float = 0.25, seed: int = 0) -> list[C
     rng.shuffle(caps)
     clients = []
     for i, (target, cap) in enumerate(zip(lengths, caps, strict=True)):
-        text = f"question {i}:"
+        text = words_rng.choice(words)
         while (count := len(encode(text))) < target:
-            text += " " + rng.choice(words)
+            text += " " + words_rng.choice(words)
         clients.append(Client(text, count, cap, i * stagger))
     return clients
 

@@ -250,8 +250,11 @@ async def bench_realistic(args) -> dict:
     torch.set_num_threads(args.threads)
     loaded = load_model(ServerSettings(model_path=model_dir, no_adapter=True, threads=args.threads, api_key=KEY,
                                        device="cpu"))
-    clients = realistic_load.workload(lambda text: loaded.encode_chat([{"role": "user", "content": text}]),
-                                      stagger=args.stagger)
+    def clients_of(variant: int) -> list:  # same lengths and caps, words never sent before
+        return realistic_load.workload(lambda text: loaded.encode_chat([{"role": "user", "content": text}]),
+                                       stagger=args.stagger, variant=variant)
+
+    clients = clients_of(0)
     ours = Server(model_dir, None, args.threads)
     peer = realistic_load.Peer(model_dir, free_port(), args.threads)
     auth = {"Authorization": f"Bearer {KEY}"}
@@ -282,8 +285,10 @@ async def bench_realistic(args) -> dict:
             order = ["ours", "peer"] if rep % 2 == 0 else ["peer", "ours"]
             for name in order:
                 url, headers, model = targets[name]
-                out["conc"][name].append(await realistic_load.wave(url, headers, model, clients))
-            out["seq"].append(await realistic_load.wave(ours.url, auth, None, clients, concurrent=False))
+                wave_clients = clients_of(1 + 3 * rep + order.index(name))
+                out["conc"][name].append(await realistic_load.wave(url, headers, model, wave_clients))
+            out["seq"].append(await realistic_load.wave(ours.url, auth, None, clients_of(3 + 3 * rep),
+                                                        concurrent=False))
     finally:
         ours.close()
         peer.close()

@@ -7,10 +7,13 @@ being written as widgets. Every top-level block before it is final (``Markdown.a
 only ever replaces the last one), so its lines move into one ``FrozenRun`` at the top of
 the answer, spaced with the blocks' own margins as the vertical layout spaces them:
 
-- paragraphs and lists of one-paragraph items are drawn straight to lines, with no
-  widgets, from the styles of a hidden sample of each (answer_draw.py);
-- any other block (code, tables, quotes, headings, nested lists) is mounted, and once the
-  screen has laid it out, drawn off screen by Textual's own compositor and taken down.
+- paragraphs, lists of one-paragraph items, code blocks whose lines fit and tables of
+  one-line cells are drawn straight to lines, with no widgets, from the styles of a hidden
+  sample of each (answer_draw.py, answer_table.py; a table is not even made into widgets:
+  it is drawn from its tokens);
+- any other block (quotes, headings, nested lists, wrapping tables, wide code) is mounted,
+  and once the screen has laid it out, drawn off screen by Textual's own compositor and
+  taken down. That costs far more (a table's cells are widgets), so it is the exception.
 
 So the finished answer is one widget, drawn exactly as ``Markdown(text)`` draws the same
 text (tests/ui/test_markdown_stream.py compares every cell). A new width or theme draws
@@ -121,7 +124,8 @@ class StreamedAnswer(Markdown):
         """Show the source up to its end, drawing what can be drawn (under the op lock)."""
         width = self.content_size.width
         run = self._run()
-        if run is not None and width and self.size.width and (run.frozen_width, run.frozen_theme) != (width, self.app.theme):
+        stale = run is not None and (run.frozen_width, run.frozen_theme) != (width, self.app.theme)
+        if stale and width and self.size.width:
             # A new width or theme: redraw now, before this text is appended as widgets that
             # the redraw already queued (on_resize) would only take down again.
             await self._rebuild(None)
@@ -150,8 +154,8 @@ class StreamedAnswer(Markdown):
 
     async def _append_locked(self, drawer: BlockDrawer | None, width: int) -> None:
         """``Markdown.append`` of what the source has beyond the last parse, except that
-        finished paragraphs and simple lists with nothing live above them are drawn straight
-        into the run instead of becoming widgets."""
+        finished blocks that ``BlockDrawer`` can draw, with nothing live above them, are drawn
+        straight into the run instead of becoming widgets."""
         start = self._last_parsed_line
         parser = MarkdownIt("gfm-like") if self._parser_factory is None else self._parser_factory()
         tokens = parser.parse("".join(self._markdown.splitlines(keepends=True)[start:]))

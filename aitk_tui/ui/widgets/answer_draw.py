@@ -1,11 +1,12 @@
 """Drawing the commonest finished Markdown blocks straight to lines, with no widgets.
 
-Paragraphs and lists whose items are one paragraph each are most of a chat answer, and
-creating Textual's widgets for them (four per list item) costs more than a fast stream
-leaves time for. ``StyleRig`` holds one small mounted sample of each (hidden), so the
-styles come from the same CSS as the real widgets; ``BlockDrawer`` lays the text out
-as Textual's ``Markdown`` does (the bullet in its column, the text wrapped beside it) and
-renders it with those styles. Any other block returns None and is drawn by its widgets.
+Paragraphs, lists whose items are one paragraph each, code blocks and tables are most of
+a chat answer, and creating Textual's widgets for them (four per list item, one per table
+cell) costs more than a fast stream leaves time for. ``StyleRig`` holds one small mounted
+sample of each (hidden), so the styles come from the same CSS as the real widgets; ``BlockDrawer`` lays the text out
+as Textual's ``Markdown`` does (the bullet in its column, the text wrapped beside it; a
+code block's lines inside its label's padding; tables in answer_table.py) and renders it
+with those styles. Any other block returns None and is drawn by its widgets.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from textual.content import Content
 from textual.strip import Strip
 from textual.visual import Visual
 from textual.widget import Widget
+from textual.widgets import Label
 from textual.widgets import Markdown
 from textual.widgets._markdown import (
     MarkdownBlock,
     MarkdownBullet,
     MarkdownBulletList,
+    MarkdownFence,
     MarkdownList,
     MarkdownListItem,
     MarkdownOrderedList,
@@ -42,7 +45,7 @@ class StyleRig(Markdown):
     DEFAULT_CSS = "StyleRig { display: none; }"
 
     def __init__(self) -> None:
-        super().__init__("p\n\n- a\n\n1. b\n\n| h |\n| - |\n| c |\n")
+        super().__init__("p\n\n- a\n\n1. b\n\n| h |\n| - |\n| c |\n\n```\nx\n```\n")
 
     def samples(self) -> tuple[MarkdownParagraph, MarkdownBulletList, MarkdownOrderedList] | None:
         """The samples, once mounted, with their table in ``table_samples``."""
@@ -53,6 +56,7 @@ class StyleRig(Markdown):
             bullets.query_one(MarkdownBullet)
             bullets.query_one(MarkdownParagraph)
             self.table_samples()
+            self.fence_samples()
         except Exception:  # noqa: BLE001 - not mounted yet (or taken apart): no shortcut
             return None
         return paragraph, bullets, ordered
@@ -63,6 +67,11 @@ class StyleRig(Markdown):
         header = grid.query(MarkdownTableCellContents).filter(".header").first()
         cell = grid.query(MarkdownTableCellContents).filter(".cell").first()
         return table, grid, header, cell
+
+
+    def fence_samples(self) -> tuple[MarkdownFence, Label]:
+        fence = self.query_children(MarkdownFence).first()
+        return fence, fence.query_one(Label)
 
 
 def _text(widget: Widget, content: Content, width: int) -> Lines:
@@ -80,6 +89,7 @@ class BlockDrawer:
         self._samples = rig.samples()
         self._table = rig.table_samples() if self._samples is not None else None
         self._cells = Cells()
+        self._fence = rig.fence_samples() if self._samples is not None else None
         self._gap = gap  # one line of the space between blocks, as the answer paints it
         self._marks: dict[tuple[str, int], Strip] = {}  # a bullet's line, by symbol and list type
 
@@ -92,6 +102,7 @@ class BlockDrawer:
         paragraph, bullets, ordered = self._samples
         sample = paragraph if isinstance(block, MarkdownParagraph) else \
             self._table[0] if isinstance(block, (MarkdownTable, TableTokens)) and self._table is not None else \
+            self._fence[0] if isinstance(block, MarkdownFence) and self._fence is not None else \
             bullets if isinstance(block, MarkdownBulletList) else ordered
         margin = sample.styles.margin
         return margin.top, margin.bottom
@@ -113,6 +124,8 @@ class BlockDrawer:
             return _text(paragraph, block._content, width)
         if type(block) in (MarkdownBulletList, MarkdownOrderedList):
             return self._list(block, bullets if isinstance(block, MarkdownBulletList) else ordered, width)
+        if type(block) is MarkdownFence and self._fence is not None:
+            return self._code(block, width)
         if type(block) is MarkdownTable and self._table is not None:
             _table, grid, header, cell = self._table
             return draw_table(*block._get_headers_and_rows(), width, grid, header, cell, self._cells)
@@ -139,6 +152,27 @@ class BlockDrawer:
             for y, line in enumerate(body):
                 lines.append(Strip.join([mark if y == 0 else self._gap.crop(0, size), line]))
         return lines
+
+    def _code(self, block: MarkdownFence, width: int) -> Lines | None:
+        """A code block whose lines fit: the label's padding around the highlighted code (a
+        longer line would scroll sideways, and is left to the widgets)."""
+        assert self._fence is not None
+        _fence, label = self._fence
+        content = block._highlighted_code
+        padding = label.styles.padding
+        inner = width - padding.width
+        plain = content.plain
+        if not plain or not plain.replace("\n", "").isprintable() \
+                or inner < 1 or max(cell_len(line) for line in plain.split("\n")) > inner:
+            return None
+        body = _text(label, content, inner)
+        if len(body) != plain.count("\n") + 1:
+            return None  # wrapped after all
+        pad = RichStyle(bgcolor=label.visual_style.rich_style.bgcolor)
+        blank = Strip.blank(width, pad)
+        left, right = Strip.blank(padding.left, pad), Strip.blank(padding.right, pad)
+        return [*[blank] * padding.top, *[Strip.join([left, line, right]) for line in body],
+                *[blank] * padding.bottom]
 
     @staticmethod
     def _symbols(block: MarkdownList, items: list[MarkdownBlock]) -> list[str]:

@@ -5,16 +5,18 @@ fast stream leaves time for. Most tables in an answer have one line per cell, an
 are drawn here with Textual's own parts: the grid's column sizing (``_resolve.resolve``,
 as ``GridLayout`` calls it for ``MarkdownTableContent``), its keylines (``Canvas``), and
 the cells' styles from a hidden sample table (``StyleRig``). A table whose cells would
-wrap, or whose rows are ragged, returns None and is drawn by its widgets.
+wrap, or whose rows are ragged, returns None and is drawn by its widgets. The cell and
+keyline lines are built from one sample each per column layout (``Cells``): measured,
+those were most of the cost of a table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from markdown_it.token import Token
 from rich.cells import cell_len
 from rich.segment import Segment
-from markdown_it.token import Token
 from rich.style import Style as RichStyle
 from textual._resolve import resolve
 from textual.canvas import Canvas, Rectangle
@@ -140,8 +142,8 @@ def draw_table(headers: list[Content], rows: list[list[Content]], width: int, gr
     size = Size(width - 2, 0)  # inside the keyline
     spans = resolve([Scalar.from_number(w) for w in wanted], size.width, gutter_x, size,
                     grid.app.viewport_size, expand=True, shrink=True, minimums=minimums)
-    if any(w < want for (_, w), want in zip(spans, wanted)):
-        return None  # a cell would wrap: its widgets draw it
+    if any(w < want for (_, w), want in zip(spans, wanted)) or spans[-1][0] + spans[-1][1] + 2 > width:
+        return None  # a cell would wrap, or the grid overflow: its widgets draw it
     frame = cells.frame(grid, spans, width, len(table))
     for y, line in enumerate(table):
         sample = header if y == 0 else cell

@@ -1,0 +1,49 @@
+"""The engine's scheduling: a short prompt's first token is not held behind a long prompt's
+prefill (neither padded into the same prefill nor kept until the other prefills are done)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from inference_server.engine import Engine, SamplingParams, load_model
+from tests.fixtures_model import make_settings
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model):
+    return load_model(make_settings(tiny_model, merge=True))
+
+
+def chat_ids(loaded, text: str) -> list[int]:
+    return loaded.encode_chat([{"role": "user", "content": text}])
+
+
+async def test_a_short_prompts_first_token_is_not_held_behind_a_long_prefill(loaded):
+    engine = Engine(loaded, max_batch_size=8)
+    engine.start()
+    long_ids = chat_ids(loaded, "abc " * 100)
+    short_seen = threading.Event()
+    long_prefill_saw_short = []
+
+    def hook(module, args):  # runs on the engine thread, before the long prompt's prefill
+        if args[0].shape[1] >= len(long_ids):
+            long_prefill_saw_short.append(short_seen.wait(timeout=10))
+
+    handle = loaded.model.get_input_embeddings().register_forward_pre_hook(hook)
+    try:
+        with engine._cv:  # both wait together, so one iteration admits them both
+            short = engine.submit(chat_ids(loaded, "hello"), SamplingParams(max_tokens=8, temperature=0),
+                                  use_adapter=True, timeout_s=60)
+            long = engine.submit(long_ids, SamplingParams(max_tokens=4, temperature=0),
+                                 use_adapter=True, timeout_s=60)
+        first, _ = await short.next_output()
+        short_seen.set()
+        await long.result()
+        await short.result()
+    finally:
+        handle.remove()
+        engine.stop()
+    assert first  # the short reply's first text
+    assert long_prefill_saw_short == [True], "the short reply waited for the long prompt's prefill"
