@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.inference_config import InferenceConfig
 from ..config.state import ProjectState
 from ..errors import AitkError
-from ..events import Done, Event, Failed, Info, LogLine
+from ..events import Done, Event, Info, LogLine
 from ..project import Project
 from .clients import AZURE, ClientFactory, CloudEndpoints
 from .models import AppStatus, Identity, ResourceGroupInfo, Subscription

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from ..config.share_names import account_name_ok, component_problem, path_problem, share_name_ok
+from ..config.share_names import account_name_ok, path_problem, share_name_ok
 from .httpd import MAX_BODY_BYTES, HttpError, Request, Response, too_large
 from .storage_auth import check_shared_key
 

@@ -13,30 +13,13 @@ from pathlib import Path
 import pytest
 
 from aitk_tui.cli import main
-from aitk_tui.cloud.session import CloudSession
-from aitk_tui.config.inference_config import InferenceConfig
-from aitk_tui.config.parameters import ParametersDocument
 from aitk_tui.events import Done, Failed, Info, UploadProgress
-from aitk_tui.local.credential import LOCAL_SUBSCRIPTION_ID as SUB
+
+from tests.backend.deploy_helpers import deploy_all, provisioned, share_dir
 
 pytestmark = pytest.mark.timeout(90)
 
 
-async def _provisioned(session: CloudSession) -> InferenceConfig:
-    await session.create_resource_group(SUB, "rg-demo", "eastus")
-    params = ParametersDocument.load(session.project.parameters_path)
-    events = [e async for e in session.provision(SUB, "rg-demo", params)]
-    assert isinstance(events[-1], Done), events[-1]
-    return InferenceConfig.load(session.project.config_path)
-
-
-async def _deploy(session: CloudSession, config: InferenceConfig, **kw) -> list:
-    kw.setdefault("restart", False)
-    return [e async for e in session.deploy(config, **kw)]
-
-
-def _share(cloud, config: InferenceConfig) -> Path:
-    return cloud.files_root / config.STORAGE_ACCOUNT_NAME / config.FILE_SHARE_NAME
 
 
 def _on_share(share: Path) -> set[str]:
@@ -53,14 +36,14 @@ async def test_a_link_out_of_the_folder_stops_the_deploy_before_any_upload(sessi
     (secret_dir / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY----- not for the share\n")
     link = root / "inference_server" / "notes"
     link.symlink_to(secret_dir / "id_rsa" if kind == "file" else secret_dir)
-    config = await _provisioned(session)
-    events = await _deploy(session, config)
+    config = await provisioned(session)
+    events = await deploy_all(session, config)
     failed = events[-1]
     assert isinstance(failed, Failed), events
     assert "inference_server/notes is a link to" in failed.message and "outside inference_server/" in failed.message
     assert "nothing was uploaded" in failed.detail
     assert not [e for e in events if isinstance(e, UploadProgress)]
-    assert _on_share(_share(local_cloud, config)) == set()  # not even a manifest
+    assert _on_share(share_dir(local_cloud, config)) == set()  # not even a manifest
 
 
 async def test_links_inside_the_folder_upload_their_target_and_broken_ones_are_reported(session, local_cloud,
@@ -70,10 +53,10 @@ async def test_links_inside_the_folder_upload_their_target_and_broken_ones_are_r
     (server / "alias.py").symlink_to(server / "settings.py")
     (server / "same").symlink_to(server)  # a loop if it were followed
     (server / "dangling.txt").symlink_to(server / "nowhere")
-    config = await _provisioned(session)
-    events = await _deploy(session, config)
+    config = await provisioned(session)
+    events = await deploy_all(session, config)
     assert isinstance(events[-1], Done), events[-1]
-    share = _share(local_cloud, config)
+    share = share_dir(local_cloud, config)
     assert (share / "inference_server/alias.py").read_bytes() == (server / "settings.py").read_bytes()
     assert not (share / "inference_server/same").exists() and not (share / "inference_server/dangling.txt").exists()
     skipped = " ".join(e.message for e in events if isinstance(e, Info) and e.message.startswith("Skipped"))
@@ -99,11 +82,11 @@ async def test_junk_and_secrets_are_skipped_and_listed(session, local_cloud, loc
     server = root / "inference_server"
     _junk(server)
     (server / "stray.bin").write_bytes(os.urandom(300_000))
-    config = await _provisioned(session)
-    events = await _deploy(session, config, warn_bytes=200_000)
+    config = await provisioned(session)
+    events = await deploy_all(session, config, warn_bytes=200_000)
     done = events[-1]
     assert isinstance(done, Done), done
-    on_share = {p.removeprefix("inference_server/") for p in _on_share(_share(local_cloud, config))
+    on_share = {p.removeprefix("inference_server/") for p in _on_share(share_dir(local_cloud, config))
                 if p.startswith("inference_server/")}
     assert {"keep.pem", "stray.bin", ".aitkignore", "app.py"} <= on_share
     leaked = {p for p in on_share if p.startswith((".git", ".env", ".venv", "venv/", ".idea", ".vscode", "node_modules",
@@ -123,16 +106,16 @@ async def test_junk_and_secrets_are_skipped_and_listed(session, local_cloud, loc
 
 async def test_a_file_uploaded_before_it_was_ignored_is_removed_from_the_share(session, local_cloud, local_project):
     root = Path(local_project)
-    config = await _provisioned(session)
-    await _deploy(session, config)
-    share = _share(local_cloud, config)
+    config = await provisioned(session)
+    await deploy_all(session, config)
+    share = share_dir(local_cloud, config)
     # as an older aitk would have left it: .env on the share and in the manifest
     (share / "inference_server/.env").write_text("SECRET=1\n")
     manifest = json.loads((share / ".aitk/manifest.json").read_text())
     manifest["files"]["inference_server/.env"] = {"sha256": "0" * 64, "size": 9}
     (share / ".aitk/manifest.json").write_text(json.dumps(manifest))
     (root / "inference_server/.env").write_text("SECRET=1\n")
-    events = await _deploy(session, config)
+    events = await deploy_all(session, config)
     assert ", 1 removed, 1 skipped" in events[-1].summary
     assert not (share / "inference_server/.env").exists()
 
@@ -173,20 +156,20 @@ async def test_a_name_azure_files_refuses_stops_the_deploy_naming_the_file(sessi
     folder = root / "inference_server" / "sub"
     (folder / name).parent.mkdir(parents=True)
     (folder / name).write_text("x\n")
-    config = await _provisioned(session)
-    events = await _deploy(session, config)
+    config = await provisioned(session)
+    events = await deploy_all(session, config)
     failed = events[-1]
     assert isinstance(failed, Failed), events
     assert failed.message == f"{'inference_server/sub/' + name!r} cannot be stored on Azure Files: {why}."
-    assert _on_share(_share(local_cloud, config)) == set()
+    assert _on_share(share_dir(local_cloud, config)) == set()
 
 
 async def test_names_that_differ_only_in_case_stop_the_deploy(session, local_project):
     server = Path(local_project) / "inference_server"
     (server / "Model.py").write_text("a\n")
     (server / "model.py").write_text("b\n")
-    config = await _provisioned(session)
-    failed = (await _deploy(session, config))[-1]
+    config = await provisioned(session)
+    failed = (await deploy_all(session, config))[-1]
     assert isinstance(failed, Failed)
     assert failed.message == ("'inference_server/Model.py' and 'inference_server/model.py' differ only in case; "
                               "Azure Files would store them as one.")
@@ -195,8 +178,8 @@ async def test_names_that_differ_only_in_case_stop_the_deploy(session, local_pro
 # -- 4. a killed deploy leaves nothing behind for good ------------------------------------------
 async def test_files_of_a_killed_deploy_are_removed_once_deleted_locally(session, local_cloud, local_project):
     root = Path(local_project)
-    config = await _provisioned(session)
-    await _deploy(session, config)  # a complete deploy: the share has a manifest
+    config = await provisioned(session)
+    await deploy_all(session, config)  # a complete deploy: the share has a manifest
     extra = root / "inference_server" / "extra"
     extra.mkdir()
     for i in range(80):
@@ -206,13 +189,13 @@ async def test_files_of_a_killed_deploy_are_removed_once_deleted_locally(session
         if isinstance(event, UploadProgress) and event.files_done >= 3:
             break
     await gen.aclose()  # killed mid-upload
-    share = _share(local_cloud, config)
+    share = share_dir(local_cloud, config)
     uploaded = {p for p in _on_share(share) if p.startswith("inference_server/extra/")}
     assert 3 <= len(uploaded) < 80
     for f in extra.iterdir():
         f.unlink()
     extra.rmdir()
-    events = await _deploy(session, config)
+    events = await deploy_all(session, config)
     assert isinstance(events[-1], Done), events[-1]
     assert {p for p in _on_share(share) if p.startswith("inference_server/extra/")} == set()
     assert events[-1].summary.startswith("uploaded 0 files (0 B), ") and " 0 removed" not in events[-1].summary
@@ -227,7 +210,7 @@ async def test_a_deploy_killed_before_its_first_manifest_is_cleaned_up_too(sessi
     extra.mkdir()
     for i in range(60):
         (extra / f"f{i}.txt").write_text(f"file {i}\n" * 100)
-    config = await _provisioned(session)
+    config = await provisioned(session)
     gen = session.deploy(config, restart=False, workers=2)
     async for event in gen:
         if isinstance(event, UploadProgress):
@@ -235,23 +218,23 @@ async def test_a_deploy_killed_before_its_first_manifest_is_cleaned_up_too(sessi
     await gen.aclose()
     for f in extra.iterdir():
         f.unlink()
-    events = await _deploy(session, config)
+    events = await deploy_all(session, config)
     assert isinstance(events[-1], Done)
-    assert {p for p in _on_share(_share(local_cloud, config)) if p.startswith("inference_server/extra/")} == set()
+    assert {p for p in _on_share(share_dir(local_cloud, config)) if p.startswith("inference_server/extra/")} == set()
 
 
 # -- issue 10: an unchanged deploy does not restart the replica ---------------------------------
 async def test_a_deploy_with_nothing_changed_does_not_restart_unless_asked(session, local_project):
-    config = await _provisioned(session)
-    first = await _deploy(session, config, restart=True, wait=False)
+    config = await provisioned(session)
+    first = await deploy_all(session, config, restart=True, wait=False)
     assert first[-1].data["restarted"] is True
-    again = await _deploy(session, config, restart=True, wait=False)
+    again = await deploy_all(session, config, restart=True, wait=False)
     assert again[-1].data["restarted"] is False and again[-1].data["revision"] is None
     assert not [e for e in again if isinstance(e, Info) and e.message.startswith("Restarted revision")]
     assert again[-1].summary.endswith(" 0 removed; nothing changed, so the replica was not restarted")
     assert "Nothing changed on the share: the replica was not restarted (`aitk deploy --restart` restarts it " \
         "anyway)." in [e.message for e in again if isinstance(e, Info)]
-    forced = await _deploy(session, config, restart=True, wait=False, force_restart=True)
+    forced = await deploy_all(session, config, restart=True, wait=False, force_restart=True)
     assert forced[-1].data["restarted"] is True
     assert [e for e in forced if isinstance(e, Info) and e.message.startswith("Restarted revision")]
 
@@ -261,8 +244,8 @@ async def test_files_of_a_failed_deploy_are_removed_once_deleted_locally(session
     from aitk_tui.cloud import deploy as deploy_mod
 
     root = Path(local_project)
-    config = await _provisioned(session)
-    await _deploy(session, config)
+    config = await provisioned(session)
+    await deploy_all(session, config)
     extra = root / "inference_server" / "extra"
     extra.mkdir()
     for i in range(6):
@@ -275,14 +258,14 @@ async def test_files_of_a_failed_deploy_are_removed_once_deleted_locally(session
         return real(share, f)
 
     monkeypatch.setattr(deploy_mod, "_upload_one", failing)
-    events = await _deploy(session, config, workers=1)
+    events = await deploy_all(session, config, workers=1)
     assert isinstance(events[-1], Failed)
-    share = _share(local_cloud, config)
+    share = share_dir(local_cloud, config)
     assert {p for p in _on_share(share) if "/extra/" in p} == {f"inference_server/extra/f{i}.txt" for i in range(3)}
     monkeypatch.setattr(deploy_mod, "_upload_one", real)
     for f in extra.iterdir():
         f.unlink()
-    events = await _deploy(session, config)
+    events = await deploy_all(session, config)
     assert ", 3 removed" in events[-1].summary  # the three that reached the share (the others never did)
     assert {p for p in _on_share(share) if "/extra/" in p} == set()
 
@@ -293,8 +276,8 @@ async def test_a_name_the_share_refuses_fails_naming_the_file(session, local_clo
 
     monkeypatch.setattr(sync_plan, "component_problem", lambda name: None)
     (Path(local_project) / "inference_server" / "a|b.py").write_text("x\n")
-    config = await _provisioned(session)
-    failed = (await _deploy(session, config, workers=1))[-1]
+    config = await provisioned(session)
+    failed = (await deploy_all(session, config, workers=1))[-1]
     assert isinstance(failed, Failed)
     assert failed.message.startswith("Could not upload inference_server/a|b.py to file share")
     assert "resource name contains invalid characters" in (failed.detail or "")
