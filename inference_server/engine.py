@@ -24,7 +24,6 @@ stop strings held back until they are ruled out (``textstream``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
@@ -34,85 +33,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .loading import LoadedModel, LoadError, load_model  # noqa: F401  (re-exported)
+from .handles import Finished, QueueFull, RequestHandle, SamplingParams, TextChunk  # noqa: F401  (re-exported)
+from .loading import LoadedModel, LoadError, drop_leaked_adapter_hooks, load_model  # noqa: F401  (re-exported)
+from .sampling import GREEDY_BELOW_TEMPERATURE, sample_row
 from .textstream import Detokenizer, StopMatcher
 
 log = logging.getLogger("inference_server.engine")
 
-# Below this a temperature samples greedily, as in vLLM (_SAMPLING_EPS): dividing logits by
-# e.g. 2e-38 overflows float32 to inf and softmax then yields NaN.
-GREEDY_BELOW_TEMPERATURE = 1e-5
-
-
-class QueueFull(Exception):
-    def __init__(self, waiting: int, retry_after_s: int):
-        super().__init__(f"{waiting} requests are already waiting")
-        self.retry_after_s = retry_after_s
-
-
-# --------------------------------------------------------------------------- requests
-@dataclass(frozen=True)
-class SamplingParams:
-    max_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-    ignore_eos: bool = False
-
-
-@dataclass(frozen=True)
-class TextChunk:
-    text: str
-
-
-@dataclass(frozen=True)
-class Finished:
-    reason: str  # "stop" | "length" | "cancelled" | "error"
-    prompt_tokens: int
-    completion_tokens: int
-    error: str | None = None
-    timed_out: bool = False
-    queue_timeout: bool = False
-    ttft_s: float | None = None
-
-
-class RequestHandle:
-    """The asyncio side of one request: its outputs, and a way to cancel it."""
-
-    def __init__(self, prompt_ids: list[int], params: SamplingParams, adapter: str | None, deadline: float):
-        self.prompt_ids = prompt_ids
-        self.params = params
-        self.adapter = adapter  # peft adapter name; None: the weights as loaded
-        self.deadline = deadline  # time.monotonic() value
-        self.submitted = time.monotonic()
-        self.cancelled = False  # set by the event loop, read by the worker (a plain flag suffices)
-        self.finished: Finished | None = None
-        self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[TextChunk | Finished] = asyncio.Queue()
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    async def next_output(self) -> tuple[str, Finished | None]:
-        """Text produced since the last call (pieces merged, so a slow reader catches up)."""
-        item = await self._queue.get()
-        items = [item]
-        while not self._queue.empty():
-            items.append(self._queue.get_nowait())
-        text = "".join(i.text for i in items if isinstance(i, TextChunk))
-        done = next((i for i in items if isinstance(i, Finished)), None)
-        if done is not None:
-            self.finished = done
-        return text, done
-
-    async def result(self) -> tuple[str, Finished]:
-        parts: list[str] = []
-        while True:
-            text, done = await self.next_output()
-            parts.append(text)
-            if done is not None:
-                return "".join(parts), done
 
 
 @dataclass(eq=False)
@@ -240,7 +167,7 @@ class Engine:
                             use_cache=cache is not None, logits_to_keep=1, **kwargs)
             except Exception:
                 if "adapter_names" in kwargs:
-                    _drop_leaked_adapter_hooks(model)
+                    drop_leaked_adapter_hooks(model)
                 raise
         return out.logits[:, -1, :].float()
 
@@ -456,26 +383,10 @@ class Engine:
             if row.done or row.handle.params.temperature < GREEDY_BELOW_TEMPERATURE:
                 continue
             try:
-                tokens[i] = self._sample_row(row, logits[i])
+                tokens[i] = sample_row(row, logits[i])
             except Exception as exc:  # this row's numbers (or a bug hit by them) fail this row only
                 self._fail_row(row, exc)
         return tokens
-
-    def _sample_row(self, row: _Row, logits) -> int:
-        import torch
-
-        p = row.handle.params
-        scores = logits / p.temperature
-        if p.top_p < 1.0:
-            sorted_scores, order = torch.sort(scores, descending=True)
-            sorted_probs = torch.softmax(sorted_scores, dim=-1)
-            # Drop a token once the mass before it reaches top_p. The top one always stays: a
-            # top_p below float32's resolution (1e-300 rounds to 0) would otherwise cut it too.
-            cut = sorted_probs.cumsum(dim=-1) - sorted_probs >= p.top_p
-            cut[0] = False
-            scores = scores.scatter(0, order[cut], float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
-        return int(torch.multinomial(probs, 1, generator=row.generator))
 
     def _fail_row(self, row: _Row, exc: Exception) -> None:
         log.error("generation failed for one request (the others go on)", exc_info=exc)
@@ -575,20 +486,6 @@ class Engine:
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is listening any more
                 loop.call_soon_threadsafe(_deliver, items)
-
-
-def _drop_leaked_adapter_hooks(model) -> None:
-    """peft 0.21 registers the pre-hooks that feed ``adapter_names`` to each LoRA layer and
-    removes them after a bare ``yield`` (huggingface/peft#3475, fix open in #3477): a forward
-    that raises leaves them in place, and every later forward then gets the failed batch's
-    adapter names ("Length of `adapter_names` should be the same as the number of inputs").
-    Remove them so one failed step does not break the model for everyone after it."""
-    for module in model.modules():
-        hooks = module._forward_pre_hooks
-        for key, hook in list(hooks.items()):
-            if getattr(getattr(hook, "func", None), "__name__", "") == "_adapter_names_pre_forward_hook":
-                del hooks[key]
-                module._forward_pre_hooks_with_kwargs.pop(key, None)
 
 
 def _failure_message(exc: Exception) -> str:

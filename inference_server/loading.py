@@ -203,3 +203,17 @@ def _load_adapters(model, adapter_ids: list[tuple[str, Any]]) -> tuple[Any, dict
         names[model_id] = peft_name
     peft_model.set_adapter("adapter0")  # rows that name no adapter run with the first one
     return peft_model, names
+
+
+def drop_leaked_adapter_hooks(model) -> None:
+    """peft 0.21 registers the pre-hooks that feed ``adapter_names`` to each LoRA layer and
+    removes them after a bare ``yield`` (huggingface/peft#3475, fix open in #3477): a forward
+    that raises leaves them in place, and every later forward then gets the failed batch's
+    adapter names ("Length of `adapter_names` should be the same as the number of inputs").
+    Remove them so one failed step does not break the model for everyone after it."""
+    for module in model.modules():
+        hooks = module._forward_pre_hooks
+        for key, hook in list(hooks.items()):
+            if getattr(getattr(hook, "func", None), "__name__", "") == "_adapter_names_pre_forward_hook":
+                del hooks[key]
+                module._forward_pre_hooks_with_kwargs.pop(key, None)
