@@ -169,6 +169,21 @@ async def wave(url: str, headers: dict, model: str | None, clients: list[Client]
         return time.perf_counter() - t0, list(results)
 
 
+def start_until_healthy(cmd: list[str], env: dict[str, str], url: str, what: str) -> tuple[subprocess.Popen, float]:
+    """Start a server process and wait until its /health answers 200; (process, seconds to ready)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} died: " + proc.stderr.read()[-3000:])
+        time.sleep(0.05)
+
+
 class Peer:
     """``transformers serve --continuous-batching`` on the model folder, one torch thread."""
 
@@ -181,18 +196,7 @@ class Peer:
         cmd = [str(exe), "serve", "--continuous-batching", "--device", "cpu", "--host", "127.0.0.1", "--port",
                str(port), "--cb-num-blocks", str(num_blocks), "--cb-block-size", str(block_size),
                "--cb-max-batch-tokens", str(max_batch_tokens), "--log-level", "warning", str(model_dir)]
-        started = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        while True:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError("the peer died: " + self.proc.stderr.read()[-3000:])
-            time.sleep(0.1)
-        self.ready_s = time.perf_counter() - started
+        self.proc, self.ready_s = start_until_healthy(cmd, env, self.url, "the peer")
 
     def close(self) -> None:
         self.proc.terminate()

@@ -29,7 +29,6 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -94,18 +93,7 @@ class Server:
         cmd = [sys.executable, "-m", "inference_server", "--model", str(model_dir), *adapter,
                "--host", "127.0.0.1", "--port", str(self.port), "--threads", str(threads), "--max-batch-size", "8",
                "--log-level", "warning"]
-        started = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        while True:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError("server died: " + self.proc.stderr.read()[-2000:])
-            time.sleep(0.05)
-        self.ready_s = time.perf_counter() - started
+        self.proc, self.ready_s = realistic_load.start_until_healthy(cmd, env, self.url, "our server")
 
     def close(self) -> None:
         self.proc.terminate()
