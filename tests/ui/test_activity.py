@@ -8,7 +8,7 @@ import json
 from textual.widgets import Collapsible, ProgressBar, Static
 
 from aitk_tui.config.state import ProjectState
-from aitk_tui.events import LogLine
+from aitk_tui.events import HealthWait, LogLine
 
 from .conftest import settle
 from .fakes import SUB_ID
@@ -259,6 +259,21 @@ async def test_health_probe_lines_are_hidden_until_p_shows_them(make_app):
         activity.feed(LogLine(probe, "x7k2p", probe=True))
         activity.flush()
         assert f"[x7k2p] {probe}" in activity.log_pane.text()
+
+
+async def test_waiting_for_health_writes_a_line_per_change_or_ten_seconds_not_per_probe(make_app):
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        activity = app.activity
+        activity.begin("deploy", "Deploy")
+        for i in range(40):  # 20 s of probes every 0.5 s
+            activity.feed(HealthWait("loading", i * 0.5, '{"status":"loading"}'))
+        activity.feed(HealthWait("ok", 20.0))
+        activity.flush()
+        lines = [ln for ln in activity.log_pane.text().splitlines() if "endpoint:" in ln]
+        assert len(lines) == 3, lines  # loading at 0 s and 10 s, then ok
+        assert "ok after" in lines[-1]
 
 
 async def test_lines_written_while_the_tab_was_hidden_show_their_end_when_it_opens(make_app):

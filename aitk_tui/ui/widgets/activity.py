@@ -100,6 +100,7 @@ Provisioning, deploy and replica logs stream here.
         self.flushes = 0  # counted for tests and the benchmark: UI updates, not events
         self.show_probes = False  # replica access lines of /health probes (most of what it prints)
         self.hidden_probes = 0
+        self._health: tuple[str, float] | None = None  # last health line written: (status, elapsed)
 
     def compose(self) -> ComposeResult:
         yield Static(self.title_text, id="op-title")
@@ -131,6 +132,7 @@ Provisioning, deploy and replica logs stream here.
             self.table.clear()
             self._row_keys.clear()
             self.remove_class("-has-resources")
+        self._health = None
         self._set_title(f"{title}…  (Esc cancels)", None)
         self.log_pane.write_lines([f"── {title} ──"])
 
@@ -195,8 +197,12 @@ Provisioning, deploy and replica logs stream here.
                 upload = ev
                 lines.append(f"uploaded {ev.path} ({ev.files_done}/{ev.files_total})")
             elif isinstance(ev, HealthWait):
-                detail = f" — {ev.detail}" if ev.detail else ""
-                lines.append(f"endpoint: {ev.status} after {format_elapsed(ev.elapsed_s)}{detail}")
+                # A probe every ~0.5 s: a line when the answer changes or every 10 s, as the CLI does.
+                last = self._health
+                if last is None or last[0] != ev.status or ev.elapsed_s - last[1] >= 10:
+                    self._health = (ev.status, ev.elapsed_s)
+                    detail = f" — {ev.detail}" if ev.detail else ""
+                    lines.append(f"endpoint: {ev.status} after {format_elapsed(ev.elapsed_s)}{detail}")
             elif isinstance(ev, LogLine):
                 if ev.probe and not self.show_probes:
                     self.hidden_probes += 1
