@@ -328,9 +328,13 @@ def test_access_logs_carry_no_prompts_and_no_keys(tiny_server, caplog, capfd):
     secret_prompt = "my secret prompt 4711"
     post(tiny_server, {"messages": [{"role": "user", "content": secret_prompt}], "max_tokens": 3})
     post(tiny_server, {"messages": HELLO}, headers={"Authorization": "Bearer wrong-key-0042"})
-    access = [r for r in caplog.records if r.name == "inference_server.access"]
-    statuses = [r.fields["status"] for r in access]
-    assert 200 in statuses and 401 in statuses
+
+    def access_records():
+        return [r for r in caplog.records if r.name == "inference_server.access"]
+
+    # The access line is written once the response is sent, so it can follow the client's read.
+    assert wait_until(lambda: {200, 401} <= {r.fields["status"] for r in access_records()})
+    access = access_records()
     assert all({"method", "path", "status", "duration_ms"} <= set(r.fields) for r in access)
     out, err = capfd.readouterr()
     everything = caplog.text + out + err + " ".join(json.dumps(r.fields) for r in access)
