@@ -114,13 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="how long to wait for /health (default: 1200 on Azure, 180 locally)")
 
-    p = cmd("status", "show the container app's state and health")
+    p = cmd("status", "the container app: revisions, replicas, scale, health, cost, and why a replica fails")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", "--live", nargs="?", type=float, const=0.0, default=None, metavar="SECONDS",
+                   help="refresh until Ctrl+C (every 5 s on Azure, 2 s locally, or SECONDS)")
 
     p = cmd("logs", "stream the replica's logs")
     p.add_argument("--no-follow", action="store_true", help="print the recent lines and exit")
     p.add_argument("--tail", type=int, default=100, metavar="N")
     p.add_argument("--probes", action="store_true", help="also show the /health probes' access lines (hidden by default)")
+    p.add_argument("--system", action="store_true",
+                   help="the system log instead: replica assignment, image pull, probe failures, restarts, scaling")
 
     p = cmd("chat", "send one message and stream the reply to stdout")
     p.add_argument("message")
@@ -152,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_operate
 
     cli_operate.add_commands(cmd)  # scale, down
+    from . import cli_models
+
+    cli_models.add_commands(cmd, _common)  # models upload, models list
 
     p = cmd("local", "start, stop or inspect the local cloud")
     lsub = p.add_subparsers(dest="local_command", metavar="ACTION")
@@ -210,13 +217,17 @@ def _main(argv: list[str] | None, args_seen: list[argparse.Namespace]) -> int:
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
-        _err_line("interrupted" + _interrupt_hint(args))
+        # Ctrl+C is how `aitk status --watch` ends: not an interruption, exit 0.
+        watching = getattr(args, "command", None) == "status" and getattr(args, "watch", None) is not None
+        code = EXIT_OK if watching else EXIT_INTERRUPTED
+        if not watching:
+            _err_line("interrupted" + _interrupt_hint(args))
         if console:  # don't wait for SDK threads (a device-code wait, a poller) at exit
             _still_running_notice(args)
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(EXIT_INTERRUPTED)
-        return EXIT_INTERRUPTED
+            os._exit(code)
+        return code
     except UsageError as e:
         _error(e.message, e.detail)
         return EXIT_USAGE
@@ -276,6 +287,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from . import cli_operate
 
         return cli_operate.run(project, args)
+    if args.command == "models":
+        from . import cli_models
+
+        return cli_models.run(project, args)
     if args.command in ("key", "snippet"):
         from . import cli_demo
 

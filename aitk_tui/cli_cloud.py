@@ -95,6 +95,16 @@ async def drive(events: AsyncIterator[Event], printer: EventPrinter, *, show_don
     return done
 
 
+async def drive_for(events: AsyncIterator[Event], printer: EventPrinter, kind: type[T], *,
+                    show_done: bool = True) -> T:
+    """:func:`drive`, then the Done's typed result, which must be a ``kind``."""
+    done = await drive(events, printer, show_done=show_done)
+    if not isinstance(done.result, kind):
+        raise AitkError("The operation ended without a result.",
+                        f"expected {kind.__name__}, got {type(done.result).__name__}")
+    return done.result
+
+
 # -- running coroutines ---------------------------------------------------------------------
 def run_async(coro: Awaitable[T]) -> T:
     """Like asyncio.run, but Ctrl-C does not wait for SDK threads still blocked in a call."""
@@ -119,8 +129,10 @@ def run_async(coro: Awaitable[T]) -> T:
 
 # -- shared steps ---------------------------------------------------------------------------
 async def open_session(project: Project, args: argparse.Namespace, printer: EventPrinter) -> CloudSession:
-    session = await CloudSession.open(project, local=args.local, auth=args.auth,
-                                      model_path=args.model_path, adapter_path=args.adapter_path)
+    from .backend import open_session as open_backend
+
+    session = await open_backend(project, local=args.local, auth=args.auth,
+                                 model_path=args.model_path, adapter_path=args.adapter_path)
     session.prompt_sink = lambda message: printer(Info(message))
     if not args.local:
         await drive(session.sign_in(), printer, show_done=False)
@@ -129,13 +141,9 @@ async def open_session(project: Project, args: argparse.Namespace, printer: Even
 
 def _remembered(session: CloudSession, value: str | None) -> str | None:
     """Ignore a remembered local-cloud subscription on Azure and the other way round."""
-    try:
-        from .local.credential import LOCAL_SUBSCRIPTION_ID
-    except ImportError:  # the local cloud is optional at run time
-        return value
-    if value is None:
-        return None
-    return value if (value == LOCAL_SUBSCRIPTION_ID) == session.endpoints.is_local else None
+    from .backend import subscription_fits
+
+    return value if subscription_fits(session.endpoints, value) else None
 
 
 async def resolve_subscription(session: CloudSession, explicit: str | None) -> str:
@@ -226,9 +234,11 @@ async def _provision(session: CloudSession, args: argparse.Namespace, printer: E
     if not rg:
         raise UsageError("No resource group chosen.", "pass --resource-group NAME (see `aitk groups`)")
     if args.what_if or not args.yes:
-        done = await drive(session.what_if(sub, rg, params), printer)
-        for change in done.data.get("changes", []):
-            print(f"  {change['change_type']:<10} {change['resource_type']} {change['name']}")
+        from .cloud.models import WhatIf
+
+        what_if = await drive_for(session.what_if(sub, rg, params), printer, WhatIf)
+        for change in what_if.changes:
+            print(f"  {change.change_type:<10} {change.resource_type} {change.name}")
         _print_cost_estimate(session, params)
         if args.what_if:
             return EXIT_OK
@@ -260,31 +270,14 @@ async def _deploy(session: CloudSession, args: argparse.Namespace, printer: Even
 
 
 async def _status(session: CloudSession, args: argparse.Namespace, printer: EventPrinter, config: Any) -> int:
-    from . import cli_operate
-    from .cloud.operate import read_scale
+    from . import cli_status
 
-    scale = await read_scale(session.factory, config)
-    if scale is None:  # never provisioned, or taken down (aitk down)
-        return cli_operate.not_provisioned(config, args.json)
-    st = await session.status(config)
-    if args.json:
-        _print_json({**dataclasses.asdict(st), "provisioned": True, **cli_operate.status_json(scale)})
-        return EXIT_OK
-    health = {True: "healthy", False: "not answering /health yet",
-              None: "asleep (scaled to zero; the next request wakes it)" if st.replicas == 0 else "unknown"}[st.healthy]
-    print(f"app:          {st.name}")
-    print(f"endpoint:     {st.endpoint or '-'}")
-    print(f"provisioning: {st.provisioning_state}")
-    print(f"running:      {st.running_state or '-'}")
-    print(f"revision:     {st.latest_revision or '-'}")
-    print(f"replicas:     {'-' if st.replicas is None else st.replicas}")
-    print(f"health:       {health}")
-    print("\n".join(cli_operate.status_lines(scale)))
-    return EXIT_OK
+    return await cli_status.show(session, config, as_json=args.json, watch=args.watch)
 
 
 async def _logs(session: CloudSession, args: argparse.Namespace, printer: EventPrinter, config: Any) -> int:
-    async for event in session.replica_logs(config, follow=not args.no_follow, tail_lines=args.tail):
+    kind = "system" if args.system else "console"
+    async for event in session.replica_logs(config, follow=not args.no_follow, tail_lines=args.tail, kind=kind):
         if isinstance(event, LogLine) and event.probe and not args.probes:
             continue
         printer(event)
@@ -327,7 +320,7 @@ async def _chat(project: Project, args: argparse.Namespace, printer: EventPrinte
     try:
         if args.local or not api_key:
             session = await open_session(project, args, printer)
-            verify = session.endpoints.ca_bundle or True
+            verify = session.endpoints.verify
         if not api_key:
             if config is None:
                 config = load_config(project)
@@ -338,13 +331,17 @@ async def _chat(project: Project, args: argparse.Namespace, printer: EventPrinte
             from .cli_demo import compare_chat
 
             return await compare_chat(endpoint, api_key, verify, args)
-        return await _stream_chat(endpoint, api_key, verify, args)
+        logs = None
+        if session is not None and config is not None and config.ACA_APP_NAME:
+            logs = lambda: session.replica_logs(config, tail_lines=5)  # noqa: E731 - the waking line's source
+        return await _stream_chat(endpoint, api_key, verify, args, logs)
     finally:
         if session is not None:
             await session.close()
 
 
-async def _stream_chat(endpoint: str, api_key: str, verify: Any, args: argparse.Namespace) -> int:
+async def _stream_chat(endpoint: str, api_key: str, verify: Any, args: argparse.Namespace,
+                       logs: Callable[[], AsyncIterator[Event]] | None = None) -> int:
     from .chat.client import ChatClient, ChatError, Delta, Finished
 
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
@@ -359,6 +356,9 @@ async def _stream_chat(endpoint: str, api_key: str, verify: Any, args: argparse.
     client = ChatClient(endpoint, api_key, verify=verify, allow_insecure_http=args.insecure_http)
     wrote = False
     try:
+        from .cli_wake import wake_first
+
+        await wake_first(client, logs)  # a sleeping replica: wait for it, saying so on stderr
         async for item in client.stream_chat(messages, **kwargs):
             if isinstance(item, Delta):
                 sys.stdout.write(item.text)

@@ -38,7 +38,7 @@ async def _app_key(project: Project, args: argparse.Namespace, printer: EventPri
         verify: Any = True
         if args.local or not api_key:
             session = await open_session(project, args, printer)
-            verify = session.endpoints.ca_bundle or True
+            verify = session.endpoints.verify
         if not api_key:
             config = config or load_config(project)
             api_key = await session.api_key(require_config(config, *APP_KEYS), endpoint,

@@ -124,9 +124,7 @@ def run(project: "Project", args: argparse.Namespace) -> int:
 
 
 async def _show_scale(session: Any, args: argparse.Namespace, config: "InferenceConfig") -> int:
-    from .cloud.operate import read_scale
-
-    info = await read_scale(session.factory, config)
+    info = await session.read_scale(config)
     if info is None:
         return not_provisioned(config, args.json)
     if args.json:
@@ -140,11 +138,10 @@ async def _show_scale(session: Any, args: argparse.Namespace, config: "Inference
 
 async def _scale(session: Any, args: argparse.Namespace, printer: Any, config: "InferenceConfig",
                  request: Any) -> int:
-    from .cli_cloud import drive
-    from .cloud.operate import AppScale, scale
+    from .cli_cloud import drive_for
+    from .cloud.operate import AppScale, Scaled
 
-    done = await drive(scale(session.factory, config, request), printer, show_done=not args.json)
-    result = done.data["result"]
+    result = await drive_for(session.scale(config, request), printer, Scaled, show_done=not args.json)
     info = AppScale(result.app, result.after, result.profile, result.cost)
     if args.json:
         import json

@@ -7,8 +7,8 @@ has already been passed through :func:`aitk_tui.errors.redact`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import KW_ONLY, dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class UploadProgress(Event):
     files_total: int
     bytes_done: int
     bytes_total: int
+    partial: bool = False  # bytes moved inside ``path``, still uploading (large files): not a finished file
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,20 @@ class LogLine(Event):
     text: str
     source: str = "replica"
     probe: bool = False  # an access line of a /health probe: hidden unless asked for
+    kind: Literal["console", "system"] = "console"  # the container's output, or the platform's system log
+    warning: bool = False  # a system-log event of type Warning (probe failed, container terminated...)
 
 
 @dataclass(frozen=True)
 class Done(Event):
-    """The operation finished; ``summary`` is the one line to show, ``data`` the result."""
+    """The operation finished; ``summary`` is the one line to show, ``result`` the typed
+    result (``SignedIn``, ``WhatIf``, ``Provisioned``, ``Deployed``, ``Scaled``, ``TornDown``...),
+    read by attribute, never a dict read by string keys. Keyword-only, so that a caller still
+    passing the old ``Done(summary, {...})`` fails loudly instead of handing on a dict."""
 
     summary: str
-    data: dict[str, Any] = field(default_factory=dict)
+    _: KW_ONLY
+    result: object | None = None
 
 
 @dataclass(frozen=True)

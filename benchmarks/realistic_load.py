@@ -169,6 +169,19 @@ async def wave(url: str, headers: dict, model: str | None, clients: list[Client]
         return time.perf_counter() - t0, list(results)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used (all threads). On a machine shared with other work, tokens
+    per CPU second shift less with the load than tokens per wall second do."""
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.is_file():
+        fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    import psutil  # not Linux
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def start_until_healthy(cmd: list[str], env: dict[str, str], url: str, what: str) -> tuple[subprocess.Popen, float]:
     """Start a server process and wait until its /health answers 200; (process, seconds to ready)."""
     started = time.perf_counter()

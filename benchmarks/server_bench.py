@@ -227,7 +227,9 @@ def report(r: dict, tokens: int) -> None:
 
 
 async def bench_realistic(args) -> dict:
-    """The realistic workload (``realistic_load``) on our server and the peer, interleaved."""
+    """The realistic workload (``realistic_load``): each round runs four waves, ours and the
+    peer each concurrent and one after another (order alternating), so every ratio is taken
+    within one round, under the same load."""
     import torch
 
     from inference_server.engine import load_model
@@ -246,12 +248,11 @@ async def bench_realistic(args) -> dict:
     ours = Server(model_dir, None, args.threads)
     peer = realistic_load.Peer(model_dir, free_port(), args.threads)
     auth = {"Authorization": f"Bearer {KEY}"}
-    targets = {"ours": (ours.url, auth, None), "peer": (peer.url, {}, peer.model)}
-    out: dict = {"clients": clients, "ours_ready_s": ours.ready_s, "peer_ready_s": peer.ready_s,
-                 "conc": {"ours": [], "peer": []}, "seq": []}
+    targets = {"ours": (ours.url, auth, None, ours.proc.pid), "peer": (peer.url, {}, peer.model, peer.proc.pid)}
+    out: dict = {"clients": clients, "ours_ready_s": ours.ready_s, "peer_ready_s": peer.ready_s, "rounds": []}
     try:
         async with httpx.AsyncClient(timeout=600) as http:
-            for url, headers, model in targets.values():  # the peer sets up its batching on the first request
+            for url, headers, model, _ in targets.values():  # the peer sets up its batching on the first request
                 await realistic_load.stream_chat(http, url, headers, model, "warm up", 8, temperature=1.0)
             # Single stream: direct generate vs our SSE, same prompts and token counts, interleaved.
             n = args.tokens
@@ -268,65 +269,74 @@ async def bench_realistic(args) -> dict:
                     http, ours.url, auth, None, c.prompt, n, temperature=0, ignore_eos=True)
                 assert completion == n, completion
                 sse_t.append(total)
-            out.update(generate_s=statistics.median(gen_t), sse_s=statistics.median(sse_t))
+            out.update(generate_s=statistics.median(gen_t), sse_s=statistics.median(sse_t),
+                       overhead_load=os.getloadavg()[0])
+        waves = [(name, concurrent) for concurrent in (True, False) for name in ("ours", "peer")]
         for rep in range(args.reps):
-            order = ["ours", "peer"] if rep % 2 == 0 else ["peer", "ours"]
-            for name in order:
-                url, headers, model = targets[name]
-                wave_clients = clients_of(1 + 3 * rep + order.index(name))
-                out["conc"][name].append(await realistic_load.wave(url, headers, model, wave_clients))
-            out["seq"].append(await realistic_load.wave(ours.url, auth, None, clients_of(3 + 3 * rep),
-                                                        concurrent=False))
+            round_: dict = {}
+            for k, (name, concurrent) in enumerate(waves if rep % 2 == 0 else waves[::-1]):
+                url, headers, model, pid = targets[name]
+                cpu, load = realistic_load.cpu_seconds(pid), os.getloadavg()[0]
+                wall, results = await realistic_load.wave(url, headers, model, clients_of(1 + 4 * rep + k),
+                                                          concurrent=concurrent)
+                round_[name, concurrent] = {"wall": wall, "results": results, "load": (load + os.getloadavg()[0]) / 2,
+                                            "cpu": realistic_load.cpu_seconds(pid) - cpu}
+            out["rounds"].append(round_)
     finally:
         ours.close()
         peer.close()
     return out
 
 
-def _wave_figures(runs) -> dict:
-    """Medians over runs: tok/s, TTFT median/max (client-side), tokens per run."""
-    tps = [sum(r.completion_tokens for r in results) / wall for wall, results in runs]
-    ttft_med = [statistics.median(r.ttft_s for r in results) for _, results in runs]
-    ttft_max = [max(r.ttft_s for r in results) for _, results in runs]
-    tokens = [sum(r.completion_tokens for r in results) for _, results in runs]
-    return {"tps": statistics.median(tps), "tps_all": tps, "ttft_med": statistics.median(ttft_med),
-            "ttft_max": statistics.median(ttft_max), "tokens": tokens}
+def _figures(wave: dict) -> dict:
+    tokens = sum(r.completion_tokens for r in wave["results"])
+    ttft = [r.ttft_s for r in wave["results"]]
+    return {"tps": tokens / wave["wall"], "tokens": tokens, "tpc": tokens / wave["cpu"], "load": wave["load"],
+            "ttft_med": statistics.median(ttft), "ttft_max": max(ttft)}
 
 
 def report_realistic(r: dict, args) -> None:
     clients = r["clients"]
-    ours, peer, seq = _wave_figures(r["conc"]["ours"]), _wave_figures(r["conc"]["peer"]), _wave_figures(r["seq"])
+    rounds = [{key: _figures(wave) for key, wave in round_.items()} for round_ in r["rounds"]]
+
+    def med(fn) -> float:  # the median over rounds of a figure taken within each round
+        return statistics.median(fn(x) for x in rounds)
+
+    def per_round(fn, fmt: str = "{:.2f}") -> str:
+        return ", ".join(fmt.format(fn(x)) for x in rounds)
+
+    oc, pc, os_, ps = ("ours", True), ("peer", True), ("ours", False), ("peer", False)
     overhead = 100 * (r["sse_s"] / r["generate_s"] - 1)
     print(f"\n== realistic workload: random Phi-3 (hidden 1024 x 8 layers), {args.threads} torch thread(s), "
           f"{len(clients)} clients {args.stagger * 1000:.0f} ms apart, prompts "
           f"{min(c.prompt_tokens for c in clients)}-{max(c.prompt_tokens for c in clients)} tokens, max_tokens "
           f"{min(c.max_tokens for c in clients)}-{max(c.max_tokens for c in clients)}, sampled EOS about 1 in "
-          f"{realistic_load.EOS_EVERY} steps; medians of {args.reps} rounds")
-    print(f"  servers ready in: ours {r['ours_ready_s']:.1f} s, peer {r['peer_ready_s']:.1f} s")
+          f"{realistic_load.EOS_EVERY} steps; {len(rounds)} rounds of 4 waves, ratios taken within each round")
+    print(f"  servers ready in: ours {r['ours_ready_s']:.1f} s, peer {r['peer_ready_s']:.1f} s; load (1-min average) "
+          f"per round: {per_round(lambda x: statistics.mean(f['load'] for f in x.values()), '{:.1f}')}")
     rows = [
-        ("8-concurrent throughput, ours vs peer", f"{ours['tps']:.1f} vs {peer['tps']:.1f} tok/s",
-         f"{ours['tps'] / peer['tps']:.2f}x", ">= 1x"),
-        ("8-concurrent vs our own sequential", f"{ours['tps']:.1f} vs {seq['tps']:.1f} tok/s",
-         f"{ours['tps'] / seq['tps']:.2f}x", ">= 3x"),
-        ("single-stream overhead vs generate", f"{r['sse_s']:.2f} s vs {r['generate_s']:.2f} s ({args.tokens} tok)",
-         f"{overhead:+.1f} %", "<= 5 %"),
-        ("TTFT at 8 concurrent (median), ours vs peer", f"{ours['ttft_med'] * 1000:.0f} vs "
-         f"{peer['ttft_med'] * 1000:.0f} ms", f"{ours['ttft_med'] / peer['ttft_med']:.2f}x", "<= 1x"),
-        ("TTFT at 8 concurrent (max), ours vs peer", f"{ours['ttft_max'] * 1000:.0f} vs "
-         f"{peer['ttft_max'] * 1000:.0f} ms", f"{ours['ttft_max'] / peer['ttft_max']:.2f}x", ""),
+        ("8-concurrent throughput, ours / peer", lambda x: x[oc]["tps"] / x[pc]["tps"], ">= 1x"),
+        ("8-concurrent / sequential, ours", lambda x: x[oc]["tps"] / x[os_]["tps"], ">= 3x"),
+        ("8-concurrent / sequential, the peer", lambda x: x[pc]["tps"] / x[ps]["tps"], "(for scale)"),
+        ("tokens per CPU second, ours / peer (concurrent)", lambda x: x[oc]["tpc"] / x[pc]["tpc"], ""),
+        ("tokens per CPU second, concurrent / sequential, ours", lambda x: x[oc]["tpc"] / x[os_]["tpc"], ""),
+        ("tokens per CPU second, concurrent / sequential, peer", lambda x: x[pc]["tpc"] / x[ps]["tpc"], ""),
+        ("TTFT at 8 concurrent (median), ours / peer", lambda x: x[oc]["ttft_med"] / x[pc]["ttft_med"], "<= 1x"),
+        ("TTFT at 8 concurrent (worst), ours / peer", lambda x: x[oc]["ttft_max"] / x[pc]["ttft_max"], ""),
     ]
-    print(f"  {'figure':<44} {'measured':<34} {'ratio':>8}  goal")
-    for name, measured, ratio, goal in rows:
-        print(f"  {name:<44} {measured:<34} {ratio:>8}  {goal}")
-    print("  per round tok/s: ours " + ", ".join(f"{x:.1f}" for x in ours["tps_all"]) + " | peer "
-          + ", ".join(f"{x:.1f}" for x in peer["tps_all"]) + " | ours sequential "
-          + ", ".join(f"{x:.1f}" for x in seq["tps_all"]))
-    print(f"  completion tokens per round: ours {ours['tokens']} | peer {peer['tokens']} | sequential {seq['tokens']}")
-    for name in ("ours", "peer"):  # client order: who waited behind whom
-        print(f"  TTFT per client (s), {name}: " + " | ".join(
-            ", ".join(f"{x.ttft_s:.1f}" for x in results) for _, results in r["conc"][name]))
+    print(f"  {'figure':<54} {'median':>7}  {'goal':<12} per round")
+    for name, fn, goal in rows:
+        print(f"  {name:<54} {med(fn):>6.2f}x  {goal:<12} {per_round(fn)}")
+    print(f"  {'single-stream overhead vs generate':<54} {overhead:>+6.1f}%  {'<= 5 %':<12} "
+          f"{r['sse_s']:.2f} s vs {r['generate_s']:.2f} s for {args.tokens} tokens (load {r['overhead_load']:.1f})")
+    for key, label in ((oc, "ours, concurrent"), (pc, "peer, concurrent"), (os_, "ours, sequential"),
+                       (ps, "peer, sequential")):
+        print(f"  {label:<17} tok/s {per_round(lambda x, k=key: x[k]['tps'], '{:.1f}')} | tokens "
+              f"{per_round(lambda x, k=key: x[k]['tokens'], '{}')} | TTFT median/worst s "
+              f"{per_round(lambda x, k=key: x[k]['ttft_med'], '{:.1f}')} / {per_round(lambda x, k=key: x[k]['ttft_max'], '{:.1f}')}")
     print("  clients (start s, prompt tokens, max_tokens): "
           + ", ".join(f"({c.start_s:.2f}, {c.prompt_tokens}, {c.max_tokens})" for c in clients))
+    print("  the bound on concurrent / sequential for any engine: python benchmarks/engine_breakdown.py")
 
 
 def main() -> int:

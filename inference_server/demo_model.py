@@ -318,7 +318,10 @@ def _content_vectors(tok, chain: _Chain, generator):
     size = len(tok)
     vectors = torch.zeros(size, CONTENT_DIMS)
     special = set(tok.all_special_ids)
-    for token, tid in tok.get_vocab().items():
+    # By id: get_vocab() comes from a Rust HashMap, in a different order each process, and
+    # the generator hands out vectors in iteration order (builds differed, and now and then
+    # two test prompts drew topics close enough to give the same greedy answer).
+    for token, tid in sorted(tok.get_vocab().items(), key=lambda item: item[1]):
         word = tok.convert_tokens_to_string([token]).strip().lower()
         if tid in special or not word or word in STOP_WORDS:
             continue

@@ -17,6 +17,12 @@ Phi-3-shaped model (hidden 1024, 8 layers, one thread, 8 rows of base + 2 adapte
 mixed forward took 0.5-0.7x the time of one forward per adapter group
 (benchmarks/adapter_batching_bench.py).
 
+Where the time goes (``benchmarks/engine_breakdown.py`` traces every step through
+``Engine.trace``): on one CPU thread a prefill costs in proportion to its prompt tokens
+and cannot be batched away, and a wave of staggered clients ends with its longest answer
+decoding alone; on the realistic workload the engine reaches about 0.9x of what any
+engine could (the bound it prints), which is below 3x its own sequential throughput.
+
 Results go back to asyncio through ``loop.call_soon_threadsafe`` once per step, with each
 request's text decoded incrementally (``tokenizers.decoders.DecodeStream``) and partial
 stop strings held back until they are ruled out (``textstream``).
@@ -35,6 +41,7 @@ from typing import Any
 
 from .handles import Finished, QueueFull, RequestHandle, SamplingParams, TextChunk  # noqa: F401  (re-exported)
 from .loading import LoadedModel, LoadError, drop_leaked_adapter_hooks, load_model  # noqa: F401  (re-exported)
+from .prefill_plan import prefill_chunks
 from .sampling import GREEDY_BELOW_TEMPERATURE, sample_row
 from .textstream import Detokenizer, StopMatcher
 
@@ -87,6 +94,9 @@ class Engine:
         self._recent_s: deque[float] = deque(maxlen=32)  # request durations, for Retry-After
         self.peak_batch = 0  # most rows decoded in one step so far (tests and benchmarks read it)
         self.peak_prefill = 0  # most requests prefilled in one forward so far
+        # Called after each prefill and decode step (benchmarks/engine_breakdown.py sets it):
+        # trace(kind, wall_s, cpu_s, rows, real_tokens, padded_tokens); None costs nothing.
+        self.trace: Any = None
         self._thread = threading.Thread(target=self._run, name="aitk-engine", daemon=True)
 
     # -- event-loop side ---------------------------------------------------------
@@ -186,7 +196,9 @@ class Engine:
                 chunks = self._prefill_chunks(admitted)
                 for i, chunk in enumerate(chunks):
                     try:
-                        self._prefill(chunk)
+                        lengths = [len(h.prompt_ids) for h in chunk]
+                        with self._traced("prefill", len(chunk), sum(lengths), len(chunk) * max(lengths)):
+                            self._prefill(chunk)
                     except Exception as exc:  # a bug outside the per-row guards: fail this chunk only
                         log.exception("prefill failed")
                         self._active -= len(chunk)
@@ -206,12 +218,25 @@ class Engine:
         self._flush()
 
     def _decode_guarded(self) -> None:
+        group = self._batch
         try:
-            if self._batch.rows:
-                self._decode_step(self._batch)
+            if group.rows:
+                rows, width = len(group.rows), group.mask.shape[1] + 1
+                with self._traced("decode", rows, int(group.mask.sum()) + rows if self.trace else 0, rows * width):
+                    self._decode_step(group)
         except Exception as exc:  # last resort (rows are failed one by one below): keep serving
             log.exception("generation step failed")
             self._fail_all(_failure_message(exc))
+
+    @contextlib.contextmanager
+    def _traced(self, kind: str, rows: int, tokens: int, padded: int):
+        trace = self.trace
+        if trace is None:
+            yield
+            return
+        wall, cpu = time.perf_counter(), time.thread_time()
+        yield
+        trace(kind, time.perf_counter() - wall, time.thread_time() - cpu, rows, tokens, padded)
 
     def _take_admissible(self) -> list[RequestHandle]:
         now = time.monotonic()
@@ -239,28 +264,8 @@ class Engine:
         self._outbox.append((handle, done))
 
     def _prefill_chunks(self, admitted: list[RequestHandle]) -> list[list[RequestHandle]]:
-        """Prefill batches (adapters mixed): similar lengths, padded size within budget,
-        shortest first (the order that gives the lowest mean time to first token).
-
-        Prefilling arrivals together saves per-call overhead, but a prefill is compute-bound:
-        padding is computed like real tokens (on a CPU, prompts of 20 and 400 tokens padded
-        together cost nearly twice their sum). So a chunk only takes a prompt while the
-        padding it adds stays small next to the real tokens.
-        """
-        chunks: list[list[RequestHandle]] = []
-        current: list[RequestHandle] = []
-        real = 0
-        for handle in sorted(admitted, key=lambda h: len(h.prompt_ids)):
-            n = len(handle.prompt_ids)
-            padded = (len(current) + 1) * n
-            if current and (padded > self.max_prefill_tokens or padded - real - n > max(64, (real + n) // 8)):
-                chunks.append(current)
-                current, real = [], 0
-            current.append(handle)
-            real += n
-        if current:
-            chunks.append(current)
-        return chunks
+        return prefill_chunks(admitted, lambda h: len(h.prompt_ids), max_tokens=self.max_prefill_tokens,
+                              device_type=self.loaded.device.type)
 
     def _prefill(self, handles: list[RequestHandle]) -> None:
         import torch
@@ -313,7 +318,7 @@ class Engine:
         from . import kvcache  # imports transformers: not at module import (the app loads it later)
 
         if not group.rows:
-            group.rows, group.cache, group.mask = list(rows), kvcache.to_slabs(cache), mask
+            group.rows, group.cache, group.mask = list(rows), kvcache.to_slabs(cache, self.max_batch_size), mask
             return
         width, n = group.mask.shape[1], mask.shape[1]
         total = max(width, n)
@@ -374,7 +379,7 @@ class Engine:
         group.cache = kvcache.to_slabs(DynamicCache([
             (torch.cat([p[j][0] if p is not None else torch.zeros_like(shapes[j][0]) for p in parts]),
              torch.cat([p[j][1] if p is not None else torch.zeros_like(shapes[j][1]) for p in parts]))
-            for j in range(len(shapes))]))
+            for j in range(len(shapes))]), self.max_batch_size)
         return logits
 
     def _sample(self, rows: list[_Row], logits) -> list[int]:

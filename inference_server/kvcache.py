@@ -7,13 +7,17 @@ much as the step's own compute. Here each layer keeps its keys and values in a s
 room to spare:
 
 - a decode step writes one column in place;
-- a joining row is copied in once, right-aligned with the others (left padding; the
-  engine's attention mask hides it);
+- the slabs have room for the whole batch's rows from the start (``rows_capacity``), so a
+  joining row is copied in once, right-aligned with the others (left padding; the
+  engine's attention mask hides it); only a prompt longer than the batch's cache (it
+  needs columns on the left) or running out of spare columns regrows the slabs;
 - a leaving row's slot is refilled by moving the rows after it up;
 - columns that became padding for every row are dropped by moving a start index.
 
-The model only ever sees views of the used region. Padding cells are zeroed when they
-come into view, so a masked cell can never hold a NaN left over from an earlier row.
+The model only ever sees views of the used region. Slabs are not zeroed when allocated
+(that cost as much as the copies); instead every cell is written before it comes into
+view, padding with zeros, so a masked cell can never hold a NaN (left over from an
+earlier row, or whatever fresh memory held).
 """
 
 from __future__ import annotations
@@ -32,19 +36,21 @@ class SlabLayer(DynamicLayer):
 
     is_croppable = False
 
-    def __init__(self, keys, values) -> None:
+    def __init__(self, keys, values, rows_capacity: int = 0) -> None:
         super().__init__()
         self.device = keys.device
         self.is_initialized = True
         rows, _, width, _ = keys.shape
         self.rows = rows
-        self._alloc(rows, width + SPARE_COLUMNS, 0, keys, values, width)
+        self._alloc(max(rows, rows_capacity), width + SPARE_COLUMNS, 0, keys, values, width)
 
     def _alloc(self, rows_cap: int, cols_cap: int, start: int, keys, values, width: int) -> None:
         """New slabs holding ``keys/values`` (all their rows, ``width`` columns) from column ``start``."""
         heads, dim = keys.shape[1], keys.shape[3]
-        k = keys.new_zeros((rows_cap, heads, cols_cap, dim))
-        v = values.new_zeros((rows_cap, heads, cols_cap, dim))
+        # Not zeroed: every cell is written (a value, or zero under padding) before it comes
+        # into view, and zeroing the spare room cost as much as the copies themselves.
+        k = keys.new_empty((rows_cap, heads, cols_cap, dim))
+        v = values.new_empty((rows_cap, heads, cols_cap, dim))
         n = keys.shape[0]
         k[:n, :, start:start + width] = keys
         v[:n, :, start:start + width] = values
@@ -109,9 +115,11 @@ class SlabLayer(DynamicLayer):
         raise NotImplementedError("a slab cache is not croppable")  # DynamicLayer's would desync the slabs
 
 
-def to_slabs(cache: Any) -> Any:
-    """Turn a filled ``DynamicCache`` (a prefill's) into slab layers, in place; returns it."""
-    cache.layers = [SlabLayer(layer.keys, layer.values) for layer in cache.layers]
+def to_slabs(cache: Any, rows_capacity: int = 0) -> Any:
+    """Turn a filled ``DynamicCache`` (a prefill's) into slab layers, in place; returns it.
+    ``rows_capacity``: rows to make room for at once (the batch size), so joining rows do
+    not regrow the slabs one doubling at a time."""
+    cache.layers = [SlabLayer(layer.keys, layer.values, rows_capacity) for layer in cache.layers]
     return cache
 
 

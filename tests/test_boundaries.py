@@ -34,7 +34,11 @@ def _roots(modules: set[str]) -> set[str]:
     "aitk_tui.cli_cloud",
     "aitk_tui.cli_params",
     "aitk_tui.cli_demo",
+    "aitk_tui.cli_wake",
+    "aitk_tui.chat.wake",
     "aitk_tui.snippets",
+    "aitk_tui.backend",
+    "aitk_tui.endpoints",
     "aitk_tui.cloud.session",
     "aitk_tui.cloud.provision",
     "aitk_tui.cloud.deploy",
@@ -53,6 +57,14 @@ def test_cli_import_is_light():
     loaded = _loaded_after("import aitk_tui.cli")
     roots = _roots(loaded)
     assert not {"azure", "torch", "textual", "httpx", "transformers", "pydantic"} & roots, sorted(roots)
+
+
+def test_the_contract_module_is_light():
+    """The faces import aitk_tui.backend before any session exists: the SDK, pydantic and
+    the local cloud load only once a session is opened."""
+    roots = _loaded_after("import aitk_tui.backend, aitk_tui.endpoints")
+    assert not {"azure", "torch", "textual", "httpx", "pydantic"} & _roots(roots), sorted(_roots(roots))
+    assert not {m for m in roots if m.startswith(("aitk_tui.local", "aitk_tui.cloud"))}
 
 
 def test_cli_help_runs_without_heavy_imports():
@@ -78,3 +90,66 @@ def test_no_textual_import_outside_ui():
 def test_cloud_modules_stay_small():
     for path in (REPO / "aitk_tui" / "cloud").glob("*.py"):
         assert len(path.read_text().splitlines()) < 500, path.name
+
+
+# -- the back-end and the local cloud do not import each other (issue 11 section 0) ---------------
+def _imports(path: Path, root: Path) -> set[str]:
+    """Every module ``path`` imports, absolute, including lazy imports inside functions,
+    ``if TYPE_CHECKING`` blocks and ``importlib.import_module("...")`` (the source is
+    scanned, so nothing has to run)."""
+    import ast
+
+    package = path.relative_to(root).with_suffix("").parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = list(package[:len(package) - node.level + 1]) if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)  # `from .. import local`
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) \
+                in ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+            found.add(str(node.args[0].value))
+    return found
+
+
+def _offenders(package: str, forbidden: str, root: Path = REPO) -> list[str]:
+    out = []
+    for path in sorted((root / "aitk_tui" / package).rglob("*.py")):
+        bad = sorted(m for m in _imports(path, root) if m == forbidden or m.startswith(forbidden + "."))
+        if bad:
+            out.append(f"{path.relative_to(root).as_posix()} imports {', '.join(bad)}")
+    return out
+
+
+def test_the_import_scan_sees_relative_lazy_and_dynamic_imports(tmp_path):
+    probe = tmp_path / "aitk_tui" / "cloud" / "sub" / "probe.py"
+    probe.parent.mkdir(parents=True)
+    probe.write_text(textwrap.dedent("""
+        from ...local import daemon
+        from .. import session
+        def f():
+            from ... import local
+            import aitk_tui.local.server
+            import importlib
+            importlib.import_module("aitk_tui.local.credential")
+        from ...localized import x  # another module that only shares the prefix
+    """))
+    assert _offenders("cloud", "aitk_tui.local", tmp_path) == [
+        "aitk_tui/cloud/sub/probe.py imports aitk_tui.local, aitk_tui.local.credential, aitk_tui.local.daemon, "
+        "aitk_tui.local.server"]
+    assert _offenders("cloud", "aitk_tui.cloud", tmp_path) == [
+        "aitk_tui/cloud/sub/probe.py imports aitk_tui.cloud, aitk_tui.cloud.session"]
+
+
+def test_the_back_end_does_not_import_the_local_cloud():
+    """``cloud/`` reaches the local cloud by its endpoints alone, as it reaches Azure;
+    only :mod:`aitk_tui.backend` starts it."""
+    assert _offenders("cloud", "aitk_tui.local") == []
+
+
+def test_the_local_cloud_does_not_import_the_back_end():
+    """The emulator answers HTTP; it needs none of our client (shared types: aitk_tui.endpoints)."""
+    assert _offenders("local", "aitk_tui.cloud") == []

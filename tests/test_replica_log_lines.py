@@ -49,7 +49,7 @@ def test_the_replica_tag_is_short(name, short):
 
 
 class _Session:
-    async def replica_logs(self, config, follow=True, tail_lines=100):
+    async def replica_logs(self, config, follow=True, tail_lines=100, kind="console"):
         for text in ["server starting", PROBES[0], PROBES[2], "model loaded"]:
             yield LogLine(text, "x7k2p", probe=is_probe(text))
 
@@ -60,7 +60,7 @@ class _Session:
 ])
 def test_aitk_logs_hides_probes_unless_asked(probes, expected):
     out = io.StringIO()
-    args = argparse.Namespace(no_follow=True, tail=10, probes=probes)
+    args = argparse.Namespace(no_follow=True, tail=10, probes=probes, system=False)
     assert asyncio.run(_logs(_Session(), args, EventPrinter(err=io.StringIO(), out=out), None)) == 0
     assert out.getvalue().splitlines() == expected
 

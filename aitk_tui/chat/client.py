@@ -11,6 +11,9 @@ can act on, and never lets the API key reach an exception, a repr or a log line.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 import json
 import re
 import ssl
@@ -22,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from ..endpoints import tls_verify
 from ..errors import AitkError, register_secret
 from .keys import is_loopback, key_destination_problem
 
@@ -95,6 +99,7 @@ class HealthStatus:
     adapter: str | None = None
     demo: bool = False
     latency_s: float | None = None
+    transport: str | None = None  # the transport error's kind when no answer came (ConnectError, ReadTimeout...)
 
 
 class ChatError(AitkError):
@@ -175,6 +180,23 @@ class Transcript:
 
 
 # --------------------------------------------------------------------------- client
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """httpx's own for ``verify=True``, made once: loading the CA bundle took 60-400 ms of the
+    event loop for every answer (measured under benchmarks/tui_bench.py, issue 10)."""
+    return httpx.create_ssl_context()
+
+
+def warm_up() -> None:
+    """Pay the first client's one-off costs ahead of the first question; safe in a thread.
+    Measured: the CA bundle, and the async backend httpcore imports at its first request
+    (anyio's), took 100-350 ms of the event loop on the first question."""
+    httpx.AsyncClient(verify=default_ssl_context())
+    for name in ("httpcore._backends.anyio", "anyio._backends._asyncio", "anyio.streams.tls"):
+        with contextlib.suppress(ImportError):  # private names: a later version may move them
+            importlib.import_module(name)
+
+
 class ChatClient:
     def __init__(self, base_url: str, api_key: str | None, *, verify: str | bool | ssl.SSLContext = True,
                  timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None,
@@ -187,8 +209,9 @@ class ChatClient:
         if problem:
             raise ChatError("the API key was not sent to this endpoint", problem)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        if isinstance(verify, str):  # a CA bundle path (e.g. the local cloud's own CA)
-            verify = ssl.create_default_context(cafile=verify)
+        verify = tls_verify(verify)  # a CA bundle path (e.g. the local cloud's own CA) -> an SSL context
+        if verify is True:
+            verify = default_ssl_context()
         self._http = httpx.AsyncClient(headers=headers, verify=verify, timeout=timeout, transport=transport)
         self._models: list[ModelInfo] | None = None
 
@@ -230,14 +253,17 @@ class ChatClient:
         return next((m for m in models if m.parent), models[0])
 
     # -- health -----------------------------------------------------------------
-    async def health(self) -> HealthStatus:
+    async def health(self, *, timeout: float | None = None) -> HealthStatus:
+        """``timeout``: for this probe only (waking an endpoint probes often and briefly)."""
         started = time.perf_counter()
         try:
-            response = await self._http.get(f"{self.root_url}/health")
+            response = await self._http.get(f"{self.root_url}/health",
+                                            **({"timeout": timeout} if timeout is not None else {}))
         except httpx.HTTPError as exc:
             error = self._transport_error(exc)
             state = "asleep" if error.message == ASLEEP else "unreachable"
-            return HealthStatus(False, state, error.message, latency_s=time.perf_counter() - started)
+            return HealthStatus(False, state, error.message, latency_s=time.perf_counter() - started,
+                                transport=type(exc).__name__)
         latency = time.perf_counter() - started
         body = _json_or_none(response)
         body = body if isinstance(body, dict) else {}

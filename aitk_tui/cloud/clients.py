@@ -7,33 +7,13 @@ are imported on first use so that ``aitk`` starts fast.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-ARM_SCOPE = "https://management.azure.com/.default"
+# The endpoints type is shared with the local cloud, so it lives in a neutral module;
+# re-exported here so that ``from aitk_tui.cloud.clients import CloudEndpoints`` keeps working.
+from ..endpoints import ARM_SCOPE, AZURE, CloudEndpoints
 
-
-@dataclass(frozen=True)
-class CloudEndpoints:
-    name: str  # "azure" or "local"
-    arm_url: str = "https://management.azure.com"
-    # str.format template with {account}; for 127.0.0.1 the SDK reads the account from the path.
-    files_account_url: str = "https://{account}.file.core.windows.net"
-    ca_bundle: str | None = None  # PEM file trusted on every connection (local cloud's CA)
-    polling_interval: float | None = None  # None: the SDK default / Retry-After
-    retry_backoff_factor: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_local(self) -> bool:
-        return self.name == "local"
-
-    @property
-    def verify(self) -> str | bool:
-        return self.ca_bundle or True
-
-
-AZURE = CloudEndpoints("azure")
+__all__ = ["ARM_SCOPE", "AZURE", "ClientFactory", "CloudEndpoints"]
 
 
 class ClientFactory:

@@ -16,6 +16,7 @@ the local file is gone. A missing or corrupt manifest means "upload all".
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import threading
@@ -30,7 +31,7 @@ from ..config.inference_config import InferenceConfig
 from ..errors import AitkError, register_secret
 from ..fsutil import atomic_write_text
 from ..events import Done, Event, Failed, Info, UploadProgress
-from .models import pick
+from .models import Deployed, pick
 from .sync_plan import (DEFAULT_WARN_BYTES, LocalFile, Skipped, format_size, plural, scan, select,  # noqa: F401
                         skipped_text)
 from .sdkerrors import describe, failed, is_not_found
@@ -127,10 +128,10 @@ def plan_sync(local: dict[str, LocalFile], manifest: dict[str, dict[str, Any]] |
 
 
 # -- share side ----------------------------------------------------------------------------
-def read_manifest(share: Any) -> dict[str, dict[str, Any]] | None:
+def read_manifest(share: Any, path: str = MANIFEST_PATH) -> dict[str, dict[str, Any]] | None:
     """The share's manifest ``files`` map; None when missing or unreadable (= upload all)."""
     try:
-        data = share.get_file_client(MANIFEST_PATH).download_file().readall()
+        data = share.get_file_client(path).download_file().readall()
         doc = json.loads(data)
     except Exception as e:  # noqa: BLE001
         if is_not_found(e) or isinstance(e, (ValueError, UnicodeDecodeError)):
@@ -142,12 +143,12 @@ def read_manifest(share: Any) -> dict[str, dict[str, Any]] | None:
     return files
 
 
-def write_manifest(share: Any, files: dict[str, dict[str, Any]]) -> None:
+def write_manifest(share: Any, files: dict[str, dict[str, Any]], path: str = MANIFEST_PATH) -> None:
     """Write the manifest; an entry ``{"pending": True}`` records an upload not yet confirmed."""
     doc = {"version": MANIFEST_VERSION, "tool": "aitk", "written_at": int(time.time()), "files": files}
     data = json.dumps(doc, indent=1, sort_keys=True).encode()
-    _ensure_dirs(share, {".aitk"})
-    share.get_file_client(MANIFEST_PATH).upload_file(data)
+    _ensure_dirs(share, set(_parents(path)))
+    share.get_file_client(path).upload_file(data)
 
 
 def _parents(rel: str) -> list[str]:
@@ -172,17 +173,22 @@ def _open_no_follow(f: LocalFile) -> Any:
     return os.fdopen(fd, "rb")
 
 
-def _upload_one(share: Any, f: LocalFile) -> None:
+def _upload_one(share: Any, f: LocalFile, concurrency: int = 1,
+                progress: Callable[[int, int | None], None] | None = None) -> None:
+    """One file; the SDK sends it in ranges (``max_range_size``, 4 MiB), ``concurrency`` at a time."""
     client = share.get_file_client(f.rel)
+    kw: dict[str, Any] = {"max_concurrency": concurrency} if concurrency > 1 else {}
+    if progress is not None:
+        kw["progress_hook"] = progress
     try:
         with _open_no_follow(f) as data:
-            client.upload_file(data, length=f.size)
+            client.upload_file(data, length=f.size, **kw)
     except Exception as e:  # noqa: BLE001
         if not is_not_found(e):
             raise
         _ensure_dirs(share, set(_parents(f.rel)))  # a folder removed behind our back
         with _open_no_follow(f) as data:
-            client.upload_file(data, length=f.size)
+            client.upload_file(data, length=f.size, **kw)
 
 
 def _delete_one(share: Any, rel: str) -> bool:
@@ -200,14 +206,23 @@ def sync_folder(share: Any, root: Path, folder: str = "inference_server", *, wor
                 on_progress: Callable[[UploadProgress], None] | None = None,
                 on_plan: Callable[[SyncPlan], None] | None = None,
                 cancel: threading.Event | None = None, hash_cache_path: Path | None = None,
-                warn_bytes: int | None = DEFAULT_WARN_BYTES) -> SyncResult:
-    """Blocking incremental sync of ``root/folder`` to the share root (see module doc)."""
+                warn_bytes: int | None = DEFAULT_WARN_BYTES, dest: str | None = None,
+                manifest_path: str = MANIFEST_PATH, checkpoint_s: float | None = None,
+                file_concurrency: int = 1) -> SyncResult:
+    """Blocking incremental sync of ``root/folder`` to the share folder ``dest`` (default: ``folder``
+    at the share root), recorded in the share's ``manifest_path`` (see module doc).
+
+    ``checkpoint_s``: also record finished uploads in the manifest while uploading (at most
+    every ``checkpoint_s`` seconds, and once more when the sync stops early), so that a sync
+    killed half-way resends only what was not finished. ``file_concurrency``: ranges of one
+    file sent at a time (large files); progress then also reports bytes inside a file.
+    """
     cache = _load_hash_cache(hash_cache_path)
     before = json.dumps(cache, sort_keys=True) if cache is not None else ""
-    selection = select(root, folder, cache, warn_bytes)  # raises before anything is sent
+    selection = select(root, folder, cache, warn_bytes, dest=dest)  # raises before anything is sent
     _save_hash_cache(hash_cache_path, cache, before)
-    manifest = read_manifest(share)
-    plan = plan_sync(selection.files, manifest, folder)
+    manifest = read_manifest(share, manifest_path)
+    plan = plan_sync(selection.files, manifest, dest or folder)
     plan.skipped, plan.large = selection.skipped, selection.large
     if on_plan is not None:
         on_plan(plan)
@@ -221,52 +236,97 @@ def sync_folder(share: Any, root: Path, folder: str = "inference_server", *, wor
     intent = {k: v for k, v in (manifest or {}).items() if k not in touched}
     intent.update({f.rel: {"pending": True} for f in plan.upload})
     intent.update({rel: {"pending": True} for rel in plan.remove})
-    write_manifest(share, intent)
+    write_manifest(share, intent, manifest_path)
     known_dirs = {d for rel, v in (manifest or {}).items()
                   if isinstance(v, dict) and v.get("sha256") for d in _parents(rel)}
     _ensure_dirs(share, {d for f in plan.upload for d in _parents(f.rel)} - known_dirs)
 
     lock = threading.Lock()
     done = {"files": 0, "bytes": 0}
+    partial: dict[str, int] = {}  # bytes sent so far of files still uploading
     total_bytes = plan.bytes_total
+    confirmed = dict(intent)  # the intent, with each finished upload's hash filled in
+    write_lock = threading.Lock()
+    last_write = [time.monotonic()]
+    # The SDK sends a file in ranges of this size (4 MiB unless the client was told otherwise).
+    range_size = int(getattr(getattr(share, "_config", None), "max_range_size", 0) or 4 * 1024 * 1024)
+
+    def checkpoint(force: bool = False) -> None:
+        if checkpoint_s is None or not write_lock.acquire(blocking=force):
+            return  # another thread is writing: the next finished file writes again
+        try:
+            if force or time.monotonic() - last_write[0] >= checkpoint_s:
+                with lock:
+                    snapshot = dict(confirmed)
+                write_manifest(share, snapshot, manifest_path)
+                last_write[0] = time.monotonic()
+        finally:
+            write_lock.release()
+
+    def in_file(f: LocalFile) -> Callable[[int, int | None], None]:
+        def hook(current: int, _total: int | None) -> None:
+            with lock:
+                partial[f.rel] = min(int(current), f.size)
+                event = UploadProgress(f.rel, done["files"], len(plan.upload),
+                                       done["bytes"] + sum(partial.values()), total_bytes, partial=True)
+            if on_progress is not None and current < f.size:
+                on_progress(event)
+        return hook
 
     def task(f: LocalFile) -> None:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         try:
-            _upload_one(share, f)
+            if f.size > range_size:  # several ranges: in parallel, and progress inside the file
+                _upload_one(share, f, concurrency=file_concurrency,
+                            progress=in_file(f) if on_progress is not None else None)
+            else:
+                _upload_one(share, f)
         except Exception as e:  # noqa: BLE001 - name the file: "parent path does not exist" alone helps nobody
             raise describe(e, f"upload {f.rel} to file share {getattr(share, 'share_name', '')}".rstrip()) from None
         with lock:
+            partial.pop(f.rel, None)
+            confirmed[f.rel] = {"sha256": f.sha256, "size": f.size}
             done["files"] += 1
             done["bytes"] += f.size
-            event = UploadProgress(f.rel, done["files"], len(plan.upload), done["bytes"], total_bytes)
+            event = UploadProgress(f.rel, done["files"], len(plan.upload), done["bytes"] + sum(partial.values()),
+                                   total_bytes)
+        checkpoint()  # before the event: a file reported done is a file recorded done
         if on_progress is not None:
             on_progress(event)
 
     # Big files first so that the pool does not end on one long upload.
     ordered = sorted(plan.upload, key=lambda f: -f.size)
-    if workers <= 1:
-        for f in ordered:
-            task(f)
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aitk-upload") as pool:
-            futures = [pool.submit(task, f) for f in ordered]
-            try:
-                for fut in futures:
-                    fut.result()
-            except BaseException:
-                if cancel is not None:
-                    cancel.set()
-                for fut in futures:
-                    fut.cancel()
-                raise
+    try:
+        if workers <= 1:
+            for f in ordered:
+                task(f)
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aitk-upload") as pool:
+                futures = [pool.submit(task, f) for f in ordered]
+                try:
+                    for fut in futures:
+                        fut.result()
+                except BaseException:
+                    if cancel is not None:
+                        cancel.set()
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+    except BaseException:
+        if checkpoint_s is not None:
+            try:  # what did finish stays recorded: the next sync resends only the rest
+                checkpoint(force=True)
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+        raise
     removed = 0
     for rel in plan.remove:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         removed += _delete_one(share, rel)
-    write_manifest(share, {rel: {"sha256": f.sha256, "size": f.size} for rel, f in plan.local.items()})
+    write_manifest(share, {rel: {"sha256": f.sha256, "size": f.size} for rel, f in plan.local.items()},
+                   manifest_path)
     return SyncResult(len(plan.upload), total_bytes, plan.unchanged, removed, skipped)
 
 
@@ -362,9 +422,9 @@ async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: b
             except BaseException:  # noqa: BLE001 - Cancelled, timeout, or a second cancel
                 pass
 
-    data: dict[str, Any] = {"uploaded": result.uploaded, "bytes": result.bytes, "unchanged": result.unchanged,
-                            "removed": result.removed, "skipped": [s.rel for s in result.skipped],
-                            "revision": None, "healthy": None, "restarted": False, "endpoint": config.endpoint_url}
+    deployed = Deployed(uploaded=result.uploaded, bytes=result.bytes, unchanged=result.unchanged,
+                        removed=result.removed, skipped=tuple(s.rel for s in result.skipped),
+                        endpoint=config.endpoint_url)
     yield Info(f"Share {config.FILE_SHARE_NAME}: {result.summary}.")
     summary = result.summary
     if restart and not result.changed and not force_restart:
@@ -381,8 +441,7 @@ async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: b
             yield Failed(err.message, f"{err.detail + '; ' if err.detail else ''}the files were synced "
                          f"({result.summary}); a replica picks them up when it next starts")
             return
-        data["revision"] = revision
-        data["restarted"] = True
+        deployed = dataclasses.replace(deployed, revision=revision, restarted=True)
         yield Info(f"Restarted revision {revision}.")
     if restart and wait:
         from .health import wait_healthy
@@ -400,5 +459,5 @@ async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: b
                          "(image pull, pip install, model load from the share) can take 20 minutes; "
                          "run `aitk logs` to see what the replica is doing")
             return
-        data["healthy"] = True
-    yield Done(summary, data)
+        deployed = dataclasses.replace(deployed, healthy=True)
+    yield Done(summary, result=deployed)

@@ -33,7 +33,9 @@ async def probe(client: Any, base_url: str) -> tuple[str, str | None]:
     except httpx.TimeoutException:
         return "unreachable", "timed out"
     except httpx.HTTPError as e:
-        return "unreachable", redact(f"{type(e).__name__}: {e}"[:300])
+        # httpx's ConnectError often has no text of its own ("ConnectError: "); the OS's is below it
+        why = str(e) or str(e.__cause__ or e.__context__ or "") or "no answer"
+        return "unreachable", redact(f"{type(e).__name__}: {why}"[:300])
     if r.status_code == 200:
         return "ok", None
     detail = redact(r.text.strip()[:200]) or None
@@ -44,11 +46,9 @@ async def probe(client: Any, base_url: str) -> tuple[str, str | None]:
 
 def tls_verify(session: "CloudSession") -> Any:
     """What httpx should trust: the local cloud's CA when there is one, else the system's."""
-    if session.endpoints.ca_bundle:
-        import ssl
+    from ..endpoints import tls_verify as verify
 
-        return ssl.create_default_context(cafile=session.endpoints.ca_bundle)
-    return True
+    return verify(session.endpoints.verify)
 
 
 def http_client(session: "CloudSession", timeout_s: float = 10.0) -> Any:
@@ -136,16 +136,26 @@ def _check_destination(session: "CloudSession", config: InferenceConfig, endpoin
                          "that endpoint yourself (AITK_API_KEY)")
 
 
-def _api_key_sync(session: "CloudSession", config: InferenceConfig, endpoint: str | None = None,
-                  allow_insecure_http: bool = False) -> str:
-    _check_destination(session, config, endpoint, allow_insecure_http)
-    client = session.factory.container_apps(config.SUBSCRIPTION_ID)
-    collection = client.container_apps.list_secrets(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME)
+def read_api_key_secret(apps_client: Any, resource_group: str, app_name: str) -> str | None:
+    """The app's ``inference-api-key`` secret (registered for redaction at once), None when
+    the app has none; SDK errors (app not found...) are the caller's to judge. The one place
+    that reads it: ``aitk chat``/``key`` and re-provisioning (which keeps the key)."""
+    collection = apps_client.container_apps.list_secrets(resource_group, app_name)
     for s in pick(collection, "value", default=[]) or []:
         value = pick(s, "value")
         if pick(s, "name") == API_KEY_SECRET and value:
             register_secret(str(value))
             return str(value)
+    return None
+
+
+def _api_key_sync(session: "CloudSession", config: InferenceConfig, endpoint: str | None = None,
+                  allow_insecure_http: bool = False) -> str:
+    _check_destination(session, config, endpoint, allow_insecure_http)
+    client = session.factory.container_apps(config.SUBSCRIPTION_ID)
+    key = read_api_key_secret(client, config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME)
+    if key is not None:
+        return key
     raise AitkError(f"Container app {config.ACA_APP_NAME} has no {API_KEY_SECRET} secret.",
                     "it was provisioned by another tool; re-provision with aitk, or pass --api-key")
 

@@ -1,17 +1,21 @@
-"""Replica log streaming (what ``az containerapp logs show --follow`` does).
+"""Replica log streaming (what ``az containerapp logs show --follow [--type system]`` does).
 
-The latest revision's replicas name each container's ``logStreamEndpoint``; the app's
-``getAuthtoken`` gives a short-lived bearer token for it. Each replica is streamed with
-httpx (``follow=true&output=text&tailLines=N``); lines of several replicas interleave,
-tagged with the replica name. Failures are yielded as ``Failed`` (token redacted).
+Console logs: the latest revision's replicas name each container's ``logStreamEndpoint``;
+the app's ``getAuthtoken`` gives a short-lived bearer token for it. Each replica is
+streamed with httpx (``follow=true&output=text&tailLines=N``); lines of several replicas
+interleave, tagged with the replica name. System logs (replica assignment, image pull,
+probe failures, restarts, scale events): one stream from the app's
+``eventStreamEndpoint`` with the same token, one JSON event per line, shown as
+``Reason: Msg``. Failures are yielded as ``Failed`` (token redacted).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..config.inference_config import InferenceConfig
 from ..errors import AitkError, redact, register_secret
@@ -41,6 +45,46 @@ def short_replica(name: str) -> str:
     return tail if tail and tail != name else name[-12:]
 
 
+LogKind = Literal["console", "system"]
+
+
+def system_event_text(line: str) -> tuple[str, str, bool]:
+    """One line of the system log stream -> (text, source, warning). ACA sends JSON events
+    (``Reason``, ``Msg``, ``Type``, ``ReplicaName``...); a line that is not one is kept as it is."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        return line, "system", False
+    reason, msg = str(event.get("Reason") or "").strip(), str(event.get("Msg") or "").strip()
+    replica = str(event.get("ReplicaName") or "")
+    warning = str(event.get("Type") or "").lower() == "warning"
+    text = f"{reason}: {msg}" if reason and msg else (msg or reason or line)
+    return text, short_replica(replica) if replica else "system", warning
+
+
+def _auth_token(client: Any, rg: str, name: str) -> str:
+    auth = client.container_apps.get_auth_token(rg, name)
+    token = pick(auth, "properties", "token") or pick(auth, "token")
+    if not token:
+        raise AitkError(f"Azure returned no log-stream token for {name}.")
+    register_secret(str(token))
+    return str(token)
+
+
+def _system_stream(session: "CloudSession", config: InferenceConfig) -> tuple[list[tuple[str, str]], str]:
+    """[("system", eventStreamEndpoint)], auth token -- blocking."""
+    client = session.factory.container_apps(config.SUBSCRIPTION_ID)
+    rg, name = config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME
+    app = client.container_apps.get(rg, name)
+    endpoint = pick(app, "properties", "event_stream_endpoint")
+    if not endpoint:
+        raise AitkError(f"Container app {name} has no system log stream (eventStreamEndpoint) yet.",
+                        "it appears once the app is provisioned")
+    return [("system", str(endpoint))], _auth_token(client, rg, name)
+
+
 def _streams(session: "CloudSession", config: InferenceConfig) -> tuple[list[tuple[str, str]], str]:
     """[(replica name, logStreamEndpoint)], auth token -- blocking."""
     client = session.factory.container_apps(config.SUBSCRIPTION_ID)
@@ -62,20 +106,16 @@ def _streams(session: "CloudSession", config: InferenceConfig) -> tuple[list[tup
         raise AitkError(f"No replica of {name} is running, so there are no logs to show.",
                         "the app scales to zero when idle; send a request (e.g. `aitk chat hello`) or "
                         "`aitk deploy` to start one")
-    auth = client.container_apps.get_auth_token(rg, name)
-    token = pick(auth, "properties", "token") or pick(auth, "token")
-    if not token:
-        raise AitkError(f"Azure returned no log-stream token for {name}.")
-    register_secret(str(token))
-    return streams, str(token)
+    return streams, _auth_token(client, rg, name)
 
 
 async def _pump(session: "CloudSession", source: str, url: str, token: str, follow: bool, tail_lines: int,
-                queue: asyncio.Queue) -> None:
+                queue: asyncio.Queue, kind: LogKind = "console") -> None:
     import httpx
 
     sep = "&" if "?" in url else "?"
-    full = f"{url}{sep}follow={'true' if follow else 'false'}&output=text&tailLines={int(tail_lines)}"
+    output = "json" if kind == "system" else "text"
+    full = f"{url}{sep}follow={'true' if follow else 'false'}&output={output}&tailLines={int(tail_lines)}"
     try:
         timeout = httpx.Timeout(30.0, read=None if follow else 30.0)
         from .health import tls_verify
@@ -89,6 +129,11 @@ async def _pump(session: "CloudSession", source: str, url: str, token: str, foll
                     return
                 async for line in r.aiter_lines():
                     text = redact(line.rstrip("\r\n"))
+                    if kind == "system":
+                        if text.strip():
+                            body, origin, warning = system_event_text(text)
+                            await queue.put(LogLine(body, origin, kind="system", warning=warning))
+                        continue
                     await queue.put(LogLine(text, source, probe=is_probe(text)))
     except httpx.HTTPError as e:
         await queue.put(Failed(f"The log stream of {source} was interrupted.", redact(f"{type(e).__name__}: {e}")))
@@ -97,15 +142,21 @@ async def _pump(session: "CloudSession", source: str, url: str, token: str, foll
 
 
 async def replica_logs(session: "CloudSession", config: InferenceConfig, *, follow: bool = True,
-                       tail_lines: int = 100) -> AsyncIterator[Event]:
+                       tail_lines: int = 100, kind: LogKind = "console") -> AsyncIterator[Event]:
+    """LogLine per line of the replicas' console output, or of the app's system log
+    (``kind="system"``); Failed when the stream cannot be opened or breaks."""
+    if kind not in ("console", "system"):
+        yield Failed(f"There is no {kind!r} log; the kinds are console and system.", config_error=True)
+        return
+    tail_lines = min(max(int(tail_lines), 0), 10_000)  # ACA's own cap is lower; never an absurd query
     try:
         config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
-        streams, token = await asyncio.to_thread(_streams, session, config)
+        streams, token = await asyncio.to_thread(_system_stream if kind == "system" else _streams, session, config)
     except Exception as e:  # noqa: BLE001
-        yield failed(e, "open the replica logs")
+        yield failed(e, f"open the {kind} logs")
         return
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
-    tasks = [asyncio.ensure_future(_pump(session, src, url, token, follow, tail_lines, queue))
+    tasks = [asyncio.ensure_future(_pump(session, src, url, token, follow, tail_lines, queue, kind))
              for src, url in streams]
     try:
         open_streams = len(tasks)

@@ -1,4 +1,5 @@
-"""Plain result types of the cloud back-end (re-exported by :mod:`aitk_tui.cloud.session`).
+"""Plain result types of the cloud back-end (re-exported by :mod:`aitk_tui.cloud.session`),
+including what each long operation ends with (``Done.result``).
 
 They live apart from ``session.py`` so that ``auth``, ``accounts`` and ``deploy`` can build
 them without importing the session (and its lazy SDK plumbing).
@@ -7,6 +8,10 @@ them without importing the session (and its lazy SDK plumbing).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config.inference_config import InferenceConfig
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,46 @@ class AppStatus:
     latest_revision: str | None
     replicas: int | None
     healthy: bool | None  # /health answered 200; None when it could not be asked
+
+
+# -- what the long operations end with (``Done.result``) -----------------------------------
+@dataclass(frozen=True)
+class SignedIn:
+    identity: Identity
+
+
+@dataclass(frozen=True)
+class Change:
+    """One resource of a what-if: ARM's change type (Create, Modify, NoChange, Delete...)."""
+
+    change_type: str
+    resource_type: str  # e.g. "Microsoft.App/containerApps"
+    name: str
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    changes: tuple[Change, ...]
+    estimated: bool = False  # the cloud has no what-if API: compared with the group's resources
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    config: "InferenceConfig"  # as written to infra/inference.config.json
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class Deployed:
+    uploaded: int
+    bytes: int
+    unchanged: int
+    removed: int
+    skipped: tuple[str, ...]  # share-relative paths not uploaded (.aitkignore, links, ...)
+    endpoint: str | None
+    revision: str | None = None  # the revision restarted, if any
+    restarted: bool = False
+    healthy: bool | None = None  # True once /health answered; None: not waited for
 
 
 def pick(obj: object, *path: str, default: object = None) -> object:

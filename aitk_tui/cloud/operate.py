@@ -221,7 +221,7 @@ def _patch_sync(factory: ClientFactory, config: InferenceConfig, body: dict[str,
 
 
 async def scale(factory: ClientFactory, config: InferenceConfig, request: ScaleRequest) -> AsyncIterator[Event]:
-    """Apply ``request`` to the app: Info lines, then Done(data={"result": Scaled}); Failed when
+    """Apply ``request`` to the app: Info lines, then Done(result=Scaled); Failed when
     the app does not exist or Azure refuses."""
     doing = f"change the scale of container app {config.ACA_APP_NAME}"
     try:
@@ -247,7 +247,7 @@ async def scale(factory: ClientFactory, config: InferenceConfig, request: ScaleR
     result = Scaled(config.ACA_APP_NAME, before, after, profile, cost)
     warm = ("a GPU replica stays on and bills while idle" if after.keeps_warm
             else "scales to zero when idle (the first request then waits for a cold start)")
-    yield Done(f"{config.ACA_APP_NAME}: {_words(after)}; {warm}", {"result": result})
+    yield Done(f"{config.ACA_APP_NAME}: {_words(after)}; {warm}", result=result)
 
 
 def _words(s: ScaleSettings) -> str:

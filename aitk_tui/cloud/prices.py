@@ -1,9 +1,12 @@
 """A small price table for the serverless GPU profiles, and the cost estimate built on it.
 
 No network: the figures are a snapshot, kept here with their source and date so that every
-output can say where they came from. Everything computed here is an *estimate*: list
-prices (pay-as-you-go, USD, East US), every replica counted as active the whole time (an
-idle replica may bill less), the monthly free grants and any discount ignored.
+output can say where they came from. They are list prices as of ``PRICE_DATE``, written
+into this table without a way to check them against the live page (no network where it was
+written): check them on the pricing page, and update the table and ``PRICE_DATE`` together.
+Everything computed here is an *estimate*: list prices (pay-as-you-go, USD, East US),
+every replica counted as active the whole time (an idle replica may bill less), the
+monthly free grants and any discount ignored.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from dataclasses import dataclass
 
 PRICE_SOURCE = "Azure Container Apps pricing page (https://azure.microsoft.com/pricing/details/container-apps/)"
 PRICE_DATE = "2025-06"  # when the figures below were taken from PRICE_SOURCE
-PRICE_NOTE = "pay-as-you-go list prices in USD for East US; other regions and currencies differ"
+PRICE_NOTE = ("pay-as-you-go list prices in USD for East US as of that date, not verified since: check the "
+              "pricing page; other regions and currencies differ")
 HOURS_PER_MONTH = 730  # Azure's pricing calculator's month
 CURRENCY = "USD"
 
@@ -70,6 +74,14 @@ class CostEstimate:
                 f"estimate at max {self.max_replicas}: {money(self.max_per_hour)}/h, "
                 f"{money(self.max_per_month)}/month",
                 f"prices: {self.source}, taken {self.price_date}; {PRICE_NOTE}"]
+
+    def dialog_lines(self) -> list[str]:
+        """Four short lines (under 76 columns) for the TUI's provision dialog."""
+        idle = " (scales to zero: no GPU bill when idle)" if self.min_replicas == 0 else " (always on)"
+        return [f"Cost estimate: {money(self.per_replica_hour)}/h per running {self.gpu} replica",
+                f"  min {self.min_replicas}: {money(self.min_per_hour)}/h, {money(self.min_per_month)}/month{idle}",
+                f"  max {self.max_replicas}: {money(self.max_per_hour)}/h, {money(self.max_per_month)}/month",
+                f"List prices of {self.price_date} (USD, East US), unverified: see the pricing page."]
 
     def summary(self) -> str:
         return (f"Cost estimate: {money(self.min_per_month)}/month at min {self.min_replicas}, up to "

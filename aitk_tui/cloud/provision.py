@@ -18,7 +18,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..config.inference_config import KEYS, InferenceConfig
@@ -26,7 +26,7 @@ from ..config.naming import GPU_LOCATIONS, GPU_PROFILE_TYPES
 from ..errors import AitkError, redact, register_secret
 from ..events import Done, Event, Failed, Info, ResourceProgress
 from ..project import require_file
-from .models import enum_text, pick
+from .models import Change, Provisioned, WhatIf, enum_text, pick
 from .sdkerrors import describe, failed, is_not_found, is_unsupported
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from .session import CloudSession
 
 DEPLOYMENT_NAME = "aitk-inference"
-API_KEY_SECRET = "inference-api-key"
 ACTIVE_STATES = frozenset({"Accepted", "Running", "Creating", "Updating", "Deploying", "Waiting", "Validating"})
 TERMINAL_STATES = frozenset({"Succeeded", "Failed", "Canceled"})
 DEFAULT_GPU_PROFILE = GPU_PROFILE_TYPES[0]
@@ -146,7 +145,7 @@ def _parse_resource_id(resource_id: str) -> tuple[str, str]:
 
 
 def _what_if_api(session: "CloudSession", subscription_id: str, resource_group: str,
-                 template: dict[str, Any], params: "ParametersDocument") -> list[dict[str, str]]:
+                 template: dict[str, Any], params: "ParametersDocument") -> list[Change]:
     client = session.factory.deployments(subscription_id)
     # The app's own key (when it exists) so that an unchanged app previews as NoChange.
     key = _existing_api_key(session, subscription_id, resource_group, params, _get_deployment(client, resource_group))
@@ -159,14 +158,13 @@ def _what_if_api(session: "CloudSession", subscription_id: str, resource_group: 
     changes = []
     for change in pick(result, "changes", default=[]) or []:
         rtype, name = _parse_resource_id(str(pick(change, "resource_id", default="")))
-        changes.append({"change_type": enum_text(pick(change, "change_type")) or "Unknown",
-                        "resource_type": str(pick(change, "resource_type", default=None) or rtype),
-                        "name": name})
+        changes.append(Change(enum_text(pick(change, "change_type")) or "Unknown",
+                              str(pick(change, "resource_type", default=None) or rtype), name))
     return changes
 
 
 def _estimate_changes(session: "CloudSession", subscription_id: str, resource_group: str,
-                      template: dict[str, Any], params: "ParametersDocument") -> list[dict[str, str]]:
+                      template: dict[str, Any], params: "ParametersDocument") -> list[Change]:
     """What-if without the API: compare the template's resources with the group's."""
     existing: dict[str, list[str]] = {}
     for r in session.factory.resources(subscription_id).resources.list_by_resource_group(resource_group):
@@ -188,7 +186,7 @@ def _estimate_changes(session: "CloudSession", subscription_id: str, resource_gr
         else:
             name = name or f"{prefix}<suffix>"
             change = "Modify" if candidates else "Create"
-        changes.append({"change_type": change, "resource_type": rtype, "name": name})
+        changes.append(Change(change, rtype, name))
     return changes
 
 
@@ -197,11 +195,11 @@ _CHANGE_WORDS = {"Create": "to create", "Modify": "to modify", "Deploy": "to dep
                  "NoChange": "unchanged", "Ignore": "ignored", "Unsupported": "that what-if cannot preview"}
 
 
-def what_if_summary(changes: list[dict[str, str]]) -> str:
+def what_if_summary(changes: "Sequence[Change]") -> str:
     """'3 to create, 1 to modify, 3 unchanged'; '7 resources unchanged' when nothing changes."""
     counts: dict[str, int] = {}
     for c in changes:
-        counts[c["change_type"]] = counts.get(c["change_type"], 0) + 1
+        counts[c.change_type] = counts.get(c.change_type, 0) + 1
     if not counts:
         return "no resources in the template"
     if set(counts) == {"NoChange"}:
@@ -233,7 +231,7 @@ async def what_if(session: "CloudSession", subscription_id: str, resource_group:
         return
     summary = what_if_summary(changes)
     yield Done(f"What-if{' (estimated)' if estimated else ''}: {summary}",
-               {"changes": changes, "estimated": estimated})
+               result=WhatIf(tuple(changes), estimated))
 
 
 # -- provision -----------------------------------------------------------------------------
@@ -247,19 +245,18 @@ def _existing_api_key(session: "CloudSession", subscription_id: str, resource_gr
             names.append(cfg.ACA_APP_NAME)
     except AitkError:
         pass
+    from .health import read_api_key_secret
+
     client = session.factory.container_apps(subscription_id)
     for name in dict.fromkeys(n for n in names if n):
         try:
-            secrets_list = client.container_apps.list_secrets(resource_group, name)
+            key = read_api_key_secret(client, resource_group, name)
         except Exception as e:  # noqa: BLE001
             if is_not_found(e):
                 continue
             raise
-        for s in pick(secrets_list, "value", default=[]) or []:
-            value = pick(s, "value")
-            if pick(s, "name") == API_KEY_SECRET and value:
-                register_secret(str(value))
-                return str(value)
+        if key is not None:
+            return key
     return None
 
 
@@ -439,4 +436,4 @@ async def _follow(session: "CloudSession", client: Any, resource_group: str, pol
     elapsed = time.monotonic() - start
     yield Done(f"Provisioned {config.ACA_APP_NAME} in {resource_group} in {elapsed:.0f} s; endpoint "
                f"{config.endpoint_url}; wrote infra/inference.config.json",
-               {"config": json.loads(config.to_json()), "elapsed_s": round(elapsed, 1)})
+               result=Provisioned(config, round(elapsed, 1)))

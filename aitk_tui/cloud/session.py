@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config.inference_config import InferenceConfig
@@ -21,11 +20,15 @@ from ..config.state import ProjectState
 from ..errors import AitkError
 from ..events import Done, Event, Info, LogLine
 from ..project import Project
-from .clients import AZURE, ClientFactory, CloudEndpoints
-from .models import AppStatus, Identity, ResourceGroupInfo, Subscription
+from .clients import ClientFactory, CloudEndpoints
+from .models import AppStatus, Identity, ResourceGroupInfo, SignedIn, Subscription
 
 if TYPE_CHECKING:
     from ..config.parameters import ParametersDocument
+    from .operate import AppScale, ScaleRequest
+    from .endpoint_status import EndpointStatus
+    from .models_upload import ShareModel, UploadRequest
+    from .teardown import TeardownPlan
 
 __all__ = ["CloudSession", "Identity", "Subscription", "ResourceGroupInfo", "AppStatus"]
 
@@ -66,34 +69,8 @@ class CloudSession:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- opening -----------------------------------------------------------------------
-    @classmethod
-    async def open(cls, project: Project, *, local: bool = False, auth: str = "auto",
-                   model_path: Path | None = None, adapter_path: Path | None = None) -> "CloudSession":
-        """A session on real Azure (credential chosen by ``auth``) or on the local cloud.
-
-        ``local=True`` starts the project's local cloud (``.aitk/local``) if it is not
-        running, serving ``model_path``/``adapter_path`` when given; ``auth`` is ignored.
-        """
-        if local:
-            from ..local import daemon
-            from ..local.credential import LocalCredential
-
-            try:
-                info = await asyncio.to_thread(daemon.ensure_running, project.local_cloud_dir,
-                                               model_path=model_path, adapter_path=adapter_path)
-            except AitkError:
-                raise
-            except Exception as e:  # noqa: BLE001 - one sentence for the user
-                raise AitkError("The local cloud could not be started.", f"{type(e).__name__}: {e}") from None
-            state_dir = getattr(info, "state_dir", None) or project.local_cloud_dir
-            return cls(project, tune_for_local(info.endpoints), LocalCredential(state_dir), method="local")
-        from . import auth as _auth
-
-        session = cls(project, AZURE, None, method=auth)
-        session.credential = _auth.CachedCredential(_auth.make_credential(auth, prompt=session._on_device_code))
-        session.factory = ClientFactory(session.endpoints, session.credential)
-        return session
-
+    # Real Azure or the local cloud is picked in :func:`aitk_tui.backend.open_session` (this
+    # package never imports the local cloud); here only a session on known endpoints.
     @classmethod
     def for_cloud(cls, project: Project, endpoints: CloudEndpoints, credential: Any, *,
                   method: str = "local") -> "CloudSession":
@@ -117,7 +94,7 @@ class CloudSession:
 
     # -- identity ------------------------------------------------------------------------
     async def sign_in(self) -> AsyncIterator[Event]:
-        """Acquire a token: Info events (device-code instructions), then Done(identity)."""
+        """Acquire a token: Info events (device-code instructions), then Done(result=SignedIn)."""
         from . import auth as _auth
 
         self._loop = asyncio.get_running_loop()
@@ -143,7 +120,7 @@ class CloudSession:
                 yield failed_event(e)
                 return
             self._identity = identity
-            yield Done(f"Signed in as {identity.display_name}", {"identity": identity})
+            yield Done(f"Signed in as {identity.display_name}", result=SignedIn(identity))
         finally:
             for fut in (task, getter):
                 if fut is not None and not fut.done():
@@ -176,7 +153,7 @@ class CloudSession:
     # -- provisioning --------------------------------------------------------------------
     async def what_if(self, subscription_id: str, resource_group: str,
                       params: "ParametersDocument") -> AsyncIterator[Event]:
-        """Pre-flight + preview: Info lines, then Done(data={"changes": [...]})."""
+        """Pre-flight + preview: Info lines, then Done(result=WhatIf)."""
         from . import provision
 
         async for event in provision.what_if(self, subscription_id, resource_group, params):
@@ -184,7 +161,7 @@ class CloudSession:
 
     async def provision(self, subscription_id: str, resource_group: str,
                         params: "ParametersDocument") -> AsyncIterator[Event]:
-        """ARM deployment: ResourceProgress..., then Done(data={"config": {...}}) after
+        """ARM deployment: ResourceProgress..., then Done(result=Provisioned) after
         ``infra/inference.config.json`` was written (never on failure or cancellation)."""
         from . import provision
 
@@ -209,11 +186,76 @@ class CloudSession:
         return await health.app_status(self, config)
 
     async def replica_logs(self, config: InferenceConfig, *, follow: bool = True,
-                           tail_lines: int = 100) -> AsyncIterator[LogLine]:
+                           tail_lines: int = 100, kind: str = "console") -> AsyncIterator[LogLine]:
+        """The replicas' console output, or (``kind="system"``) the app's system log."""
         from . import logs
 
-        async for line in logs.replica_logs(self, config, follow=follow, tail_lines=tail_lines):
+        async for line in logs.replica_logs(self, config, follow=follow, tail_lines=tail_lines,
+                                            kind=kind):  # type: ignore[arg-type]
             yield line
+
+    async def endpoint_status(self, config: InferenceConfig) -> "EndpointStatus":
+        """The Endpoint view: app, revisions, replicas, scale, health, cost, failure reason."""
+        from .endpoint_status import read_endpoint_status
+
+        return await read_endpoint_status(self, config)
+
+    # -- models on the share ---------------------------------------------------------------
+    async def upload_models(self, config: InferenceConfig, request: "UploadRequest",
+                            **options: Any) -> AsyncIterator[Event]:
+        """Copy a LoRA adapter (and base model) to the share, then point the parameters at them:
+        UploadProgress..., then Done(result=ModelsUploaded). See :mod:`.models_upload`."""
+        import contextlib
+
+        from . import models_upload
+
+        # aclosing: closing this generator stops the upload now (it records what finished).
+        async with contextlib.aclosing(models_upload.upload(self, config, request, **options)) as events:
+            async for event in events:
+                yield event
+
+    async def list_models(self, config: InferenceConfig) -> "list[ShareModel]":
+        """The adapters (``models/``) and base models (``model-cache/``) on the share."""
+        from . import models_upload
+
+        return await models_upload.list_models(self, config)
+
+    # -- scale ------------------------------------------------------------------------------
+    async def read_scale(self, config: InferenceConfig) -> "AppScale | None":
+        """The app's replicas, scale rule and cost estimate; None when the app does not exist."""
+        from . import operate
+
+        return await operate.read_scale(self.factory, config)
+
+    async def scale(self, config: InferenceConfig, request: "ScaleRequest") -> AsyncIterator[Event]:
+        """Update the app's scale (no re-provision): Info..., then Done(result=Scaled)."""
+        import contextlib
+
+        from . import operate
+
+        async with contextlib.aclosing(operate.scale(self.factory, config, request)) as events:
+            async for event in events:
+                yield event
+
+    # -- teardown ---------------------------------------------------------------------------
+    async def teardown_plan(self, config: InferenceConfig, *, everything: bool = False) -> "TeardownPlan":
+        """What ``tear_down`` would delete: the app, or (``everything``) what provisioning created."""
+        from . import teardown
+
+        return await teardown.plan(self.factory, config, everything=everything)
+
+    async def tear_down(self, config: InferenceConfig, plan: "TeardownPlan") -> AsyncIterator[Event]:
+        """Delete what ``plan`` lists: ResourceProgress..., then Done(result=TornDown)."""
+        import json
+
+        from . import teardown
+
+        try:  # the template's api-versions, when it can be read (else the built-in ones)
+            template = json.loads(self.project.template_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            template = None
+        async for event in teardown.down(self.factory, config, plan, template):
+            yield event
 
     async def api_key(self, config: InferenceConfig, endpoint: str | None = None, *,
                       allow_insecure_http: bool = False) -> str:
@@ -238,15 +280,12 @@ class CloudSession:
         return ProjectState.load(self.project.state_path)
 
     def remember(self, **values: Any) -> ProjectState:
-        state = self.load_state()
-        for k, v in values.items():
-            if v is not None:
-                setattr(state, k, v)
+        """Record the choices given (None: keep what is remembered) in ``.aitk/state.json``."""
+        given = {k: v for k, v in values.items() if v is not None}
         try:
-            state.save(self.project.state_path)
+            return ProjectState.update(self.project.state_path, **given)
         except OSError:
-            pass  # preferences only; never fail an operation over them
-        return state
+            return self.load_state()  # preferences only; never fail an operation over them
 
     async def close(self) -> None:
         close = getattr(self.credential, "close", None)

@@ -129,8 +129,11 @@ def _inside(target: str, base_real: str) -> bool:
 
 
 def select(root: Path, folder: str = "inference_server", hash_cache: dict[str, list[Any]] | None = None,
-           warn_bytes: int | None = DEFAULT_WARN_BYTES) -> Selection:
+           warn_bytes: int | None = DEFAULT_WARN_BYTES, dest: str | None = None) -> Selection:
     """The files under ``root/folder`` to sync, keyed by share path (see module doc).
+
+    ``dest`` is the share folder they go to (default: ``folder``, at the share root), e.g.
+    ``models/sql/adapter`` for an adapter uploaded from anywhere on disk.
 
     Raises :class:`AitkError` naming the file for a link that leaves the folder or a name
     Azure Files refuses. ``hash_cache`` ({rel: [size, mtime_ns, sha256]}) lets an unchanged
@@ -144,8 +147,10 @@ def select(root: Path, folder: str = "inference_server", hash_cache: dict[str, l
     fresh: dict[str, list[Any]] = {}
     folded: dict[str, str] = {}
 
+    prefix = (dest or folder).strip("/")
+
     def share_rel(local_rel: str) -> str:
-        return f"{folder}/{local_rel}" if local_rel else folder
+        return f"{prefix}/{local_rel}" if local_rel else prefix
 
     def check_name(local_rel: str) -> None:
         rel = share_rel(local_rel)
@@ -163,8 +168,8 @@ def select(root: Path, folder: str = "inference_server", hash_cache: dict[str, l
     def escaping(path: str, local_rel: str) -> None:
         target = os.path.realpath(path)
         if not _inside(target, base_real):
-            raise AitkError(f"{share_rel(local_rel)} is a link to {target}, outside {folder}/: deploy does not "
-                            "follow links out of the folder.",
+            raise AitkError(f"{share_rel(local_rel)} is a link to {target}, outside {folder}/: aitk does not "
+                            "follow links out of the folder it uploads.",
                             f"copy the file into {folder}/ if it belongs there, or add the link to "
                             f"{folder}/{IGNORE_FILE}; nothing was uploaded")
 

@@ -162,7 +162,7 @@ def _delete_sync(factory: ClientFactory, subscription_id: str, target: Target, a
 async def down(factory: ClientFactory, config: InferenceConfig, teardown: TeardownPlan,
                template: dict[str, Any] | None = None) -> AsyncIterator[Event]:
     """Delete what ``teardown`` lists, in order: ResourceProgress per resource (Deleting, then
-    Deleted or AlreadyGone), then Done(data={"result": TornDown}); Failed at the first refusal
+    Deleted or AlreadyGone), then Done(result=TornDown); Failed at the first refusal
     (what was deleted until then stays deleted)."""
     versions = _api_versions(template)
     start = time.monotonic()
@@ -188,4 +188,4 @@ async def down(factory: ClientFactory, config: InferenceConfig, teardown: Teardo
                    "true): `aitk provision` brings the app back.")
     result = TornDown(teardown.resource_group, tuple(deleted), tuple(gone))
     what = ", ".join(f"{t.type.split('/')[-1]} {t.name}" for t in deleted) or "nothing (already gone)"
-    yield Done(f"Deleted {what} in {teardown.resource_group}; {teardown.keep_note}.", {"result": result})
+    yield Done(f"Deleted {what} in {teardown.resource_group}; {teardown.keep_note}.", result=result)

@@ -28,3 +28,15 @@ class ProjectState(BaseModel):
 
     def save(self, path: Path) -> None:
         atomic_write_text(Path(path), self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def update(cls, path: Path, **values: str | None) -> "ProjectState":
+        """Set ``values`` (None clears a choice) over what the file holds and write it back
+        atomically; OSError is the caller's to report or ignore (these are preferences)."""
+        state = cls.load(path)
+        for key, value in values.items():
+            if key not in cls.model_fields:
+                raise TypeError(f"ProjectState has no field {key!r}")
+            setattr(state, key, value)
+        state.save(path)
+        return state

@@ -99,6 +99,15 @@ class AppsApi:
         low = path.lower()
         cut = low.find("/revisions/")
         app_id = path[:cut] if cut > 0 else path.rsplit("/logstream", 1)[0]
+        return self._tail(req, app_id, self.replicas.log_path(app_id))
+
+    def event_stream(self, req: Request) -> Response:
+        """GET /_local/eventstream/<app id>: the app's system log (``eventStreamEndpoint``),
+        one JSON event per line as ACA's (whatever ``output`` asks for)."""
+        app_id = req.path[len("/_local/eventstream"):].rstrip("/")
+        return self._tail(req, app_id, self.replicas.system_log_path(app_id))
+
+    def _tail(self, req: Request, app_id: str, log_path) -> Response:
         record = self.store.resource(app_id)
         if record is None:
             raise HttpError(404, "ResourceNotFound", "The container app of this log stream does not exist.")
@@ -107,9 +116,11 @@ class AppsApi:
         tokens = self.store.secrets(app_id).get("log_tokens") or {}
         if not token or tokens.get(token, 0) < time.time():
             raise HttpError(401, "Unauthorized", "A valid token from getAuthtoken is required for the log stream.")
-        tail = int(req.query.get("taillines") or 20)
+        try:  # ACA answers 0..300 lines; a bad number is the caller's error, not a 500
+            tail = min(max(int(req.query.get("taillines") or 20), 0), 10_000)
+        except ValueError:
+            raise HttpError(400, "InvalidParameter", "tailLines must be a whole number.") from None
         follow = (req.query.get("follow") or "false").lower() == "true"
-        log_path = self.replicas.log_path(app_id)
         data = log_path.read_bytes() if log_path.is_file() else b""
         lines = data.splitlines(keepends=True)
         head = b"".join(lines[-tail:]) if tail > 0 else b""
@@ -174,7 +185,8 @@ class AppsApi:
         if not rev["active"]:
             running, health, replicas = "Stopped", "None", 0
         else:
-            running = {"Running": "Running", "Activating": "Activating", "Failed": "Failed"}.get(state, "Stopped")
+            running = {"Running": "Running", "Activating": "Activating", "Failed": "Failed",
+                       "ScaledToZero": "ScaledToZero"}.get(state, "Stopped")  # ScaledToZero: ACA's word
             health = "Healthy" if st.get("ready") else ("Unhealthy" if state == "Failed" else "None")
             replicas = 1 if st.get("started") or state in ("Running", "Activating", "Failed") else 0
         return {"id": f"{ref.id}/revisions/{rev['name']}", "name": rev["name"],
@@ -189,7 +201,7 @@ class AppsApi:
         if not rev["active"]:
             return []
         st = self.replicas.status(ref.id)
-        if st["state"] == "Stopped":
+        if st["state"] in ("Stopped", "ScaledToZero"):
             return []
         containers = (record["properties"].get("template") or {}).get("containers") or [{}]
         cname = containers[0].get("name") or ref.name

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cloud.clients import CloudEndpoints
+from ..endpoints import CloudEndpoints, tls_verify
 from ..errors import AitkError
 
 SERVER_JSON = "server.json"
@@ -92,7 +91,7 @@ def _answering(data: dict, state_dir: Path, timeout_s: float = 2.0) -> bool:
     from .credential import issue_token, load_key
 
     try:
-        ctx = ssl.create_default_context(cafile=data["ca_bundle"])
+        ctx = tls_verify(str(data["ca_bundle"]))
         # /_local/info answers only holders of the state folder's key (it names pid and paths).
         token, _ = issue_token(load_key(state_dir), lifetime_s=60)
         req = urllib.request.Request(data["url"] + "/_local/info", headers={"Authorization": f"Bearer {token}"})

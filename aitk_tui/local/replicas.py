@@ -9,6 +9,11 @@ exits is restarted with exponential back-off (1 s .. 30 s) like a crash-looping
 container; a revision restart restarts it at once. Output goes to one log file per app
 (served by the log stream). Each replica runs in its own process group, recorded in the
 store so that a later server can clean up after a crashed one.
+
+The app's port belongs to its :class:`~.ingress.Ingress`; the replica serves on a private
+port behind it. An app whose ``minReplicas`` is 0 scales to zero after ``idle_s`` seconds
+with no request (state ``ScaledToZero``), and the next request through the ingress starts a
+replica again while the ingress holds that request, as ACA does.
 """
 
 from __future__ import annotations
@@ -21,15 +26,17 @@ import logging
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from .resources import ResourceHandlers
+from .ingress import Ingress, idle_s_from_env, min_replicas
+from .processes import kill_group, kill_recorded, proc_start_time  # noqa: F401 - kill_recorded: re-exported
+from .resources import ResourceHandlers, free_port
 from .store import Store, now_iso
+from .system_log import SystemLog
 from .tls import TlsFiles
 from . import replica_env
 
@@ -41,75 +48,6 @@ _SEP = re.compile(r"(\s*(?:&&|;)\s*)")
 
 class ReplicaError(Exception):
     """The replica cannot be started (the message is logged and shown as its state)."""
-
-
-def proc_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (guards against killing a recycled pid)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[19]
-
-
-def _group_running(pgid: int) -> bool:
-    """Whether any process of the group is alive (zombies waiting for a reaper do not count)."""
-    if not os.path.isdir("/proc"):  # macOS: no /proc; a signal 0 tells whether the group exists
-        try:
-            os.killpg(pgid, 0)
-            return True
-        except (ProcessLookupError, PermissionError):
-            return False
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def kill_group(pid: int, start_time: str | None = None, timeout_s: float = 5.0) -> bool:
-    """TERM then KILL the process group led by ``pid``; True once none of it runs.
-
-    With ``start_time``, a live process with that pid but another start time is a recycled
-    pid and is left alone.
-    """
-    current = proc_start_time(pid)
-    if start_time is not None and current is not None and current != start_time:
-        return False
-    for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 2.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            if not _group_running(pid):
-                return True
-            time.sleep(0.05)
-    return not _group_running(pid)
-
-
-def kill_recorded(store: Store) -> int:
-    """Kill replica processes a previous server recorded; returns how many were found."""
-    n = 0
-    for app_id, app in store.apps().items():
-        pid = app.get("pid")
-        if pid and kill_group(pid, app.get("pid_start"), timeout_s=3.0):
-            n += 1
-        if pid:
-            store.update_app(app["id"], pid=None, pid_start=None)
-    return n
 
 
 def map_mount(text: str, mount: Path, shell: bool = False) -> str:
@@ -159,7 +97,7 @@ class _Supervisor(threading.Thread):
         self.restart_requested = False
         self.stopping = False
         self.proc: subprocess.Popen | None = None
-        self.state = "Activating"  # Activating | Running | Failed | Stopped
+        self.state = "Activating"  # Activating | Running | Failed | Stopped | ScaledToZero
         self.ready = False
         self.ever_ready = False
         self.details = "starting"
@@ -167,9 +105,19 @@ class _Supervisor(threading.Thread):
         self.restart_count = 0
         self.created = now_iso()
         self.revision: str | None = None
+        self.port: int | None = None  # the process's private port, behind the ingress
+        self.listening = False  # the process answers HTTP on it (loading or ready)
+        self.asleep = False  # scaled to zero: no process until a request comes
+        self.wake_for_request = False
+        self.ready_since = time.monotonic()
+        self.scaled_down_after: float | None = None
+        self._wake_lock = threading.Lock()
 
     def note(self, text: str) -> None:
         self.mgr.append_log(self.app_id, text)
+
+    def event(self, reason: str, text: str, warning: bool = False) -> None:
+        self.mgr.record_system_event(self.app_id, text, reason=reason, warning=warning)
 
     def request_restart(self) -> None:
         self.restart_requested = True
@@ -179,6 +127,32 @@ class _Supervisor(threading.Thread):
         self.stopping = True
         self.wake.set()
 
+    def backend_port(self, deadline: float, client_alive) -> int | None:
+        """For the ingress: the private port once the replica answers there, waking it if it
+        is scaled to zero; None when the app is stopped, the replica crash-loops, or time is up."""
+        while time.monotonic() < deadline and not self.stopping and client_alive():
+            if self.asleep:
+                with self._wake_lock:
+                    if self.asleep and not self.wake_for_request:
+                        self.wake_for_request = True
+                        self.wake.set()
+            elif self.state in ("Failed", "Stopped"):
+                return None
+            port, proc = self.port, self.proc
+            if port and self.listening and proc is not None and proc.poll() is None:
+                return port
+            time.sleep(0.05)
+        return None
+
+    def _idle_s(self) -> float | None:
+        """Seconds since the last request, when this replica may scale to zero (else None)."""
+        if min_replicas(self.mgr.store.resource(self.app_id)) != 0:
+            return None  # keep-warm: never scaled down
+        ingress = self.mgr.ingress(self.app_id)
+        if ingress is None or ingress.busy():
+            return None
+        return time.monotonic() - max(ingress.idle_since(), self.ready_since)
+
     def run(self) -> None:
         backoff = 0.0
         first = True
@@ -186,26 +160,50 @@ class _Supervisor(threading.Thread):
             app = self.mgr.store.app(self.app_id) or {}
             if app.get("stopped"):
                 self.state, self.ready, self.details = "Stopped", False, "the app is stopped"
+                self.asleep = self.wake_for_request = False
                 self.wake.wait()
                 self.wake.clear()
                 continue
+            if self.asleep:
+                self.state, self.ready, self.details = "ScaledToZero", False, "scaled to zero: a request starts a replica"
+                self.wake.wait()
+                self.wake.clear()
+                if self.stopping or not (self.wake_for_request or self.restart_requested):
+                    continue
+                if self.wake_for_request:
+                    self.mgr.scale_event(self.app_id, "ScalingUp", "starting a replica for an incoming request")
+                with self._wake_lock:
+                    self.asleep = self.wake_for_request = False
+                first, self.restart_count = True, 0  # a new replica, not a restart of the old one
             if not first:
                 self.restart_count += 1
             first = False
             self.restart_requested = False
             self.wake.clear()
             self.state, self.ready, self.created = "Activating", False, now_iso()
+            self.event("AssigningReplica", "Replica has been scheduled to run on this machine (the local cloud)")
             code = self._run_once()
             if self.stopping:
                 break
+            if self.scaled_down_after is not None:
+                idle, self.scaled_down_after = self.scaled_down_after, None
+                self.mgr.scale_event(self.app_id, "ScaledToZero",
+                                     f"scaled to zero after {idle:.0f} s idle (min replicas 0)")
+                self.asleep, backoff = True, 0.0
+                continue
             if self.restart_requested:
                 backoff = 0.0
+                self.event("ReplicaRestarting", "Stopped the replica: its revision was restarted")
                 continue
             backoff = 1.0 if self.ever_ready and self.ready_at_exit else min(max(backoff * 2, 1.0), MAX_BACKOFF_S)
             self.state, self.ready = "Failed", False
             self.details = f"{self.details}; restarting in {backoff:.0f} s"
             self.note(f"replica {'exited with code ' + str(code) if code is not None else 'could not start'}; "
                       f"restarting in {backoff:.0f} s")
+            if code is not None:
+                self.event("ContainerTerminated", f"Container was terminated with exit code '{code}' and reason "
+                           f"'ProcessExited'; back-off restarting it in {backoff:.0f} s (restart {self.restart_count + 1})",
+                           warning=True)
             self.wake.wait(backoff)
         self._kill()
         self.state, self.ready = "Stopped", False
@@ -217,6 +215,7 @@ class _Supervisor(threading.Thread):
         except ReplicaError as e:
             self.details = str(e)
             self.note(f"cannot start the replica: {e}")
+            self.event("ContainerCreateFailed", f"The container could not be created: {e}", warning=True)
             return None
         self.revision = env.get("CONTAINER_APP_REVISION")
         self.mgr.rotate_log(self.app_id)
@@ -228,23 +227,46 @@ class _Supervisor(threading.Thread):
         except OSError as e:
             self.details = f"the command could not be run: {e}"
             self.note(self.details)
+            self.event("ContainerCreateFailed", f"The container could not be started: {e}", warning=True)
             return None
         finally:
             logf.close()
         proc = self.proc
         self.mgr.store.update_app(self.app_id, pid=proc.pid, pid_start=proc_start_time(proc.pid))
+        self.event("ContainerStarted", f"Started container (process {proc.pid})")
         self.state, self.details = "Activating", "waiting for /health"
-        port = int(env["AITK_PORT"])
+        port = self.port = int(env["AITK_PORT"])
+        idle_limit = self.mgr.idle_s
+        failing_since, reported = time.monotonic(), 0
         while proc.poll() is None and not self.stopping and not self.restart_requested:
-            ok = self.mgr.probe(port)
+            status = self.mgr.probe_status(port)
+            ok = status == 200
+            self.listening = status is not None
             if ok and not self.ready:
-                self.note(f"replica is ready on https://127.0.0.1:{port}")
+                self.ready_since = time.monotonic()
+                self.note(f"replica is ready on https://127.0.0.1:{env.get('AITK_INGRESS_PORT', port)}")
+                self.event("ReplicaReady", "Replica is ready: the probe GET /health answered 200")
                 self.mgr.store.update_app(self.app_id, ready_revision=self.revision)
                 self.ever_ready = True
+            elif not ok and self.ready:
+                failing_since, reported = time.monotonic(), 0
+                self.event("ProbeFailed", "Probe of Readiness failed: GET /health no longer answers 200", warning=True)
+            elif not ok:
+                # Like ACA's repeated ProbeFailed warnings, but one per 10 s, not one per probe.
+                waited = int(time.monotonic() - failing_since)
+                if waited // 10 > reported:
+                    reported = waited // 10
+                    self.event("ProbeFailed", f"Probe of StartUp failed: GET /health has not answered 200 for "
+                               f"{reported * 10} s", warning=True)
             self.ready = ok
             self.state = "Running" if ok else "Activating"
             self.details = "the replica is running" if ok else "waiting for /health"
-            self.wake.wait(1.0 if ok else 0.3)
+            idle = self._idle_s() if ok else None
+            if idle is not None and idle >= idle_limit:
+                self.scaled_down_after = idle
+                break
+            self.wake.wait(max(0.1, min(1.0, idle_limit / 4)) if ok else 0.3)  # a tiny idle must not spin
+        self.listening = False
         self.ready_at_exit = self.ready
         code = proc.poll()
         if code is None:
@@ -278,7 +300,7 @@ DEMO_STEP_INTERVAL = "0.06"
 class ReplicaManager:
     def __init__(self, state_dir: Path, store: Store, handlers: ResourceHandlers, tls: TlsFiles, *,
                  model_path: Path | None = None, adapter_path: Path | None = None,
-                 demo_dir: Path | None = None) -> None:
+                 demo_dir: Path | None = None, idle_s: float | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.demo_dir = Path(demo_dir) if demo_dir else self.state_dir / "demo-model"
         self.store, self.handlers, self.tls = store, handlers, tls
@@ -289,7 +311,10 @@ class ReplicaManager:
         self._demo_lock = threading.Lock()
         self._demo: tuple[str, str] | None = None
         self._log_lock = threading.Lock()
+        self._system = SystemLog()
         self._ssl = tls.client_context()
+        self.idle_s = idle_s if idle_s is not None else idle_s_from_env()
+        self._ingresses: dict[str, Ingress] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start_all(self) -> None:
@@ -300,6 +325,7 @@ class ReplicaManager:
     def ensure(self, app_id: str, restart: bool = False) -> None:
         """Start the app's replica if none runs; with ``restart``, restart a running one."""
         with self._lock:
+            self._ensure_ingress(app_id)
             sup = self._sups.get(app_id.lower())
             if sup is None or not sup.is_alive():
                 sup = _Supervisor(self, app_id)
@@ -312,19 +338,43 @@ class ReplicaManager:
     def restart(self, app_id: str) -> None:
         self.ensure(app_id, restart=True)
 
+    def _ensure_ingress(self, app_id: str) -> None:
+        key = app_id.lower()
+        port = (self.store.app(app_id) or {}).get("port")
+        if key in self._ingresses or not port:
+            return
+        name = app_id.rstrip("/").rsplit("/", 1)[-1]
+        self._ingresses[key] = Ingress(name, int(port), lambda: self._sups.get(key),
+                                       lambda text: self.append_log(app_id, text)).start()
+
+    def ingress(self, app_id: str) -> Ingress | None:
+        return self._ingresses.get(app_id.lower())
+
+    def scale_event(self, app_id: str, reason: str, text: str) -> None:
+        """A scale event: in the replica's log (what the chat shows while waking) and the system log."""
+        self.append_log(app_id, text)
+        self.record_system_event(app_id, text[:1].upper() + text[1:], reason=reason)
+
     def remove(self, app_id: str) -> None:
         with self._lock:
             sup = self._sups.pop(app_id.lower(), None)
+            ingress = self._ingresses.pop(app_id.lower(), None)
         if sup:
             sup.stop()
             sup.join(timeout=10)
+        if ingress:
+            ingress.close()
 
     def stop_all(self) -> None:
         with self._lock:
             sups = list(self._sups.values())
             self._sups.clear()
+            ingresses = list(self._ingresses.values())
+            self._ingresses.clear()
         for s in sups:
             s.stop()
+        for i in ingresses:
+            i.close()
         for s in sups:
             s.join(timeout=10)
 
@@ -355,14 +405,31 @@ class ReplicaManager:
         with self._log_lock, open(self.log_path(app_id), "a", encoding="utf-8") as f:
             f.write(line)
 
+    def system_log_path(self, app_id: str) -> Path:
+        return self.log_path(app_id).with_suffix(".system.jsonl")
+
+    def record_system_event(self, app_id: str, text: str, *, reason: str = "Info", warning: bool = False) -> None:
+        """One line of the app's system log (ACA's event stream): what the platform did, e.g.
+        ``record_system_event(app_id, "Scaled to 0 replicas after 300 s idle", reason="ScaledToZero")``."""
+        record = self.store.resource(app_id)
+        revs = (self.store.app(app_id) or {}).get("revisions") or []
+        revision = revs[-1]["name"] if revs else ""
+        self._system.append(self.system_log_path(app_id), app=record["name"] if record else app_id.rsplit("/", 1)[-1],
+                            revision=revision, replica=replica_name(revision, app_id) if revision else "",
+                            reason=reason, msg=text, warning=warning)
+
     # -- health ------------------------------------------------------------------------------
     def probe(self, port: int) -> bool:
+        return self.probe_status(port) == 200
+
+    def probe_status(self, port: int) -> int | None:
+        """The HTTP status of GET /health on the replica's own port; None when it does not answer."""
         conn = http.client.HTTPSConnection("127.0.0.1", port, context=self._ssl, timeout=2)
         try:
             conn.request("GET", "/health")
-            return conn.getresponse().status == 200
+            return conn.getresponse().status
         except (OSError, http.client.HTTPException):
-            return False
+            return None
         finally:
             conn.close()
 
@@ -390,7 +457,9 @@ class ReplicaManager:
             else:
                 env[e["name"]] = map_mount(str(e.get("value", "")), mount)
         env.update({
-            "AITK_HOST": "127.0.0.1", "AITK_PORT": str(app["port"]), "AITK_TORCH_THREADS": "1",
+            # the app's port is its ingress's; the replica serves behind it on a port of its own
+            "AITK_HOST": "127.0.0.1", "AITK_PORT": str(free_port()), "AITK_INGRESS_PORT": str(app["port"]),
+            "AITK_TORCH_THREADS": "1",
             "AITK_SSL_CERTFILE": str(self.tls.replica_cert), "AITK_SSL_KEYFILE": str(self.tls.replica_key),
             "CONTAINER_APP_NAME": record["name"], "CONTAINER_APP_REVISION": revs[-1]["name"] if revs else "",
             "CONTAINER_APP_REPLICA_NAME": replica_name(revs[-1]["name"] if revs else record["name"], app_id),

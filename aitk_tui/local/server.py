@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..cloud.clients import CloudEndpoints
+from ..endpoints import CloudEndpoints
 from ..errors import AitkError
 from .apps import AppsApi
 from .arm import ArmApi, not_served
@@ -65,8 +65,10 @@ class LocalCloud:
 
     def __init__(self, state_dir: Path | str, *, model_path: Path | str | None = None,
                  adapter_path: Path | str | None = None, op_delay_s: float = 0.3, port: int = 0,
-                 host: str = "127.0.0.1", demo_dir: Path | str | None = None) -> None:
+                 host: str = "127.0.0.1", demo_dir: Path | str | None = None,
+                 idle_s: float | None = None) -> None:
         self.state_dir = Path(state_dir).resolve()
+        self.idle_s = idle_s  # scale-to-zero idle period; None: $AITK_LOCAL_IDLE_S, else ACA's 300 s
         self.model_path = Path(model_path).resolve() if model_path else None
         self.adapter_path = Path(adapter_path).resolve() if adapter_path else None
         self.op_delay_s = op_delay_s
@@ -146,7 +148,7 @@ class LocalCloud:
             self.handlers = ResourceHandlers(self.store, self.files_root, lambda: self.url)
             self.replicas = ReplicaManager(self.state_dir, self.store, self.handlers, self.tls,
                                            model_path=self.model_path, adapter_path=self.adapter_path,
-                                           demo_dir=self.demo_dir)
+                                           demo_dir=self.demo_dir, idle_s=self.idle_s)
             self.handlers.on_app_changed = self.replicas.ensure
             self.handlers.on_app_deleted = self.replicas.remove
             self.engine = DeploymentEngine(self.store, self.handlers, self.faults, op_delay_s=self.op_delay_s,
@@ -278,6 +280,8 @@ class LocalCloud:
                                        "adapter_path": str(self.adapter_path or "")})
         if low[:1] == ["logstream"] and req.method == "GET":
             return self.apps.log_stream(req)
+        if low[:1] == ["eventstream"] and req.method == "GET":
+            return self.apps.event_stream(req)
         if low == ["faults"]:
             self._authorize(req)
             if req.method == "GET":

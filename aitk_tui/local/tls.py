@@ -32,7 +32,9 @@ class TlsFiles:
         return ctx
 
     def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca_pem))
+        from ..endpoints import tls_verify
+
+        return tls_verify(str(self.ca_pem))  # type: ignore[return-value] - a path gives a context
 
 
 def _write_secret(path: Path, data: bytes) -> None:

@@ -1,9 +1,10 @@
 """The full-screen app: ``aitk`` with no arguments.
 
-The shell (header, tabs Azure / Parameters / Activity / Chat, footer), the command
+The shell (header, tabs Azure / Parameters / Activity / Endpoint / Chat, footer), the command
 dispatch every palette entry and key goes through, and :func:`run` for the CLI.
 :func:`create_app` is the factory tests use (fake or local sessions, fixed clock).
-The app holds no Azure logic: it renders what ``CloudSession`` and the chat client yield.
+The app holds no Azure logic: it renders what the session (a :class:`~aitk_tui.backend.Backend`)
+and the chat client yield.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import inspect
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from textual.app import App, ComposeResult
 from textual.binding import ActiveBinding
@@ -34,8 +35,10 @@ from .widgets.lazy_pane import LazyPane
 from .widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
+    from ..backend import Backend
     from .widgets.activity import ActivityPane
     from .widgets.chat import ChatPane
+    from .widgets.endpoint_view import EndpointView
     from .widgets.parameters_form import ParametersForm
 
 
@@ -94,7 +97,7 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
 
     def __init__(self, project: Project, *, local: bool = False, auth: str = "auto",
                  model_path: Path | None = None, adapter_path: Path | None = None,
-                 session_factory: Callable[..., Any] | None = None,
+                 session_factory: Callable[..., Awaitable[Backend]] | None = None,
                  chat_client_factory: Callable[..., Any] | None = None,
                  settings: UISettings | None = None,
                  clock: Callable[[], datetime] | None = None) -> None:
@@ -108,7 +111,7 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
         self.chat_client_factory = chat_client_factory
         self.settings = settings or UISettings.load()
         self.clock = clock or datetime.now
-        self.session: Any = None
+        self.session: Backend | None = None
         self.provision_after_what_if: tuple[str, str, Any] | None = None  # F5 waits for its what-if
         self.state = UIState(local=local)
         self.animation_level = "full" if self.settings.animations else "none"
@@ -134,6 +137,8 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
                 yield LazyPane(self._make_params, on_demand=True)
             with TabPane("Activity", id="activity"):
                 yield LazyPane(self._make_activity)
+            with TabPane("Endpoint", id="endpoint"):
+                yield LazyPane(self._make_endpoint, on_demand=True)
             with TabPane("Chat", id="chat"):
                 yield LazyPane(self._make_chat, on_demand=True)
         yield Footer(compact=True, show_command_palette=False)
@@ -150,10 +155,16 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
 
         return ActivityPane(clock=self.clock, id="activity-pane")
 
+    def _make_endpoint(self) -> "EndpointView":
+        from .widgets.endpoint_view import EndpointView
+
+        return EndpointView(clock=self.clock, id="endpoint-view")
+
     def _make_chat(self) -> "ChatPane":
         from .widgets.chat import ChatPane
 
-        return ChatPane(client_factory=self.chat_client_factory, verify_for=self.chat_verify, id="chat-pane")
+        return ChatPane(client_factory=self.chat_client_factory, verify_for=self.chat_verify,
+                        replica_logs=self.chat_replica_logs, id="chat-pane")
 
     def on_mount(self) -> None:
         theme = self.settings.theme
@@ -170,6 +181,8 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
     async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id:
             await self.ensure_pane(event.pane.id)
+        for view in self.query("#endpoint-view"):  # reads the app only while it is shown
+            view.set_active(event.pane.id == "endpoint")  # type: ignore[attr-defined]
         self.refresh_bindings()
 
     async def ensure_pane(self, tab: str) -> Any:
@@ -248,22 +261,22 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
         self.state.params_error = None
         self.state.params_invalid = next((f"{k}: {v}" for k, v in errors.items()), None)
 
+    def chat_replica_logs(self, url: str) -> Callable[[], Any] | None:
+        """The replica log of the app whose endpoint ``url`` is (for the chat's waking line)."""
+        config, session = self.state.config, self.session
+        if session is None or config is None or not config.ACA_APP_NAME or url != config.endpoint_url:
+            return None
+        return lambda: session.replica_logs(config, tail_lines=5)
+
     def chat_verify(self, url: str) -> str | bool:
         """The local cloud's CA for its own loopback endpoints; the system's trust store otherwise."""
-        from urllib.parse import urlsplit
-
-        ca_bundle = getattr(getattr(self.session, "endpoints", None), "ca_bundle", None)
-        host = urlsplit(url if "://" in url else f"https://{url}").hostname or ""
-        if ca_bundle and host in ("127.0.0.1", "localhost", "::1"):
-            return ca_bundle
-        return True
+        return True if self.session is None else self.session.endpoints.trust_for(url)
 
     def remember(self) -> None:
-        state = ProjectState(subscription_id=self.state.subscription_id,
-                             subscription_name=self.state.subscription_name,
-                             resource_group=self.state.resource_group, location=self.state.location)
         try:
-            state.save(self.project.state_path)
+            ProjectState.update(self.project.state_path, subscription_id=self.state.subscription_id,
+                                subscription_name=self.state.subscription_name,
+                                resource_group=self.state.resource_group, location=self.state.location)
         except OSError as e:
             self.notify(f"Could not remember the choice: {e}", severity="warning")
 

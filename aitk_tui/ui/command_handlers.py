@@ -16,6 +16,7 @@ from ..errors import AitkError
 from ..fsutil import atomic_write_text
 
 if TYPE_CHECKING:
+    from ..cloud.models import WhatIf
     from .app import AitkApp
 
 
@@ -130,7 +131,7 @@ class CommandHandlersMixin:
             self.provision_after_what_if = (sub, group, params)
             self.start_operation("what_if", "Preview provisioning", lambda: self.session.what_if(sub, group, params))
 
-    def confirm_provision(self: "AitkApp", done: Any) -> None:
+    def confirm_provision(self: "AitkApp", what_if: "WhatIf") -> None:
         """After the what-if of F5: the summary in a dialog; Enter provisions, Esc changes nothing."""
         pending, self.provision_after_what_if = self.provision_after_what_if, None
         if pending is None:
@@ -149,9 +150,23 @@ class CommandHandlersMixin:
                 return
             self.start_operation("provision", "Provision", lambda: self.session.provision(sub, group, params))
 
-        self.push_screen(ConfirmProvisionScreen(done.data.get("changes") or [], resource_group=group,
+        self.push_screen(ConfirmProvisionScreen(what_if.changes, resource_group=group,
                                                 subscription=self.state.subscription_name or sub,
-                                                estimated=bool(done.data.get("estimated"))), answered)
+                                                estimated=what_if.estimated,
+                                                cost=self._cost_estimate(params)), answered)
+
+    def _cost_estimate(self: "AitkApp", params: ParametersDocument) -> Any:
+        """The app's cost estimate for the provision dialog (None: no template, or a GPU profile
+        the price table does not know; the dialog then shows none rather than a wrong figure)."""
+        import json
+
+        from ..cloud.prices import estimate_for_parameters
+
+        try:
+            template = json.loads(self.project.template_path.read_text(encoding="utf-8"))
+            return estimate_for_parameters(params.values(), template if isinstance(template, dict) else {})
+        except (OSError, ValueError, RecursionError):
+            return None
 
     def _cmd_deploy(self: "AitkApp") -> None:
         config = self.state.config
@@ -164,10 +179,68 @@ class CommandHandlersMixin:
         self._scale_min(0, "Let it sleep")
 
     def _scale_min(self: "AitkApp", replicas: int, title: str) -> None:
-        from ..cloud.operate import ScaleRequest, scale
+        from ..cloud.operate import ScaleRequest
 
-        config, factory = self.state.config, self.session.factory
-        self.start_operation("scale", title, lambda: scale(factory, config, ScaleRequest(min_replicas=replicas)))
+        config, request = self.state.config, ScaleRequest(min_replicas=replicas)
+        self.start_operation("scale", title, lambda: self.session.scale(config, request))
+
+    def _cmd_upload_models(self: "AitkApp") -> None:
+        from .screens.upload_models import UploadModelsScreen
+
+        config = self.state.config
+
+        def chosen(request: Any) -> None:
+            if request is None:
+                return
+            reason = self.state.why_not("upload_models")
+            if reason:
+                self.notify(f"Not yet: {reason}.", title="Upload", severity="warning", timeout=6)
+                return
+            self.start_operation("upload_models", "Upload model/adapter",
+                                 lambda: self.session.upload_models(config, request))
+
+        self.push_screen(UploadModelsScreen(config.FILE_SHARE_NAME or ""), chosen)
+
+    def _cmd_teardown(self: "AitkApp") -> None:
+        self._teardown(everything=False)
+
+    def _cmd_teardown_all(self: "AitkApp") -> None:
+        self._teardown(everything=True)
+
+    def _teardown(self: "AitkApp", everything: bool) -> None:
+        """What would be deleted first (everything: read from the provisioning deployment), then
+        the question (typed for everything, as ``aitk down --all`` asks); the deletion then runs
+        as an operation whose progress goes to the Activity tab."""
+        config = self.state.config
+        command = "teardown_all" if everything else "teardown"
+        title = "Tear down everything" if everything else "Tear down"
+
+        async def ask() -> None:
+            from .operations import describe_failure
+            from .screens.typed_confirm import ConfirmTeardownScreen
+
+            try:
+                plan = await self.session.teardown_plan(config, everything=everything)
+            except Exception as e:  # noqa: BLE001 - one sentence for the user
+                message, detail = describe_failure(e)
+                self.notify(f"{message}{f' ({detail})' if detail else ''}", title=title, severity="error",
+                            timeout=10)
+                return
+
+            def answered(yes: bool | None) -> None:
+                if not yes:
+                    self.notify("Nothing was deleted.", title=title, timeout=4)
+                    return
+                reason = self.state.why_not(command)
+                if reason:
+                    self.notify(f"Not yet: {reason}.", title=title, severity="warning", timeout=6)
+                    return
+                self.start_operation("teardown", title, lambda: self.session.tear_down(config, plan))
+
+            self.push_screen(ConfirmTeardownScreen(plan, typed=plan.resource_group if everything else None),
+                             answered)
+
+        self.run_worker(ask(), group="teardown-plan", exclusive=True, exit_on_error=False)
 
     def _cmd_replica_logs(self: "AitkApp") -> None:
         config = self.state.config
@@ -207,9 +280,26 @@ class CommandHandlersMixin:
     def _cmd_show_azure(self: "AitkApp") -> None:
         self.show_tab("azure")
 
+    async def _cmd_show_endpoint(self: "AitkApp") -> None:
+        await self.ensure_pane("endpoint")
+        self.show_tab("endpoint")
+
+    async def _cmd_endpoint_logs(self: "AitkApp") -> None:
+        view = await self.ensure_pane("endpoint")
+        self.show_tab("endpoint")
+        kind = view.toggle_log_kind()
+        self.notify(f"Endpoint log: {kind}.", timeout=3)
+
+    async def _cmd_endpoint_probes(self: "AitkApp") -> None:
+        view = await self.ensure_pane("endpoint")
+        shown = view.toggle_probes()
+        self.notify(f"Health-probe lines {'shown' if shown else 'hidden'}.", timeout=3)
+
     def _cmd_refresh_status(self: "AitkApp") -> None:
         self.reload_config()
         self.check_health()
+        for view in self.query("#endpoint-view"):  # shown: read it now, not at the next tick
+            view.refresh_now()  # type: ignore[attr-defined]
 
     def _cmd_copy_endpoint(self: "AitkApp") -> None:
         url = self.state.config.endpoint_url if self.state.config else None

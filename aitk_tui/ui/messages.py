@@ -6,16 +6,19 @@ Workers compute and post these; ``@on`` handlers in the app and widgets mutate t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from textual.message import Message
 
 from ..events import Event
 
+if TYPE_CHECKING:
+    from ..backend import Backend
+
 
 @dataclass
 class SessionOpened(Message):
-    session: Any
+    session: Backend
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Workers that talk to ``CloudSession`` and the handlers that turn results into UI.
+"""Workers that talk to the session (a :class:`~aitk_tui.backend.Backend`) and the handlers
+that turn results into UI.
 
 Workers compute and post messages (:mod:`aitk_tui.ui.messages`); ``@on`` handlers
 mutate widgets. Long operations (sign-in, what-if, provision, deploy, replica logs) are
@@ -10,7 +11,6 @@ back-end knows to stop without leaving anything half-written.
 from __future__ import annotations
 
 import asyncio
-import importlib
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
@@ -32,15 +32,17 @@ from .messages import (
 )
 
 if TYPE_CHECKING:
+    from ..backend import Backend
     from .app import AitkApp
 
 OPERATION_GROUP = "operation"
 
 
-async def default_session_factory(project, **kwargs) -> Any:
-    """``CloudSession.open``; the module (and the SDK behind it) is imported off the UI thread."""
-    module = await asyncio.to_thread(importlib.import_module, "aitk_tui.cloud.session")
-    return await module.CloudSession.open(project, **kwargs)
+async def default_session_factory(project, **kwargs) -> Backend:
+    """:func:`aitk_tui.backend.open_session` (the SDK behind it is imported on first use)."""
+    from ..backend import open_session
+
+    return await open_session(project, **kwargs)
 
 
 def describe_failure(error: BaseException) -> tuple[str, str | None]:
@@ -49,15 +51,10 @@ def describe_failure(error: BaseException) -> tuple[str, str | None]:
     return f"Something unexpected went wrong ({type(error).__name__}).", redact(str(error)[:500]) or None
 
 
-async def _keeps_warm(session: Any, config: InferenceConfig) -> bool | None:
+async def _keeps_warm(session: Backend, config: InferenceConfig) -> bool | None:
     """Whether the app keeps a GPU replica on (min >= 1); None when it cannot be told."""
-    factory = getattr(session, "factory", None)
-    if factory is None:
-        return None
-    from ..cloud.operate import read_scale
-
     try:
-        info = await read_scale(factory, config)
+        info = await session.read_scale(config)
     except AitkError:
         return None
     return False if info is None else info.settings.keeps_warm
@@ -215,21 +212,30 @@ class OperationsMixin:
         self.refresh_state()
 
     def _operation_done(self: "AitkApp", op: str, done: Done) -> None:
-        if op == "sign_in":
-            self.state.identity = done.data.get("identity")
+        from ..cloud.models import Deployed, SignedIn, WhatIf
+        from ..cloud.operate import Scaled
+
+        result = done.result
+        if op == "sign_in" and isinstance(result, SignedIn):
+            self.state.identity = result.identity
             self.state.signin_error = None
-        elif op == "what_if":
-            self.activity.show_changes(done.data.get("changes") or [])
+        elif op == "what_if" and isinstance(result, WhatIf):
+            self.activity.show_changes(result.changes)
             if self.provision_after_what_if is not None:  # F5: the dialog shows the summary instead
-                self.confirm_provision(done)
+                self.confirm_provision(result)
                 return
         elif op == "provision":
             self.reload_config()
             self.check_health()
-        elif op == "scale" and done.data.get("result") is not None:
-            self.state.gpu_billing = done.data["result"].after.keeps_warm
+        elif op == "upload_models" and self.query("#params") and not self.params_form.dirty():
+            self.params_form.revert()  # the upload changed the file: show what it holds now
+        elif op == "teardown":
+            self.check_health()
+        elif op == "scale" and isinstance(result, Scaled):
+            self.state.gpu_billing = result.after.keeps_warm
         elif op == "deploy":
-            self.state.health = "healthy" if done.data.get("healthy", True) else self.state.health
+            if not isinstance(result, Deployed) or result.healthy:  # None: not waited for
+                self.state.health = "healthy"
             self.check_health()
         self.notify(done.summary, title="Done", timeout=5)
 

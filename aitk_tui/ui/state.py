@@ -135,6 +135,9 @@ _RULES = {
     "deploy": lambda s: _session(s) or _deployable(s) or _idle(s),
     "replica_logs": lambda s: _session(s) or _deployable(s) or _idle(s),
     **dict.fromkeys(("keep_warm", "let_sleep"), lambda s: _session(s) or _deployable(s) or _idle(s)),
+    **dict.fromkeys(("teardown", "teardown_all"), lambda s: _session(s) or _deployable(s) or _idle(s)),
+    # It writes the parameters file: not over unsaved edits in the form.
+    "upload_models": lambda s: _session(s) or _deployable(s) or _params(s) or _idle(s),
     "go_to_endpoint": _endpoint,
     "copy_endpoint": _endpoint,
     "open_in_browser": _endpoint,

@@ -267,8 +267,10 @@ def test_a_model_or_adapter_folder_that_cannot_load_is_refused_before_starting(t
 def test_what_if_summary_in_words():
     from aitk_tui.cloud.provision import what_if_summary
 
-    def changes(*types: str) -> list[dict[str, str]]:
-        return [{"change_type": t, "resource_type": "x", "name": "n"} for t in types]
+    from aitk_tui.cloud.models import Change
+
+    def changes(*types: str) -> list[Change]:
+        return [Change(t, "x", "n") for t in types]
 
     assert what_if_summary(changes(*["NoChange"] * 7)) == "7 resources unchanged"
     assert what_if_summary(changes("NoChange")) == "1 resource unchanged"

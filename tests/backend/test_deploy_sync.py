@@ -44,7 +44,7 @@ async def test_sync_is_incremental_and_mirrors_the_folder(session, local_cloud, 
     local = _local_files(root)
     n, size = len(local), sum(len(b) for b in local.values())
     assert events[-1].summary == (f"uploaded {n} files ({format_size(size)}), 0 unchanged, 0 removed, 2 skipped")
-    assert events[-1].data["skipped"] == ["inference_server/__pycache__/", "inference_server/.DS_Store"]
+    assert events[-1].result.skipped == ("inference_server/__pycache__/", "inference_server/.DS_Store")
     ups = [e for e in events if isinstance(e, UploadProgress)]
     assert [e.files_done for e in ups] == list(range(1, n + 1)) and ups[-1].bytes_done == size
     share = share_dir(local_cloud, config)

@@ -93,7 +93,7 @@ async def test_junk_and_secrets_are_skipped_and_listed(session, local_cloud, loc
                                                    ".mypy", ".pytest", "data/", "tls/", "cert.pem", ".DS_Store"))
               or "__pycache__" in p}
     assert leaked == set()
-    skipped = set(done.data["skipped"])
+    skipped = set(done.result.skipped)
     assert {"inference_server/.git/", "inference_server/.env", "inference_server/.env.production",
             "inference_server/.venv/", "inference_server/data/", "inference_server/tls/server.key",
             "inference_server/sub/__pycache__/", "inference_server/cert.pem"} <= skipped
@@ -227,15 +227,15 @@ async def test_a_deploy_killed_before_its_first_manifest_is_cleaned_up_too(sessi
 async def test_a_deploy_with_nothing_changed_does_not_restart_unless_asked(session, local_project):
     config = await provisioned(session)
     first = await deploy_all(session, config, restart=True, wait=False)
-    assert first[-1].data["restarted"] is True
+    assert first[-1].result.restarted is True
     again = await deploy_all(session, config, restart=True, wait=False)
-    assert again[-1].data["restarted"] is False and again[-1].data["revision"] is None
+    assert again[-1].result.restarted is False and again[-1].result.revision is None
     assert not [e for e in again if isinstance(e, Info) and e.message.startswith("Restarted revision")]
     assert again[-1].summary.endswith(" 0 removed; nothing changed, so the replica was not restarted")
     assert "Nothing changed on the share: the replica was not restarted (`aitk deploy --restart` restarts it " \
         "anyway)." in [e.message for e in again if isinstance(e, Info)]
     forced = await deploy_all(session, config, restart=True, wait=False, force_restart=True)
-    assert forced[-1].data["restarted"] is True
+    assert forced[-1].result.restarted is True
     assert [e for e in forced if isinstance(e, Info) and e.message.startswith("Restarted revision")]
 
 

@@ -149,8 +149,9 @@ def test_scale_keep_warm_sleep_and_status(cli_cloud, local_project, local_factor
 
     rc, out, _ = _aitk(capsys, root, "status", "--local")
     assert rc == 0
-    assert "scale:        min 1, max 3, 4 concurrent requests per replica; kept warm: a GPU bills while idle" in out
-    assert "cost:         estimate at min 1 (1 always on):" in out and "/month" in out
+    words = " ".join(out.split())  # lines are wrapped at 80 columns under their label
+    assert "scale: min 1, max 3, 4 concurrent requests per replica; kept warm: a GPU bills while idle" in words
+    assert "cost: estimate at min 1 (1 always on):" in words and "/month" in out
 
     rc, out, err = _aitk(capsys, root, "scale", "--local", "--sleep", "--json")
     assert rc == 0, err

@@ -38,7 +38,7 @@ async def test_provision_writes_config_and_reports_each_resource(session, local_
     events = await _provision(session)
     done = _ok(events)
     config = InferenceConfig.load(session.project.config_path)
-    assert done.data["config"] == json.loads(config.to_json()) and not config.missing()
+    assert done.result.config == config and not config.missing()
     rows = [e for e in events if isinstance(e, ResourceProgress)]
     types = {e.resource_type for e in rows}
     assert "Microsoft.App/containerApps" in types and len(types) == 7
@@ -153,10 +153,10 @@ async def test_what_if_lists_creates_then_no_changes(session):
     await session.create_resource_group(SUB, "rg-demo", "eastus")
     params = ParametersDocument.load(session.project.parameters_path)
     done = [e async for e in session.what_if(SUB, "rg-demo", params)][-1]
-    assert isinstance(done, Done) and {c["change_type"] for c in done.data["changes"]} == {"Create"}
+    assert isinstance(done, Done) and {c.change_type for c in done.result.changes} == {"Create"}
     _ok(await _provision(session))
     done = [e async for e in session.what_if(SUB, "rg-demo", params)][-1]
-    assert "Create" not in {c["change_type"] for c in done.data["changes"]}
+    assert "Create" not in {c.change_type for c in done.result.changes}
 
 
 async def test_what_if_is_estimated_where_the_cloud_has_no_what_if_api(session, monkeypatch):
@@ -172,6 +172,6 @@ async def test_what_if_is_estimated_where_the_cloud_has_no_what_if_api(session, 
     params = ParametersDocument.load(session.project.parameters_path)
     events = [e async for e in session.what_if(SUB, "rg-demo", params)]
     done = events[-1]
-    assert isinstance(done, Done) and done.data["estimated"] and done.summary.startswith("What-if (estimated)")
-    app = next(c for c in done.data["changes"] if c["resource_type"] == "Microsoft.App/containerApps")
-    assert app["change_type"] == "Modify" and app["name"].startswith("aiacaapp")
+    assert isinstance(done, Done) and done.result.estimated and done.summary.startswith("What-if (estimated)")
+    app = next(c for c in done.result.changes if c.resource_type == "Microsoft.App/containerApps")
+    assert app.change_type == "Modify" and app.name.startswith("aiacaapp")

@@ -84,3 +84,42 @@ def test_a_leaving_rows_nan_never_shows_under_a_later_rows_padding():
     kvcache.join(cache, _dynamic(joining))
     truth += joining
     _check(cache, truth)  # torch.equal fails on any NaN
+
+
+def _poison(cache) -> None:
+    """NaN in every cell outside the used region: what fresh (not zeroed) slab memory may hold."""
+    for layer in cache.layers:
+        for slab in (layer._k, layer._v):
+            used = slab[: layer.rows, :, layer.start:layer.end].clone()
+            slab.fill_(float("nan"))
+            slab[: layer.rows, :, layer.start:layer.end] = used
+
+
+def test_cells_never_written_are_never_seen():
+    # The slabs are allocated without zeroing; a cell must be written before it comes into
+    # view, or a NaN there would reach attention (NaN x a zero weight is still NaN).
+    gen = torch.Generator().manual_seed(2)
+    rand = lambda n: torch.randn(HEADS, n, DIM, generator=gen)  # noqa: E731
+    truth = [rand(4)]
+    cache = kvcache.to_slabs(_dynamic(truth), rows_capacity=2)
+    for op in ["step", ("join", 2, 1), "step", ("join", 9, 2), "step", ("leave", [1, 2]), ("join", 1, 3),
+               *["step"] * 140, ("leave", [0, 3]), ("join", 30, 1), "step"]:
+        _poison(cache)
+        if op == "step":
+            _step(cache, truth, gen)
+        elif op[0] == "join":
+            joining = [rand(op[1])] * op[2]
+            kvcache.join(cache, _dynamic(joining))
+            truth += joining
+        else:
+            truth = _leave(cache, truth, op[1])
+        _check(cache, truth)
+
+
+def test_rows_join_in_place_up_to_the_capacity():
+    gen = torch.Generator().manual_seed(3)
+    cache = kvcache.to_slabs(_dynamic([torch.randn(HEADS, 6, DIM, generator=gen)]), rows_capacity=4)
+    slab = cache.layers[0]._k.data_ptr()
+    for n in (6, 2, 5):  # no longer than the batch: neither more rows nor more columns are needed
+        kvcache.join(cache, _dynamic([torch.randn(HEADS, n, DIM, generator=gen)]))
+    assert cache.layers[0].rows == 4 and cache.layers[0]._k.data_ptr() == slab, "the slabs were reallocated"

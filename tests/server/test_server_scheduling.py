@@ -47,3 +47,18 @@ async def test_a_short_prompts_first_token_is_not_held_behind_a_long_prefill(loa
         engine.stop()
     assert first  # the short reply's first text
     assert long_prefill_saw_short == [True], "the short reply waited for the long prompt's prefill"
+
+
+def test_a_cpu_prefill_pads_a_prompt_only_where_that_is_cheaper_than_a_forward():
+    # On one CPU thread 53 pad tokens (21 and 74 tokens together) cost about four times the
+    # separate forward they would save; a few pad tokens cost less than it.
+    from inference_server.prefill_plan import CPU_PREFILL_PADDING, prefill_chunks
+
+    def chunks(*lengths: int, device: str = "cpu") -> list[list[int]]:
+        return prefill_chunks(lengths, lambda n: n, max_tokens=4096, device_type=device)
+
+    assert chunks(74, 21) == [[21], [74]]
+    assert chunks(70, 74, 72) == [[70, 72, 74]]  # 6 pad tokens
+    assert chunks(20, 20 + CPU_PREFILL_PADDING + 1) == [[20], [20 + CPU_PREFILL_PADDING + 1]]
+    assert chunks(74, 21, device="cuda") == [[21, 74]]  # padding is nearly free on a GPU
+    assert chunks(*[600] * 8) == [[600] * 6, [600] * 2]  # within the prefill token budget

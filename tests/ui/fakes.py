@@ -11,8 +11,21 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from aitk_tui.cloud.models import AppStatus, Identity, ResourceGroupInfo, Subscription
+from aitk_tui.cloud.models import (
+    AppStatus,
+    Change,
+    Deployed,
+    Identity,
+    Provisioned,
+    ResourceGroupInfo,
+    SignedIn,
+    Subscription,
+    WhatIf,
+)
+from aitk_tui.cloud.operate import AppScale, Scaled, ScaleSettings
 from aitk_tui.config.inference_config import InferenceConfig
+from aitk_tui.config.state import ProjectState
+from aitk_tui.endpoints import CloudEndpoints
 from aitk_tui.errors import AitkError
 from aitk_tui.events import (
     Done,
@@ -35,16 +48,6 @@ RESOURCES = [
 
 
 @dataclass
-class FakeEndpoints:
-    name: str = "local"
-    ca_bundle: str | None = None
-
-    @property
-    def is_local(self) -> bool:
-        return True
-
-
-@dataclass
 class FakeSession:
     project: Any
     signed_in: bool = True
@@ -56,8 +59,9 @@ class FakeSession:
     endpoint: str = "aiacaappdemo1.westus3.azurecontainerapps.io"  # Azure's shape (loopback = the local cloud)
     api_key_value: str = "test-key-123456"
     calls: list[str] = field(default_factory=list)
-    endpoints: FakeEndpoints = field(default_factory=FakeEndpoints)
+    endpoints: CloudEndpoints = field(default_factory=lambda: CloudEndpoints("local"))
     cancelled: bool = False
+    min_replicas: int = 0  # the app's scale: 0 sleeps when idle, >= 1 keeps a GPU billing
 
     async def whoami(self) -> Identity:
         self.calls.append("whoami")
@@ -69,7 +73,7 @@ class FakeSession:
         self.calls.append("sign_in")
         yield Info("To sign in, open https://microsoft.com/devicelogin and enter the code ABCD-1234.")
         self.signed_in = True
-        yield Done("Signed in as dev@contoso.com", {"identity": await self.whoami()})
+        yield Done("Signed in as dev@contoso.com", result=SignedIn(await self.whoami()))
 
     async def list_subscriptions(self) -> list[Subscription]:
         self.calls.append("list_subscriptions")
@@ -92,7 +96,7 @@ class FakeSession:
         self.calls.append("what_if")
         yield Info("Validating parameters against Azure naming rules… ok")
         yield Done(f"{len(RESOURCES)} to create, 0 to modify",
-                   {"changes": [{"change_type": "Create", "resource_type": t, "name": n} for t, n in RESOURCES]})
+                   result=WhatIf(tuple(Change("Create", t, n) for t, n in RESOURCES)))
 
     async def provision(self, subscription_id, resource_group, params):
         self.calls.append(f"provision:{subscription_id}:{resource_group}")
@@ -116,13 +120,15 @@ class FakeSession:
             config = {"SUBSCRIPTION_ID": subscription_id, "RESOURCE_GROUP_NAME": resource_group,
                       "STORAGE_ACCOUNT_NAME": "aistoragedemo1", "FILE_SHARE_NAME": "aifileshare",
                       "ACA_APP_NAME": "aiacaappdemo1", "ACA_APP_ENDPOINT": self.endpoint}
-            InferenceConfig.model_validate(config).save(self.project.config_path)
-            yield Done("6 resources ready; wrote infra/inference.config.json", {"config": config})
+            written = InferenceConfig.model_validate(config)
+            written.save(self.project.config_path)
+            yield Done("6 resources ready; wrote infra/inference.config.json", result=Provisioned(written, 8.0))
         except (asyncio.CancelledError, GeneratorExit):
             self.cancelled = True
             raise
 
-    async def deploy(self, config, **kw):
+    async def deploy(self, config, *, restart: bool = True, wait: bool = True,
+                     health_timeout_s: float | None = None, **options: Any):
         self.calls.append("deploy")
         files = ["inference_server/__main__.py", "inference_server/app.py", "inference_server/requirements.txt"]
         for i, path in enumerate(files, 1):
@@ -130,22 +136,94 @@ class FakeSession:
         yield Info("Restarting revision aiacaappdemo1--0000001")
         yield HealthWait("loading", 2.0, "model loading")
         yield HealthWait("ok", 4.0)
-        yield Done("uploaded 3 files (3000 bytes), 0 unchanged, 0 removed", {"healthy": True})
+        yield Done("uploaded 3 files (3000 bytes), 0 unchanged, 0 removed",
+                   result=Deployed(3, 3000, 0, 0, (), config.endpoint_url, "aiacaappdemo1--0000001", True, True))
 
     async def status(self, config) -> AppStatus:
         return AppStatus(config.ACA_APP_NAME or "app", config.endpoint_url, "Succeeded", "Running",
                          "rev1", 1, True)
 
-    async def replica_logs(self, config, *, follow: bool = True, tail_lines: int = 100):
+    async def replica_logs(self, config, *, follow: bool = True, tail_lines: int = 100, kind: str = "console"):
         from aitk_tui.events import LogLine
 
+        self.calls.append(f"replica_logs:{kind}")
         for i in range(3):
-            yield LogLine(f"INFO: replica line {i}")
+            if kind == "system":
+                yield LogLine(f"ContainerStarted: system event {i}", "x7k2p", kind="system")
+            else:
+                yield LogLine(f"INFO: replica line {i}")
         if follow:
             await asyncio.Event().wait()
 
-    async def api_key(self, config) -> str:
+    async def endpoint_status(self, config):
+        from aitk_tui.cloud.endpoint_status import EndpointStatus, ReplicaInfo, RevisionInfo
+        from aitk_tui.cloud.operate import ScaleSettings
+
+        self.calls.append("endpoint_status")
+        rev = "aiacaappdemo1--0000001"
+        return EndpointStatus(
+            config.ACA_APP_NAME or "app", True, "Succeeded", "Running", config.endpoint_url, rev,
+            (RevisionInfo(rev, True, 100, "2025-06-01T10:00:00Z", 1, "Running", "Healthy", None),),
+            (ReplicaInfo(f"{rev}-646779b4b6-x7k2p", rev, "Running", True, 0, "2025-06-01T10:00:00Z", None),),
+            ScaleSettings(0, 2, 10, True), "Consumption-GPU-NC24-A100", None, "ok", None, None, 0.0)
+
+    def _scale(self) -> ScaleSettings:
+        return ScaleSettings(self.min_replicas, 2, 10, True)
+
+    async def read_scale(self, config) -> AppScale:
+        return AppScale(config.ACA_APP_NAME or "app", self._scale(), "Consumption-GPU-NC24-A100", None)
+
+    async def scale(self, config, request):
+        self.calls.append(f"scale:{request.min_replicas}")
+        before = self._scale()
+        if request.min_replicas is not None:
+            self.min_replicas = request.min_replicas
+        yield Info(f"Updating container app {config.ACA_APP_NAME}")
+        yield Done(f"{config.ACA_APP_NAME}: min {self.min_replicas}",
+                   result=Scaled(config.ACA_APP_NAME or "app", before, self._scale(), None, None))
+
+    async def api_key(self, config, endpoint: str | None = None, *, allow_insecure_http: bool = False) -> str:
         return self.api_key_value
+
+    def load_state(self) -> ProjectState:
+        return ProjectState.load(self.project.state_path)
+
+    def remember(self, **values: Any) -> ProjectState:
+        return ProjectState.update(self.project.state_path, **{k: v for k, v in values.items() if v is not None})
+
+    async def upload_models(self, config, request, **options):
+        self.calls.append(f"upload_models:{request.adapter_dest}")
+        files = [f"{request.adapter_dest}/adapter_config.json", f"{request.adapter_dest}/adapter_model.safetensors"]
+        for i, path in enumerate(files, 1):
+            yield UploadProgress(path, i, len(files), i * 1000, len(files) * 1000)
+        from aitk_tui.cloud.models_upload import ModelsUploaded
+
+        yield Done(f"Uploaded 2 files (2.0 KB) to {config.FILE_SHARE_NAME}", result=ModelsUploaded(()))
+
+    async def list_models(self, config) -> list:
+        from aitk_tui.cloud.models_upload import ShareModel
+
+        self.calls.append("list_models")
+        return [ShareModel("adapter", "models/default/adapter", 2, 2000)]
+
+    async def teardown_plan(self, config, *, everything: bool = False):
+        from aitk_tui.cloud.teardown import Target, TeardownPlan
+
+        self.calls.append(f"teardown_plan:{everything}")
+        base = f"/subscriptions/{SUB_ID}/resourceGroups/{config.RESOURCE_GROUP_NAME}/providers/"
+        chosen = RESOURCES if everything else RESOURCES[-1:]
+        targets = tuple(Target.from_id(base + f"{t}/{n}") for t, n in reversed(chosen) if "/" not in n)
+        return TeardownPlan(config.RESOURCE_GROUP_NAME, targets, (), "kept: the resource group")
+
+    async def tear_down(self, config, plan):
+        self.calls.append(f"tear_down:{len(plan.delete)}")
+        for i, t in enumerate(plan.delete):
+            yield ResourceProgress(t.type, t.name, "Deleting", float(i))
+            yield ResourceProgress(t.type, t.name, "Deleted", float(i) + 0.5)
+        from aitk_tui.cloud.teardown import TornDown
+
+        yield Done(f"Deleted {len(plan.delete)} resources in {plan.resource_group}",
+                   result=TornDown(plan.resource_group, plan.delete, ()))
 
     async def close(self) -> None:
         self.calls.append("close")

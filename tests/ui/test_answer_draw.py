@@ -10,11 +10,25 @@ way the finished answer must match ``Markdown(text)`` cell for cell.
 from __future__ import annotations
 
 import pytest
-from textual.widgets._markdown import MarkdownFence, MarkdownTable
+from textual.widgets._markdown import (
+    MarkdownBlock,
+    MarkdownFence,
+    MarkdownParagraph,
+    MarkdownTable,
+)
 
+from aitk_tui.ui.widgets import answer as answer_module
 from aitk_tui.ui.widgets.answer import FrozenRun, PacedStream, StreamedAnswer
 
-from .test_markdown_stream import SIZE, Host, _assert_same, _at_once, _settle, _shown_whole
+from .stub_openai import demo_tokens
+from .test_markdown_stream import (
+    SIZE,
+    Host,
+    _assert_same,
+    _at_once,
+    _settle,
+    _shown_whole,
+)
 
 TABLE = ("| name | rank | size |\n| :--- | ---: | :---: |\n"
          + "| q_proj | 16 | 8 MB |\n| **v_proj** | `32` | [16 MB](https://x.example) |\n" * 2)
@@ -85,3 +99,70 @@ async def test_finished_tables_and_code_blocks_never_become_widgets(monkeypatch)
         assert app.answer.source == "Intro.\n\n" + text
         assert [type(w) for w in app.answer.children if w.display] == [FrozenRun]
     assert composed == []
+
+
+LISTS_AND_CODE = (
+    "8. eight, with a [link](https://x.example) and `code`\n9. nine\n10. ten: the numbers widen\n11. eleven\n\n"
+    "- a bullet with **bold** text that is long enough to wrap onto a second line at this width\n- b\n\n"
+    "1. one\n2. two\n\n"
+    "```\nno_language = True\n```\n\n"
+    "    an indented code block\n    of two lines\n\n"
+    "A closing paragraph.\n"
+)
+
+
+async def test_lists_and_code_drawn_from_their_tokens_match_markdown_exactly():
+    """Finished blocks are drawn from markdown-it tokens, never made into widgets: ordered lists
+    that start anywhere and widen, bullets that wrap, code with no language or indented."""
+    streamed, at_once = await _streamed(_answer(LISTS_AND_CODE, repeat=2), pieces=9, width=60)
+    _assert_same(streamed, at_once)
+
+
+async def test_paragraphs_and_lists_are_never_made_into_widgets(monkeypatch):
+    """Making a paragraph's widget (four per list item) for each block of each append was most
+    of an append's time: the blocks the drawer draws are drawn from their tokens, the one
+    still being written included."""
+    made: list[type] = []
+    original = MarkdownBlock.__init__
+
+    def init(self, *args, **kwargs):
+        made.append(type(self))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MarkdownBlock, "__init__", init)
+    text = "".join(demo_tokens(130, "lists")) + "\n\nThe last paragraph.\n"
+    app = Host(StreamedAnswer(classes="answer"))
+    async with app.run_test(size=SIZE) as pilot:
+        await app.answer.append("Intro.\n\n")
+        await _settle(pilot)  # laid out: the style samples are ready
+        made.clear()
+        await app.answer.append(text)  # twenty finished blocks and a last paragraph at once
+        app.answer.finish()
+        await _settle(pilot)
+        assert [type(w) for w in app.answer.children if w.display] == [FrozenRun]
+    assert made == []  # even the block being written is drawn as lines (TailRun), not made
+
+
+async def test_drawing_stops_at_its_budget_and_goes_on_at_the_next_frame(monkeypatch):
+    """A long text at once (a redraw for a new width, a burst after a stall) is drawn a frame's
+    budget at a time, never in one long hold of the event loop, and ends up exactly right."""
+    monkeypatch.setattr(answer_module, "DRAW_BUDGET_S", 0.0)  # one block per frame
+    text = _answer(LISTS_AND_CODE, TABLE, repeat=2)
+    app = Host(StreamedAnswer(classes="answer"))
+    async with app.run_test(size=SIZE) as pilot:
+        await app.answer.append("Intro.\n\n")
+        await _settle(pilot)
+        await app.answer.append(text)
+        run = app.answer.query_one(FrozenRun)
+        first = len(run.strips)
+        assert app.answer._queue and app.answer.applied_chars < len(app.answer.source)
+        app.answer.finish()
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if not app.answer._queue and app.answer.applied_chars == len(app.answer.source):
+                break
+        await _settle(pilot)
+        assert len(run.strips) > first
+        assert [type(w) for w in app.answer.children if w.display] == [FrozenRun]
+        streamed = await _shown_whole(app, pilot)
+    _assert_same(streamed, await _at_once("Intro.\n\n" + text))

@@ -52,8 +52,17 @@ def _screen(app: App) -> list[list[tuple[str, str]]]:
 
 
 async def _settle(pilot) -> None:
+    """A few frames, then on until the screen stops changing: on a busy machine a Markdown
+    given its whole text at once can take longer than that to draw it."""
     for _ in range(4):
         await pilot.pause(0.05)
+    before = _screen(pilot.app)
+    for _ in range(40):
+        await pilot.pause(0.05)
+        now = _screen(pilot.app)
+        if now == before:
+            return
+        before = now
 
 
 async def _at_once(text: str, width: int = SIZE[0], theme: str | None = None) -> list:

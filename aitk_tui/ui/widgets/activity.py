@@ -8,8 +8,9 @@ second), so a chatty operation never floods the screen.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -27,6 +28,9 @@ from ...events import (
 )
 from ..commands import bindings_for
 from .log_pane import LogPane
+
+if TYPE_CHECKING:
+    from ...cloud.models import Change
 
 FLUSH_INTERVAL_S = 0.12
 MAX_TABLE_HEIGHT = 9  # header + 8 rows; more rows scroll
@@ -155,12 +159,10 @@ Provisioning, deploy and replica logs stream here.
             self.log_pane.write_lines(["Cancelled; nothing was written locally."])
         self.op = None
 
-    def show_changes(self, changes: list[dict]) -> None:
+    def show_changes(self, changes: Sequence[Change]) -> None:
         """What-if result: one row per resource that would change."""
         for change in changes:
-            kind = str(change.get("change_type", "?"))
-            self._upsert(str(change.get("resource_type", "")), str(change.get("name", "")),
-                         kind, None)
+            self._upsert(change.resource_type, change.name, change.change_type, None)
 
     def toggle_probes(self) -> bool:
         self.flush()
@@ -195,7 +197,8 @@ Provisioning, deploy and replica logs stream here.
                                  f" after {format_elapsed(ev.elapsed_s)}{extra}")
             elif isinstance(ev, UploadProgress):
                 upload = ev
-                lines.append(f"uploaded {ev.path} ({ev.files_done}/{ev.files_total})")
+                if not ev.partial:
+                    lines.append(f"uploaded {ev.path} ({ev.files_done}/{ev.files_total})")
             elif isinstance(ev, HealthWait):
                 # A probe every ~0.5 s: a line when the answer changes or every 10 s, as the CLI does.
                 last = self._health

@@ -2,18 +2,25 @@
 
 Textual's ``Markdown`` builds a widget per block (about four per list item, one per table
 cell), and making them and laying them all out on every frame is what let list-heavy
-answers fall seconds behind the stream. ``StreamedAnswer`` keeps only the block still
-being written as widgets. Every top-level block before it is final (``Markdown.append``
-only ever replaces the last one), so its lines move into one ``FrozenRun`` at the top of
-the answer, spaced with the blocks' own margins as the vertical layout spaces them:
+answers fall seconds behind the stream. Every top-level block but the last is final
+(``Markdown.append`` only ever replaces the last one), so finished blocks move into one
+``FrozenRun`` at the top of the answer, spaced with the blocks' own margins as the
+vertical layout spaces them (answer_lines.py):
 
 - paragraphs, lists of one-paragraph items, code blocks whose lines fit and tables of
-  one-line cells are drawn straight to lines, with no widgets, from the styles of a hidden
-  sample of each (answer_draw.py, answer_table.py; a table is not even made into widgets:
-  it is drawn from its tokens);
+  one-line cells are drawn straight to lines from their markdown-it tokens, never made into
+  widgets, with the styles of a hidden sample of each (answer_draw.py, answer_table.py,
+  answer_tokens.py). The block still being written is drawn the same way, again on each
+  append, into a ``TailRun`` below the run;
 - any other block (quotes, headings, nested lists, wrapping tables, wide code) is mounted,
   and once the screen has laid it out, drawn off screen by Textual's own compositor and
-  taken down. That costs far more (a table's cells are widgets), so it is the exception.
+  taken down. That costs far more, so it is the exception.
+
+Only the text past the last finished block is parsed again on an append. Drawing stops
+for the frame after ``DRAW_BUDGET_S`` and goes on at the next (a redraw of a long answer
+for a new width, a burst after a stall), and full garbage collections wait while the
+answer streams (answer_gc.py): measured under benchmarks/tui_bench.py, those were the
+event-loop stalls over 100 ms.
 
 So the finished answer is one widget, drawn exactly as ``Markdown(text)`` draws the same
 text (tests/ui/test_markdown_stream.py compares every cell). A new width or theme draws
@@ -21,7 +28,6 @@ the text again.
 
 ``PacedStream`` feeds it: ``write(text)`` while streaming, ``stop()`` in a ``finally``.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -30,87 +36,55 @@ from contextlib import suppress
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
-from textual._compositor import Compositor
 from textual.await_complete import AwaitComplete
 from textual.geometry import Region
 from textual.strip import Strip
-from textual.widget import Widget
 from textual.widgets import Markdown
-from textual.widgets._markdown import MarkdownBlock, MarkdownTable
+from textual.widgets._markdown import MarkdownBlock
 
+from . import answer_gc
 from .answer_draw import BlockDrawer, StyleRig
+from .answer_lines import DrawnLines, FrozenRun, TailRun, render_widget
 from .answer_table import TableTokens
+from .answer_tokens import KINDS, BlockTokens
+
+# The widget classes BlockDrawer draws as (an answer given other classes keeps its widgets).
+_DRAWN = {kind: Markdown.BLOCKS[kind] for kind in KINDS}
 
 
-def _widget(block: MarkdownBlock | TableTokens) -> MarkdownBlock:
-    return block.block() if isinstance(block, TableTokens) else block
+def _widget(block: MarkdownBlock | BlockTokens) -> MarkdownBlock:
+    return block.block() if isinstance(block, BlockTokens) else block
 
 
-class FrozenRun(Widget):
-    """Lines already drawn for finished blocks: one widget however many blocks it holds.
-
-    Not a ``MarkdownBlock``, so ``Markdown.append`` never picks it as the block to update.
-    """
-
-    DEFAULT_CSS = "FrozenRun { width: 1fr; height: auto; }"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.strips: list[Strip] = []
-        self.frozen_width = 0
-        self.frozen_theme = ""
-
-    def extend(self, strips: list[Strip], width: int, theme: str, margin_top: int, margin_bottom: int) -> None:
-        if not self.strips:
-            self.styles.margin = (margin_top, 0, margin_bottom, 0)
-        else:
-            top = self.styles.margin.top
-            self.styles.margin = (top, 0, margin_bottom, 0)
-        self.strips.extend(strips)
-        self.frozen_width = width
-        self.frozen_theme = theme
-        self.styles.height = len(self.strips)
-        self.refresh(layout=True)
-
-    def render_lines(self, crop: Region) -> list[Strip]:
-        # The strips are final screen output (styles, links): no styling pass on top.
-        blank = Strip.blank(crop.width)
-        lines = self.strips[crop.y:crop.bottom]
-        out = [strip.crop_extend(crop.x, crop.right, None) for strip in lines]
-        out.extend([blank] * (crop.height - len(out)))
-        return out
-
-    async def action_link(self, href: str) -> None:
-        """Links in frozen lines keep working: forwarded as the Markdown's own LinkClicked."""
-        markdown = self.query_ancestor(Markdown)
-        self.post_message(Markdown.LinkClicked(markdown, href))
-
-
-def _render_widget(widget: Widget, region: Region) -> list[Strip]:
-    """What the screen shows for ``widget`` and its children, rendered apart from the screen."""
-    compositor = Compositor()
-    compositor.reflow(widget, region.size)
-    return compositor.render_strips()
+# Drawing finished blocks stops for the frame after this long; the rest is drawn on the next
+# (a redraw of a long answer for a new width would otherwise hold the loop for its length).
+DRAW_BUDGET_S = 0.015
 
 
 class StreamedAnswer(Markdown):
     """A ``Markdown`` whose finished blocks collapse into pre-drawn lines (see the module doc)."""
 
+    GC_IDLE_S = 2.0  # a stream quiet this long lets full collections run again
+
     def __init__(self, markdown: str | None = None, *, classes: str | None = None, id: str | None = None) -> None:
         super().__init__(markdown, classes=classes, id=id)
         self.streaming = True
         self.applied_chars = 0  # characters of the source on screen (benchmark: what is drawn next)
-        self._unshown = False  # text waits for the answer's first layout
+        self._unshown = False  # text waits for the answer's first layout, or for the next frame
+        self._queue: list[MarkdownBlock | BlockTokens] = []  # finished blocks left to draw next frame
         self._rendered_width = 0
         self._waits = 0  # refreshes the text waited for a first layout
         self._drawer_for: tuple[tuple[int, str], BlockDrawer] | None = None
         # Markdown.append reads the source and _last_parsed_line when called, not when it runs:
         # every change to them (append, update, re-render) runs alone, in call order.
         self._op_lock = asyncio.Lock()
+        self._gc: answer_gc.GCHold | None = None  # full collections wait while this streams
+        self._gc_timer: asyncio.TimerHandle | None = None
 
     # -- appending ---------------------------------------------------------------------
     def append(self, markdown: str) -> AwaitComplete:
         async def appended() -> None:
+            self._hold_gc()
             async with self._op_lock:
                 # Before each append, not on a timer: while text streams in there is always a
                 # next append, and the blocks the last one finished have been laid out since.
@@ -124,7 +98,8 @@ class StreamedAnswer(Markdown):
         """Show the source up to its end, drawing what can be drawn (under the op lock)."""
         width = self.content_size.width
         run = self._run()
-        stale = run is not None and (run.frozen_width, run.frozen_theme) != (width, self.app.theme)
+        stale = any((c.frozen_width, c.frozen_theme) != (width, self.app.theme)
+                    for c in self.query_children(DrawnLines) if c.display)
         if stale and width and self.size.width:
             # A new width or theme: redraw now, before this text is appended as widgets that
             # the redraw already queued (on_resize) would only take down again.
@@ -140,7 +115,8 @@ class StreamedAnswer(Markdown):
             return
         self._unshown = False
         await self._append_locked(drawer, width)
-        self.applied_chars = len(self.source)
+        if not self._unshown:
+            self.applied_chars = len(self.source)
 
     async def _apply_later(self) -> None:
         if self.is_attached and self._unshown:
@@ -164,15 +140,18 @@ class StreamedAnswer(Markdown):
             if token.map is not None and token.level == 0:
                 self._last_parsed_line = start + token.map[0]
                 break
-        if not blocks:
-            return
         for block in blocks:
             first, end = block.source_range
             block.source_range = (first + start, end + start)
+        queued, self._queue = self._queue, []
+        if not blocks and not queued:
+            return
         live = list(self.query_children(MarkdownBlock))
+        assert not (live and queued), "blocks wait to be drawn only with nothing live below the run"
+        deadline = time.perf_counter() + DRAW_BUDGET_S
         with self.app.batch_update():
-            rest = blocks
-            drawn: list[tuple[MarkdownBlock | TableTokens, list[Strip]]] = []
+            rest = queued + blocks
+            drawn: list[tuple[MarkdownBlock | BlockTokens, list[Strip]]] = []
             above_is_live = False
             if live:
                 tail = live.pop()  # blocks[0] is the new text of the tail
@@ -187,8 +166,18 @@ class StreamedAnswer(Markdown):
                     above_is_live = True
                 rest = blocks[1:]
             taken = 0
+            stopped = False
+            finished: list[MarkdownBlock | BlockTokens] = []
             if drawer is not None and not live and not above_is_live:
-                for block in rest[:-1]:
+                # The last parsed block may still grow, until the text is finished.
+                finished = rest[:-1] if blocks and self.streaming else rest
+                for block in finished:
+                    if drawn and time.perf_counter() > deadline:
+                        # The rest waits for the next frame, but for the last parsed block:
+                        # it is parsed again then (from _last_parsed_line).
+                        stopped = True
+                        self._queue = [b for b in finished[taken:] if not (blocks and b is blocks[-1])]
+                        break
                     lines = drawer.draw(block, width)
                     if lines is None:
                         break
@@ -197,18 +186,51 @@ class StreamedAnswer(Markdown):
             if drawn:
                 assert drawer is not None
                 self._extend_run(drawer, drawn, width)
-            if rest[taken:]:
+            tail_lines = None
+            if drawer is not None and not stopped and rest[taken:] and taken == len(finished) \
+                    and not live and not above_is_live:
+                tail_lines = drawer.draw(rest[-1], width)
+            if tail_lines is not None:
+                assert drawer is not None
+                top, bottom = drawer.margins(rest[-1])
+                (await self._tail()).show(tail_lines, width, self.app.theme, top, bottom)
+                self._rendered_width = self.size.width
+                return
+            self._hide_tail()
+            if stopped:
+                self._unshown = True
+                self.call_after_refresh(self._apply_later)
+            elif rest[taken:]:
                 await self.mount_all([_widget(block) for block in rest[taken:]])
 
-    def _blocks(self, tokens: list[Token]) -> list[MarkdownBlock | TableTokens]:
-        """``_parse_markdown(tokens)``, except that top-level tables stay tokens until needed."""
-        blocks: list[MarkdownBlock | TableTokens] = []
+    async def _tail(self) -> TailRun:
+        tail = next((c for c in self.children if isinstance(c, TailRun)), None)
+        if tail is None:
+            tail = TailRun()
+            run = self._run()
+            await (self.mount(tail, after=run) if run is not None else self.mount(tail, before=0))
+        return tail
+
+    def _hide_tail(self) -> None:
+        for tail in self.query_children(TailRun):
+            tail.hide()
+
+    def _tail_shown(self) -> bool:
+        return any(tail.display for tail in self.query_children(TailRun))
+
+    def _blocks(self, tokens: list[Token]) -> list[MarkdownBlock | BlockTokens]:
+        """``_parse_markdown(tokens)``, except that the top-level blocks ``BlockDrawer`` may draw
+        stay tokens until they must be widgets (answer_tokens.py)."""
+        blocks: list[MarkdownBlock | BlockTokens] = []
         group: list[Token] = []
         for token in tokens:
             group.append(token)
             if token.level == 0 and token.nesting <= 0:  # a top-level block ends here
-                if group[0].type == "table_open":
-                    blocks.append(TableTokens(group, self._make_table))
+                kind = group[0].type
+                if kind == "table_open":
+                    blocks.append(TableTokens(group, self._make_block))
+                elif kind in KINDS and self.BLOCKS.get(kind) is _DRAWN.get(kind):
+                    blocks.append(BlockTokens(group, self._make_block))
                 else:
                     blocks.extend(self._parse_markdown(group))
                 group = []
@@ -216,9 +238,9 @@ class StreamedAnswer(Markdown):
             blocks.extend(self._parse_markdown(group))
         return blocks
 
-    def _make_table(self, tokens: list[Token]) -> MarkdownTable:
-        (table,) = self._parse_markdown(tokens)
-        return table
+    def _make_block(self, tokens: list[Token]) -> MarkdownBlock:
+        (block,) = self._parse_markdown(tokens)
+        return block
 
     def _run(self) -> FrozenRun | None:
         return next((c for c in self.children if isinstance(c, FrozenRun)), None)
@@ -229,7 +251,7 @@ class StreamedAnswer(Markdown):
             return None
         key = (width, self.app.theme)
         if self._drawer_for is None or self._drawer_for[0] != key:
-            drawer = BlockDrawer(rig, self._gap(width))
+            drawer = BlockDrawer(rig)
             if not drawer.ready:
                 return None
             self._drawer_for = (key, drawer)
@@ -239,7 +261,7 @@ class StreamedAnswer(Markdown):
         gutter = self.styles.gutter
         return self.render_lines(Region(gutter.left, gutter.top, width, 1))[0]
 
-    def _extend_run(self, drawer: BlockDrawer, drawn: list[tuple[MarkdownBlock | TableTokens, list[Strip]]],
+    def _extend_run(self, drawer: BlockDrawer, drawn: list[tuple[MarkdownBlock | BlockTokens, list[Strip]]],
                     width: int) -> None:
         """Add drawn blocks below the run, spaced as the vertical layout spaces widgets."""
         run = self._run()
@@ -278,11 +300,12 @@ class StreamedAnswer(Markdown):
     async def _rebuild(self, markdown: str | None) -> None:
         """The body of ``_replace``, under the op lock."""
         with self.app.batch_update():
-            await self.remove_children([c for c in self.children if isinstance(c, (FrozenRun, MarkdownBlock))])
+            await self.remove_children([c for c in self.children if isinstance(c, (DrawnLines, MarkdownBlock))])
             if not self.query_children(StyleRig):
                 await self.mount(StyleRig())
         self._markdown = self.source if markdown is None else markdown
         self._last_parsed_line = 0
+        self._queue = []
         self._table_of_contents = None
         if markdown is not None:
             self.applied_chars = 0  # a new text; the same text redrawn stays on screen till then
@@ -294,18 +317,44 @@ class StreamedAnswer(Markdown):
         self.streaming = False
         self.call_after_refresh(self._freeze_later)
 
+    # -- garbage collection while streaming (answer_gc.py) -------------------------------
+    def _hold_gc(self) -> None:
+        if self._gc is None and self.streaming:
+            self._gc = answer_gc.hold()
+        if self._gc is not None:
+            # A stream that pauses (or an answer never finished) gives full collections back.
+            if self._gc_timer is not None:
+                self._gc_timer.cancel()
+            self._gc_timer = asyncio.get_running_loop().call_later(self.GC_IDLE_S, self._release_gc)
+
+    def _release_gc(self) -> None:
+        if self._gc_timer is not None:
+            self._gc_timer.cancel()
+            self._gc_timer = None
+        if self._gc is not None:
+            self._gc, held = None, self._gc
+            held.release()
+
+    def on_unmount(self) -> None:
+        self._release_gc()
+
     # -- freezing ----------------------------------------------------------------------
     async def _freeze_later(self, tries: int = 50) -> None:
         """Freeze what is ready once nothing else is changing (an after-refresh callback)."""
         if not self.is_attached or tries <= 0:
+            self._release_gc()
             return
         done = False
         pending = self._unshown
         if not pending and not self._op_lock.locked() and not self.screen._layout_required:
             async with self._op_lock:
-                done = await self._freeze_ready(include_last=not self.streaming)
+                if not self.streaming and self._tail_shown():
+                    await self._apply()  # the text is finished: its last block too goes into the run
+                done = await self._freeze_ready(include_last=not self.streaming) and not self._unshown
         if not done:  # blocks still waiting for their first layout: after the next refresh
             self.call_after_refresh(self._freeze_later, tries - 1)
+        elif not self.streaming:
+            self.call_after_refresh(self._release_gc)  # once the last lines are on screen
 
     async def _freeze_ready(self, include_last: bool) -> bool:
         """Move the lines of finished, laid-out blocks into the run; True when none is left.
@@ -359,7 +408,7 @@ class StreamedAnswer(Markdown):
                 lines.extend([gap] * max(margin_above, margin.top))
             size = block.size
             x0 = min(margin.left, width)
-            for strip in _render_widget(block, size.region):
+            for strip in render_widget(block, size.region):
                 if x0 == 0 and size.width == width:
                     lines.append(strip)
                 else:
@@ -373,11 +422,11 @@ class StreamedAnswer(Markdown):
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
 
     def _theme_changed(self, _theme: object) -> None:
-        if self.query_children(FrozenRun):
+        if self.query_children(DrawnLines):
             self._rerender()
 
     def on_resize(self) -> None:
-        if self._rendered_width and self.size.width != self._rendered_width and self.query_children(FrozenRun):
+        if self._rendered_width and self.size.width != self._rendered_width and self.query_children(DrawnLines):
             self._rendered_width = 0
             self._rerender()
 

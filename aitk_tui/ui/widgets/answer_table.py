@@ -26,7 +26,9 @@ from textual.geometry import Offset, Size
 from textual.strip import Strip
 from textual.visual import Visual
 from textual.widget import Widget
-from textual.widgets._markdown import MarkdownTable, MarkdownTableContent
+from textual.widgets._markdown import MarkdownTableContent
+
+from .answer_tokens import BlockTokens
 
 Lines = list[Strip]
 
@@ -83,23 +85,10 @@ class Cells:
                      width)
 
 
-class TableTokens:
+class TableTokens(BlockTokens):
     """A finished top-level table as markdown-it tokens. Making a table's widgets (five kinds,
     one per cell) costs more than drawing it, so it is drawn from these, and only made into
-    its ``MarkdownTable`` (``make``) when it must be mounted after all."""
-
-    def __init__(self, tokens: list[Token], make: Callable[[list[Token]], MarkdownTable]) -> None:
-        self.tokens = tokens
-        self._make = make
-        first = tokens[0].map or (0, 0)
-        self.source_range: tuple[int, int] = (first[0], first[1])
-        self._block: MarkdownTable | None = None
-
-    def block(self) -> MarkdownTable:
-        if self._block is None:
-            self._block = self._make(self.tokens)
-            self._block.source_range = self.source_range
-        return self._block
+    its ``MarkdownTable`` (``block``) when it must be mounted after all."""
 
     def headers_and_rows(self, to_content: Callable[[Token], Content]) -> tuple[list[Content], list[list[Content]]]:
         """As ``MarkdownTable._get_headers_and_rows`` gives them for the same tokens."""

@@ -78,6 +78,8 @@ class _Answer:
     left_out: int = 0  # earliest exchanges the last request left out
     worker: Worker | None = None
     ended: bool = False
+    waking: Static | None = None  # "waking the replica…" while a sleeping endpoint starts
+    waking_now: bool = False  # the request has not gone yet: Esc now gives the message back
 
 
 class ChatPane(Vertical):
@@ -104,22 +106,28 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
     ChatPane #chat-settings { margin: 0 1; border-top: none; padding: 0; }
     ChatPane #chat-settings CollapsibleTitle { width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
     ChatPane #chat-form { grid-size: 2; grid-columns: 16 1fr; grid-rows: 1; grid-gutter: 0 1; height: auto; }
-    ChatPane #conversation { height: 1fr; padding: 0 1; }
+    /* A steady gutter: the scrollbar that appears as the answer outgrows the pane would
+       narrow it, and a new width redraws every line of the answer so far (answer.py). */
+    ChatPane #conversation { height: 1fr; padding: 0 1; scrollbar-gutter: stable; }
     ChatPane .user-msg { margin: 1 0 0 0; padding: 0 1; background: $boost; text-style: bold; }
     ChatPane .answer { margin: 0; padding: 0 1; }
     ChatPane .answer-stats { color: $text-muted; padding: 0 1; }
     ChatPane .chat-error { color: $error; padding: 0 1; margin-top: 1; }
     ChatPane .chat-error-detail { color: $text-muted; padding: 0 1; }
     ChatPane .chat-notice { color: $warning; padding: 0 1; margin-top: 1; }
+    ChatPane .chat-waking { color: $text-muted; padding: 0 1; }
     ChatPane #chat-empty { color: $text-muted; padding: 1; }
     ChatPane #chat-status { height: 1; padding: 0 1; color: $text-muted; }
     ChatPane PromptArea { margin: 0 1; }
     """
 
     def __init__(self, *, client_factory: Callable[..., Any] | None = None,
-                 verify_for: Callable[[str], str | bool] | None = None, id: str | None = None) -> None:
+                 verify_for: Callable[[str], str | bool] | None = None,
+                 replica_logs: Callable[[str], Callable[[], Any] | None] | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         self.client_factory = client_factory
+        # The replica log behind a URL (the app's own endpoint only): its latest line is shown while waking.
+        self.replica_logs = replica_logs
         # How to check the endpoint's TLS certificate, per URL (the app knows the local cloud's CA).
         self.verify_for: Callable[[str], str | bool] = verify_for or (lambda url: True)
         self.turns: list[Turn] = []
@@ -153,6 +161,9 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
 
     def on_mount(self) -> None:
         self.query_one("#conversation", VerticalScroll).anchor()
+        if self.client_factory is None:
+            # The first client's one-off costs, off the event loop, before the first question.
+            self.run_worker(_warm_client, thread=True, group="warm-client", exit_on_error=False)
 
     # -- settings ------------------------------------------------------------------
     def _value(self, ident: str) -> str:
@@ -269,6 +280,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         budget = self.budget(answer.url)
         client = self._make_client(answer.url, key)
         try:
+            await self._wake(client, answer)
             model = None
             describe = getattr(client, "default_model_info", None)
             if describe is not None:  # the context limit, from /v1/models (max_model_len)
@@ -308,6 +320,30 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
                         await asyncio.shield(aclose())
                     except Exception:  # noqa: BLE001 - closing is best effort
                         pass
+
+    async def _wake(self, client: Any, answer: _Answer) -> None:
+        """Before sending: if the endpoint sleeps or starts, show it waking until /health is ok."""
+        from ...chat.wake import Waking, wake
+
+        logs = self.replica_logs(answer.url) if self.replica_logs is not None else None
+        answer.waking_now = True  # left set when Esc cancels this: _end then gives the message back
+        async with aclosing(wake(client, logs=logs)) as events:
+            async for event in events:
+                if isinstance(event, Waking):
+                    text = f"◌ Waking the replica… {event.elapsed_s:.0f} s"
+                    if event.log_line:
+                        text += f"\n  {event.log_line}"
+                    status = "Waking the replica… Esc to cancel"
+                else:
+                    text = f"✓ The replica is awake after {event.elapsed_s:.0f} s"
+                    status = "Generating… Esc to stop"
+                if answer.waking is None:
+                    answer.waking = Static(text, classes="chat-waking", markup=False)
+                    await self.query_one("#conversation", VerticalScroll).mount(answer.waking, before=answer.markdown)
+                else:
+                    answer.waking.update(text)
+                self.query_one("#chat-status", Static).update(status)
+        answer.waking_now = False
 
     async def _receive(self, client: Any, answer: _Answer, model: str | None, temperature: float | None,
                        max_tokens: int | None) -> None:
@@ -358,21 +394,30 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
             await _stop_stream(answer.stream)  # cancelled mid-cleanup: finish what the worker could not
         if answer.error is None and state == WorkerState.ERROR:
             answer.error = ChatError("the chat failed unexpectedly", f"{type(error).__name__}: {error}")
+        # Esc while "waking the replica" was on screen: the message never went, so it comes back.
+        # (Esc during the first quick probe stays a plain stop, as before there was a probe.)
+        cancelled_waking = (answer.waking_now and answer.waking is not None and answer.error is None
+                            and not answer.parts)
         text = "".join(answer.parts)
         conversation = self.query_one("#conversation", VerticalScroll)
         prompt = self.query_one(PromptArea)
         status = self.query_one("#chat-status", Static)
-        if answer.error is not None:
+        if answer.error is not None or cancelled_waking:
             # The turn did not happen: drop it, explain inline, give the prompt back selected,
             # so Enter sends it again and typing replaces it (never appends to it).
-            for w in (answer.user_widget, answer.markdown):
-                await w.remove()
-            err = answer.error
-            message = explain_chat_error(getattr(err, "message", str(err)), getattr(err, "status", None))
-            widgets = [Static(f"✕ {message}", classes="chat-error", markup=False)]
-            detail = getattr(err, "detail", None)
-            if detail:
-                widgets.append(Static(str(detail), classes="chat-error-detail", markup=False))
+            for w in (answer.user_widget, answer.markdown, answer.waking):
+                if w is not None:
+                    await w.remove()
+            if cancelled_waking:
+                widgets = [Static("■ Not sent: cancelled while the replica was waking (it goes on starting).",
+                                  classes="chat-notice", markup=False)]
+            else:
+                err = answer.error
+                message = explain_chat_error(getattr(err, "message", str(err)), getattr(err, "status", None))
+                widgets = [Static(f"✕ {message}", classes="chat-error", markup=False)]
+                detail = getattr(err, "detail", None)
+                if detail:
+                    widgets.append(Static(str(detail), classes="chat-error-detail", markup=False))
             await conversation.mount_all(widgets)
             if not prompt.text.strip():
                 prompt.text = answer.typed
@@ -455,6 +500,12 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         for turn in self.turns:
             transcript.add(turn.role, turn.content)
         return transcript.to_markdown(f"aitk chat · {self._value('chat-url') or 'no endpoint'}")
+
+
+def _warm_client() -> None:
+    from ...chat.client import warm_up
+
+    warm_up()
 
 
 async def _stop_stream(stream: Any) -> bool:

@@ -53,7 +53,7 @@ class CompareSide(Vertical):
     DEFAULT_CSS = """
     CompareSide { width: 1fr; height: 1fr; border: round $primary-darken-2; padding: 0 1; }
     CompareSide .side-title { text-style: bold; color: $accent; width: 1fr; }
-    CompareSide VerticalScroll { height: 1fr; }
+    CompareSide VerticalScroll { height: 1fr; scrollbar-gutter: stable; }  /* as the chat's: no redraw */
     CompareSide .user-msg { margin: 1 0 0 0; padding: 0 1; background: $boost; text-style: bold; }
     CompareSide .answer { margin: 0; padding: 0; }
     CompareSide .answer-stats { color: $text-muted; }

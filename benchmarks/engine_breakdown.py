@@ -1,0 +1,183 @@
+"""Where the engine's time goes on the realistic workload (not part of pytest).
+
+    python benchmarks/engine_breakdown.py [--rounds 2] [--stagger 0.25]
+
+The workload of ``server_bench.py --realistic`` (``realistic_load.py``), driven through the
+engine in this process (no HTTP, so only the engine is measured), once with the clients
+staggered and once one after another, with the same seeds so both make the same tokens.
+Every prefill and decode step is traced (``Engine.trace``) with its wall and CPU time.
+
+Printed per run: prefill vs decode time, decode steps and rows per step (occupancy),
+padded KV-cache cells against real ones, time the engine was idle or in between steps.
+Then the upper bound for batching on this workload, from the engine's own thread CPU
+times in the same round (CPU time, so other load on the machine matters less than it
+does to wall time):
+
+    bound = sequential time / (sum of prefills + decode of all rows in lockstep)
+
+Prefill on one thread is compute-bound (linear in prompt tokens; batching prompts saves
+little), so it cannot be batched away. The lockstep decode is the best case for batching:
+every row decodes from the first step, as if no client started later, and a step with k
+rows costs what the staggered run's k-row steps cost. The measured ratio to hold against
+the bound is the CPU one (engine CPU sequential / concurrent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import realistic_load  # noqa: E402
+import server_bench  # noqa: E402
+
+from inference_server.demo_model import build_demo_model  # noqa: E402
+
+
+async def run_wave(loaded, clients, seeds, concurrent: bool) -> dict:
+    from inference_server.engine import Engine, SamplingParams
+
+    trace: list[tuple] = []
+    engine = Engine(loaded, max_batch_size=8)
+    engine.trace = lambda *a: trace.append((time.perf_counter(), *a))
+    engine.start()
+    try:
+        t0 = time.perf_counter()
+
+        async def one(i: int, c) -> tuple:
+            if concurrent:
+                await asyncio.sleep(max(0.0, c.start_s - (time.perf_counter() - t0)))
+            ids = loaded.encode_chat([{"role": "user", "content": c.prompt}])
+            handle = engine.submit(ids, SamplingParams(max_tokens=c.max_tokens, temperature=1.0, seed=seeds[i]),
+                                   use_adapter=False, timeout_s=3600)
+            _, done = await handle.result()
+            return len(ids), done
+
+        if concurrent:
+            results = await asyncio.gather(*(one(i, c) for i, c in enumerate(clients)))
+        else:
+            results = [await one(i, c) for i, c in enumerate(clients)]
+        wall = time.perf_counter() - t0
+    finally:
+        engine.stop()
+    return {"wall": wall, "trace": trace, "prompt": [p for p, _ in results],
+            "tokens": [d.completion_tokens for _, d in results], "ttft": [d.ttft_s for _, d in results]}
+
+
+def describe(label: str, run: dict) -> dict:
+    trace = run["trace"]
+    pre = [t for t in trace if t[1] == "prefill"]
+    dec = [t for t in trace if t[1] == "decode"]
+    f = {
+        "prefill_s": sum(t[2] for t in pre), "prefill_cpu": sum(t[3] for t in pre),
+        "decode_s": sum(t[2] for t in dec), "decode_cpu": sum(t[3] for t in dec),
+        "steps": len(dec), "row_steps": sum(t[4] for t in dec),
+    }
+    tokens = sum(run["tokens"])
+    busy = f["prefill_s"] + f["decode_s"]
+    print(f"  {label}: wall {run['wall']:.2f} s, {tokens} tokens ({tokens / run['wall']:.1f} tok/s); "
+          f"engine busy {busy:.2f} s (idle or between steps {run['wall'] - busy:.2f} s)")
+    print(f"    prefill: {len(pre)} forwards, {f['prefill_s']:.2f} s wall / {f['prefill_cpu']:.2f} s CPU, "
+          f"{sum(t[5] for t in pre)} prompt tokens ({sum(t[6] for t in pre)} with padding)")
+    if dec:
+        by_rows: dict[int, list[float]] = {}
+        for t in dec:
+            by_rows.setdefault(t[4], []).append(t[3])
+        print(f"    decode: {len(dec)} steps, {f['decode_s']:.2f} s wall / {f['decode_cpu']:.2f} s CPU, mean rows "
+              f"{f['row_steps'] / len(dec):.2f}; KV cells real/with padding "
+              f"{sum(t[5] for t in dec)}/{sum(t[6] for t in dec)} "
+              f"({100 * (1 - sum(t[5] for t in dec) / sum(t[6] for t in dec)):.0f} % padding)")
+        print("    steps by rows (count, median CPU ms): " + ", ".join(
+            f"{k}: {len(v)}, {1000 * statistics.median(v):.0f}" for k, v in sorted(by_rows.items())))
+    return f
+
+
+def bound(conc: dict, seq: dict) -> dict:
+    """The most batching could give on this round, in engine CPU seconds measured in it.
+
+    Prefills cost what they cost one after another (the sequential run's own). Decode goes
+    in lockstep: every row from the first step, a step with k rows costing what the staggered
+    run's steps cost by rows (a line fitted to them). ``full``: every step with 8 rows, as
+    sustained traffic could keep the batch (no ramp-up, no tail where the longest answer
+    decodes alone)."""
+    steps = [t for t in conc["trace"] if t[1] == "decode"]
+    if len({t[4] for t in steps}) > 1:
+        slope, intercept = statistics.linear_regression([t[4] for t in steps], [t[3] for t in steps])
+    else:  # one row count only: no slope to fit
+        slope, intercept = 0.0, statistics.mean(t[3] for t in steps)
+
+    def step_cost(rows: int) -> float:
+        return intercept + slope * rows
+
+    prefill = sum(t[3] for t in seq["trace"] if t[1] == "prefill")
+    sequential = prefill + sum(t[3] for t in seq["trace"] if t[1] == "decode")
+    tokens = conc["tokens"]
+    lockstep = sum(step_cost(sum(1 for n in tokens if n > step)) for step in range(max(tokens)))
+    full = prefill + sum(tokens) * step_cost(8) / 8
+    return {"sequential": sequential, "prefill": prefill, "lockstep": lockstep, "one": step_cost(1),
+            "eight": step_cost(8), "bound": sequential / (prefill + lockstep), "full": sequential / full}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--stagger", type=float, default=0.25)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aitk-bench-models")
+    args = parser.parse_args()
+    import torch
+
+    from inference_server.engine import load_model
+    from inference_server.settings import ServerSettings
+
+    torch.set_num_threads(args.threads)
+    tiny = build_demo_model(args.cache / "tiny")
+    model_dir = realistic_load.build_realistic(args.cache / "realistic", tiny.model_dir, server_bench.build_medium)
+    loaded = load_model(ServerSettings(model_path=model_dir, no_adapter=True, threads=args.threads, api_key="x",
+                                       device="cpu"))
+
+    def encode(text: str) -> list[int]:
+        return loaded.encode_chat([{"role": "user", "content": text}])
+
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, torch threads {args.threads}, "
+          f"load {os.getloadavg()[0]:.1f}")
+    ratios, cpu_ratios, bounds, fulls = [], [], [], []
+    for r in range(args.rounds):
+        clients = realistic_load.workload(encode, stagger=args.stagger, variant=100 + r)
+        seeds = [1000 * r + i for i in range(len(clients))]
+        conc = asyncio.run(run_wave(loaded, clients, seeds, concurrent=True))
+        seq = asyncio.run(run_wave(loaded, clients, seeds, concurrent=False))
+        print(f"\n== round {r + 1} (load {os.getloadavg()[0]:.1f}): completion tokens {conc['tokens']} "
+              f"(sequential: {seq['tokens']}); prompts {conc['prompt']}")
+        fc = describe("8 staggered", conc)
+        fs = describe("one after another", seq)
+        ratio = (sum(conc["tokens"]) / conc["wall"]) / (sum(seq["tokens"]) / seq["wall"])
+        cpu_ratio = (fs["prefill_cpu"] + fs["decode_cpu"]) / (fc["prefill_cpu"] + fc["decode_cpu"])
+        print(f"  throughput concurrent / sequential: {ratio:.2f}x (wall); engine CPU sequential / "
+              f"concurrent {cpu_ratio:.2f}x")
+        b = bound(conc, seq)
+        print(f"  step CPU fitted: 1 row {1000 * b['one']:.0f} ms, 8 rows {1000 * b['eight']:.0f} ms; bound: "
+              f"sequential {b['sequential']:.2f} s / (prefills {b['prefill']:.2f} s + lockstep decode "
+              f"{b['lockstep']:.2f} s) = {b['bound']:.2f}x; every step with 8 rows (sustained traffic) {b['full']:.2f}x")
+        ratios.append(ratio)
+        cpu_ratios.append(cpu_ratio)
+        bounds.append(b["bound"])
+        fulls.append(b["full"])
+    print(f"\nconcurrent/sequential: wall {', '.join(f'{x:.2f}x' for x in ratios)}; CPU "
+          f"{', '.join(f'{x:.2f}x' for x in cpu_ratios)}; "
+          f"bound {', '.join(f'{x:.2f}x' for x in bounds)}; full-batch bound {', '.join(f'{x:.2f}x' for x in fulls)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
