@@ -279,3 +279,39 @@ async def test_a_local_cloud_that_cannot_start_is_one_sentence(tmp_path: Path):
         await open_session(Project(tmp_path), local=True)
     assert caught.value.message == "The local cloud could not be started."
     assert caught.value.detail.startswith("NotADirectoryError") and ".aitk/local" in caught.value.detail
+
+
+# -- operations take the small context --------------------------------------------------------
+def _context_members() -> set[str]:
+    from aitk_tui.cloud.context import OperationContext
+
+    return {n for n in vars(OperationContext) if not n.startswith("_")} | set(OperationContext.__annotations__)
+
+
+def _session_uses(module_name: str) -> dict[str, list[int]]:
+    """``session.<attr>`` reads in a cloud operation module, where ``session`` is the context it takes."""
+    import ast
+
+    path = Path(__file__).resolve().parents[1] / "aitk_tui" / "cloud" / f"{module_name}.py"
+    uses: dict[str, list[int]] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "session":
+            uses.setdefault(node.attr, []).append(node.lineno)
+    return uses
+
+
+def test_operations_use_only_the_small_context_of_the_session():
+    from aitk_tui.cloud.context import OPERATION_MODULES
+
+    allowed = _context_members()
+    for name in OPERATION_MODULES:
+        uses = _session_uses(name)
+        assert uses, f"aitk_tui/cloud/{name}.py: no session use found (renamed? update OPERATION_MODULES)"
+        extra = {attr: lines for attr, lines in uses.items() if attr not in allowed}
+        assert extra == {}, f"aitk_tui/cloud/{name}.py reaches past OperationContext: {extra}"
+
+
+def test_the_session_provides_the_whole_operation_context(tmp_path: Path):
+    real = CloudSession(Project(tmp_path), CloudEndpoints("azure"), None)
+    missing = sorted(m for m in _context_members() if not hasattr(real, m))
+    assert missing == []

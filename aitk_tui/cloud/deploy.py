@@ -37,7 +37,7 @@ from .sync_plan import (DEFAULT_WARN_BYTES, LocalFile, Skipped, format_size, plu
 from .sdkerrors import describe, failed, is_not_found
 
 if TYPE_CHECKING:
-    from .session import CloudSession
+    from .context import OperationContext
 
 MANIFEST_PATH = ".aitk/manifest.json"
 HASH_CACHE = "sync-hashes.json"  # local, in the project's .aitk/: skip re-hashing unchanged files
@@ -345,7 +345,7 @@ def fetch_storage_key(factory: Any, subscription_id: str, resource_group: str, a
 
 
 # -- the whole deploy ------------------------------------------------------------------------
-def _latest_revision(session: "CloudSession", config: InferenceConfig) -> str:
+def _latest_revision(session: "OperationContext", config: InferenceConfig) -> str:
     client = session.factory.container_apps(config.SUBSCRIPTION_ID)
     app = client.container_apps.get(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME)
     rev = pick(app, "properties", "latest_revision_name") or pick(app, "properties", "latest_ready_revision_name")
@@ -355,12 +355,12 @@ def _latest_revision(session: "CloudSession", config: InferenceConfig) -> str:
     return str(rev)
 
 
-def _restart(session: "CloudSession", config: InferenceConfig, revision: str) -> None:
+def _restart(session: "OperationContext", config: InferenceConfig, revision: str) -> None:
     client = session.factory.container_apps(config.SUBSCRIPTION_ID)
     client.container_apps_revisions.restart_revision(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME, revision)
 
 
-async def deploy(session: "CloudSession", config: InferenceConfig, *, restart: bool = True, wait: bool = True,
+async def deploy(session: "OperationContext", config: InferenceConfig, *, restart: bool = True, wait: bool = True,
                  health_timeout_s: float | None = None, workers: int = DEFAULT_WORKERS, force_restart: bool = False,
                  warn_bytes: int | None = DEFAULT_WARN_BYTES) -> AsyncIterator[Event]:
     """Sync, then restart and wait for /health. With nothing changed on the share the

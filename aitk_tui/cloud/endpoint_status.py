@@ -28,7 +28,7 @@ from .prices import CostEstimate
 from .sdkerrors import describe
 
 if TYPE_CHECKING:
-    from .session import CloudSession
+    from .context import OperationContext
 
 LOG_TAIL = 60  # lines of each log read to explain a failure
 
@@ -166,7 +166,7 @@ def _read_sync(factory: Any, config: InferenceConfig) -> dict[str, Any] | None:
             "cost": cost}
 
 
-async def read_endpoint_status(session: "CloudSession", config: InferenceConfig, *,
+async def read_endpoint_status(session: "OperationContext", config: InferenceConfig, *,
                                explain: bool = True) -> EndpointStatus:
     """The app's status now; ``provisioned=False`` when it does not exist. ``explain``: read
     the log tails to name the cause when a replica fails (skipped while all is well)."""
@@ -195,7 +195,7 @@ async def read_endpoint_status(session: "CloudSession", config: InferenceConfig,
     return status
 
 
-async def _health(session: "CloudSession", endpoint: str | None, replicas: Sequence[ReplicaInfo],
+async def _health(session: "OperationContext", endpoint: str | None, replicas: Sequence[ReplicaInfo],
                   settings: ScaleSettings) -> tuple[str, str | None]:
     if not endpoint:
         return "unknown", "the app has no ingress"
@@ -212,7 +212,7 @@ async def _health(session: "CloudSession", endpoint: str | None, replicas: Seque
         return await probe(client, endpoint)
 
 
-async def _log_tails(session: "CloudSession", config: InferenceConfig) -> tuple[list[LogLine], list[str]]:
+async def _log_tails(session: "OperationContext", config: InferenceConfig) -> tuple[list[LogLine], list[str]]:
     from .logs import replica_logs
 
     async def tail(kind: str) -> list[LogLine]:

@@ -19,7 +19,7 @@ from .models import AppStatus, enum_text, pick
 from .sdkerrors import describe
 
 if TYPE_CHECKING:
-    from .session import CloudSession
+    from .context import OperationContext
 
 API_KEY_SECRET = "inference-api-key"
 
@@ -44,20 +44,20 @@ async def probe(client: Any, base_url: str) -> tuple[str, str | None]:
     return f"HTTP {r.status_code}", detail
 
 
-def tls_verify(session: "CloudSession") -> Any:
+def tls_verify(session: "OperationContext") -> Any:
     """What httpx should trust: the local cloud's CA when there is one, else the system's."""
     from ..endpoints import tls_verify as verify
 
     return verify(session.endpoints.verify)
 
 
-def http_client(session: "CloudSession", timeout_s: float = 10.0) -> Any:
+def http_client(session: "OperationContext", timeout_s: float = 10.0) -> Any:
     import httpx
 
     return httpx.AsyncClient(verify=tls_verify(session), timeout=timeout_s, follow_redirects=True)
 
 
-async def wait_healthy(session: "CloudSession", base_url: str | None, *, timeout_s: float,
+async def wait_healthy(session: "OperationContext", base_url: str | None, *, timeout_s: float,
                        interval_s: float | None = None) -> AsyncIterator[HealthWait]:
     """HealthWait per probe until one says "ok" (the last event) or ``timeout_s`` passes."""
     if not base_url:
@@ -75,19 +75,22 @@ async def wait_healthy(session: "CloudSession", base_url: str | None, *, timeout
             await asyncio.sleep(min(interval, max(0.0, timeout_s - elapsed)))
 
 
-def _app_status_sync(session: "CloudSession", config: InferenceConfig) -> dict[str, Any]:
+def _app_status_sync(session: "OperationContext", config: InferenceConfig) -> dict[str, Any]:
     client = session.factory.container_apps(config.SUBSCRIPTION_ID)
     app = client.container_apps.get(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME)
     props = pick(app, "properties")
     revision = pick(props, "latest_revision_name")
     replicas = None
+    revision_health = None
     if revision:
         try:
             rev = client.container_apps_revisions.get_revision(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME,
                                                                revision)
             replicas = pick(rev, "properties", "replicas")
+            revision_health = enum_text(pick(rev, "properties", "health_state"))
         except Exception:  # noqa: BLE001 - the count is a nicety
             replicas = None
+    min_replicas = pick(props, "template", "scale", "min_replicas")
     fqdn = pick(props, "configuration", "ingress", "fqdn")
     return {
         "name": str(pick(app, "name", default=config.ACA_APP_NAME)),
@@ -96,26 +99,34 @@ def _app_status_sync(session: "CloudSession", config: InferenceConfig) -> dict[s
         "running_state": enum_text(pick(props, "running_status")),
         "latest_revision": str(revision) if revision else None,
         "replicas": int(replicas) if isinstance(replicas, (int, float)) else None,
+        "_scales_to_zero": min_replicas in (0, None),  # ACA default: 0
+        "_revision_health": revision_health,
     }
 
 
-async def app_status(session: "CloudSession", config: InferenceConfig) -> AppStatus:
+async def app_status(session: "OperationContext", config: InferenceConfig) -> AppStatus:
     config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
     try:
         info = await asyncio.to_thread(_app_status_sync, session, config)
     except Exception as e:  # noqa: BLE001
         raise describe(e, f"read the status of container app {config.ACA_APP_NAME}") from None
     healthy = None
+    scales_to_zero, revision_health = info.pop("_scales_to_zero"), info.pop("_revision_health")
     # A request to a scaled-to-zero app wakes a GPU replica (minutes, and billed): only ask
-    # /health when a replica is already running (or the count is unknown).
-    if info["endpoint"] and info["replicas"] != 0:
+    # /health when a replica is already running (or the count is unknown). And when the app
+    # may scale to zero, not even then: a GET through the ingress is traffic, so a header that
+    # probes every 20 s would keep the replica (and its GPU) awake for good. The platform's
+    # own probe (the revision's health state) answers instead, as in the Endpoint view.
+    if scales_to_zero and info["replicas"] != 0 and revision_health in ("Healthy", "Unhealthy"):
+        healthy = revision_health == "Healthy"
+    elif info["endpoint"] and info["replicas"] != 0 and not scales_to_zero:
         async with http_client(session, timeout_s=5.0) as client:
             status, _ = await probe(client, info["endpoint"])
         healthy = status == "ok"
     return AppStatus(healthy=healthy, **info)
 
 
-def _check_destination(session: "CloudSession", config: InferenceConfig, endpoint: str | None,
+def _check_destination(session: "OperationContext", config: InferenceConfig, endpoint: str | None,
                        allow_insecure_http: bool) -> None:
     """Refuse (before reading the secret) to hand the app's key to anything but its own endpoint."""
     from ..chat.keys import key_destination_problem
@@ -149,7 +160,7 @@ def read_api_key_secret(apps_client: Any, resource_group: str, app_name: str) ->
     return None
 
 
-def _api_key_sync(session: "CloudSession", config: InferenceConfig, endpoint: str | None = None,
+def _api_key_sync(session: "OperationContext", config: InferenceConfig, endpoint: str | None = None,
                   allow_insecure_http: bool = False) -> str:
     _check_destination(session, config, endpoint, allow_insecure_http)
     client = session.factory.container_apps(config.SUBSCRIPTION_ID)
@@ -160,7 +171,7 @@ def _api_key_sync(session: "CloudSession", config: InferenceConfig, endpoint: st
                     "it was provisioned by another tool; re-provision with aitk, or pass --api-key")
 
 
-async def api_key(session: "CloudSession", config: InferenceConfig, endpoint: str | None = None, *,
+async def api_key(session: "OperationContext", config: InferenceConfig, endpoint: str | None = None, *,
                   allow_insecure_http: bool = False) -> str:
     """The app's API key, for ``endpoint`` (default ACA_APP_ENDPOINT) only: it must be the
     app's own ingress (its fqdn) and https (loopback http when ``allow_insecure_http``)."""

@@ -24,7 +24,7 @@ from .models import pick
 from .sdkerrors import failed
 
 if TYPE_CHECKING:
-    from .session import CloudSession
+    from .context import OperationContext
 
 _END = object()
 
@@ -73,7 +73,7 @@ def _auth_token(client: Any, rg: str, name: str) -> str:
     return str(token)
 
 
-def _system_stream(session: "CloudSession", config: InferenceConfig) -> tuple[list[tuple[str, str]], str]:
+def _system_stream(session: "OperationContext", config: InferenceConfig) -> tuple[list[tuple[str, str]], str]:
     """[("system", eventStreamEndpoint)], auth token -- blocking."""
     client = session.factory.container_apps(config.SUBSCRIPTION_ID)
     rg, name = config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME
@@ -85,7 +85,7 @@ def _system_stream(session: "CloudSession", config: InferenceConfig) -> tuple[li
     return [("system", str(endpoint))], _auth_token(client, rg, name)
 
 
-def _streams(session: "CloudSession", config: InferenceConfig) -> tuple[list[tuple[str, str]], str]:
+def _streams(session: "OperationContext", config: InferenceConfig) -> tuple[list[tuple[str, str]], str]:
     """[(replica name, logStreamEndpoint)], auth token -- blocking."""
     client = session.factory.container_apps(config.SUBSCRIPTION_ID)
     rg, name = config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME
@@ -109,7 +109,7 @@ def _streams(session: "CloudSession", config: InferenceConfig) -> tuple[list[tup
     return streams, _auth_token(client, rg, name)
 
 
-async def _pump(session: "CloudSession", source: str, url: str, token: str, follow: bool, tail_lines: int,
+async def _pump(session: "OperationContext", source: str, url: str, token: str, follow: bool, tail_lines: int,
                 queue: asyncio.Queue, kind: LogKind = "console") -> None:
     import httpx
 
@@ -141,7 +141,7 @@ async def _pump(session: "CloudSession", source: str, url: str, token: str, foll
         await queue.put(_END)
 
 
-async def replica_logs(session: "CloudSession", config: InferenceConfig, *, follow: bool = True,
+async def replica_logs(session: "OperationContext", config: InferenceConfig, *, follow: bool = True,
                        tail_lines: int = 100, kind: LogKind = "console") -> AsyncIterator[Event]:
     """LogLine per line of the replicas' console output, or of the app's system log
     (``kind="system"``); Failed when the stream cannot be opened or breaks."""

@@ -45,7 +45,7 @@ from .sync_plan import format_size, plural
 if TYPE_CHECKING:
     from ..config.parameters import ParametersDocument
     from .deploy import SyncPlan, SyncResult
-    from .session import CloudSession
+    from .context import OperationContext
 
 MOUNT = "/mount"
 ADAPTERS_DIR = "models"
@@ -190,7 +190,7 @@ class ShareModel:
 
 
 # -- parameters ---------------------------------------------------------------------------------
-def _load_parameters(session: "CloudSession") -> "ParametersDocument":
+def _load_parameters(session: "OperationContext") -> "ParametersDocument":
     from ..config.parameters import ParametersDocument
 
     return ParametersDocument.load(session.project.parameters_path)
@@ -228,7 +228,7 @@ def _show(value: Any) -> str:
 
 
 # -- upload ---------------------------------------------------------------------------------------
-async def upload(session: "CloudSession", config: InferenceConfig, request: UploadRequest, *,
+async def upload(session: "OperationContext", config: InferenceConfig, request: UploadRequest, *,
                  workers: int = FILE_WORKERS, file_concurrency: int = RANGE_CONCURRENCY,
                  checkpoint_s: float | None = CHECKPOINT_S, set_parameters: bool = True,
                  share_options: dict[str, Any] | None = None) -> AsyncIterator[Event]:
@@ -309,7 +309,7 @@ async def upload(session: "CloudSession", config: InferenceConfig, request: Uplo
                f"{params_text}.", result=result)
 
 
-async def _sync(session: "CloudSession", share: Any, local: Path, dest: str, *, workers: int,
+async def _sync(session: "OperationContext", share: Any, local: Path, dest: str, *, workers: int,
                 file_concurrency: int, checkpoint_s: float | None) -> AsyncIterator[Event]:
     """One folder through deploy's sync in a thread, its events relayed; Done(result=SyncResult)."""
     from . import deploy as _deploy
@@ -411,7 +411,7 @@ def list_share(share: Any) -> list[ShareModel]:
     return found
 
 
-async def list_models(session: "CloudSession", config: InferenceConfig) -> list[ShareModel]:
+async def list_models(session: "OperationContext", config: InferenceConfig) -> list[ShareModel]:
     """What the share holds under ``model-cache/`` and ``models/`` (raises AitkError)."""
     config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME")
     key = await session.storage_key(config.SUBSCRIPTION_ID, config.RESOURCE_GROUP_NAME, config.STORAGE_ACCOUNT_NAME)

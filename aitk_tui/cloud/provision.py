@@ -31,7 +31,7 @@ from .sdkerrors import describe, failed, is_not_found, is_unsupported
 
 if TYPE_CHECKING:
     from ..config.parameters import ParametersDocument
-    from .session import CloudSession
+    from .context import OperationContext
 
 DEPLOYMENT_NAME = "aitk-inference"
 ACTIVE_STATES = frozenset({"Accepted", "Running", "Creating", "Updating", "Deploying", "Waiting", "Validating"})
@@ -50,7 +50,7 @@ _NAMES = {
 
 
 # -- pre-flight ----------------------------------------------------------------------------
-def load_template(session: "CloudSession") -> dict[str, Any]:
+def load_template(session: "OperationContext") -> dict[str, Any]:
     path = require_file(session.project.template_path, "ARM template (infra/provision/inference.json)")
     try:
         template = json.loads(path.read_text(encoding="utf-8"))
@@ -61,7 +61,7 @@ def load_template(session: "CloudSession") -> dict[str, Any]:
     return template
 
 
-def _check_inputs(session: "CloudSession", subscription_id: str, resource_group: str,
+def _check_inputs(session: "OperationContext", subscription_id: str, resource_group: str,
                   params: "ParametersDocument") -> tuple[dict[str, Any], str]:
     """Blocking part of the pre-flight: params, template, resource group. -> (template, location)."""
     if not subscription_id:
@@ -83,7 +83,7 @@ def _check_inputs(session: "CloudSession", subscription_id: str, resource_group:
     return template, (params.get("location") or rg_location)
 
 
-def _gpu_profiles(session: "CloudSession", subscription_id: str, location: str) -> list[str] | None:
+def _gpu_profiles(session: "OperationContext", subscription_id: str, location: str) -> list[str] | None:
     """GPU workload-profile types offered in ``location``; None when the API does not answer."""
     try:
         client = session.factory.container_apps(subscription_id)
@@ -100,7 +100,7 @@ def _gpu_profiles(session: "CloudSession", subscription_id: str, location: str) 
     return names
 
 
-async def preflight(session: "CloudSession", subscription_id: str, resource_group: str,
+async def preflight(session: "OperationContext", subscription_id: str, resource_group: str,
                     params: "ParametersDocument", out: dict[str, Any]) -> AsyncIterator[Event]:
     """Info events; raises AitkError with the first problem. Fills ``out`` with the
     parsed ``template`` and the target ``location``."""
@@ -144,7 +144,7 @@ def _parse_resource_id(resource_id: str) -> tuple[str, str]:
     return f"{namespace}/{'/'.join(types)}", "/".join(names)
 
 
-def _what_if_api(session: "CloudSession", subscription_id: str, resource_group: str,
+def _what_if_api(session: "OperationContext", subscription_id: str, resource_group: str,
                  template: dict[str, Any], params: "ParametersDocument") -> list[Change]:
     client = session.factory.deployments(subscription_id)
     # The app's own key (when it exists) so that an unchanged app previews as NoChange.
@@ -163,7 +163,7 @@ def _what_if_api(session: "CloudSession", subscription_id: str, resource_group: 
     return changes
 
 
-def _estimate_changes(session: "CloudSession", subscription_id: str, resource_group: str,
+def _estimate_changes(session: "OperationContext", subscription_id: str, resource_group: str,
                       template: dict[str, Any], params: "ParametersDocument") -> list[Change]:
     """What-if without the API: compare the template's resources with the group's."""
     existing: dict[str, list[str]] = {}
@@ -209,7 +209,7 @@ def what_if_summary(changes: "Sequence[Change]") -> str:
     return ", ".join(f"{counts[t]} {_CHANGE_WORDS.get(t, t.lower())}" for t in order if t in counts)
 
 
-async def what_if(session: "CloudSession", subscription_id: str, resource_group: str,
+async def what_if(session: "OperationContext", subscription_id: str, resource_group: str,
                   params: "ParametersDocument") -> AsyncIterator[Event]:
     try:
         checked: dict[str, Any] = {}
@@ -235,7 +235,7 @@ async def what_if(session: "CloudSession", subscription_id: str, resource_group:
 
 
 # -- provision -----------------------------------------------------------------------------
-def _existing_api_key(session: "CloudSession", subscription_id: str, resource_group: str,
+def _existing_api_key(session: "OperationContext", subscription_id: str, resource_group: str,
                       params: "ParametersDocument", previous: Any) -> str | None:
     """The running app's inference-api-key, so that re-provisioning keeps clients working."""
     names = [params.get("acaAppName"), _output(previous, "ACA_APP_NAME")]
@@ -322,7 +322,7 @@ def _operations(client: Any, resource_group: str) -> list[dict[str, Any]]:
     return rows
 
 
-async def provision(session: "CloudSession", subscription_id: str, resource_group: str,
+async def provision(session: "OperationContext", subscription_id: str, resource_group: str,
                     params: "ParametersDocument") -> AsyncIterator[Event]:
     try:
         checked: dict[str, Any] = {}
@@ -356,7 +356,7 @@ async def provision(session: "CloudSession", subscription_id: str, resource_grou
         yield event
 
 
-async def _follow(session: "CloudSession", client: Any, resource_group: str, poller: Any,
+async def _follow(session: "OperationContext", client: Any, resource_group: str, poller: Any,
                   subscription_id: str) -> AsyncIterator[Event]:
     start = time.monotonic()
     seen: dict[tuple[str, str], str] = {}
