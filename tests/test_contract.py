@@ -315,3 +315,23 @@ def test_the_session_provides_the_whole_operation_context(tmp_path: Path):
     real = CloudSession(Project(tmp_path), CloudEndpoints("azure"), None)
     missing = sorted(m for m in _context_members() if not hasattr(real, m))
     assert missing == []
+
+
+def test_health_is_asked_in_one_place():
+    """``/health`` URLs are built only by ChatClient.health: deploy's wait, the status views,
+    the header and the chat's waking path all go through it (the local cloud, which probes
+    its own replicas, is the emulator and is left out)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "aitk_tui"
+    builders = []
+    for path in sorted(root.rglob("*.py")):
+        if "local" in path.relative_to(root).parts[:1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            parts = node.values if isinstance(node, ast.JoinedStr) else [node] if isinstance(node, ast.Constant) else []
+            last = parts[-1] if parts else None
+            if isinstance(last, ast.Constant) and isinstance(last.value, str) and last.value.endswith("/health") \
+                    and (isinstance(node, ast.JoinedStr) or last.value.startswith(("http", "/health"))):
+                builders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert sorted({b.split(":")[0] for b in builders}) == ["chat/client.py"], builders

@@ -100,6 +100,7 @@ class HealthStatus:
     demo: bool = False
     latency_s: float | None = None
     transport: str | None = None  # the transport error's kind when no answer came (ConnectError, ReadTimeout...)
+    detail: str | None = None  # what the transport or the body said (scrubbed), under the message
 
 
 class ChatError(AitkError):
@@ -200,7 +201,10 @@ def warm_up() -> None:
 class ChatClient:
     def __init__(self, base_url: str, api_key: str | None, *, verify: str | bool | ssl.SSLContext = True,
                  timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None,
-                 allow_insecure_http: bool = False):
+                 allow_insecure_http: bool = False, http: httpx.AsyncClient | None = None):
+        """``http``: an httpx client to use (and not close) instead of building one; for the
+        key-less health probe of deploy and status (``cloud/health.probe``), so that ``/health``
+        is asked and read in this one place."""
         self.base_url = normalize_base_url(base_url)
         self.root_url = self.base_url.removesuffix("/v1")
         self._key = api_key or None
@@ -212,7 +216,8 @@ class ChatClient:
         verify = tls_verify(verify)  # a CA bundle path (e.g. the local cloud's own CA) -> an SSL context
         if verify is True:
             verify = default_ssl_context()
-        self._http = httpx.AsyncClient(headers=headers, verify=verify, timeout=timeout, transport=transport)
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(headers=headers, verify=verify, timeout=timeout, transport=transport)
         self._models: list[ModelInfo] | None = None
 
     def __repr__(self) -> str:
@@ -225,7 +230,8 @@ class ChatClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     # -- models -----------------------------------------------------------------
     async def models(self) -> list[ModelInfo]:
@@ -263,7 +269,7 @@ class ChatClient:
             error = self._transport_error(exc)
             state = "asleep" if error.message == ASLEEP else "unreachable"
             return HealthStatus(False, state, error.message, latency_s=time.perf_counter() - started,
-                                transport=type(exc).__name__)
+                                transport=type(exc).__name__, detail=error.detail)
         latency = time.perf_counter() - started
         body = _json_or_none(response)
         body = body if isinstance(body, dict) else {}
@@ -283,7 +289,8 @@ class ChatClient:
             detail = self._scrub(str(body.get("error", "")))
             return HealthStatus(False, "error", f"the model failed to load: {detail}", status, latency_s=latency)
         error = self._status_error(response)
-        return HealthStatus(False, _health_state(status), error.message, status, latency_s=latency)
+        return HealthStatus(False, _health_state(status), error.message, status, latency_s=latency,
+                            detail=error.detail)
 
     # -- chat -------------------------------------------------------------------
     async def stream_chat(

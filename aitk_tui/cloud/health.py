@@ -25,23 +25,25 @@ API_KEY_SECRET = "inference-api-key"
 
 
 async def probe(client: Any, base_url: str) -> tuple[str, str | None]:
-    """One GET {base_url}/health -> ("ok" | "loading" | "HTTP 502" | "unreachable", detail)."""
-    import httpx
+    """One GET {base_url}/health -> ("ok" | "loading" | "HTTP 502" | "unreachable", detail).
 
-    try:
-        r = await client.get(f"{base_url.rstrip('/')}/health")
-    except httpx.TimeoutException:
-        return "unreachable", "timed out"
-    except httpx.HTTPError as e:
-        # httpx's ConnectError often has no text of its own ("ConnectError: "); the OS's is below it
-        why = str(e) or str(e.__cause__ or e.__context__ or "") or "no answer"
-        return "unreachable", redact(f"{type(e).__name__}: {why}"[:300])
-    if r.status_code == 200:
+    Asked and read by :meth:`aitk_tui.chat.client.ChatClient.health` (the one place that
+    probes health; the chat's waking path uses it too) over this key-less ``client``; this
+    only words its answer for deploy's wait and the status views.
+    """
+    from ..chat.client import ChatClient
+
+    async with ChatClient(base_url, None, http=client) as chat:
+        h = await chat.health()
+    if h.ok:
         return "ok", None
-    detail = redact(r.text.strip()[:200]) or None
-    if r.status_code == 503:
+    if h.http_status is None:
+        why = h.detail or h.message or "no answer"
+        return "unreachable", redact(f"{h.transport}: {why}" if h.transport else why)[:300]
+    detail = redact(h.detail or h.message) or None
+    if h.http_status == 503:
         return "loading", detail
-    return f"HTTP {r.status_code}", detail
+    return f"HTTP {h.http_status}", detail
 
 
 def tls_verify(session: "OperationContext") -> Any:

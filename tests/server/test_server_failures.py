@@ -151,7 +151,8 @@ def fail_prefill_holding(loaded, token: int):
 
 async def test_a_newcomer_whose_prefill_raises_fails_alone(engine, loaded):
     expected = await alone(engine, loaded, greedy())
-    poison = "poison " * 5  # short, like the newcomer: the two are prefilled in one batch
+    # Short, like the newcomer (11 tokens and 1): little enough padding for one prefill batch.
+    poison = "poison"
     marker = next(t for t in ids(loaded, poison) if all(t not in ids(loaded, p) for p in PROMPTS))
     hook = fail_prefill_holding(loaded, marker)
     try:
