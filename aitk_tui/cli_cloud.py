@@ -37,6 +37,11 @@ class EventPrinter:
         self._upload_bucket = -1
         self._upload_at = 0.0
         self._health: tuple[str, float] | None = None
+        self._waking: Any = None  # cli_wake.StatusLine while a sleeping replica wakes
+
+    def close(self) -> None:
+        if self._waking is not None:
+            self._waking.close()
 
     def _line(self, text: str) -> None:
         print(redact(text), file=self.err, flush=True)
@@ -71,6 +76,15 @@ class EventPrinter:
             print(redact(event.summary), file=self.out, flush=True)
         elif isinstance(event, Failed):
             _error(event.message, event.detail)
+        elif type(event).__name__ in ("Waking", "Awake"):  # chat.wake's events (not imported: startup)
+            if self._waking is None:
+                from .cli_wake import StatusLine
+
+                self._waking = StatusLine(self.err)
+            if type(event).__name__ == "Waking":
+                self._waking.waking(event.elapsed_s, event.log_line)  # type: ignore[attr-defined]
+            else:
+                self._waking.awake(event.elapsed_s)  # type: ignore[attr-defined]
 
 
 async def drive(events: AsyncIterator[Event], printer: EventPrinter, *, show_done: bool = True) -> Done:

@@ -1,4 +1,5 @@
-"""``aitk chat``'s face for :func:`aitk_tui.chat.wake.wake`: one status line on stderr.
+"""``aitk chat`` while :func:`aitk_tui.chat.wake.wake` waits: one status line on stderr,
+drawn by the CLI's one renderer of events (``cli_cloud.EventPrinter``).
 
 On a terminal the line is rewritten in place ("waking the replica… 12 s · <latest replica
 log line>") and ends with a newline when the replica is awake or on Ctrl+C; into a file or
@@ -53,15 +54,13 @@ async def wake_first(client: Any, logs: Callable[[], AsyncIterator[Event]] | Non
                      **options: Any) -> None:
     """Wait (showing progress) until the endpoint is healthy; returns at once when it is.
     Raises ChatError as :func:`~aitk_tui.chat.wake.wake` does; Ctrl+C cancels."""
-    from .chat.wake import Awake, Waking, wake
+    from .chat.wake import wake
+    from .cli_cloud import EventPrinter
 
-    line = StatusLine(err)
+    printer = EventPrinter(err=err)  # the CLI's one renderer of events
     try:
         async with aclosing(wake(client, logs=logs, **options)) as events:
             async for event in events:
-                if isinstance(event, Waking):
-                    line.waking(event.elapsed_s, event.log_line)
-                elif isinstance(event, Awake):
-                    line.awake(event.elapsed_s)
+                printer(event)
     finally:
-        line.close()
+        printer.close()

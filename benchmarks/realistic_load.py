@@ -87,6 +87,7 @@ class Client:
     prompt_tokens: int
     max_tokens: int
     start_s: float
+    seed: int  # sent to our server only: its concurrent and sequential waves then make the same tokens
 
 
 def workload(encode, n: int = 8, stagger: float = 0.25, seed: int = 0, variant: int = 0) -> list[Client]:
@@ -106,7 +107,7 @@ def workload(encode, n: int = 8, stagger: float = 0.25, seed: int = 0, variant: 
         text = words_rng.choice(words)
         while (count := len(encode(text))) < target:
             text += " " + words_rng.choice(words)
-        clients.append(Client(text, count, cap, i * stagger))
+        clients.append(Client(text, count, cap, i * stagger, words_rng.randrange(2**31)))
     return clients
 
 
@@ -150,16 +151,19 @@ async def stream_chat(client: httpx.AsyncClient, url: str, headers: dict, model:
 
 
 async def wave(url: str, headers: dict, model: str | None, clients: list[Client], temperature: float = 1.0,
-               concurrent: bool = True) -> tuple[float, list[Result]]:
-    """All clients (each at its start offset), or one after another; (wall seconds, results)."""
+               concurrent: bool = True, seeded: bool = False) -> tuple[float, list[Result]]:
+    """All clients (each at its start offset), or one after another; (wall seconds, results).
+    ``seeded``: each request carries its client's seed (the peer takes sampling settings
+    from the model's config, so it is not sent there)."""
     async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=32)) as http:
         t0 = time.perf_counter()
 
         async def one(c: Client) -> Result:
             if concurrent:
                 await asyncio.sleep(max(0.0, c.start_s - (time.perf_counter() - t0)))
+            extra = {"seed": c.seed} if seeded else {}
             ttft, total, n = await stream_chat(http, url, headers, model, c.prompt, c.max_tokens,
-                                               temperature=temperature)
+                                               temperature=temperature, **extra)
             return Result(ttft, total, n, time.perf_counter() - t0)
 
         if concurrent:

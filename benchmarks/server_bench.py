@@ -277,8 +277,12 @@ async def bench_realistic(args) -> dict:
             for k, (name, concurrent) in enumerate(waves if rep % 2 == 0 else waves[::-1]):
                 url, headers, model, pid = targets[name]
                 cpu, load = realistic_load.cpu_seconds(pid), os.getloadavg()[0]
-                wall, results = await realistic_load.wave(url, headers, model, clients_of(1 + 4 * rep + k),
-                                                          concurrent=concurrent)
+                # Ours: the same prompts and seeds concurrent and sequential, so both waves make
+                # the same answers (it caches no prompts). The peer caches prompt prefixes, so
+                # each of its waves gets words it has not seen.
+                variant = 1 + 4 * rep + (0 if name == "ours" else 1 + k)
+                wall, results = await realistic_load.wave(url, headers, model, clients_of(variant),
+                                                          concurrent=concurrent, seeded=name == "ours")
                 round_[name, concurrent] = {"wall": wall, "results": results, "load": (load + os.getloadavg()[0]) / 2,
                                             "cpu": realistic_load.cpu_seconds(pid) - cpu}
             out["rounds"].append(round_)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import pty
 import select
@@ -254,6 +255,17 @@ def print_stream_table(results: dict[str, dict[str, float]], tokens: int, rate: 
               f"{'met' if ok else 'MISSED'}")
 
 
+def stream_in_child(tokens: int, rate: float, shape: str) -> dict[str, float]:
+    """``bench_stream`` in a process of its own, as the app runs: apps run one after another
+    in one process leave objects behind (Textual's), and every full garbage collection of a
+    later run walked them too."""
+    out = subprocess.run([sys.executable, __file__, "--one-stream", shape, "--tokens", str(tokens), "--rate",
+                          str(rate)], cwd=REPO, stdout=subprocess.PIPE, text=True, check=True)
+    *report, result = out.stdout.strip().split("\n")
+    print("\n".join(report))
+    return json.loads(result)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -263,7 +275,11 @@ def main() -> None:
     parser.add_argument("--skip-start", action="store_true")
     parser.add_argument("--skip-stream", action="store_true")
     parser.add_argument("--stream-runs", type=int, default=1, help="rounds of the stream shapes (medians shown)")
+    parser.add_argument("--one-stream", choices=SHAPES, help=argparse.SUPPRESS)  # a child: one stream, JSON last
     args = parser.parse_args()
+    if args.one_stream:
+        print(json.dumps(asyncio.run(bench_stream(args.tokens, args.rate, args.one_stream))))
+        return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     if not args.skip_start:
         bench_first_frame(args.runs)
@@ -271,7 +287,7 @@ def main() -> None:
         shapes = SHAPES if args.shape == "all" else (args.shape,)
         # Rounds of every shape, one after another, so that a busy spell on a shared machine
         # lands on all shapes alike; the table shows each figure's median over the rounds.
-        rounds = [{shape: asyncio.run(bench_stream(args.tokens, args.rate, shape)) for shape in shapes}
+        rounds = [{shape: stream_in_child(args.tokens, args.rate, shape) for shape in shapes}
                   for _ in range(args.stream_runs)]
         results = {shape: {key: statistics.median(r[shape][key] for r in rounds) for key in rounds[0][shape]}
                    for shape in shapes}

@@ -20,8 +20,8 @@ mixed forward took 0.5-0.7x the time of one forward per adapter group
 Where the time goes (``benchmarks/engine_breakdown.py`` traces every step through
 ``Engine.trace``): on one CPU thread a prefill costs in proportion to its prompt tokens
 and cannot be batched away, and a wave of staggered clients ends with its longest answer
-decoding alone; on the realistic workload the engine reaches about 0.9x of what any
-engine could (the bound it prints), which is below 3x its own sequential throughput.
+decoding alone. On the realistic workload the engine's CPU time comes within a few
+percent of the bound that script prints for any engine, and that bound is below 3x.
 
 Results go back to asyncio through ``loop.call_soon_threadsafe`` once per step, with each
 request's text decoded incrementally (``tokenizers.decoders.DecodeStream``) and partial

@@ -9,11 +9,13 @@ way the finished answer must match ``Markdown(text)`` cell for cell.
 
 from __future__ import annotations
 
+import asyncio
+import random
+
 import pytest
 from textual.widgets._markdown import (
     MarkdownBlock,
     MarkdownFence,
-    MarkdownParagraph,
     MarkdownTable,
 )
 
@@ -166,3 +168,26 @@ async def test_drawing_stops_at_its_budget_and_goes_on_at_the_next_frame(monkeyp
         assert [type(w) for w in app.answer.children if w.display] == [FrozenRun]
         streamed = await _shown_whole(app, pilot)
     _assert_same(streamed, await _at_once("Intro.\n\n" + text))
+
+
+@pytest.mark.parametrize("seed", [9, 19])
+async def test_wrapping_tables_and_wide_code_split_anywhere_are_drawn_exactly(seed):
+    """Blocks its widgets draw, updated as they grow: Textual updates a table in place from
+    the rows it had when composed (an update before that lost its rows) and a code block's
+    label without its new width (frozen cut short). Split as these seeds split it, both
+    went wrong."""
+    text = _answer(WIDE_TABLE, WIDE_CODE, TABLE, repeat=2)
+    rng = random.Random(seed)
+    app = Host(StreamedAnswer(classes="answer"))
+    async with app.run_test(size=(60, SIZE[1])) as pilot:
+        stream = PacedStream(app.answer, interval=0.01)
+        i = 0
+        while i < len(text):
+            n = rng.randint(1, 120)
+            await stream.write(text[i:i + n])
+            i += n
+            await asyncio.sleep(rng.choice((0, 0, 0.001, 0.005, 0.02)))
+        await stream.stop()
+        await _settle(pilot)
+        streamed = await _shown_whole(app, pilot, 60)
+    _assert_same(streamed, await _at_once(text, 60))

@@ -40,7 +40,7 @@ from textual.await_complete import AwaitComplete
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import Markdown
-from textual.widgets._markdown import MarkdownBlock, MarkdownTable
+from textual.widgets._markdown import MarkdownBlock, MarkdownFence, MarkdownTable
 
 from . import answer_gc
 from .answer_draw import BlockDrawer, StyleRig
@@ -162,9 +162,10 @@ class StreamedAnswer(Markdown):
                     drawn.append((blocks[0], lines))
                 else:
                     tail.source_range = blocks[0].source_range
-                    if isinstance(tail, MarkdownTable):
-                        # Made anew: Textual updates a table in place from the rows it had
-                        # when composed, and an update before that lost rows (stress-tested).
+                    if isinstance(tail, (MarkdownTable, MarkdownFence)):
+                        # Made anew: Textual updates these in place, a table from the rows it
+                        # had when composed (an update before that lost rows), a code block's
+                        # label without its width (frozen cut short). Found by stress tests.
                         await MarkdownBlock._update_from_block(tail, _widget(blocks[0]))
                     else:
                         await tail._update_from_block(_widget(blocks[0]))
