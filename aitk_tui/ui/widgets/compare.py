@@ -121,6 +121,7 @@ class CompareSide(Vertical):
                        turn: _Turn) -> None:
         from ...chat.client import Delta, Finished, sanitize
 
+        await self._wake(client)
         async with aclosing(client.stream_chat(messages, model=self.model, temperature=settings.get("temperature"),
                                                max_tokens=settings.get("max_tokens"))) as events:
             async for item in events:
@@ -131,6 +132,20 @@ class CompareSide(Vertical):
                         await turn.stream.write(clean)
                 elif isinstance(item, Finished):
                     turn.finished = item
+
+    async def _wake(self, client: Any) -> None:
+        """A replica that scaled to zero since the last question: say so in this side's title
+        until /health is ok (as the chat does); Esc stops the waiting like the answer."""
+        from ...chat.wake import Waking, wake
+
+        title = self.query_one(".side-title", Label)
+        try:
+            async with aclosing(wake(client)) as events:
+                async for event in events:
+                    if isinstance(event, Waking):
+                        title.update(f"{self.model} · waking the replica… {event.elapsed_s:.0f} s")
+        finally:
+            title.update(self.model)
 
     @on(Ended)
     async def _ended(self, event: Ended) -> None:
