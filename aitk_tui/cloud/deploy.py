@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,6 +361,40 @@ def _restart(session: "OperationContext", config: InferenceConfig, revision: str
     client.container_apps_revisions.restart_revision(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME, revision)
 
 
+async def relay_sync(work: Callable[[Callable[[Event], None], threading.Event], Any],
+                     out: list[Any]) -> AsyncIterator[Event]:
+    """Run ``work(emit, cancel)`` (a blocking sync) in a thread and yield what it emits as it
+    comes; its return value is appended to ``out``, its exception raised here. Closed early
+    (aclose, task cancel): ``cancel`` is set so no more files start, and the files in flight
+    are given up to 30 s to end, so whatever records them (the manifest) stays true."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def emit(event: Event) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    job = asyncio.ensure_future(asyncio.to_thread(work, emit, cancel))
+    try:
+        while not job.done() or not queue.empty():
+            getter = asyncio.ensure_future(queue.get())
+            finished, _ = await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in finished:
+                yield getter.result()
+            else:
+                getter.cancel()
+        out.append(job.result())
+    finally:
+        if not job.done():
+            cancel.set()
+            job.add_done_callback(lambda f: f.cancelled() or f.exception())
+            try:
+                await asyncio.wait_for(asyncio.shield(job), timeout=30)
+            except BaseException:  # noqa: BLE001 - Cancelled, timeout, or a second cancel
+                pass
+
+
+
 async def deploy(session: "OperationContext", config: InferenceConfig, *, restart: bool = True, wait: bool = True,
                  health_timeout_s: float | None = None, workers: int = DEFAULT_WORKERS, force_restart: bool = False,
                  warn_bytes: int | None = DEFAULT_WARN_BYTES) -> AsyncIterator[Event]:
@@ -378,14 +413,7 @@ async def deploy(session: "OperationContext", config: InferenceConfig, *, restar
         yield failed(e, "prepare the deploy")
         return
 
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Event] = asyncio.Queue()
-    cancel = threading.Event()
-
-    def emit(event: Event) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, event)
-
-    def on_plan(plan: SyncPlan) -> None:
+    def on_plan(plan: SyncPlan, emit: Callable[[Event], None]) -> None:
         note = "" if plan.manifest_found else " (no manifest on the share yet: uploading everything)"
         emit(Info(f"{len(plan.upload)} to upload, {plan.unchanged} unchanged, {len(plan.remove)} to remove{note}."))
         if plan.skipped:
@@ -396,31 +424,23 @@ async def deploy(session: "OperationContext", config: InferenceConfig, *, restar
 
     root = session.project.root
     folder = session.project.server_dir.relative_to(root).as_posix()
-    job = asyncio.ensure_future(asyncio.to_thread(
-        sync_folder, share, root, folder, workers=workers, on_progress=emit, on_plan=on_plan, cancel=cancel,
-        hash_cache_path=session.project.state_dir / HASH_CACHE, warn_bytes=warn_bytes))
+
+    def work(emit: Callable[[Event], None], cancel: threading.Event) -> SyncResult:
+        # Cancelled: the files in flight end, and the manifest is left as it is so that the
+        # next deploy redoes them.
+        return sync_folder(share, root, folder, workers=workers, on_progress=emit,
+                           on_plan=lambda plan: on_plan(plan, emit), cancel=cancel,
+                           hash_cache_path=session.project.state_dir / HASH_CACHE, warn_bytes=warn_bytes)
+
+    out: list[SyncResult] = []
     try:
-        while not job.done() or not queue.empty():
-            getter = asyncio.ensure_future(queue.get())
-            finished, _ = await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
-            if getter in finished:
-                yield getter.result()
-            else:
-                getter.cancel()
-        result: SyncResult = job.result()
+        async with aclosing(relay_sync(work, out)) as events:  # closed with us: the sync stops too
+            async for event in events:
+                yield event
+        result = out[0]
     except Exception as e:  # noqa: BLE001
         yield failed(e, f"upload to file share {config.FILE_SHARE_NAME}")
         return
-    finally:
-        if not job.done():
-            # Cancelled (aclose / task cancel): start no more uploads, let the ones in flight
-            # end, and leave the manifest as it is so that the next deploy redoes them.
-            cancel.set()
-            job.add_done_callback(lambda f: f.cancelled() or f.exception())
-            try:
-                await asyncio.wait_for(asyncio.shield(job), timeout=30)
-            except BaseException:  # noqa: BLE001 - Cancelled, timeout, or a second cancel
-                pass
 
     deployed = Deployed(uploaded=result.uploaded, bytes=result.bytes, unchanged=result.unchanged,
                         removed=result.removed, skipped=tuple(s.rel for s in result.skipped),

@@ -27,7 +27,8 @@ import asyncio
 import contextlib
 import re
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -314,14 +315,7 @@ async def _sync(session: "OperationContext", share: Any, local: Path, dest: str,
     """One folder through deploy's sync in a thread, its events relayed; Done(result=SyncResult)."""
     from . import deploy as _deploy
 
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Event] = asyncio.Queue()
-    cancel = threading.Event()
-
-    def emit(event: Event) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, event)
-
-    def on_plan(plan: "SyncPlan") -> None:
+    def on_plan(plan: "SyncPlan", emit: Callable[[Event], None]) -> None:
         note = "" if plan.manifest_found else " (nothing recorded there yet: uploading everything)"
         emit(Info(f"{len(plan.upload)} to upload ({format_size(plan.bytes_total)}), {plan.unchanged} unchanged, "
                   f"{len(plan.remove)} to remove{note}."))
@@ -330,34 +324,26 @@ async def _sync(session: "OperationContext", share: Any, local: Path, dest: str,
                       f"{_deploy.skipped_text(plan.skipped)}."))
 
     cache = session.project.state_dir / HASH_CACHES_DIR / (re.sub(r"[^A-Za-z0-9._-]", "_", dest) + ".json")
-    job = asyncio.ensure_future(asyncio.to_thread(
-        _deploy.sync_folder, share, local.parent, local.name, workers=workers, on_progress=emit, on_plan=on_plan,
-        cancel=cancel, hash_cache_path=cache, warn_bytes=None, dest=dest, manifest_path=manifest_path(dest),
-        checkpoint_s=checkpoint_s, file_concurrency=file_concurrency))
+
+    def work(emit: Callable[[Event], None], cancel: threading.Event) -> Any:
+        # Cancelled: no more files start; the sync records those that finished.
+        return _deploy.sync_folder(share, local.parent, local.name, workers=workers, on_progress=emit,
+                                   on_plan=lambda plan: on_plan(plan, emit), cancel=cancel, hash_cache_path=cache,
+                                   warn_bytes=None, dest=dest, manifest_path=manifest_path(dest),
+                                   checkpoint_s=checkpoint_s, file_concurrency=file_concurrency)
+
+    out: list[Any] = []
     try:
-        while not job.done() or not queue.empty():
-            getter = asyncio.ensure_future(queue.get())
-            finished, _ = await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
-            if getter in finished:
-                yield getter.result()
-            else:
-                getter.cancel()
-        result = job.result()
+        async with aclosing(_deploy.relay_sync(work, out)) as events:
+            async for event in events:
+                yield event
+        result = out[0]
     except AitkError as e:
         yield failed_event(e)
         return
     except Exception as e:  # noqa: BLE001
         yield failed(e, f"upload {local} to {dest}")
         return
-    finally:
-        if not job.done():
-            # Cancelled: start no more files; the sync records those that finished.
-            cancel.set()
-            job.add_done_callback(lambda f: f.cancelled() or f.exception())
-            try:
-                await asyncio.wait_for(asyncio.shield(job), timeout=30)
-            except BaseException:  # noqa: BLE001 - Cancelled, timeout, or a second cancel
-                pass
     yield Done(result.summary, result=result)
 
 
