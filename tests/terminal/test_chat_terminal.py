@@ -45,7 +45,7 @@ def _open_chat(term: AitkTerminal, url: str, key: str, max_tokens: int | None = 
 
 
 def _type_and_send(term: AitkTerminal, text: str) -> None:
-    # Text and Enter in one burst would read as a paste (Enter a new line): let it land first.
+    # As a person types: the text lands, then Enter (one burst: see the Esc test's last step).
     term.type_text(text)
     term.wait_for_text(text)
     term.send_keys("enter", pause=0)
@@ -85,6 +85,12 @@ def test_esc_just_as_an_answer_ends_leaves_the_prompt_working(aitk_terminal):
                         what=f"a third answer (requests: {[r['messages'][-1] for r in stub.requests]})")
         assert stub.requests[-1]["messages"][-1] == {"role": "user", "content": "still here?"}
         assert [r["messages"][-1]["content"] for r in stub.requests[:2]] == ["question 0", "question 1"]
+        # Text, a new line and Enter in one read (fast typing over ssh, tmux send-keys): all of
+        # it is sent, in order. Enter used to run before the text had landed and was lost.
+        term.type_text("one burst\ntwo\r")  # \n is ctrl+j (a new line), \r is Enter
+        term.wait_until(lambda s: len(stub.requests) == 4 and IDLE in s, timeout=20,
+                        what="the burst to be sent")
+        assert stub.requests[-1]["messages"][-1] == {"role": "user", "content": "one burst\ntwo"}
     finally:
         stub.stop()
 

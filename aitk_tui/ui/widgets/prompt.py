@@ -35,11 +35,22 @@ class PromptArea(TextArea):
         self.read_only = locked
         self.set_class(locked, "-locked")
 
+    # Enter and ctrl+j are priority bindings (TextArea would take them for itself otherwise), so
+    # the app runs them the moment the key is read, while the characters read just before them
+    # (one burst: typing over ssh, a paste without bracketed paste, tmux send-keys) still wait
+    # in this widget's queue. Acting at once sent an empty or cut-off prompt and lost the Enter;
+    # call_later queues the action behind those characters, so it sees the text as typed.
     def action_submit(self) -> None:
+        self.call_later(self._submit_now)
+
+    def _submit_now(self) -> None:
         if self.read_only:
             return
         self.post_message(self.Submitted(self, self.text))
 
     def action_newline(self) -> None:
+        self.call_later(self._newline_now)
+
+    def _newline_now(self) -> None:
         if not self.read_only:
             self.insert("\n")
