@@ -24,7 +24,6 @@ import importlib.util
 import json
 import logging
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -39,54 +38,10 @@ from .store import Store, now_iso
 from .system_log import SystemLog
 from .tls import TlsFiles
 from . import replica_env
+from .replica_command import ReplicaError, _adapters_exist, build_command, map_mount  # noqa: F401 - re-exported
 
 log = logging.getLogger("aitk_tui.local")
 MAX_BACKOFF_S = 30.0
-_PIP = re.compile(r"^(?:pip3?|python3?\s+-m\s+pip)\s+install\b")
-_SEP = re.compile(r"(\s*(?:&&|;)\s*)")
-
-
-class ReplicaError(Exception):
-    """The replica cannot be started (the message is logged and shown as its state)."""
-
-
-def map_mount(text: str, mount: Path, shell: bool = False) -> str:
-    repl = str(mount)
-    if shell and re.search(r"[^\w@%+=:,./-]", repl):
-        repl = shlex.quote(repl)
-    return re.sub(r"(?<![\w/.])/mount(?=/|\s|$|['\";])", lambda m: repl, text)
-
-
-def _adapters_exist(value: str) -> bool:
-    """Does every folder in an AITK_ADAPTER_PATH value (PATH, or NAME=PATH,...) exist?"""
-    from inference_server.settings import parse_adapters  # the server's own reading of the value
-
-    try:
-        specs = parse_adapters(value)
-    except ValueError:
-        return False
-    return bool(specs) and all(spec.path.exists() for spec in specs)
-
-
-def build_command(argv: list[str], mount: Path, note) -> list[str]:
-    """The container command for a local run: ``/mount`` mapped, ``pip install`` skipped."""
-    if not argv:
-        raise ReplicaError("the container has no command; the local cloud runs only an explicit command")
-    if len(argv) >= 3 and os.path.basename(argv[0]) in ("bash", "sh") and argv[1] == "-c":
-        parts = _SEP.split(argv[2])
-        kept: list[str] = []
-        for i in range(0, len(parts), 2):
-            step = parts[i].strip()
-            if _PIP.match(step):
-                note(f"skipped `{step}`: replicas run in aitk's own Python environment ({sys.prefix}), which already "
-                     "has the inference server's dependencies")
-                continue
-            if step:
-                if kept:
-                    kept.append(f" {parts[i - 1].strip()} ")
-                kept.append(map_mount(step, mount, shell=True))
-        return ["/bin/bash", "-c", "".join(kept) or "true", *argv[3:]]
-    return [map_mount(a, mount) for a in argv]
 
 
 class _Supervisor(threading.Thread):

@@ -25,7 +25,7 @@ from textual.widgets import Footer, Label, Static
 
 from ...errors import AitkError
 from .answer import PacedStream, StreamedAnswer
-from .chat import _stop_stream, explain_chat_error, format_stats
+from .chat_text import _stop_stream, explain_chat_error, format_stats
 from .prompt import PromptArea
 
 if TYPE_CHECKING:
