@@ -234,9 +234,14 @@ class OperationsMixin:
         elif op == "scale" and isinstance(result, Scaled):
             self.state.gpu_billing = result.after.keeps_warm
         elif op == "deploy":
-            if not isinstance(result, Deployed) or result.healthy:  # None: not waited for
+            if isinstance(result, Deployed) and result.healthy:
+                # The deploy's own probe just said so. Asking again at once would read the
+                # platform's health state for a min-0 app (never a probe: that is traffic),
+                # which may not have caught up yet and would say "unknown"; the periodic
+                # refresh reads it later.
                 self.state.health = "healthy"
-            self.check_health()
+            else:  # not waited for (None), or not a typed result
+                self.check_health()
         self.notify(done.summary, title="Done", timeout=5)
 
     def cancel_operation(self: "AitkApp") -> None:

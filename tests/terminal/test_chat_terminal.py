@@ -87,9 +87,13 @@ def test_esc_just_as_an_answer_ends_leaves_the_prompt_working(aitk_terminal):
         assert [r["messages"][-1]["content"] for r in stub.requests[:2]] == ["question 0", "question 1"]
         # Text, a new line and Enter in one read (fast typing over ssh, tmux send-keys): all of
         # it is sent, in order. Enter used to run before the text had landed and was lost.
+        term.wait_for_quiet()  # the screen settled after the third answer, as a person would see it
         term.type_text("one burst\ntwo\r")  # \n is ctrl+j (a new line), \r is Enter
-        term.wait_until(lambda s: len(stub.requests) == 4 and IDLE in s, timeout=20,
-                        what="the burst to be sent")
+        try:
+            term.wait_until(lambda s: len(stub.requests) == 4 and IDLE in s, timeout=20,
+                            what="the burst to be sent")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nrequests: {[r['messages'][-1] for r in stub.requests]}") from None
         assert stub.requests[-1]["messages"][-1] == {"role": "user", "content": "one burst\ntwo"}
     finally:
         stub.stop()
