@@ -39,7 +39,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .handles import Finished, QueueFull, RequestHandle, SamplingParams, TextChunk  # noqa: F401  (re-exported)
+from .handles import (Finished, QueueFull, RequestHandle, SamplingParams, TextChunk,  # noqa: F401  (re-exported)
+                      _deliver, _failure_message)
 from .loading import LoadedModel, LoadError, drop_leaked_adapter_hooks, load_model  # noqa: F401  (re-exported)
 from .prefill_plan import prefill_chunks
 from .sampling import GREEDY_BELOW_TEMPERATURE, sample_row
@@ -491,13 +492,3 @@ class Engine:
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is listening any more
                 loop.call_soon_threadsafe(_deliver, items)
-
-
-def _failure_message(exc: Exception) -> str:
-    # What the client reads: the kind of failure, not the exception text (paths, tensors).
-    return f"generation failed for this request ({type(exc).__name__}); the server log has the details"
-
-
-def _deliver(items) -> None:
-    for handle, item in items:
-        handle._queue.put_nowait(item)

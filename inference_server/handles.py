@@ -76,3 +76,14 @@ class RequestHandle:
             parts.append(text)
             if done is not None:
                 return "".join(parts), done
+
+
+# -- used by the engine's loop ------------------------------------------------------------
+def _failure_message(exc: Exception) -> str:
+    # What the client reads: the kind of failure, not the exception text (paths, tensors).
+    return f"generation failed for this request ({type(exc).__name__}); the server log has the details"
+
+
+def _deliver(items) -> None:
+    for handle, item in items:
+        handle._queue.put_nowait(item)
