@@ -80,14 +80,16 @@ def test_esc_just_as_an_answer_ends_leaves_the_prompt_working(aitk_terminal):
             # A key right after a lone Esc would read as alt+key: wait as a person would.
             time.sleep(0.5)
         # Typed text goes into the prompt and is sent: the chat is not stuck.
+        stub.tokens = [f"word{i} " for i in range(12)] + ["LAST-WORD-2."]
         _type_and_send(term, "still here?")
-        term.wait_until(lambda s: len(stub.requests) == 3 and IDLE in s, timeout=20,
+        # Its own last word: IDLE alone could still be the screen from before this answer began.
+        term.wait_until(lambda s: len(stub.requests) == 3 and "LAST-WORD-2." in s and IDLE in s, timeout=20,
                         what=f"a third answer (requests: {[r['messages'][-1] for r in stub.requests]})")
         assert stub.requests[-1]["messages"][-1] == {"role": "user", "content": "still here?"}
         assert [r["messages"][-1]["content"] for r in stub.requests[:2]] == ["question 0", "question 1"]
         # Text, a new line and Enter in one read (fast typing over ssh, tmux send-keys): all of
         # it is sent, in order. Enter used to run before the text had landed and was lost.
-        term.wait_for_quiet()  # the screen settled after the third answer, as a person would see it
+        term.wait_for_quiet()
         term.type_text("one burst\ntwo\r")  # \n is ctrl+j (a new line), \r is Enter
         try:
             term.wait_until(lambda s: len(stub.requests) == 4 and IDLE in s, timeout=20,
