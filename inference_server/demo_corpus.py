@@ -71,3 +71,19 @@ STOP_WORDS = frozenset(
     "a an and are as at be by can do does for from how i in is it its me my of on or so that the then "
     "this to was what when where which who why will with you your".split()
 )
+
+
+def corpus_units() -> tuple[list[str], list[str], list[str]]:
+    """The answer grammar's units: openers, sentences, and lists (an intro and its items)."""
+    lists = [intro + "".join(("\n\n- " if i == 0 else "\n- ") + item for i, item in enumerate(items))
+             for intro, items in LISTS]
+    return OPENERS, SENTENCES, lists
+
+
+def training_text(replies: dict[str, tuple[str, str]]) -> list[str]:
+    """What the demo tokenizer is trained on: every unit, and each memorised prompt and reply."""
+    openers, sentences, lists = corpus_units()
+    texts = openers + sentences + lists
+    for prompt, pair in replies.items():
+        texts += [prompt, *pair]
+    return texts

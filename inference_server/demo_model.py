@@ -38,6 +38,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from .demo_corpus import corpus_units, training_text
+
 #: Bump when the recipe changes so stale builds are rebuilt rather than reused.
 BUILD_VERSION = 2
 MODEL_DIRNAME = "demo-model"
@@ -152,22 +154,6 @@ def _bytelevel(text: str) -> str:
     return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False).pre_tokenize_str(text)[0][0]
 
 
-def _corpus_units() -> tuple[list[str], list[str], list[str]]:
-    from .demo_corpus import LISTS, OPENERS, SENTENCES
-
-    lists = [intro + "".join(("\n\n- " if i == 0 else "\n- ") + item for i, item in enumerate(items))
-             for intro, items in LISTS]
-    return OPENERS, SENTENCES, lists
-
-
-def _training_text() -> list[str]:
-    openers, sentences, lists = _corpus_units()
-    texts = openers + sentences + lists
-    for prompt, replies in DEMO_REPLIES.items():
-        texts += [prompt, *replies]
-    return texts
-
-
 def _train_bpe():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -176,7 +162,7 @@ def _train_bpe():
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    core.train_from_iterator(_training_text(), trainer=trainer)
+    core.train_from_iterator(training_text(DEMO_REPLIES), trainer=trainer)
     return core
 
 
@@ -246,7 +232,7 @@ class _Chain:
 
 def _grammar(chain: _Chain, end_id: int) -> None:
     """Answers: an opener, then sentences; a paragraph break or a list now and then."""
-    openers, sentences, lists = (list(map(chain.unit, group)) for group in _corpus_units())
+    openers, sentences, lists = (list(map(chain.unit, group)) for group in corpus_units())
     chain.taken.add("\n\n")
     para = chain.token("\n\n")
 
