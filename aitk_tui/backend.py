@@ -132,9 +132,19 @@ async def open_session(project: Project, *, local: bool = False, auth: str = "au
         from .local import daemon
         from .local.credential import LocalCredential
 
+        def start() -> Any:
+            running = daemon.ensure_running(project.local_cloud_dir, model_path=model_path,
+                                            adapter_path=adapter_path)
+            # The credential imports azure.core on its first token, in whichever thread asks.
+            # The faces ask for one (whoami) while another thread imports the SDK's clients
+            # (the first status read), and two threads importing the same package can meet a
+            # partly initialised module. Import it here, before any of that starts.
+            import azure.core.credentials  # noqa: F401
+
+            return running
+
         try:
-            info = await asyncio.to_thread(daemon.ensure_running, project.local_cloud_dir,
-                                           model_path=model_path, adapter_path=adapter_path)
+            info = await asyncio.to_thread(start)
         except AitkError:
             raise
         except Exception as e:  # noqa: BLE001 - one sentence for the user
