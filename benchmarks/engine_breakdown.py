@@ -137,10 +137,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--stagger", type=float, default=0.25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--packed", choices=["on", "off", "both"], default="both",
+                        help="linear weights packed for batched decode (cpu_linear.py): on, off, or each in turn")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aitk-bench-models")
     args = parser.parse_args()
     import torch
 
+    from inference_server import cpu_linear
     from inference_server.engine import load_model
     from inference_server.settings import ServerSettings
 
@@ -148,14 +151,32 @@ def main() -> int:
     tiny = build_demo_model(args.cache / "tiny")
     model_dir = realistic_load.build_realistic(args.cache / "realistic", tiny.model_dir, server_bench.build_medium)
     loaded = load_model(ServerSettings(model_path=model_dir, no_adapter=True, threads=args.threads, api_key="x",
-                                       device="cpu"))
+                                       device="cpu", cpu_packed="off"))
 
     def encode(text: str) -> list[int]:
         return loaded.encode_chat([{"role": "user", "content": text}])
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, torch threads {args.threads}, "
           f"load {os.getloadavg()[0]:.1f}")
-    ratios, cpu_ratios, bounds, fulls = [], [], [], []
+    modes = ["off", "on"] if args.packed == "both" else [args.packed]
+    summary = []
+    for mode in modes:
+        if mode == "on":
+            print(cpu_linear.describe(cpu_linear.pack_linears(loaded.model, "on")))
+        else:
+            cpu_linear.unpack_linears(loaded.model)
+        print(f"\n######## linear weights packed: {mode}")
+        summary.append((mode, run_rounds(args, loaded, encode)))
+    if len(summary) > 1:
+        (_, off), (_, on) = summary
+        print("\npacked / not packed, per round: throughput concurrent "
+              + ", ".join(f"{b['conc_tps'] / a['conc_tps']:.2f}x" for a, b in zip(off, on, strict=True))
+              + "; sequential " + ", ".join(f"{b['seq_tps'] / a['seq_tps']:.2f}x" for a, b in zip(off, on, strict=True)))
+    return 0
+
+
+def run_rounds(args, loaded, encode) -> list[dict]:
+    ratios, cpu_ratios, bounds, fulls, rounds = [], [], [], [], []
     for r in range(args.rounds):
         clients = realistic_load.workload(encode, stagger=args.stagger, variant=100 + r)
         seeds = [1000 * r + i for i in range(len(clients))]
@@ -177,10 +198,11 @@ def main() -> int:
         cpu_ratios.append(cpu_ratio)
         bounds.append(b["bound"])
         fulls.append(b["full"])
+        rounds.append({"conc_tps": sum(conc["tokens"]) / conc["wall"], "seq_tps": sum(seq["tokens"]) / seq["wall"]})
     print(f"\nconcurrent/sequential: wall {', '.join(f'{x:.2f}x' for x in ratios)}; CPU "
           f"{', '.join(f'{x:.2f}x' for x in cpu_ratios)}; "
           f"bound {', '.join(f'{x:.2f}x' for x in bounds)}; full-batch bound {', '.join(f'{x:.2f}x' for x in fulls)}")
-    return 0
+    return rounds
 
 
 if __name__ == "__main__":

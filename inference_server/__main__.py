@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="default auto: bf16 on CUDA (fp16 without bf16), fp32 on CPU [AITK_DTYPE]")
     add("--device", choices=["auto", "cpu", "cuda"], help="[AITK_DEVICE]")
     add("--threads", type=int, help="torch CPU threads; default: cores - 1 [AITK_TORCH_THREADS]")
+    add("--cpu-packed", choices=["auto", "on", "off"],
+        help="on a CPU, pack float32 linear weights once so batched decode steps run through oneDNN "
+        "(an extra copy of those weights); default auto: when the copy fits in a quarter of memory [AITK_CPU_PACKED]")
     add("--host", help="default 0.0.0.0 [AITK_HOST]")
     add("--port", type=int, help=f"default {DEFAULT_PORT} [AITK_PORT]")
     add("--ssl-certfile", type=Path, help="[AITK_SSL_CERTFILE]")

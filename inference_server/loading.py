@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from . import cpu_linear
 from .settings import ServerSettings, check_paths
 
 log = logging.getLogger("inference_server.engine")
@@ -137,6 +138,7 @@ def load_model(settings: ServerSettings) -> LoadedModel:
         if merged:
             model = model.merge_and_unload()
     model.eval()
+    packing = cpu_linear.pack_linears(model, settings.cpu_packed) if device.type == "cpu" else None
 
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     context_len = int(getattr(config, "max_position_embeddings", 0) or 0)
@@ -172,6 +174,8 @@ def load_model(settings: ServerSettings) -> LoadedModel:
         loaded.base_id, ",".join(adapters) or "-", merged, device, str(dtype).removeprefix("torch."),
         context_len, threads if device.type == "cpu" else "-",
     )
+    if packing is not None:
+        log.info("%s", cpu_linear.describe(packing))
     if demo:
         log.warning("demo model: output is random text (aitk demo build, not a trained model)")
     return loaded

@@ -104,6 +104,11 @@ class ServerSettings(BaseSettings):
     chat_template: Path | None = Field(None, description="Jinja chat template file, if the tokenizer has none")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_packed: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="pack float32 linear weights for batched decode on a CPU (oneDNN; auto: when the copy "
+        "fits in a quarter of memory)",
+    )
     threads: int | None = Field(
         None,
         ge=1,

@@ -106,6 +106,7 @@ def make_settings(tiny: TinyModel, **overrides: Any):
         dtype="auto",
         device="cpu",
         threads=1,
+        cpu_packed="auto",
         host="127.0.0.1",
         port=0,
         api_key=TEST_KEY,

@@ -1,0 +1,132 @@
+"""Batched decode on a CPU: small-batch matmuls through oneDNN, with weights packed once.
+
+A decode step multiplies every linear layer's weight by a handful of rows (one per running
+request). torch sends ``nn.Linear`` on a CPU to MKL: one row goes to a matrix-vector
+kernel that streams the weight at memory speed, but 2-32 rows go to ``sgemm``, which
+repacks the whole weight on every call and, on the AMD EPYC these figures come from, runs
+far below the core's peak. An 8-row step then cost 3.7x a one-row step (133 vs 36 ms on
+the benchmark's hidden-1024 model), so batching saved little.
+
+oneDNN's linear with the weight reordered once at load time
+(``torch.ops.mkldnn._reorder_linear_weight``, as torch's own inductor does for CPU) does
+2-32 rows 1.5-2.3x faster per layer, and the 8-row step falls to 88 ms. Measured by
+``python benchmarks/engine_breakdown.py --packed both``; the table is in the README's
+server section.
+
+- One row and prompt-sized inputs keep torch's own path (it is as fast or faster there),
+  so single-stream speed and prefill are unchanged.
+- The packed copy costs memory: as much again as the linear weights. ``auto`` packs only
+  float32 weights on a CPU, when the copy fits in a quarter of the machine's memory;
+  ``--cpu-packed on|off`` (``AITK_CPU_PACKED``) decides explicitly.
+- LoRA layers are left as they are; their base layer (unmerged adapters) is packed.
+- Results agree with ``F.linear`` to float32 rounding (a different summation order).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+MAX_PACKED_ROWS = 32  # above: prompt-sized, where torch's own path is as fast
+MEMORY_SHARE = 0.25  # ``auto``: the packed copies may take this share of physical memory
+PackMode = Literal["auto", "on", "off"]
+
+
+@dataclass(frozen=True)
+class PackReport:
+    layers: int  # linear layers now packed
+    extra_bytes: int  # memory the packed copies take
+    reason: str  # why nothing was packed ("" when something was)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _packable(model: Any) -> list[tuple[str, Any]]:
+    import torch.nn as nn
+
+    return [
+        (name, module) for name, module in model.named_modules()
+        # Exactly nn.Linear: subclasses (peft's LoRA layers, quantized linears) do their own work.
+        # LoRA's A and B are tiny and run through peft's own code.
+        if type(module) is nn.Linear and ".lora_" not in f".{name}"
+    ]
+
+
+def pack_linears(model: Any, mode: PackMode = "auto", *, memory: int | None = None) -> PackReport:
+    """Give every plain ``nn.Linear`` of ``model`` a packed weight for 2-32-row inputs, in place.
+
+    Call after adapters are merged: a packed copy does not follow later changes to the weight."""
+    import torch
+
+    if mode == "off":
+        return PackReport(0, 0, "off")
+    layers = _packable(model)
+    if not layers:
+        return PackReport(0, 0, "no plain linear layers")
+    weights = [m.weight for _, m in layers]
+    if any(w.device.type != "cpu" for w in weights):
+        return PackReport(0, 0, "not on a CPU")
+    if any(w.dtype != torch.float32 for w in weights):
+        return PackReport(0, 0, "weights are not float32")
+    if not torch.backends.mkldnn.is_available():
+        return PackReport(0, 0, "this torch has no oneDNN")
+    extra = sum(w.numel() * w.element_size() for w in weights)
+    memory = _physical_memory() if memory is None else memory
+    if mode == "auto" and extra > MEMORY_SHARE * memory:
+        return PackReport(0, 0, f"the packed copy ({extra >> 20} MB) would take over a quarter of memory")
+    packed = []
+    try:
+        with torch.inference_mode():
+            for _, module in layers:
+                packed.append(torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), 8))
+    except Exception as exc:  # an op this torch build lacks: keep torch's own path everywhere
+        return PackReport(0, 0, f"oneDNN could not pack the weights ({type(exc).__name__}: {exc})")
+    for (_, module), weight in zip(layers, packed, strict=True):
+        module._aitk_packed = weight
+        module.__class__ = packed_class()
+    return PackReport(len(layers), extra, "")
+
+
+def unpack_linears(model: Any) -> None:
+    """Undo ``pack_linears`` (before changing weights in place, e.g. merging an adapter)."""
+    import torch.nn as nn
+
+    for module in model.modules():
+        if type(module) is packed_class():
+            module.__class__ = nn.Linear
+            del module._aitk_packed
+
+
+@functools.cache
+def packed_class():
+    """``PackedLinear``, built on first use so that importing this module does not import torch."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class PackedLinear(nn.Linear):
+        """``nn.Linear`` that sends 2-32-row inputs to oneDNN with its weight packed once."""
+
+        _aitk_packed: Any
+
+        def forward(self, x):
+            rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+            if 2 <= rows <= MAX_PACKED_ROWS and x.dtype == torch.float32 and not torch.is_grad_enabled():
+                return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self._aitk_packed, self.bias,
+                                                          "none", [], "")
+            return F.linear(x, self.weight, self.bias)
+
+    return PackedLinear
+
+
+def describe(report: PackReport) -> str:
+    if report.layers:
+        return f"{report.layers} linear layers packed for batched decode ({report.extra_bytes >> 20} MB)"
+    return f"linear layers not packed: {report.reason}"
