@@ -70,6 +70,8 @@ def health_from_status(status: Any) -> str:
         return "asleep"
     if healthy is False:
         return "unhealthy"
+    if isinstance(replicas, int) and replicas > 0:
+        return "waking"  # a replica runs but the platform has not judged it yet: it is starting
     return "unknown"
 
 

@@ -138,6 +138,13 @@ async def test_the_header_shows_health_in_words_at_80_columns_and_refreshes_it_b
         header = header_text(app)
         assert header.rstrip().endswith("○ asleep"), header
         assert len(header) <= 78 and "…" in header  # the left part gave way, not the health
+        # A replica started (a request woke it) but the platform has not judged it yet.
+        answers[0] = AppStatus("app", "https://x", "Succeeded", "Running", "rev1", 1, None)
+        for _ in range(40):
+            await pilot.pause(0.1)
+            if "waking" in header_text(app):
+                break
+        assert header_text(app).rstrip().endswith("◐ waking"), header_text(app)  # not "? unknown"
         answers[0] = AppStatus("app", "https://x", "Succeeded", "Running", "rev1", 1, True)
         before = session.calls.count("status")
         for _ in range(40):  # no key pressed: the app asks again on its own
