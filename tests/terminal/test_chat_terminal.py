@@ -138,3 +138,28 @@ def test_thirty_turns_with_the_demo_model_stay_inside_its_512_token_context(aitk
             prompt_tokens.append(_counter(running, "aitk_prompt_tokens_total") - before)
         assert seen_notice
         assert 256 < max(prompt_tokens) < 512  # the context filled up, and every prompt stayed inside it
+
+
+def test_the_next_message_typed_while_an_answer_streams_is_kept_and_sent_after_it(aitk_terminal):
+    stub = StubOpenAI(tokens_per_s=8).start()
+    try:
+        stub.tokens = [f"slow{i} " for i in range(24)] + ["SLOW-END."]  # about 3 s of answer
+        term: AitkTerminal = aitk_terminal()
+        _open_chat(term, stub.url, stub.api_key)
+        _type_and_send(term, "first question")
+        term.wait_for_text("slow2", timeout=20)
+        term.type_text("typed ahead")  # while the answer streams: it used to be dropped
+        screen = term.wait_for_text("typed ahead", timeout=10)
+        assert "SLOW-END." not in screen and "Generating" in screen, screen
+        term.send_keys("enter", pause=0)  # too early: it waits, and says so
+        screen = term.wait_until(lambda s: "streaming" in s, timeout=10, what="the notice that Enter waits")
+        flat = re.sub(r"[\s▌▐│┃▎]+", " ", screen)
+        assert "still streaming" in flat and "typed ahead" in screen and len(stub.requests) == 1, screen
+        term.wait_until(lambda s: "SLOW-END." in s and IDLE in s, timeout=20, what="the first answer to end")
+        assert len(stub.requests) == 1
+        term.send_keys("enter", pause=0)
+        term.wait_until(lambda s: len(stub.requests) == 2, timeout=20, what="the typed-ahead message to be sent")
+        assert stub.requests[-1]["messages"][-1] == {"role": "user", "content": "typed ahead"}
+        assert stub.requests[-1]["messages"][-2]["role"] == "assistant"  # after the first answer, in order
+    finally:
+        stub.stop()

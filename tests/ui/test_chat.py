@@ -85,7 +85,7 @@ async def test_esc_stops_generation_and_unlocks_the_prompt(make_app, stub):
             await pilot.pause(0.01)
             if app.chat.tokens_streamed:
                 break
-        assert app.chat.streaming and prompt.read_only
+        assert app.chat.streaming and prompt.busy
         await pilot.press("escape")
         await settle(pilot)
         stub.hold.set()

@@ -20,9 +20,14 @@ from .stub_openai import StubOpenAI
 class ScriptedClient:
     """Streams ``tokens`` then Finished; ``aclose`` can be held open to catch the worker in cleanup."""
 
-    def __init__(self, tokens: list[str], *, hold_close: bool = False, fail: Exception | None = None) -> None:
+    def __init__(self, tokens: list[str], *, hold_close: bool = False, fail: Exception | None = None,
+                 hold_mid: bool = False) -> None:
         self.tokens = tokens
         self.fail = fail
+        self.mid = asyncio.Event()  # set after the first token when ``hold_mid``; ``resume`` goes on
+        self.resume = asyncio.Event()
+        if not hold_mid:
+            self.resume.set()
         self.closing = asyncio.Event()
         self.release = asyncio.Event()
         if not hold_close:
@@ -31,8 +36,11 @@ class ScriptedClient:
 
     async def stream_chat(self, messages, **kwargs):
         self.requests.append([dict(m) for m in messages])
-        for token in self.tokens:
+        for i, token in enumerate(self.tokens):
             yield Delta(token)
+            if i == 0:
+                self.mid.set()
+                await self.resume.wait()
         if self.fail is not None:
             raise self.fail
         yield Finished("stop", Usage(5, len(self.tokens), 5 + len(self.tokens)), 0.01, 100.0, "scripted")
@@ -87,7 +95,7 @@ async def test_esc_while_the_answer_is_closing_still_gives_the_prompt_back(make_
         await pilot.press(*"hi", "enter")
         # The whole answer has arrived; the worker is closing the connection right now.
         await _wait_for(pilot, first.closing.is_set)
-        assert app.chat.streaming and prompt.read_only
+        assert app.chat.streaming and prompt.busy
         await pilot.press("escape")
         await settle(pilot)
         assert not app.chat.streaming and not prompt.read_only
@@ -252,3 +260,50 @@ async def test_a_message_longer_than_the_whole_context_fails_clearly_and_is_not_
             assert len(stub.requests) == 1 and prompt.text == "x" * 400 and not prompt.read_only
     finally:
         stub.stop()
+
+
+async def test_the_next_message_can_be_typed_while_an_answer_streams_and_enter_waits_for_it(make_app):
+    first = ScriptedClient(["Hello", " world"], hold_mid=True)
+    clients = Clients(first)
+    app, _ = make_app(chat_client_factory=clients)
+    async with app.run_test(size=(80, 24)) as pilot:
+        prompt = await _open(app, pilot)
+        await pilot.press(*"hi", "enter")
+        await _wait_for(pilot, first.mid.is_set)
+        await pilot.press(*"next one", "ctrl+j", *"two")
+        await pilot.pause()
+        assert app.chat.streaming and prompt.text == "next one\ntwo"  # typed ahead, not dropped
+        await pilot.press("enter", "enter")
+        await pilot.pause(0.05)
+        assert app.chat.streaming and prompt.text == "next one\ntwo" and len(clients.made) == 1  # Enter waits
+        held = [n.message for n in app._notifications if "still streaming" in n.message]
+        assert len(held) == 1 and "Enter sends it once the answer ends" in held[0]  # said once, not per Enter
+        first.resume.set()
+        await settle(pilot)
+        assert not app.chat.streaming and app.focused is prompt
+        assert [t.content for t in app.chat.turns] == ["hi", "Hello world"] and prompt.text == "next one\ntwo"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert clients.made[1].requests[0][-1] == {"role": "user", "content": "next one\ntwo"}
+        assert prompt.text == ""
+
+
+async def test_a_failed_answer_keeps_what_was_typed_since_and_shows_the_failed_message(make_app):
+    first = ScriptedClient(["half"], hold_mid=True, fail=ChatError("the endpoint is busy, retry shortly", None, 429))
+    clients = Clients(first)
+    app, _ = make_app(chat_client_factory=clients)
+    async with app.run_test(size=(80, 24)) as pilot:
+        prompt = await _open(app, pilot)
+        await pilot.press(*"first", "enter")
+        await _wait_for(pilot, first.mid.is_set)
+        await pilot.press(*"second")
+        first.resume.set()
+        await settle(pilot)
+        assert not app.chat.streaming and app.chat.turns == []
+        assert prompt.text == "second"  # never replaced by, nor glued to, the failed one
+        assert _texts(app, ".user-msg") == ["first"]  # the failed message stays in sight
+        assert "busy" in _texts(app, ".chat-error")[-1]
+        assert "typed since is kept" in str(app.chat.query_one("#chat-status").render())
+        await pilot.press("enter")
+        await settle(pilot)
+        assert clients.made[1].requests[0][-1] == {"role": "user", "content": "second"}

@@ -1,7 +1,8 @@
 """The Chat tab: stream answers from the inference endpoint or any OpenAI-compatible URL.
 
 Answers stream through ``PacedStream`` into a ``StreamedAnswer`` (answer.py) in a container
-anchored to the bottom; the prompt is locked while streaming and restored on failure; Esc
+anchored to the bottom; while an answer streams the next message can be typed (Enter waits
+for the answer to end), and a failed message is given back to the prompt; Esc
 stops generating; errors (401, 429, an endpoint still waking) are explained inline. Model text is sanitized
 before it is rendered. The conversation lives for the session and saves as Markdown.
 """
@@ -230,7 +231,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         prompt = self.query_one(PromptArea)
         typed = prompt.text
         prompt.text = ""
-        prompt.set_locked(True)
+        prompt.set_busy(True)
         self.streaming = True
         self.app.refresh_bindings()
         for old in conversation.query("#chat-empty"):
@@ -384,8 +385,10 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         status = self.query_one("#chat-status", Static)
         if answer.error is not None or cancelled_waking:
             # The turn did not happen: drop it, explain inline, give the prompt back selected,
-            # so Enter sends it again and typing replaces it (never appends to it).
-            for w in (answer.user_widget, answer.markdown, answer.waking):
+            # so Enter sends it again and typing replaces it (never appends to it). If the next
+            # message was typed meanwhile, that text stays, and the failed one stays on screen.
+            typed_ahead = bool(prompt.text.strip())
+            for w in (None if typed_ahead else answer.user_widget, answer.markdown, answer.waking):
                 if w is not None:
                     await w.remove()
             if cancelled_waking:
@@ -399,10 +402,12 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
                 if detail:
                     widgets.append(Static(str(detail), classes="chat-error-detail", markup=False))
             await conversation.mount_all(widgets)
-            if not prompt.text.strip():
+            if typed_ahead:
+                status.update("Not sent (the message above). What you typed since is kept.")
+            else:
                 prompt.text = answer.typed
                 prompt.select_all()
-            status.update("Not sent. Enter sends it again; typing replaces it.")
+                status.update("Not sent. Enter sends it again; typing replaces it.")
         else:
             if answer.markdown.source != text:
                 await answer.markdown.update(text)
@@ -420,7 +425,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         if self._answer is answer:
             self._answer = None
         self.streaming = False
-        prompt.set_locked(False)
+        prompt.set_busy(False)
         prompt.focus()
         self.app.refresh_bindings()
         if self._new_after_end:

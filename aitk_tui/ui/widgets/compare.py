@@ -231,7 +231,7 @@ The same question goes to both models; both answers stream at once, side by side
             return
         prompt = self.query_one(PromptArea)
         prompt.text = ""
-        prompt.set_locked(True)
+        prompt.set_busy(True)
         self.query_one("#compare-status", Static).update("Generating on both… Esc stops both")
         for side in self.sides:  # both busy before either starts: a fast side must not free the prompt
             side.streaming = True
@@ -243,7 +243,7 @@ The same question goes to both models; both answers stream at once, side by side
         if self.streaming:
             return
         prompt = self.query_one(PromptArea)
-        prompt.set_locked(False)
+        prompt.set_busy(False)
         prompt.focus()
         self.query_one("#compare-status", Static).update("Enter sends to both · Esc stops both (closes when idle)")
 

@@ -6,6 +6,8 @@ ctrl+j (a plain line feed) always works. Both keys are remappable bindings.
 
 from __future__ import annotations
 
+import time
+
 from textual.message import Message
 from textual.widgets import TextArea
 
@@ -16,8 +18,8 @@ class PromptArea(TextArea):
     BINDINGS = bindings_for("prompt")
     DEFAULT_CSS = """
     PromptArea { height: auto; min-height: 3; max-height: 8; }
-    PromptArea.-locked { opacity: 60%; }
     """
+    HELD_NOTICE = "An answer is still streaming: your text stays here, and Enter sends it once the answer ends (Esc stops it)."
 
     class Submitted(Message):
         def __init__(self, prompt: "PromptArea", text: str) -> None:
@@ -31,9 +33,14 @@ class PromptArea(TextArea):
         kwargs.setdefault("placeholder", "Ask something — Enter sends, ctrl+j new line")
         super().__init__("", **kwargs)
 
-    def set_locked(self, locked: bool) -> None:
-        self.read_only = locked
-        self.set_class(locked, "-locked")
+    busy = False  # an answer is streaming: typing goes on (the next message), sending waits
+    _held_at = -1e9
+
+    def set_busy(self, busy: bool) -> None:
+        """While an answer streams the prompt stays editable, so the next message can be typed
+        ahead; only Enter waits (it says so) until the answer ends."""
+        self.busy = busy
+        self.set_class(busy, "-busy")
 
     # Enter and ctrl+j are priority bindings (TextArea would take them for itself otherwise), so
     # the app runs them the moment the key is read, while the characters read just before them
@@ -45,6 +52,12 @@ class PromptArea(TextArea):
 
     def _submit_now(self) -> None:
         if self.read_only:
+            return
+        if self.busy:
+            now = time.monotonic()
+            if now - self._held_at > 4:  # one notice per burst of Enters, not a stack of toasts
+                self.notify(self.HELD_NOTICE, timeout=4)
+            self._held_at = now
             return
         self.post_message(self.Submitted(self, self.text))
 
