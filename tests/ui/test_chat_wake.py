@@ -70,7 +70,7 @@ async def test_a_sleeping_endpoint_shows_waking_then_the_answer(make_app):
         assert waking.startswith("◌ Waking the replica… ") and " s\n" in waking
         assert "/health" not in waking  # probe access lines are not "the latest line"
         assert "Waking the replica" in str(app.chat.query_one("#chat-status").render())
-        assert prompt.read_only and client.requests == []  # nothing sent while it sleeps
+        assert prompt.busy and client.requests == []  # nothing sent while it sleeps
         client.awake.set()
         await _wait_for(pilot, lambda: not app.chat.streaming, 2000)
         await settle(pilot)
