@@ -4,14 +4,14 @@ A decode step multiplies every linear layer's weight by a handful of rows (one p
 request). torch sends ``nn.Linear`` on a CPU to MKL: one row goes to a matrix-vector
 kernel that streams the weight at memory speed, but 2-32 rows go to ``sgemm``, which
 repacks the whole weight on every call and, on the AMD EPYC these figures come from, runs
-far below the core's peak. An 8-row step then cost 3.7x a one-row step (133 vs 36 ms on
+far below the core's peak. An 8-row step then cost 3.1x a one-row step (143 vs 46 ms on
 the benchmark's hidden-1024 model), so batching saved little.
 
 oneDNN's linear with the weight reordered once at load time
 (``torch.ops.mkldnn._reorder_linear_weight``, as torch's own inductor does for CPU) does
-2-32 rows 1.5-2.3x faster per layer, and the 8-row step falls to 88 ms. Measured by
-``python benchmarks/engine_breakdown.py --packed both``; the table is in the README's
-server section.
+2-32 rows 1.5-2.3x faster per layer, and the 8-row step falls to 98 ms. Measured by
+``python benchmarks/engine_breakdown.py`` (with and without packing); the figures are in
+``inference_server/README.md``.
 
 - One row and prompt-sized inputs keep torch's own path (it is as fast or faster there),
   so single-stream speed and prefill are unchanged.
@@ -27,11 +27,13 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 MAX_PACKED_ROWS = 32  # above: prompt-sized, where torch's own path is as fast
 MEMORY_SHARE = 0.25  # ``auto``: the packed copies may take this share of physical memory
 PackMode = Literal["auto", "on", "off"]
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,20 @@ class PackReport:
 
 
 def _physical_memory() -> int:
+    """The machine's memory, or the container's limit when that is lower (cgroup v2 or v1)."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return 0
+        memory = 0
+    for limit_file in CGROUP_LIMITS:
+        try:
+            limit = int(Path(limit_file).read_text(encoding="ascii").strip())  # "max": no limit (ValueError)
+        except (OSError, ValueError):
+            continue
+        if 0 < limit < memory or not memory:
+            memory = limit
+        break
+    return memory
 
 
 def _packable(model: Any) -> list[tuple[str, Any]]:

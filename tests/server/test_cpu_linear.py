@@ -114,3 +114,14 @@ def test_the_setting_comes_from_the_flag_or_the_environment(monkeypatch):
     monkeypatch.setenv("AITK_CPU_PACKED", "sometimes")
     with pytest.raises(ValueError, match="cpu_packed"):
         ServerSettings(model_path="m", no_adapter=True)
+
+
+def test_auto_counts_a_container_memory_limit_not_the_host_memory(tmp_path, monkeypatch):
+    limit = tmp_path / "memory.max"
+    monkeypatch.setattr(cpu_linear, "CGROUP_LIMITS", (str(limit),))
+    host = cpu_linear._physical_memory()  # no limit file: the machine's memory
+    assert host > 1 << 28
+    limit.write_text("1048576\n")
+    assert cpu_linear._physical_memory() == 1 << 20
+    limit.write_text("max\n")  # cgroup v2's "no limit"
+    assert cpu_linear._physical_memory() == host
