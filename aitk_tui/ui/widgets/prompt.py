@@ -19,7 +19,10 @@ class PromptArea(TextArea):
     DEFAULT_CSS = """
     PromptArea { height: auto; min-height: 3; max-height: 8; }
     """
-    HELD_NOTICE = "An answer is still streaming: your text stays here, and Enter sends it once the answer ends (Esc stops it)."
+    HELD_NOTICE = ("An answer is still streaming: your text stays here, and Enter sends it once the answer "
+                   "ends (Esc stops it).")
+    busy = False  # an answer is streaming: typing goes on (the next message), sending waits
+    _held_at = -1e9  # when Enter last waited (one notice per burst of Enters)
 
     class Submitted(Message):
         def __init__(self, prompt: "PromptArea", text: str) -> None:
@@ -32,9 +35,6 @@ class PromptArea(TextArea):
         kwargs.setdefault("show_line_numbers", False)
         kwargs.setdefault("placeholder", "Ask something — Enter sends, ctrl+j new line")
         super().__init__("", **kwargs)
-
-    busy = False  # an answer is streaming: typing goes on (the next message), sending waits
-    _held_at = -1e9
 
     def set_busy(self, busy: bool) -> None:
         """While an answer streams the prompt stays editable, so the next message can be typed
