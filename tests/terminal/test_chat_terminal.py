@@ -141,9 +141,9 @@ def test_thirty_turns_with_the_demo_model_stay_inside_its_512_token_context(aitk
 
 
 def test_the_next_message_typed_while_an_answer_streams_is_kept_and_sent_after_it(aitk_terminal):
-    stub = StubOpenAI(tokens_per_s=8).start()
+    stub = StubOpenAI(tokens_per_s=6).start()
     try:
-        stub.tokens = [f"slow{i} " for i in range(24)] + ["SLOW-END."]  # about 3 s of answer
+        stub.tokens = [f"slow{i} " for i in range(30)] + ["SLOW-END."]  # about 5 s: room to type under load
         term: AitkTerminal = aitk_terminal()
         _open_chat(term, stub.url, stub.api_key)
         _type_and_send(term, "first question")
