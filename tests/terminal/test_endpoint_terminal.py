@@ -37,11 +37,15 @@ def test_endpoint_tab_shows_the_replica_health_and_system_log(aitk_terminal, loc
     term: AitkTerminal = aitk_terminal(*cloud)
     term.wait_for_text("local user", timeout=60)
     term.send_keys("f12")
-    # Every part in one screen: a frame read mid-draw can hold the summary before the tables.
-    screen = term.wait_until(lambda s: all(w in s for w in ("Health: healthy", "Running", "Replica", "Revision",
-                                                            "Restarts")),
+    def ready_row(screen: str) -> str | None:
+        return next((line for line in screen.splitlines() if "Running" in line and " yes " in line), None)
+
+    # Every part in one screen: a frame read mid-draw can hold the summary before the tables, and
+    # the health probe can pass a moment before the replica's row reads ready.
+    screen = term.wait_until(lambda s: all(w in s for w in ("Health: healthy", "Replica", "Revision", "Restarts"))
+                             and ready_row(s) is not None,
                              timeout=60, what="the Endpoint tab with a healthy replica, its revision and replica")
-    replica_row = next(line for line in screen.splitlines() if "Running" in line and " yes " in line)
+    replica_row = ready_row(screen)
     assert replica_row.split()[0]  # the replica's short name
     assert all(len(line) <= 80 for line in screen.splitlines())
     term.send_keys("s")
