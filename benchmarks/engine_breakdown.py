@@ -145,11 +145,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--packed", choices=["on", "off", "both"], default="both",
                         help="linear weights packed for batched decode (cpu_linear.py): on, off, or each in turn")
+    parser.add_argument("--skip-padding", choices=["on", "off", "both"], default="on",
+                        help="batched decode attention skips the KV padding (cpu_attention.py): on, off, or each in turn")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aitk-bench-models")
     args = parser.parse_args()
     import torch
 
-    from inference_server import cpu_linear
+    from inference_server import cpu_attention, cpu_linear
     from inference_server.engine import load_model
     from inference_server.settings import ServerSettings
 
@@ -164,20 +166,25 @@ def main() -> int:
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, torch threads {args.threads}, "
           f"load {os.getloadavg()[0]:.1f}")
-    modes = ["off", "on"] if args.packed == "both" else [args.packed]
+    both = ["off", "on"]
+    configs = [(p, k) for p in (both if args.packed == "both" else [args.packed])
+               for k in (both if args.skip_padding == "both" else [args.skip_padding])]
     summary = []
-    for mode in modes:
-        if mode == "on":
+    for packed, skip in configs:
+        cpu_linear.unpack_linears(loaded.model)
+        if packed == "on":
             print(cpu_linear.describe(cpu_linear.pack_linears(loaded.model, "on")))
-        else:
-            cpu_linear.unpack_linears(loaded.model)
-        print(f"\n######## linear weights packed: {mode}")
-        summary.append((mode, run_rounds(args, loaded, encode)))
+        cpu_attention.stop_using(loaded.model)
+        if skip == "on":
+            cpu_attention.use_for(loaded.model)
+        label = f"linear weights packed: {packed}; decode attention skips padding: {skip}"
+        print(f"\n######## {label}")
+        summary.append((label, run_rounds(args, loaded, encode)))
     if len(summary) > 1:
-        (_, off), (_, on) = summary
-        print("\npacked / not packed, per round: throughput concurrent "
-              + ", ".join(f"{b['conc_tps'] / a['conc_tps']:.2f}x" for a, b in zip(off, on, strict=True))
-              + "; sequential " + ", ".join(f"{b['seq_tps'] / a['seq_tps']:.2f}x" for a, b in zip(off, on, strict=True)))
+        (first_label, first), (last_label, last) = summary[0], summary[-1]
+        print(f"\n[{last_label}] / [{first_label}], per round: throughput concurrent "
+              + ", ".join(f"{b['conc_tps'] / a['conc_tps']:.2f}x" for a, b in zip(first, last, strict=True))
+              + "; sequential " + ", ".join(f"{b['seq_tps'] / a['seq_tps']:.2f}x" for a, b in zip(first, last, strict=True)))
     return 0
 
 

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cpu-packed", choices=["auto", "on", "off"],
         help="on a CPU, pack float32 linear weights once so batched decode steps run through oneDNN "
         "(an extra copy of those weights); default auto: when the copy fits in a quarter of memory [AITK_CPU_PACKED]")
+    add("--cpu-skip-padding", action=argparse.BooleanOptionalAction,
+        help="on a CPU, batched decode attention reads each row's own KV cells, skipping the batch's padding; "
+        "default on [AITK_CPU_SKIP_PADDING]")
     add("--host", help="default 0.0.0.0 [AITK_HOST]")
     add("--port", type=int, help=f"default {DEFAULT_PORT} [AITK_PORT]")
     add("--ssl-certfile", type=Path, help="[AITK_SSL_CERTFILE]")

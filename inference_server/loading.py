@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from . import cpu_linear
+from . import cpu_attention, cpu_linear
 from .settings import ServerSettings, check_paths
 
 log = logging.getLogger("inference_server.engine")
@@ -139,6 +139,7 @@ def load_model(settings: ServerSettings) -> LoadedModel:
             model = model.merge_and_unload()
     model.eval()
     packing = cpu_linear.pack_linears(model, settings.cpu_packed) if device.type == "cpu" else None
+    skips_padding = device.type == "cpu" and settings.cpu_skip_padding and cpu_attention.use_for(model)
 
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     context_len = int(getattr(config, "max_position_embeddings", 0) or 0)
@@ -176,6 +177,8 @@ def load_model(settings: ServerSettings) -> LoadedModel:
     )
     if packing is not None:
         log.info("%s", cpu_linear.describe(packing))
+    if skips_padding:
+        log.info("batched decode attention skips the KV cache's padding (cpu_attention)")
     if demo:
         log.warning("demo model: output is random text (aitk demo build, not a trained model)")
     return loaded

@@ -109,6 +109,9 @@ class ServerSettings(BaseSettings):
         description="pack float32 linear weights for batched decode on a CPU (oneDNN; auto: when the copy "
         "fits in a quarter of memory)",
     )
+    cpu_skip_padding: bool = Field(
+        True, description="on a CPU, batched decode attention reads each row's own KV cells, not the batch's padding"
+    )
     threads: int | None = Field(
         None,
         ge=1,

@@ -107,6 +107,7 @@ def make_settings(tiny: TinyModel, **overrides: Any):
         device="cpu",
         threads=1,
         cpu_packed="auto",
+        cpu_skip_padding=True,
         host="127.0.0.1",
         port=0,
         api_key=TEST_KEY,
