@@ -1,6 +1,11 @@
 """Where the engine's time goes on the realistic workload (not part of pytest).
 
-    python benchmarks/engine_breakdown.py [--rounds 2] [--stagger 0.25]
+    python benchmarks/engine_breakdown.py [--rounds 2] [--stagger 0.25] [--packed on|off|both]
+                                          [--skip-padding on|off|both] [--threads 1]
+
+``--packed`` and ``--skip-padding`` switch the engine's two CPU paths (``cpu_linear.py``,
+``cpu_attention.py``) in this process; with ``both`` the workload runs once per setting and
+the last line compares the last setting with the first.
 
 The workload of ``server_bench.py --realistic`` (``realistic_load.py``), driven through the
 engine in this process (no HTTP, so only the engine is measured), once with the clients
