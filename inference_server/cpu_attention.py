@@ -20,23 +20,20 @@ NAME = "aitk_cpu_sdpa"
 MIN_PADDING = 0.1  # below this share of padded cells one batched call is as fast
 
 
-class _Spans:
-    """Each row's unpadded cells, worked out once per decode step: every layer of a forward gets
-    the same mask object (about 0.1 ms a layer saved). transformers builds a new mask for every
-    forward and never changes one in place."""
-
-    mask: Any = None
-    spans: list[tuple[int, int]] | None = None
-
-
-_last = _Spans()
+# Each row's unpadded cells, worked out once per decode step: every layer of a forward gets the
+# same mask object (about 0.1 ms a layer saved). transformers builds a new mask for every forward
+# and never changes one in place. One tuple, replaced whole, so engines in other threads never
+# read a mask with another's spans.
+_last: tuple[Any, list[tuple[int, int]] | None] = (None, None)
 
 
 def _row_spans(mask) -> list[tuple[int, int]] | None:
     """(start, end) of each row's visible cells, or None where one batched call is better:
     little padding, or a row whose visible cells are not one run."""
-    if mask is _last.mask:
-        return _last.spans
+    global _last
+    cached_mask, cached_spans = _last
+    if mask is cached_mask:
+        return cached_spans
     rows = mask[:, 0, -1, :]
     width = rows.shape[-1]
     count = rows.sum(dim=-1)
@@ -47,7 +44,7 @@ def _row_spans(mask) -> list[tuple[int, int]] | None:
         padding = 1.0 - float(count.sum()) / (rows.shape[0] * width)
         if padding >= MIN_PADDING:
             spans = list(zip(first.tolist(), (last + 1).tolist(), strict=True))
-    _last.mask, _last.spans = mask, spans
+    _last = (mask, spans)
     return spans
 
 
