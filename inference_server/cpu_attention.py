@@ -53,7 +53,8 @@ def decode_attention(module, query, key, value, attention_mask, **kwargs):
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if (query.shape[2] != 1 or query.shape[0] < 2 or attention_mask is None or attention_mask.dim() != 4
-            or attention_mask.dtype != torch.bool or query.device.type != "cpu"):
+            or attention_mask.dtype != torch.bool or query.device.type != "cpu"
+            or attention_mask.shape[:2] != (query.shape[0], 1)):  # one mask row per batch row, shared by heads
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     spans = _row_spans(attention_mask)
     if spans is None:

@@ -120,3 +120,17 @@ def test_it_is_off_with_the_flag_or_the_environment(tiny_model, monkeypatch):
     assert ServerSettings(model_path="m", no_adapter=True).cpu_skip_padding is False
     off = load_model(make_settings(tiny_model, merge=True, cpu_skip_padding=False))
     assert off.model.config._attn_implementation == "sdpa"
+
+
+def test_a_mask_shared_by_the_batch_goes_to_sdpa_whole(sdpa_calls):
+    """A mask broadcast over the batch (first dimension 1) has no row per row: one SDPA call."""
+    import types
+
+    layer = types.SimpleNamespace(is_causal=True, training=False)  # no grouped heads
+    query, key, value = torch.randn(3, 4, 1, 8), torch.randn(3, 4, 20, 8), torch.randn(3, 4, 20, 8)
+    shared = torch.zeros(1, 1, 1, 20, dtype=torch.bool)
+    shared[..., 12:] = True
+    out, _ = cpu_attention.decode_attention(layer, query, key, value, shared, scaling=8 ** -0.5)
+    assert sdpa_calls == [(3, 1, True)]
+    expected = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=shared, scale=8 ** -0.5)
+    torch.testing.assert_close(out, expected.transpose(1, 2))
