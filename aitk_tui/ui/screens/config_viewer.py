@@ -15,10 +15,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static, TextArea
+from textual.widgets import Button, Label, Static
 
 from ...config.inference_config import KEYS, InferenceConfig
 from ...errors import AitkError
+from ..widgets.inputs import TextArea
 
 
 def _template() -> str:

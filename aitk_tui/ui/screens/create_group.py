@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, LoadingIndicator, Select, Static
+from textual.widgets import Button, Label, LoadingIndicator, Select, Static
 
 from ...config.naming import (
     GPU_LOCATIONS,
@@ -20,6 +20,7 @@ from ...config.naming import (
     resource_group_name,
 )
 from ...errors import AitkError
+from ..widgets.inputs import Input
 
 
 def check_name(name: str) -> str | None:

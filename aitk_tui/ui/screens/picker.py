@@ -17,10 +17,11 @@ from textual.containers import Vertical
 from textual.fuzzy import Matcher
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, LoadingIndicator, OptionList, Static
+from textual.widgets import Label, LoadingIndicator, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ...errors import AitkError
+from ..widgets.inputs import Input
 
 
 @dataclass(frozen=True)

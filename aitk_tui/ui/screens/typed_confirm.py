@@ -15,7 +15,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Static
+from textual.widgets import Label, Static
+
+from ..widgets.inputs import Input
 
 if TYPE_CHECKING:
     from ...cloud.teardown import TeardownPlan

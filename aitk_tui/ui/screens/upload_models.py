@@ -11,10 +11,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Static
+from textual.widgets import Label, Static
 
 from ...cloud.models_upload import UploadRequest
 from ...errors import AitkError
+from ..widgets.inputs import Input
 
 
 class UploadModelsScreen(ModalScreen["UploadRequest | None"]):

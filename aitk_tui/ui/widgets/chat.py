@@ -17,7 +17,7 @@ from typing import Any, Callable
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical, VerticalScroll
-from textual.widgets import Collapsible, Input, Label, Markdown, Static
+from textual.widgets import Collapsible, Label, Markdown, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from ...chat.context import ContextBudget, parse_context_error
@@ -25,6 +25,7 @@ from ..commands import bindings_for
 from .answer import PacedStream, StreamedAnswer
 from .chat_text import _stop_stream, _warm_client, explain_chat_error, format_stats
 from .prompt import PromptArea
+from .inputs import Input
 
 
 IDLE_STATUS = "Enter send · ctrl+j new line · Esc stop"

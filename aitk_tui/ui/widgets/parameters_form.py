@@ -17,12 +17,13 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Button, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Label, Select, Static
 
 from ...config.naming import PARAMETER_SPECS, SPECS_BY_NAME, NameError_, ParameterSpec
 from ...config.parameters import ParametersDocument
 from ...errors import AitkError
 from ..commands import bindings_for
+from .inputs import Input, TextArea
 
 
 def read_editor(spec: ParameterSpec, editor: Widget) -> tuple[Any, str | None]:

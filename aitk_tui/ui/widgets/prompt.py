@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 
 from textual.message import Message
-from textual.widgets import TextArea
 
 from ..commands import bindings_for
+from .inputs import TextArea
 
 
 class PromptArea(TextArea):
