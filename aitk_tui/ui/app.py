@@ -289,11 +289,21 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
     def notify(self, message: str, *, title: str = "", severity: str = "information",
                timeout: float | None = None, markup: bool = True) -> None:
         """Toasts are short (4 s, 6 s for a warning or error): they sat on dialogs and the prompt
-        for up to 10 s. What must stay longer (a device code, 30 s) asks for more than 10 s."""
+        for up to 10 s. What must stay longer (a device code, 30 s) asks for more than 10 s.
+
+        Always plain text, whatever ``markup`` says (``Widget.notify`` passes True): a toast
+        quotes names from Azure, files and endpoints, and a model id like ``[/]base`` crashed
+        the app while ``[@click=...]`` made a clickable action of it."""
         cap = 4.0 if severity == "information" else 6.0
         if timeout is None or timeout <= 10:
             timeout = min(timeout or cap, cap)
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)  # type: ignore[arg-type]
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)  # type: ignore[arg-type]
+
+    def action_help_quit(self) -> None:
+        """ctrl+c: Textual's own hint, without its markup (toasts are plain text here)."""
+        keys = [key for key, active in self.active_bindings.items() if active.binding.action in ("quit", "app.quit")]
+        if keys:
+            self.notify(f"Press {keys[0]} to quit the app", title="Do you want to quit?")
 
     def push_screen(self, screen, *args: Any, **kwargs: Any):
         if isinstance(screen, ModalScreen):

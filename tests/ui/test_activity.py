@@ -97,7 +97,7 @@ async def test_a_failure_is_one_sentence_with_the_detail_expandable(make_app, ui
         await settle(pilot)
         collapsible = app.activity.query_one("#error", Collapsible)
         assert collapsible.display and collapsible.collapsed
-        assert "GPU quota" in collapsible.title
+        assert "GPU quota" in str(collapsible.title)
         assert "QuotaExceeded" in str(app.activity.query_one("#error-detail", Static).render())
         assert any("GPU quota" in n.message for n in app._notifications)
         assert json.loads(ui_project.config_path.read_text())["ACA_APP_NAME"] is None

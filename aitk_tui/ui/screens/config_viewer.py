@@ -59,9 +59,9 @@ class ConfigScreen(ModalScreen[bool]):
             self.notify(f"Could not read {self.path}: {e}", severity="error")
         with Vertical():
             yield Label(f"{self.display_path}  ·  the six AI Toolkit keys (fill them by hand for manual provisioning)",
-                        id="cfg-title")
+                        id="cfg-title", markup=False)
             yield TextArea(text, id="cfg-text", show_line_numbers=True, compact=True)
-            yield Static("", id="cfg-error")
+            yield Static("", id="cfg-error", markup=False)
             with Horizontal(id="cfg-buttons"):
                 yield Button("Save  ctrl+s", id="cfg-save", variant="primary", compact=True)
                 yield Button("Close  Esc", id="cfg-close", compact=True)

@@ -62,15 +62,16 @@ class CreateGroupScreen(ModalScreen[Any]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Create resource group in {self.subscription}", id="cg-title")
-            yield Label("Name")
+            yield Label(f"Create resource group in {self.subscription}", id="cg-title", markup=False)
+            yield Label("Name", markup=False)
             yield Input(placeholder="e.g. rg-inference", id="cg-name", compact=True)
-            yield Static("", id="cg-name-error", classes="cg-error")
-            yield Label("Location")
+            yield Static("", id="cg-name-error", classes="cg-error", markup=False)
+            yield Label("Location", markup=False)
             yield Select([(f"{loc}{'  (GPU)' if loc in GPU_LOCATIONS else ''}", loc) for loc in LOCATIONS],
                          value=self.default_location, allow_blank=False, id="cg-location", compact=True)
-            yield Static("Serverless GPUs are offered in westus3, australiaeast and swedencentral.", id="cg-hint")
-            yield Static("", id="cg-error", classes="cg-error")
+            yield Static("Serverless GPUs are offered in westus3, australiaeast and swedencentral.", id="cg-hint",
+                         markup=False)
+            yield Static("", id="cg-error", classes="cg-error", markup=False)
             yield LoadingIndicator()
             with Horizontal(id="cg-buttons"):
                 yield Button("Create", id="cg-create", variant="primary", compact=True)

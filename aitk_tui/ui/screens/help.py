@@ -73,7 +73,7 @@ class HelpScreen(ModalScreen[None]):
         with Vertical():
             with VerticalScroll():
                 yield Markdown(text, id="help-text")
-            yield Label("Esc or F1 closes", id="help-hint")
+            yield Label("Esc or F1 closes", id="help-hint", markup=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -14,6 +14,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.fuzzy import Matcher
 from textual.message import Message
 from textual.screen import ModalScreen
@@ -72,12 +73,12 @@ class PickerScreen(ModalScreen[PickerItem | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.title_text, id="picker-title")
+            yield Label(self.title_text, id="picker-title", markup=False)
             yield Input(placeholder="type to search", id="picker-filter", compact=True)
             yield LoadingIndicator()
-            yield Static("", id="picker-error")
+            yield Static("", id="picker-error", markup=False)
             yield OptionList(id="picker-list")
-            yield Label("Enter picks · Esc closes", id="picker-hint")
+            yield Label("Enter picks · Esc closes", id="picker-hint", markup=False)
 
     def on_mount(self) -> None:
         self.query_one(OptionList).display = False
@@ -117,17 +118,16 @@ class PickerScreen(ModalScreen[PickerItem | None]):
             if score > 0:
                 scored.append((-score, order, item))
         scored.sort(key=lambda t: (t[0], t[1]))
+        # Titles and details come from Azure or an endpoint (a model id can be "[/]base"): plain
+        # text, never markup.
         options = []
         for _s, _o, item in scored:
-            label = item.title + (f"  [dim]{item.detail}[/dim]" if item.detail else "")
-            if item.id == self.current:
-                label = "● " + label
-            options.append(Option(label, id=item.id))
+            mark = "● " if item.id == self.current else ""
+            options.append(Option(_label(mark, item.title, item.detail), id=item.id))
         for item in self.extra:
-            options.append(Option(f"[b]{item.title}[/b]" + (f"  [dim]{item.detail}[/dim]" if item.detail else ""),
-                                  id=item.id))
+            options.append(Option(_label("", (item.title, "bold"), item.detail), id=item.id))
         if not options:
-            options.append(Option("[dim]nothing matches[/dim]", id="__none__", disabled=True))
+            options.append(Option(Content.styled("nothing matches", "dim"), id="__none__", disabled=True))
         option_list.add_options(options)
         index = next((i for i, (_s, _o, it) in enumerate(scored) if it.id == self.current and not query), 0)
         option_list.highlighted = index
@@ -164,3 +164,7 @@ class PickerScreen(ModalScreen[PickerItem | None]):
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
+
+
+def _label(mark: str, title: str | tuple[str, str], detail: str) -> Content:
+    return Content.assemble(mark, title, ("  " + detail, "dim") if detail else "")

@@ -40,11 +40,11 @@ class UploadModelsScreen(ModalScreen["UploadRequest | None"]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(f"Upload to file share {self.share}", id="upload-title", markup=False)
-            yield Label("Adapter folder (holds adapter_config.json)")
+            yield Label("Adapter folder (holds adapter_config.json)", markup=False)
             yield Input(placeholder="~/finetune/models/qlora/adapter", id="upload-adapter", compact=True)
-            yield Label("Name (optional: served as this model beside other adapters)")
+            yield Label("Name (optional: served as this model beside other adapters)", markup=False)
             yield Input(placeholder="empty: the endpoint's single adapter", id="upload-name", compact=True)
-            yield Label("Base model folder (optional, holds config.json)")
+            yield Label("Base model folder (optional, holds config.json)", markup=False)
             yield Input(placeholder="empty: keep modelPath as it is", id="upload-model", compact=True)
             yield Static("", id="upload-error", markup=False)
             yield Static("Enter upload · Tab next field · Esc cancel", id="upload-keys", markup=False)

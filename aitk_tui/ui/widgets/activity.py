@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 
+from rich.text import Text
 from textual.app import ComposeResult
+from textual.content import Content
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Collapsible, DataTable, Label, ProgressBar, Static
 
@@ -107,14 +109,14 @@ Provisioning, deploy and replica logs stream here.
         self._health: tuple[str, float] | None = None  # last health line written: (status, elapsed)
 
     def compose(self) -> ComposeResult:
-        yield Static(self.title_text, id="op-title")
+        yield Static(self.title_text, id="op-title", markup=False)
         with Collapsible(title="", id="error", collapsed=True):
-            yield Static("", id="error-detail")
+            yield Static("", id="error-detail", markup=False)
         table: DataTable = DataTable(id="resources", cursor_type="row", zebra_stripes=False)
         table.add_columns("State", "Time", "Resource", "Type")
         yield table
         with Horizontal(id="upload"):
-            yield Label("", id="upload-label")
+            yield Label("", id="upload-label", markup=False)
             yield ProgressBar(total=None, show_eta=False, id="upload-bar")
         yield LogPane(id="log", clock=self._clock)
 
@@ -237,7 +239,8 @@ Provisioning, deploy and replica logs stream here.
     def _show_error(self, failed: Failed) -> None:
         self.last_error = failed
         collapsible = self.query_one("#error", Collapsible)
-        collapsible.title = f"{failed.message}  (expand for detail)" if failed.detail else failed.message
+        # Content, not str: a Collapsible reads a str title as markup, and the message quotes names.
+        collapsible.title = Content(f"{failed.message}  (expand for detail)" if failed.detail else failed.message)
         self.query_one("#error-detail", Static).update(failed.detail or "No further detail.")
         collapsible.collapsed = True
         self.add_class("-failed")
@@ -253,7 +256,8 @@ Provisioning, deploy and replica logs stream here.
     def _upsert(self, rtype: str, name: str, state: str, elapsed: float | None) -> None:
         key = f"{rtype}/{name}"
         mark = _STATE_MARK.get(state.lower(), "·")
-        cells = (f"{mark} {state}", format_elapsed(elapsed), short_name(name), short_type(rtype))
+        # Text, not str: DataTable reads a str cell as markup, and the names come from Azure.
+        cells = tuple(map(Text, (f"{mark} {state}", format_elapsed(elapsed), short_name(name), short_type(rtype))))
         table = self.table
         if key in self._row_keys:
             for column, value in zip(table.columns, cells, strict=True):

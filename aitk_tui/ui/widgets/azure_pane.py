@@ -47,8 +47,8 @@ a step that cannot run yet says why. The table shows `infra/inference.config.jso
 
     def compose(self) -> ComposeResult:
         yield OptionList(id="steps")
-        yield Static("infra/inference.config.json", id="config-title")
-        yield Static("", id="config")
+        yield Static("infra/inference.config.json", id="config-title", markup=False)
+        yield Static("", id="config", markup=False)
 
     def show(self, state: UIState) -> None:
         app = self.app

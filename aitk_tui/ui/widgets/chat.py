@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.content import Content
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.widgets import Collapsible, Label, Markdown, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
@@ -126,19 +127,19 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
     def compose(self) -> ComposeResult:
         with Collapsible(title=self._settings_title(), id="chat-settings", collapsed=True):
             with Grid(id="chat-form"):
-                yield Label("Endpoint URL")
+                yield Label("Endpoint URL", markup=False)
                 yield Input(placeholder="https://host (or provision, then F9)", id="chat-url", compact=True)
-                yield Label("API key")
+                yield Label("API key", markup=False)
                 yield Input(password=True, placeholder="bearer key", id="chat-key", compact=True)
-                yield Label("System prompt")
+                yield Label("System prompt", markup=False)
                 yield Input(placeholder="optional", id="chat-system", compact=True)
-                yield Label("Temperature")
+                yield Label("Temperature", markup=False)
                 yield Input("0.7", type="number", id="chat-temp", compact=True)
-                yield Label("Max tokens")
+                yield Label("Max tokens", markup=False)
                 yield Input("512", type="integer", id="chat-max", compact=True)
         with VerticalScroll(id="conversation"):
-            yield Static("No messages yet. Type below and press Enter.", id="chat-empty")
-        yield Static(IDLE_STATUS, id="chat-status")
+            yield Static("No messages yet. Type below and press Enter.", id="chat-empty", markup=False)
+        yield Static(IDLE_STATUS, id="chat-status", markup=False)
         yield PromptArea(id="prompt", compact=True)
 
     def on_mount(self) -> None:
@@ -151,9 +152,10 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
     def _value(self, ident: str) -> str:
         return self.query_one(f"#{ident}", Input).value.strip()
 
-    def _settings_title(self, url: str = "", temp: str = "0.7", max_tokens: str = "512") -> str:
-        return (f"Settings · {url or 'no endpoint'} · temperature {temp or 'default'}"
-                f" · max {max_tokens or 'default'} tokens")
+    def _settings_title(self, url: str = "", temp: str = "0.7", max_tokens: str = "512") -> Content:
+        # Content, not str: a Collapsible reads a str title as markup, and the URL is typed or read.
+        return Content(f"Settings · {url or 'no endpoint'} · temperature {temp or 'default'}"
+                       f" · max {max_tokens or 'default'} tokens")
 
     @on(Input.Changed)
     def _settings_changed(self, event: Input.Changed) -> None:
@@ -222,7 +224,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         conversation = self.query_one("#conversation", VerticalScroll)
         if not url:
             await conversation.mount(Static("✕ No endpoint yet: provision and press F9 (Go to inference endpoint), "
-                                            "or type a URL under Settings.", classes="chat-error"))
+                                            "or type a URL under Settings.", classes="chat-error", markup=False))
             return
         problem = self.key_problem(url, self._value("chat-key"))
         if problem:
@@ -421,7 +423,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
             self.turns.append(Turn("assistant", text))
             self.last_answer = text
             stats = format_stats(answer.finished, text) if done else f"■ stopped · {len(text)} characters kept"
-            await conversation.mount(Static(stats, classes="answer-stats"))
+            await conversation.mount(Static(stats, classes="answer-stats", markup=False))
             status.update(IDLE_STATUS)
         if self._answer is answer:
             self._answer = None
@@ -453,7 +455,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         conversation = self.query_one("#conversation", VerticalScroll)
         await conversation.remove_children()
         await conversation.mount(Static("New conversation: the model no longer sees the earlier turns. "
-                                        "Type below and press Enter.", id="chat-empty"))
+                                        "Type below and press Enter.", id="chat-empty", markup=False))
         self.query_one("#chat-status", Static).update(IDLE_STATUS)
         self.query_one(PromptArea).focus()
 

@@ -202,7 +202,7 @@ The same question goes to both models; both answers stream at once, side by side
         yield Label(f"Compare · {self.models[0]} vs {self.models[1]} · {self.url}", id="compare-title", markup=False)
         with Container(id="compare-sides"):
             yield from self.sides
-        yield Static("Enter sends to both · Esc stops both (closes when idle)", id="compare-status")
+        yield Static("Enter sends to both · Esc stops both (closes when idle)", id="compare-status", markup=False)
         yield PromptArea(id="compare-prompt")
         yield Footer()
 

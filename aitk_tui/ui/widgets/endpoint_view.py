@@ -109,14 +109,14 @@ The container app as it is now, read again every few seconds while this tab is s
         self._flush_timer: Any = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Reading the container app…", id="ep-summary")
+        yield Static("Reading the container app…", id="ep-summary", markup=False)
         revisions: DataTable = DataTable(id="ep-revisions", cursor_type="none", zebra_stripes=False)
         revisions.add_columns("Revision", "Active", "Traffic", "Replicas", "State", "Age")
         yield revisions
         replicas: DataTable = DataTable(id="ep-replicas", cursor_type="row", zebra_stripes=False)
         replicas.add_columns("Replica", "Revision", "State", "Ready", "Restarts", "Age")
         yield replicas
-        yield Static(self._log_title(), id="ep-log-title")
+        yield Static(self._log_title(), id="ep-log-title", markup=False)
         yield LogPane(id="ep-log", clock=self._clock)
 
     @property
@@ -314,14 +314,15 @@ The container app as it is now, read again every few seconds while this tab is s
     def _fill(table: DataTable, rows: list[tuple[str, ...]]) -> None:
         """Rows updated in place (the cursor stays) when the same keys come back."""
         keys = [row[0] for row in rows]
+        # Cells are Text: DataTable reads a str cell as markup, and names come from Azure.
         if [str(k.value) for k in table.rows] != keys:
             table.clear()
             for row in rows:
-                table.add_row(*row, key=row[0])
+                table.add_row(*map(Text, row), key=row[0])
         else:
             for row in rows:
                 for column, value in zip(table.columns, row, strict=True):
-                    table.update_cell(row[0], column, value)
+                    table.update_cell(row[0], column, Text(value))
         table.styles.height = len(rows) + 1
 
 

@@ -85,7 +85,7 @@ class LogPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield TailLog(max_lines=self._max_lines, highlight=False, auto_scroll=False, id="log-view")
-        yield Static("", id="new-lines")
+        yield Static("", id="new-lines", markup=False)
 
     @property
     def log(self) -> TailLog:  # type: ignore[override]

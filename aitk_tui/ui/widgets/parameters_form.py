@@ -15,6 +15,7 @@ from typing import Any
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Label, Select, Static
@@ -123,17 +124,17 @@ The inference deployment parameters (`infra/provision/inference.parameters.json`
         self._loading = False
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="params-status")
-        yield Static("", id="file-error")
+        yield Static("", id="params-status", markup=False)
+        yield Static("", id="file-error", markup=False)
         self._load_doc()
         values = self.doc.values() if self.doc else {}
         for spec in PARAMETER_SPECS:
             with Vertical(classes="field", id=f"row-{spec.name}"):
-                yield Label(f"{spec.label}  [dim]{spec.name}[/dim]", classes="field-label")
-                yield Static(spec.description, classes="field-desc")
+                yield Label(Content.assemble(spec.label, "  ", (spec.name, "dim")), classes="field-label", markup=False)
+                yield Static(spec.description, classes="field-desc", markup=False)
                 yield make_editor(spec, values.get(spec.name))
-                yield Static("", classes="field-error")
-        yield Static("", id="params-extra")
+                yield Static("", classes="field-error", markup=False)
+        yield Static("", id="params-extra", markup=False)
         with Horizontal(id="params-buttons"):
             yield Button("Save  ctrl+s", id="params-save", variant="primary", compact=True)
             yield Button("Revert  ctrl+r", id="params-revert", compact=True)
