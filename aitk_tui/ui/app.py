@@ -299,6 +299,10 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
             timeout = min(timeout or cap, cap)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)  # type: ignore[arg-type]
 
+    async def action_quit(self) -> None:
+        """ctrl+q (Textual's own binding) asks what F10 asks when parameters are unsaved."""
+        self._cmd_quit()
+
     def action_help_quit(self) -> None:
         """ctrl+c: Textual's own hint, without its markup (toasts are plain text here)."""
         keys = [key for key, active in self.active_bindings.items() if active.binding.action in ("quit", "app.quit")]

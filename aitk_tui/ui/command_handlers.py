@@ -30,7 +30,25 @@ class CommandHandlersMixin:
         self.action_command_palette()
 
     def _cmd_quit(self: "AitkApp") -> None:
-        self.exit(0)
+        from .screens.confirm_quit import ConfirmQuitScreen
+
+        if not self.state.params_dirty:
+            self.exit(0)
+            return
+        if isinstance(self.screen, ConfirmQuitScreen):  # F10 again on the question: stay on it
+            return
+
+        async def chosen(choice: str | None) -> None:
+            if choice == "discard":
+                self.exit(0)
+            elif choice == "save":
+                form = await self.ensure_pane("parameters")
+                if form.save():
+                    self.exit(0)
+                else:
+                    self.show_tab("parameters")  # the first bad field is focused, its error shown
+
+        self.push_screen(ConfirmQuitScreen(), chosen)
 
     def _cmd_cancel(self: "AitkApp") -> None:
         self.cancel_operation()

@@ -160,8 +160,11 @@ class AitkTerminal:
                 if left <= 0:
                     break
                 if not self.alive and (self._reader is None or not self._reader.is_alive()):
+                    # The tail read here, under the lock already held (output_tail() would wait
+                    # on it forever: a failure then hung until pytest's 180 s timeout).
+                    tail = bytes(self._raw[-2000:]).decode(errors="replace")
                     raise AssertionError(f"aitk exited ({self.proc.returncode if self.proc else None}) while waiting "
-                                         f"for {what}; last screen:\n{text}\n--- output tail:\n{self.output_tail()}")
+                                         f"for {what}; last screen:\n{text}\n--- output tail:\n{tail}")
                 self._changed.wait(min(left, 0.2))
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; screen:\n{text}")
 

@@ -31,3 +31,27 @@ def test_a_burst_with_backspace_and_arrows_types_what_was_typed_in_the_chat_prom
     term.type_text(burst("left", "left", "backspace", *"Q1"))
     screen = term.wait_for_text("abQ1yz")
     assert "abxyz" not in screen
+
+
+def test_a_burst_in_a_parameters_field_saves_what_was_typed_and_f10_asks_before_dropping_it(aitk_terminal,
+                                                                                           local_project):
+    term: AitkTerminal = aitk_terminal()
+    term.wait_for_text("Sign in", timeout=30)
+    term.send_keys("f7")
+    term.wait_for_text("Maximum number of GPU replicas", timeout=30)
+    term.wait_for_quiet()  # the form has taken the focus (its start-up commands)
+    term.send_keys("tab")  # the replica count (the cursor goes to the end of its "2")
+    # Clear it, then "0", Backspace, "10", all in one write (the form saved "100" for "1000").
+    term.type_text(burst("backspace", "0", "backspace", *"10"))
+    term.wait_for_text(re.compile(r"^ 10\s*$", re.M))
+    term.wait_for_text("unsaved changes")
+    term.send_keys("f10")
+    term.wait_for_text("unsaved changes.")  # the question, not a quit
+    term.send_keys("escape")
+    term.wait_for_gone("s saves them and quits")
+    term.send_keys("f10")
+    term.wait_for_text("s saves them and quits")
+    term.send_keys("s")
+    assert term.proc.wait(15) == 0
+    params = json.loads((local_project / "infra" / "provision" / "inference.parameters.json").read_text())
+    assert params["parameters"]["maximumInstanceCount"]["value"] == 10

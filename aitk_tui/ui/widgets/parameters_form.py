@@ -51,25 +51,38 @@ def read_editor(spec: ParameterSpec, editor: Widget) -> tuple[Any, str | None]:
         return value, str(e)
 
 
+def shown_value(spec: ParameterSpec, value: Any) -> Any:
+    """The file's value as its editor holds it (the inverse of ``read_editor``): a bool as its
+    JSON spelling (``spec.check`` turns it back), a list one item a line, None as empty."""
+    if spec.kind in ("choice", "bool"):
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return value
+    if spec.kind == "list":
+        return "\n".join(str(v) for v in value) if isinstance(value, list) else ""
+    return "" if value is None else str(value)
+
+
+def select_options(spec: ParameterSpec, shown: Any) -> list[tuple[str, str]]:
+    options = list(spec.choices)
+    if isinstance(shown, str) and shown not in options:
+        options.append(shown)  # keep an unexpected value visible (its error is shown)
+    return [(c, c) for c in options]
+
+
 def make_editor(spec: ParameterSpec, value: Any) -> Widget:
     # A field the template has no default for must not invite leaving it empty.
     placeholder = (f"default: {spec.default_hint}" if spec.default_hint
                    else "template default" if spec.nullable else "required")
     ident = f"field-{spec.name}"
+    shown = shown_value(spec, value)
     if spec.kind in ("choice", "bool"):
-        if isinstance(value, bool):  # shown as the file's JSON spelling; spec.check turns it back
-            value = "true" if value else "false"
-        options = list(spec.choices)
-        if isinstance(value, str) and value not in options:
-            options.append(value)  # keep an unexpected value visible (its error is shown)
-        return Select([(c, c) for c in options], value=value if value is not None else Select.NULL,
+        return Select(select_options(spec, shown), value=shown if shown is not None else Select.NULL,
                       allow_blank=spec.nullable, prompt=placeholder, compact=True, id=ident)
     if spec.kind == "list":
-        text = "\n".join(str(v) for v in value) if isinstance(value, list) else ""
-        area = TextArea(text, id=ident, soft_wrap=True, show_line_numbers=False, compact=True,
+        return TextArea(shown, id=ident, soft_wrap=True, show_line_numbers=False, compact=True,
                         placeholder="one command per line")
-        return area
-    return Input("" if value is None else str(value), placeholder=placeholder, compact=True, id=ident,
+    return Input(shown, placeholder=placeholder, compact=True, id=ident,
                  type="integer" if spec.kind == "int" else "text")
 
 
@@ -160,15 +173,18 @@ The inference deployment parameters (`infra/provision/inference.parameters.json`
         values = self.doc.values() if self.doc else {}
         self._loading = True
         try:
+            # The same spelling as when the form was built: serveBase true came back as no
+            # choice ("default: false"), an unsaved change that saved as null.
             for spec in PARAMETER_SPECS:
                 editor = self.editor(spec.name)
-                value = values.get(spec.name)
+                shown = shown_value(spec, values.get(spec.name))
                 if isinstance(editor, Select):
-                    editor.value = value if value is not None and value in spec.choices else Select.NULL
+                    editor.set_options(select_options(spec, shown))
+                    editor.value = shown if shown is not None else Select.NULL
                 elif isinstance(editor, TextArea):
-                    editor.text = "\n".join(value) if isinstance(value, list) else ""
+                    editor.text = shown
                 else:
-                    editor.value = "" if value is None else str(value)  # type: ignore[attr-defined]
+                    editor.value = shown  # type: ignore[attr-defined]
         finally:
             self._loading = False
         self._refresh_all()
