@@ -165,6 +165,7 @@ class CloudSession:
         ``infra/inference.config.json`` was written (never on failure or cancellation)."""
         from . import provision
 
+        self.forget_keys(subscription_id, resource_group)  # a storage account may be made anew
         async for event in provision.provision(self, subscription_id, resource_group, params):
             yield event
 
@@ -254,8 +255,11 @@ class CloudSession:
             template = json.loads(self.project.template_path.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError):
             template = None
-        async for event in teardown.down(self.factory, config, plan, template):
-            yield event
+        try:
+            async for event in teardown.down(self.factory, config, plan, template):
+                yield event
+        finally:  # even a teardown stopped halfway may have deleted the account
+            self.forget_keys(config.SUBSCRIPTION_ID, config.RESOURCE_GROUP_NAME)
 
     async def api_key(self, config: InferenceConfig, endpoint: str | None = None, *,
                       allow_insecure_http: bool = False) -> str:
@@ -265,6 +269,13 @@ class CloudSession:
         return await health.api_key(self, config, endpoint, allow_insecure_http=allow_insecure_http)
 
     # -- per-session caches ---------------------------------------------------------------
+    def forget_keys(self, subscription_id: str | None, resource_group: str | None) -> None:
+        """Drop the cached storage keys of a resource group whose accounts are deleted or re-made
+        (a kept key signed the next deploy's requests for the new account: 403)."""
+        for cache_key in [k for k in self._storage_keys
+                          if (k[0], k[1].lower()) == (subscription_id, (resource_group or "").lower())]:
+            del self._storage_keys[cache_key]
+
     async def storage_key(self, subscription_id: str, resource_group: str, account: str) -> str:
         """The storage account's key 1 (listKeys), cached for the session, registered as secret."""
         cache_key = (subscription_id, resource_group, account)
