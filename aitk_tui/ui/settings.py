@@ -6,7 +6,7 @@ Read from ``$XDG_CONFIG_HOME/aitk/tui.toml`` (platformdirs' user config folder),
 
     theme = "textual-light"
     [keymap]
-    provision = "f5,ctrl+r"
+    provision = "f5,ctrl+g"
     "chat.stop" = "ctrl+x"
 
 A file that does not parse never stops the app: defaults are used and the reason is

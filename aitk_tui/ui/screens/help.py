@@ -69,7 +69,7 @@ class HelpScreen(ModalScreen[None]):
         text = (self.focused_help or GENERAL).strip()
         text += "\n\n## Keys\n" + keys_markdown(self.app)
         text += (f"\n\nRemap any key in `{config_path()}` under `[keymap]`, by binding id "
-                 "(e.g. `provision = \"f5,ctrl+r\"`).\n")
+                 "(e.g. `provision = \"f5,ctrl+g\"`).\n")
         with Vertical():
             with VerticalScroll():
                 yield Markdown(text, id="help-text")

@@ -51,6 +51,11 @@ def read_editor(spec: ParameterSpec, editor: Widget) -> tuple[Any, str | None]:
         return value, str(e)
 
 
+# What one line of a list field holds (the adapters field said "one command per line").
+LIST_PLACEHOLDERS = {"defaultCommands": "one command per line",
+                     "adapters": "NAME=/mount/models/NAME/adapter, one adapter per line"}
+
+
 def shown_value(spec: ParameterSpec, value: Any) -> Any:
     """The file's value as its editor holds it (the inverse of ``read_editor``): a bool as its
     JSON spelling (``spec.check`` turns it back), a list one item a line, None as empty."""
@@ -81,7 +86,7 @@ def make_editor(spec: ParameterSpec, value: Any) -> Widget:
                       allow_blank=spec.nullable, prompt=placeholder, compact=True, id=ident)
     if spec.kind == "list":
         return TextArea(shown, id=ident, soft_wrap=True, show_line_numbers=False, compact=True,
-                        placeholder="one command per line")
+                        placeholder=LIST_PLACEHOLDERS.get(spec.name, "one item per line"))
     return Input(shown, placeholder=placeholder, compact=True, id=ident,
                  type="integer" if spec.kind == "int" else "text")
 
