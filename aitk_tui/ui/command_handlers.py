@@ -269,6 +269,11 @@ class CommandHandlersMixin:
         assert config is not None and config.endpoint_url
         chat = await self.ensure_pane("chat")
         self.show_tab("chat")
+        typed = chat.endpoint_url()
+        if typed and typed.rstrip("/") != config.endpoint_url.rstrip("/"):
+            # A URL typed under Settings is the user's choice: say it was replaced, and by what.
+            self.notify(f"The chat now sends to the app's endpoint {config.endpoint_url} (it was set to {typed}; "
+                        "type that under Settings to go back).", title="Endpoint", timeout=8)
         chat.set_endpoint(config.endpoint_url, None)
         if not config.missing("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME") and self.session:
             self.fetch_api_key(config)

@@ -164,6 +164,10 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         settings.title = self._settings_title(self._value("chat-url"), self._value("chat-temp"),
                                               self._value("chat-max"))
 
+    def endpoint_url(self) -> str:
+        """The URL the next message goes to (as typed or set under Settings)."""
+        return self._value("chat-url")
+
     def set_endpoint(self, url: str, api_key: str | None) -> None:
         self.query_one("#chat-url", Input).value = url
         if api_key is not None:
