@@ -7,16 +7,32 @@ Toolkit writes it (``https://`` is added when calling it); a full URL is accepte
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..errors import AitkError
 from ..fsutil import atomic_write_text
 
 KEYS = ("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME",
         "ACA_APP_NAME", "ACA_APP_ENDPOINT")
+
+
+# C0 and C1 control characters, DEL included (ESC starts OSC 52 and OSC 0 sequences).
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
+
+
+def _loopback_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name rather than an address
+        return False
 
 
 class ConfigFileError(AitkError):
@@ -32,6 +48,28 @@ class InferenceConfig(BaseModel):
     FILE_SHARE_NAME: str | None = None
     ACA_APP_NAME: str | None = None
     ACA_APP_ENDPOINT: str | None = None
+
+    @field_validator("ACA_APP_ENDPOINT")
+    @classmethod
+    def _endpoint_is_a_web_address(cls, value: str | None) -> str | None:
+        """A host name or an https URL (http only on this machine), and nothing a terminal or a
+        browser would act on: control characters reached the terminal raw through ``aitk
+        snippet`` (OSC 52 set the clipboard), and "Open in browser" handed on any scheme."""
+        if value is None:
+            return None
+        if any(ch in _CONTROL for ch in value) or any(ch.isspace() for ch in value.strip()):
+            raise ValueError("holds control characters or spaces; it must be a host name or an https:// URL")
+        url = value.strip()
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("has a port that is not a number") from None
+        if parts.scheme.lower() not in ("https", "http") or not parts.hostname or parts.username is not None:
+            raise ValueError(f"must be a host name or an https:// URL, not {value!r}")
+        if parts.scheme.lower() == "http" and not _loopback_host(parts.hostname):
+            raise ValueError("uses http off this machine; the endpoint must be https (http only on loopback)")
+        return value
 
     @classmethod
     def load(cls, path: Path) -> "InferenceConfig":
@@ -51,8 +89,12 @@ class InferenceConfig(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as e:
             first = e.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            if first["type"] == "value_error":
+                raise ConfigFileError(f"inference.config.json's {where} cannot be used; it was left unchanged.",
+                                      f"{path}: {where} {first['ctx']['error']}") from None
             raise ConfigFileError("inference.config.json has a value of the wrong type; it was left unchanged.",
-                                  f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+                                  f"{path}: {where}: {first['msg']}") from None
 
     def missing(self, *keys: str) -> list[str]:
         return [k for k in (keys or KEYS) if not getattr(self, k)]
@@ -77,17 +119,8 @@ class InferenceConfig(BaseModel):
 
         Told from the endpoint alone: the file keeps exactly AI Toolkit's six keys.
         """
-        import ipaddress
-        from urllib.parse import urlsplit
-
         url = self.endpoint_url
-        if not url:
-            return False
-        try:
-            host = (urlsplit(url).hostname or "").lower()
-            return host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:  # not a URL, or a name rather than an address
-            return False
+        return bool(url) and _loopback_host(urlsplit(url).hostname or "")
 
     def to_json(self) -> str:
         return json.dumps({k: getattr(self, k) for k in KEYS}, indent=2) + "\n"
