@@ -94,6 +94,7 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
     COMMANDS = {AitkCommands}  # ours first, then Textual's system commands
     COMMAND_PALETTE_BINDING = "ctrl+p"
     HEALTH_REFRESH_S = 20.0  # the header's endpoint health, refreshed while the app is open
+    CONFIG_WATCH_S = 2.0  # how often infra/inference.config.json is looked at for edits from outside
 
     def __init__(self, project: Project, *, local: bool = False, auth: str = "auto",
                  model_path: Path | None = None, adapter_path: Path | None = None,
@@ -177,6 +178,7 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
         self.refresh_state()
         self.open_session()
         self.set_interval(self.HEALTH_REFRESH_S, self.refresh_health_quietly)
+        self.set_interval(self.CONFIG_WATCH_S, self._watch_config)
 
     async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id:
@@ -240,7 +242,28 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
         self.query_one(AzurePane).show(self.state)
         self.refresh_bindings()
 
+    def _config_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.project.config_path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _watch_config(self) -> None:
+        """A config edited while the app runs (fixed by hand, or broken) is read again: a fixed
+        one was never picked up, a broken one went unnoticed until the next command failed."""
+        if self._config_stamp() == self._config_seen:
+            return
+        was_error = self.state.config_error
+        self.reload_config()
+        if self.state.config_error and self.state.config_error != was_error:
+            self.notify(f"{self.state.config_error} Fix it, and aitk reads it again.", title="Config changed",
+                        severity="warning", timeout=8)
+        elif was_error and not self.state.config_error:
+            self.notify("infra/inference.config.json reads correctly again.", title="Config changed", timeout=4)
+
     def reload_config(self, refresh: bool = True) -> None:
+        self._config_seen = self._config_stamp()
         try:
             self.state.config = InferenceConfig.load(self.project.config_path)
             self.state.config_error = None
