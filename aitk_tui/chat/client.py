@@ -252,10 +252,17 @@ class ChatClient:
         """The adapter (the first model with a parent) if there is one, else the first model."""
         return (await self.default_model_info()).id
 
-    async def default_model_info(self) -> ModelInfo:
+    async def default_model_info(self, chosen: str | None = None) -> ModelInfo:
+        """``chosen`` (a model id the user picked) if the endpoint serves it, else the default."""
         models = self._models if self._models is not None else await self.models()
         if not models:
             raise ChatError("the endpoint serves no models")
+        if chosen is not None:
+            for m in models:
+                if m.id == chosen:
+                    return m
+            raise ChatError(f"the endpoint no longer serves the model {chosen!r}",
+                            f"it serves {', '.join(m.id for m in models)}; choose another (palette: Choose the chat's model)")
         return next((m for m in models if m.parent), models[0])
 
     # -- health -----------------------------------------------------------------

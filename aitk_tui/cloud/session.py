@@ -165,7 +165,7 @@ class CloudSession:
         ``infra/inference.config.json`` was written (never on failure or cancellation)."""
         from . import provision
 
-        self.forget_keys(subscription_id, resource_group)  # a storage account may be made anew
+        self._forget_keys(subscription_id, resource_group)  # a storage account may be made anew
         async for event in provision.provision(self, subscription_id, resource_group, params):
             yield event
 
@@ -259,7 +259,7 @@ class CloudSession:
             async for event in teardown.down(self.factory, config, plan, template):
                 yield event
         finally:  # even a teardown stopped halfway may have deleted the account
-            self.forget_keys(config.SUBSCRIPTION_ID, config.RESOURCE_GROUP_NAME)
+            self._forget_keys(config.SUBSCRIPTION_ID, config.RESOURCE_GROUP_NAME)
 
     async def api_key(self, config: InferenceConfig, endpoint: str | None = None, *,
                       allow_insecure_http: bool = False) -> str:
@@ -269,7 +269,7 @@ class CloudSession:
         return await health.api_key(self, config, endpoint, allow_insecure_http=allow_insecure_http)
 
     # -- per-session caches ---------------------------------------------------------------
-    def forget_keys(self, subscription_id: str | None, resource_group: str | None) -> None:
+    def _forget_keys(self, subscription_id: str | None, resource_group: str | None) -> None:
         """Drop the cached storage keys of a resource group whose accounts are deleted or re-made
         (a kept key signed the next deploy's requests for the new account: 403)."""
         for cache_key in [k for k in self._storage_keys

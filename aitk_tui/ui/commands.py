@@ -83,6 +83,8 @@ COMMANDS: tuple[CommandDef, ...] = (
                "Ask the container app whether it is running and healthy."),
     CommandDef("copy_endpoint", "Copy endpoint URL",
                "Copies ACA_APP_ENDPOINT to the clipboard (OSC 52, works over ssh)."),
+    CommandDef("choose_model", "Choose the chat's model",
+               "Pick which of the endpoint's models (/v1/models) the chat talks to: an adapter or the base."),
     CommandDef("compare_models", "Compare models",
                "Send the same conversation to two of the endpoint's models; both answers side by side."),
     CommandDef("open_in_browser", "Open endpoint in browser",

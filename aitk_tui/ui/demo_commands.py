@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from .app import AitkApp
 
 
+DEFAULT_MODEL = "__default__"  # the picker's entry for "no model named: the endpoint's default"
+
+
 def browser_available() -> bool:
     """Whether webbrowser.open can show a page to the user: not over ssh without a display."""
     if sys.platform in ("darwin", "win32"):
@@ -27,6 +30,25 @@ def browser_available() -> bool:
 
 
 class DemoCommandsMixin:
+    async def _cmd_choose_model(self: "AitkApp") -> None:
+        from .screens.picker import PickerItem, PickerScreen
+
+        chat = await self.ensure_pane("chat")
+        self.show_tab("chat")
+
+        async def load() -> list[PickerItem]:
+            return [PickerItem(m, m) for m in await chat.endpoint_models()]
+
+        def chosen(item: PickerItem | None) -> None:
+            if item is None:
+                return
+            chat.set_model(None if item.id == DEFAULT_MODEL else item.id)
+            self.notify(f"The chat now talks to {item.title}.", timeout=4)
+
+        default = PickerItem(DEFAULT_MODEL, "The endpoint's default", "its adapter, or its only model")
+        self.push_screen(PickerScreen("Chat with which model?", load, current=chat.model, extra=[default],
+                                      id="model-picker"), chosen)
+
     async def _cmd_compare_models(self: "AitkApp") -> None:
         from .widgets.compare import open_compare
 

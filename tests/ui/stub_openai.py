@@ -27,6 +27,7 @@ class StubOpenAI:
         self.context_limit: int | None = None  # enforced (400, as vLLM words it) when set
         self.chars_per_token = 3.0  # how this stub counts prompt tokens
         self.requests: list[dict] = []
+        self.models = ["stub-model"]  # what /v1/models lists
         self.sent_at: list[float] = []  # perf_counter when each token was written
         self.disconnected = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -57,10 +58,11 @@ class StubOpenAI:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
-                    card = {"id": "stub-model", "object": "model"}
+                    cards = [{"id": model, "object": "model"} for model in stub.models]
                     if stub.max_model_len:
-                        card["max_model_len"] = stub.max_model_len
-                    self._json(200, {"object": "list", "data": [card]})
+                        for card in cards:
+                            card["max_model_len"] = stub.max_model_len
+                    self._json(200, {"object": "list", "data": cards})
                 elif self.path == "/health":
                     self._json(200, {"status": "ok"})
                 else:

@@ -22,11 +22,12 @@ from textual.widgets import Collapsible, Label, Markdown, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from ...chat.context import ContextBudget, parse_context_error
+from ...errors import AitkError
 from ..commands import bindings_for
 from .answer import PacedStream, StreamedAnswer
 from .chat_text import _stop_stream, _warm_client, explain_chat_error, format_stats
-from .prompt import PromptArea
 from .inputs import Input
+from .prompt import PromptArea
 
 
 IDLE_STATUS = "Enter send · ctrl+j new line · Esc stop"
@@ -114,6 +115,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         # How to check the endpoint's TLS certificate, per URL (the app knows the local cloud's CA).
         self.verify_for: Callable[[str], str | bool] = verify_for or (lambda url: True)
         self.turns: list[Turn] = []
+        self.model: str | None = None  # picked with "Choose the chat's model"; None: the endpoint's default
         self.streaming = False
         self.last_answer = ""
         self.update_interval = 0.05  # seconds between Markdown updates while streaming
@@ -154,15 +156,47 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
 
     def _settings_title(self, url: str = "", temp: str = "0.7", max_tokens: str = "512") -> Content:
         # Content, not str: a Collapsible reads a str title as markup, and the URL is typed or read.
-        return Content(f"Settings · {url or 'no endpoint'} · temperature {temp or 'default'}"
+        model = f" · model {self.model}" if self.model else ""
+        return Content(f"Settings · {url or 'no endpoint'}{model} · temperature {temp or 'default'}"
                        f" · max {max_tokens or 'default'} tokens")
 
     @on(Input.Changed)
     def _settings_changed(self, event: Input.Changed) -> None:
         event.stop()
+        self._refresh_settings_title()
+
+    def _refresh_settings_title(self) -> None:
         settings = self.query_one("#chat-settings", Collapsible)
         settings.title = self._settings_title(self._value("chat-url"), self._value("chat-temp"),
                                               self._value("chat-max"))
+
+    def endpoint_problem(self) -> str | None:
+        """Why nothing can be sent to the endpoint now, as one sentence (None: it can)."""
+        url, key = self._value("chat-url"), self._value("chat-key")
+        if not url:
+            return "No endpoint yet: open the chat (F9) or type a URL under its Settings."
+        problem = self.key_problem(url, key)
+        return f"The API key was not sent: {problem}." if problem else None
+
+    async def endpoint_models(self) -> list[str]:
+        """The ids the endpoint lists at /v1/models; AitkError says why not in one sentence."""
+        from ...chat.client import ChatError
+
+        problem = self.endpoint_problem()
+        if problem:
+            raise AitkError(problem)
+        client = self._make_client(self._value("chat-url"), self._value("chat-key"))
+        try:
+            return await client.list_models()
+        except ChatError as e:
+            raise AitkError(f"Could not list the endpoint's models: {e.message}", e.detail) from None
+        finally:
+            await client.aclose()
+
+    def set_model(self, model: str | None) -> None:
+        """The model the next messages go to (None: whatever the endpoint serves by default)."""
+        self.model = model
+        self._refresh_settings_title()
 
     def endpoint_url(self) -> str:
         """The URL the next message goes to (as typed or set under Settings)."""
@@ -269,10 +303,10 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         client = self._make_client(answer.url, key)
         try:
             await self._wake(client, answer)
-            model = None
+            model = self.model
             describe = getattr(client, "default_model_info", None)
             if describe is not None:  # the context limit, from /v1/models (max_model_len)
-                info = await describe()
+                info = await describe(self.model)
                 model = info.id
                 budget.learn_limit(info.max_model_len)
             user = {"role": "user", "content": answer.user_text}

@@ -264,14 +264,11 @@ async def open_compare(app: "AitkApp") -> None:
     from ..screens.picker import PickerItem, PickerScreen
 
     chat = await app.ensure_pane("chat")
-    url, key = chat._value("chat-url"), chat._value("chat-key")
-    if not url:
-        app.notify("No endpoint yet: open the chat (F9) or type a URL under its Settings.", severity="warning")
-        return
-    problem = chat.key_problem(url, key)
+    problem = chat.endpoint_problem()
     if problem:
-        app.notify(f"The API key was not sent: {problem}.", severity="error")
+        app.notify(problem, severity="warning")
         return
+    url, key = chat._value("chat-url"), chat._value("chat-key")
     temperature, max_tokens = chat._params()
     settings = {"temperature": temperature, "max_tokens": max_tokens, "system": chat._system()}
 
@@ -279,15 +276,7 @@ async def open_compare(app: "AitkApp") -> None:
         return chat._make_client(url, key)
 
     async def load(exclude: str | None = None) -> list[PickerItem]:
-        from ...chat.client import ChatError
-
-        client = make_client()
-        try:
-            models = await client.list_models()
-        except ChatError as e:
-            raise NotEnoughModels(f"Could not list the endpoint's models: {e.message}", e.detail) from None
-        finally:
-            await client.aclose()
+        models = await chat.endpoint_models()
         if len(models) < 2:
             raise NotEnoughModels("The endpoint serves only one model, so there is nothing to compare.",
                                   "serve the base beside the adapter (--serve-base) or several --adapter NAME=PATH")
