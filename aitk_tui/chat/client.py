@@ -68,7 +68,8 @@ class Delta:
 
 @dataclass(frozen=True)
 class Finished:
-    """The reply is complete. ``tokens_per_s`` counts from the first token to the last."""
+    """The reply is complete. ``tokens_per_s``: from the first token to the last when they came one
+    by one; over the whole request when they came in a few bursts."""
 
     finish_reason: str | None
     usage: Usage | None
@@ -371,9 +372,12 @@ class ChatClient:
         ttft = first_at - started if first_at else None
         tokens = usage.completion_tokens if usage else pieces
         rate = None
-        if first_at and last_at and last_at > first_at and tokens > 1:
+        if first_at and last_at and last_at > first_at and tokens > 1 and pieces * 2 >= tokens:
+            # Streamed token by token (a piece holds one or two): the decode rate.
             rate = (tokens - 1) / (last_at - first_at)
-        elif last_at and tokens:  # everything came in one piece: rate over the whole request
+        elif last_at and tokens:
+            # In a few bursts (a buffering proxy, many tokens a chunk): the gap between the first
+            # and the last burst says nothing about decoding, so the rate is over the request.
             rate = tokens / max(last_at - started, 1e-6)
         yield Finished(finish_reason, usage, ttft, rate, served_model)
 
