@@ -52,6 +52,7 @@ MOUNT = "/mount"
 ADAPTERS_DIR = "models"
 MODELS_DIR = "model-cache"
 DEFAULT_NAME = "default"
+DEFAULT_ADAPTER_NAME = "adapter"  # the template's adapterName: the model id of its single adapterPath
 MANIFESTS_DIR = ".aitk/manifests"
 HASH_CACHES_DIR = "upload-hashes"  # in the project's .aitk/: skip re-hashing gigabytes that did not change
 FILE_WORKERS = 4
@@ -212,6 +213,12 @@ def apply_parameters(doc: "ParametersDocument", request: UploadRequest) -> tuple
         put("adapterPath", adapter)
     else:
         entries = [e for e in (doc.get("adapters") or []) if isinstance(e, str)]
+        single = doc.get("adapterPath")
+        if not entries and isinstance(single, str) and single.strip():
+            # The endpoint serves its single adapter (adapterPath, as adapterName) until the list
+            # has entries, and then serves only the list: carry that adapter in first, so a named
+            # upload adds a model (and the old one stays the default) instead of replacing it.
+            entries = [f"{doc.get('adapterName') or DEFAULT_ADAPTER_NAME}={single.strip()}"]
         entry = f"{request.name}={adapter}"
         kept = [e for e in entries if e.partition("=")[0].strip() != request.name]
         # Its place in the list is kept: the first adapter is the endpoint's default model.

@@ -128,6 +128,23 @@ def test_apply_parameters_appends_a_new_name(tmp_path):
     assert apply_parameters(doc, UploadRequest.checked(d, "b")) == ()  # already there: nothing changes
 
 
+def test_a_named_upload_keeps_the_single_adapter_served_before_it(tmp_path):
+    """--name adds a model: the adapter the endpoint served alone (adapterPath, as adapterName)
+    joins the list first, so it is still served and still the default (it was dropped)."""
+    sql = _adapter(tmp_path)
+    doc = ParametersDocument.new(tmp_path / "p.json", {"adapterPath": "/mount/models/default/adapter"})
+    apply_parameters(doc, UploadRequest.checked(sql, "sql"))
+    assert doc.get("adapters") == ["adapter=/mount/models/default/adapter", "sql=/mount/models/sql/adapter"]
+
+    named = ParametersDocument.new(tmp_path / "q.json", {"adapterPath": "/mount/a", "adapterName": "mine"})
+    apply_parameters(named, UploadRequest.checked(sql, "sql"))
+    assert named.get("adapters") == ["mine=/mount/a", "sql=/mount/models/sql/adapter"]
+
+    fresh = ParametersDocument.new(tmp_path / "r.json", {})  # nothing uploaded yet: nothing to keep
+    apply_parameters(fresh, UploadRequest.checked(sql, "sql"))
+    assert fresh.get("adapters") == ["sql=/mount/models/sql/adapter"]
+
+
 async def test_upload_failing_half_way_resumes_with_only_the_rest(session, config, local_cloud, tmp_path):
     adapter = _adapter(tmp_path, sizes=(30_000, 20_000, 10_000))  # sent biggest first: w0, w1, w2, config
     local_cloud.inject("server_error", count=50, path_contains="/models/default/adapter/w1.bin", status=500)
