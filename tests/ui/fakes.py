@@ -155,6 +155,10 @@ class FakeSession:
         if follow:
             await asyncio.Event().wait()
 
+    async def revision_failure(self, config):
+        self.calls.append("revision_failure")
+        return None
+
     async def endpoint_status(self, config):
         from aitk_tui.cloud.endpoint_status import EndpointStatus, ReplicaInfo, RevisionInfo
         from aitk_tui.cloud.operate import ScaleSettings
