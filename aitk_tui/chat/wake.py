@@ -108,8 +108,16 @@ async def wake(client: Any, *, logs: LogSource | None = None, platform: Platform
         return
     started = clock()
     status: HealthStatus = await health(timeout=PROBE_TIMEOUT_S)
-    if status.ok or not looks_asleep(status):
-        return  # up, or not a sleeping endpoint (nothing listens, a bad name...): the request says what
+    if status.ok:
+        return
+    if not looks_asleep(status):
+        # Not a sleeping endpoint (nothing listens, a bad name...): the request says what, unless
+        # the platform knows better (an ingress with no replica coming closes the connection).
+        if platform is not None:
+            check = asyncio.ensure_future(platform())
+            await asyncio.wait({check})
+            _raise_if_cannot_start(check)
+        return
     latest = _LatestLine(logs)
     probe: asyncio.Future | None = None
     check: asyncio.Future | None = asyncio.ensure_future(platform()) if platform is not None else None

@@ -266,3 +266,21 @@ def test_a_newer_failed_revision_does_not_stop_one_that_serves():
     new["properties"].update(trafficWeight=0, createdTime="2025-06-02T10:00:00Z")
     session = _session({("GET", f"/containerApps/{APP}/revisions"): (200, {"value": [old, new]})})
     assert asyncio.run(revision_failure(session, CONFIG)) is None
+
+
+def test_an_ingress_that_closes_at_once_still_gets_the_platforms_why():
+    # Between a failed activation's restarts nothing is coming: an ingress may close the
+    # connection instead of holding it. The wake path asks the platform before giving up.
+    class Closed:
+        async def health(self, *, timeout=None) -> HealthStatus:
+            return HealthStatus(False, "asleep", "the endpoint is asleep or starting", transport="ConnectError")
+
+    session = _session(_routes(_revision("ActivationFailed", DEADLINE)))
+
+    async def run():
+        async with aclosing(wake(Closed(), platform=lambda: revision_failure(session, CONFIG))) as stream:
+            return [e async for e in stream]
+
+    with pytest.raises(ChatError) as caught:
+        asyncio.run(run())
+    assert DEADLINE.rstrip(".") in caught.value.detail
