@@ -19,7 +19,9 @@ from aitk_tui.cli_status import status_lines
 from aitk_tui.cloud.endpoint_status import health_words
 from aitk_tui.config.inference_config import InferenceConfig
 from tests.fixtures_local import LOCAL_SUBSCRIPTION_ID as SUB
+from aitk_tui.local.recorder import Recorder
 from tests.fixtures_local import deploy, upload_stand_in, wait_for
+from tests.recorded_traffic import check
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,7 +41,8 @@ def _short_startup_probe(project: Path) -> None:
 
 
 def test_a_replica_that_never_becomes_ready_fails_activation_and_is_not_asleep(local_cloud, local_factory,
-                                                                               local_project, session):
+                                                                               local_project, session, tmp_path):
+    local_cloud.recorder = Recorder(tmp_path / "arm.jsonl")  # every ARM exchange, checked against the specs below
     _short_startup_probe(Path(local_project))
     out = deploy(local_factory, "rg-hang", local_project, modelPath="/mount")
     config = InferenceConfig(SUBSCRIPTION_ID=SUB, RESOURCE_GROUP_NAME="rg-hang", **{k: out[k] for k in (
@@ -97,3 +100,9 @@ def test_a_replica_that_never_becomes_ready_fails_activation_and_is_not_asleep(l
     wait_for(lambda: apps.container_apps_revisions.get_revision("rg-hang", name, revision).as_dict()
              ["properties"]["runningState"] == "Running", timeout=30, interval=0.3, what="a running revision")
     assert asyncio.run(session.endpoint_status(config)).health != "failed"
+
+    # What the local cloud answered, ActivationFailed included, is what Azure's specs (and Azure) allow.
+    report = check(tmp_path / "arm.jsonl")
+    assert report.problems == [] and report.unknown == []
+    assert {"ContainerAppsRevisions_GetRevision", "ContainerAppsRevisions_ListRevisions",
+            "ContainerAppsRevisionReplicas_ListReplicas", "ContainerApps_Get"} <= report.operations
