@@ -389,8 +389,9 @@ def health_words(st: EndpointStatus) -> str:
         return "starting: the server is loading the model (/health 503)"
     if h == "asleep":
         return "asleep: scaled to zero; the next request wakes a replica"
-    if h == "failed":
-        return "failed: no replica can start" + (f" ({st.health_detail})" if st.health_detail else "")
+    if h == "failed":  # Azure's why is the "why" line when there is one; else it goes here
+        detail = None if st.failure_reason else st.health_detail
+        return "failed: no replica can start" + (f" ({detail})" if detail else "")
     if h == "starting":
         return "starting: " + (st.health_detail or "a replica is being started")
     if h == "not provisioned":
