@@ -40,6 +40,9 @@ OPERATIONS: list[tuple[str, str, str, str | None, str | None, str | None]] = [
      "containerApps.listSecrets.2026-01-01", None, "response"),
     ("ManagedEnvironments_Get", "GET", _RG + r"/providers/microsoft.app/managedenvironments/[^/]+$",
      "managedEnvironments.2026-01-01", None, "response"),
+    ("AvailableWorkloadProfiles_Get", "GET",
+     _SUB + r"/providers/microsoft.app/locations/[^/]+/availablemanagedenvironmentsworkloadprofiletypes$",
+     "availableWorkloadProfiles.2026-01-01", None, "response"),
     ("ContainerAppsRevisions_ListRevisions", "GET", _RG + r"/providers/microsoft.app/containerapps/[^/]+/revisions$",
      "containerApps.revisions.2026-01-01", None, "list:response"),
     ("ContainerAppsRevisions_GetRevision", "GET",
@@ -58,9 +61,7 @@ OPERATIONS: list[tuple[str, str, str, str | None, str | None, str | None]] = [
     ("ContainerApps_GetAuthToken", "POST", _RG + r"/providers/microsoft.app/containerapps/[^/]+/getauthtoken$",
      None, None, None),
     ("DeploymentOperations_List", "GET", _RG + r"/deployments/[^/]+/operations$", None, None, None),
-    ("AvailableWorkloadProfiles_Get", "GET",
-     _SUB + r"/providers/microsoft.app/locations/[^/]+/availablemanagedenvironmentsworkloadprofiletypes$",
-     None, None, None),
+
 ]
 
 #: Where Azure's real answers differ from its own specs, so the local cloud answers as Azure does:

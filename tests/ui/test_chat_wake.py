@@ -133,3 +133,24 @@ async def test_a_revision_that_failed_to_activate_stops_the_wake_and_says_why(ma
         assert "cannot wake: no replica can start" in text and "Deployment Progress Deadline Exceeded" in text
         assert "revision_failure" in session.calls and client.requests == []
         assert prompt.text == "hi"  # not sent: Enter sends it again
+
+
+async def test_compare_sides_stop_waking_too_when_the_revision_failed(make_app):
+    from aitk_tui.ui.widgets.compare import CompareScreen
+
+    why = "Revision app--1 failed to activate (ActivationFailed): Deployment Progress Deadline Exceeded. 0/1 replicas ready."
+    client = SleepyClient()
+    app, session = make_app(failed_revision=why)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.state.config = InferenceConfig(SUBSCRIPTION_ID="s1", RESOURCE_GROUP_NAME="rg", STORAGE_ACCOUNT_NAME="st",
+                                           FILE_SHARE_NAME="sh", ACA_APP_NAME="app", ACA_APP_ENDPOINT="app.example.io")
+        screen = CompareScreen(("a", "b"), lambda: client, {}, app.state.config.endpoint_url)
+        await app.push_screen(screen)
+        await settle(pilot)
+        screen.query_one(PromptArea).text = "hi"
+        await pilot.press("enter")
+        await _wait_for(pilot, lambda: len(screen.query(".chat-error")) == 2, 200)
+        errors = [str(w.render()) for w in screen.query(".chat-error")]
+        assert all("no replica can start" in e and "Deployment Progress Deadline Exceeded" in e for e in errors), errors
+        assert client.requests == []
