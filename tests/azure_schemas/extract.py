@@ -140,10 +140,11 @@ def schema_for(types: list[dict[str, Any]], target: str, flavor: str) -> dict[st
 # Where an operation's answer is another model than its resource body (bicep-types-az keeps the
 # PUT model), the answer's model from the REST spec, by property path (response flavour only).
 RESPONSE_MODELS = {
-    # Deployments_Get answers DeploymentExtended, whose properties.parameters is a plain object
-    # (``{"name": {"type": "String", "value": ...}}``), not the request's DeploymentParameter:
-    # azure-rest-api-specs, specification/resources/resource-manager/Microsoft.Resources/
-    # deployments/stable/2025-04-01/deployments.json, definition DeploymentPropertiesExtended.
+    # Deployments_Get answers DeploymentExtended, whose properties.parameters is any value (ARM
+    # sends ``{"name": {"type": "String", "value": ...}}``), not the request's DeploymentParameter:
+    # azure-rest-api-specs@0be45ed9616c118bd181229fdfeafba56c327c72, specification/resources/
+    # resource-manager/Microsoft.Resources/deployments/stable/2025-04-01/deployments.json,
+    # definition DeploymentPropertiesExtended ("parameters": {"description": ..., "readOnly": true}).
     "deployments": {("properties", "parameters"): {"anyOf": [{"type": "null"}, {"type": "object"}]}},
 }
 
