@@ -74,10 +74,9 @@ class RevisionState:
     def sentence(self) -> str:
         """One sentence for a revision that cannot serve, e.g. "Revision app--0000002 failed to
         activate (ActivationFailed): Deployment Progress Deadline Exceeded. 0/2 replicas ready."."""
-        short = self.name
         verb = {"failed": "failed to activate" if (self.running_state or "").lower() == "activationfailed"
                 else "failed", "degraded": "is degraded"}.get(self.phase, f"is {self.running_state or 'unknown'}")
-        lead = f"Revision {short} {verb}" + (f" ({self.running_state})" if self.running_state else "")
+        lead = f"Revision {self.name} {verb}" + (f" ({self.running_state})" if self.running_state else "")
         why = (self.why() or "").rstrip(".")
         return f"{lead}: {why}." if why else f"{lead}."
 
