@@ -83,6 +83,11 @@ class Backend(Protocol):
         """The Endpoint view: app, revisions, replicas, scale, health, cost, failure reason."""
         ...
 
+    async def revision_failure(self, config: InferenceConfig) -> str | None:
+        """One sentence when every revision that takes requests failed (ActivationFailed...),
+        so no replica will come however long one waits; None otherwise. The chat's wake path asks."""
+        ...
+
     async def read_scale(self, config: InferenceConfig) -> AppScale | None:
         """Replicas, scale rule and cost estimate; None when the app does not exist."""
         ...

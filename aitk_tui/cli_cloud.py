@@ -345,17 +345,18 @@ async def _chat(project: Project, args: argparse.Namespace, printer: EventPrinte
             from .cli_demo import compare_chat
 
             return await compare_chat(endpoint, api_key, verify, args)
-        logs = None
+        logs = platform = None
         if session is not None and config is not None and config.ACA_APP_NAME:
             logs = lambda: session.replica_logs(config, tail_lines=5)  # noqa: E731 - the waking line's source
-        return await _stream_chat(endpoint, api_key, verify, args, logs)
+            platform = lambda: session.revision_failure(config)  # noqa: E731 - a failed revision stops the wake
+        return await _stream_chat(endpoint, api_key, verify, args, logs, platform=platform)
     finally:
         if session is not None:
             await session.close()
 
 
 async def _stream_chat(endpoint: str, api_key: str, verify: Any, args: argparse.Namespace,
-                       logs: Callable[[], AsyncIterator[Event]] | None = None) -> int:
+                       logs: Callable[[], AsyncIterator[Event]] | None = None, *, platform: Any = None) -> int:
     from .chat.client import ChatClient, ChatError, Delta, Finished
 
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
@@ -372,7 +373,7 @@ async def _stream_chat(endpoint: str, api_key: str, verify: Any, args: argparse.
     try:
         from .cli_wake import wake_first
 
-        await wake_first(client, logs)  # a sleeping replica: wait for it, saying so on stderr
+        await wake_first(client, logs, platform=platform)  # a sleeping replica: wait, saying so on stderr
         async for item in client.stream_chat(messages, **kwargs):
             if isinstance(item, Delta):
                 sys.stdout.write(item.text)

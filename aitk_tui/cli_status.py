@@ -57,12 +57,13 @@ def status_lines(st: "EndpointStatus", now: float | None = None) -> list[str]:
                                break_on_hyphens=False)
     lines.append(f"revisions:    {len(st.revisions)} (latest {short_revision(st.latest_revision or '-')})")
     if st.revisions:
-        lines.append(f"  {'REVISION':<12} {'ACTIVE':<6} {'TRAFFIC':>7} {'REPLICAS':>8}  {'STATE':<12} {'AGE':>8}")
+        # STATE as wide as Azure's longest words (RunningAtMaxScale, ActivationFailed)
+        lines.append(f"  {'REVISION':<12} {'ACTIVE':<6} {'TRAFFIC':>7} {'REPLICAS':>8}  {'STATE':<17} {'AGE':>8}")
         for r in st.revisions[:5]:
             traffic = "-" if r.traffic is None else f"{r.traffic}%"
             reps = "-" if r.replicas is None else str(r.replicas)
             lines.append(f"  {_cut(short_revision(r.name), 12):<12} {'yes' if r.active else 'no':<6} {traffic:>7} "
-                         f"{reps:>8}  {_cut(r.running_state or '-', 12):<12} {age(r.created, now):>8}")
+                         f"{reps:>8}  {_cut(r.running_state or '-', 17):<17} {age(r.created, now):>8}")
         if len(st.revisions) > 5:
             lines.append(f"  … {len(st.revisions) - 5} older")
     lines.append(f"replicas:     {len(st.replicas)} ({st.ready_replicas} ready)")

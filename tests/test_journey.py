@@ -15,9 +15,11 @@ from tests.journey import Journey, processes_mentioning
 pytestmark = pytest.mark.timeout(420)
 
 
-def test_local_journey_from_init_to_chat_and_clean_stop(tmp_path):
+def test_local_journey_from_init_to_chat_and_clean_stop(tmp_path, monkeypatch):
     project = tmp_path / "my-finetune"
     project.mkdir()
+    traffic = tmp_path / "arm-traffic.jsonl"
+    monkeypatch.setenv("AITK_LOCAL_RECORD", str(traffic))  # the local cloud records every ARM exchange
     j = Journey(project)
     try:
         j.init()
@@ -59,3 +61,20 @@ def test_local_journey_from_init_to_chat_and_clean_stop(tmp_path):
     while processes_mentioning(str(project)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert processes_mentioning(str(project)) == []
+
+    assert_traffic_matches_azures_specs(traffic)
+
+
+def assert_traffic_matches_azures_specs(traffic):
+    """Every ARM request and answer of the journey, validated against the JSON schema of its
+    operation in Azure's published specs (tests/azure_schemas/, see tests/recorded_traffic.py)."""
+    from tests.recorded_traffic import check
+
+    report = check(traffic)
+    assert report.unknown == [], "exchanges of operations the check does not know"
+    assert report.problems == []
+    assert {"ResourceGroups_CreateOrUpdate", "Deployments_CreateOrUpdate", "ContainerApps_Get",
+            "ContainerApps_ListSecrets", "StorageAccounts_ListKeys"} <= report.operations
+    assert report.checked >= 20
+    assert report.unvalidated == set()  # every operation of the journey has its schema
+    assert "AvailableWorkloadProfiles_Get" in report.operations  # the pre-flight's read

@@ -9,6 +9,11 @@ is asleep, starting or loading it yields :class:`Waking` events with the elapsed
 latest line of the replica's log, until ``/health`` says ok (:class:`Awake`). The caller
 then sends. Cancelling the generator (Esc, Ctrl+C) stops the probes and the log stream.
 
+``/health`` cannot tell a replica that is coming from one that never will: both are held or
+answered 502/503. So, when given one, :func:`wake` also asks the platform every
+``platform_every_s`` whether the revision failed (``ActivationFailed``: "Deployment Progress
+Deadline Exceeded. 0/1 replicas ready.") and stops at once, saying why, instead of waiting.
+
 No Textual here: the TUI renders the events into the chat pane, the CLI into a status line.
 """
 
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +40,9 @@ _LOG_RETRY_S = 1.0  # reopen the log stream this often while no replica exists y
 _LINE_MAX = 200
 
 LogSource = Callable[[], AsyncIterator[Event]]
+#: Asks the platform why no replica can come: one sentence, or None while one may.
+PlatformCheck = Callable[[], Awaitable[str | None]]
+PLATFORM_EVERY_S = 10.0  # one ARM read per check: often enough, far below ARM's read limits
 
 
 @dataclass(frozen=True)
@@ -87,25 +95,43 @@ class _LatestLine:
                 await self._task
 
 
-async def wake(client: Any, *, logs: LogSource | None = None, timeout_s: float = WAKE_TIMEOUT_S,
-               interval_s: float = 1.0, tick_s: float = 0.5,
+async def wake(client: Any, *, logs: LogSource | None = None, platform: PlatformCheck | None = None,
+               timeout_s: float = WAKE_TIMEOUT_S, interval_s: float = 1.0, tick_s: float = 0.5,
+               platform_every_s: float = PLATFORM_EVERY_S,
                clock: Callable[[], float] = time.monotonic) -> AsyncIterator[Waking | Awake]:
     """Nothing when ``/health`` is ok at once; else Waking events (at least every ``tick_s``)
-    and one Awake. Raises ChatError when the key is refused, the model failed to load, or
-    the endpoint is still not up after ``timeout_s``."""
+    and one Awake. Raises ChatError when the key is refused, the model failed to load, the
+    platform says no replica can start (``platform``), or the endpoint is still not up after
+    ``timeout_s``."""
     health = getattr(client, "health", None)
     if health is None:  # a client that cannot probe: send and let the request say
         return
     started = clock()
     status: HealthStatus = await health(timeout=PROBE_TIMEOUT_S)
-    if status.ok or not looks_asleep(status):
-        return  # up, or not a sleeping endpoint (nothing listens, a bad name...): the request says what
+    if status.ok:
+        return
+    if not looks_asleep(status):
+        # Not a sleeping endpoint (nothing listens, a bad name...): the request says what, unless
+        # the platform knows better (an ingress with no replica coming closes the connection).
+        if platform is not None:
+            check = asyncio.ensure_future(platform())
+            await asyncio.wait({check})
+            _raise_if_cannot_start(check)
+        return
     latest = _LatestLine(logs)
     probe: asyncio.Future | None = None
+    check: asyncio.Future | None = asyncio.ensure_future(platform()) if platform is not None else None
+    next_check = clock() + platform_every_s
     try:
         next_probe = clock() + interval_s
         while True:
             _raise_if_fatal(status)
+            if check is not None and check.done():
+                _raise_if_cannot_start(check)
+                check = None
+                next_check = clock() + platform_every_s
+            if check is None and platform is not None and clock() >= next_check:
+                check = asyncio.ensure_future(platform())
             elapsed = clock() - started
             if elapsed >= timeout_s:
                 raise ChatError(f"the endpoint did not wake within {_duration(timeout_s)}",
@@ -128,10 +154,11 @@ async def wake(client: Any, *, logs: LogSource | None = None, timeout_s: float =
                 yield Awake(clock() - started)
                 return
     finally:
-        if probe is not None:
-            probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await probe
+        for task in (probe, check):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await latest.close()
 
 
@@ -149,6 +176,15 @@ def looks_asleep(status: HealthStatus) -> bool:
     if status.state in ("error", "unauthorized"):  # a 503 saying the model failed to load is no sleep
         return False
     return status.state == "loading" or status.http_status in (502, 503, 504) or status.transport in _HELD
+
+
+def _raise_if_cannot_start(check: asyncio.Future) -> None:
+    """The platform says no replica will come (the revision failed to activate): stop waiting."""
+    if check.cancelled() or check.exception() is not None:
+        return  # the check is a nicety: a failed ARM read must not end a wake that may succeed
+    why = check.result()
+    if why:
+        raise ChatError("the endpoint cannot wake: no replica can start", why.rstrip("."))
 
 
 def _raise_if_fatal(status: HealthStatus) -> None:

@@ -25,6 +25,7 @@ from ..config.inference_config import InferenceConfig
 from ..events import LogLine
 from .operate import ScaleSettings, _app_json, _cost, rest_json, settings_of
 from .prices import CostEstimate
+from .revision_state import RevisionState, latest_revision_name
 from .sdkerrors import describe
 
 if TYPE_CHECKING:
@@ -40,9 +41,16 @@ class RevisionInfo:
     traffic: int | None  # percent of the app's traffic
     created: str | None  # ISO time
     replicas: int | None
-    running_state: str | None  # Running / Activating / Failed / Stopped / ScaledToZero...
+    running_state: str | None  # Running / Activating / Failed / Stopped / ScaledToZero / ActivationFailed...
     health_state: str | None
     provisioning_error: str | None
+    running_state_details: str | None = None  # Azure's revision-level why, e.g. "Deployment Progress Deadline..."
+
+    @property
+    def state(self) -> RevisionState:
+        return RevisionState(self.name, self.running_state, self.running_state_details,
+                             provisioning_error=self.provisioning_error, replicas=self.replicas,
+                             health_state=self.health_state)
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,8 @@ class EndpointStatus:
     scale: ScaleSettings | None = None
     profile: str | None = None
     cost: CostEstimate | None = None
-    health: str = "unknown"  # ok | loading | asleep | unreachable | HTTP nnn | not provisioned | unknown
+    # ok | loading | starting | asleep | failed | unreachable | HTTP nnn | not provisioned | unknown
+    health: str = "unknown"
     health_detail: str | None = None
     failure_reason: str | None = None
     read_at: float = 0.0  # epoch seconds
@@ -131,7 +140,8 @@ def _revision(r: dict[str, Any]) -> RevisionInfo:
                         traffic=_int(p.get("trafficWeight")), created=_text(p.get("createdTime")),
                         replicas=_int(p.get("replicas")), running_state=_text(p.get("runningState")),
                         health_state=_text(p.get("healthState")),
-                        provisioning_error=str(err)[:500] if err else None)
+                        provisioning_error=str(err)[:500] if err else None,
+                        running_state_details=_text(p.get("runningStateDetails")))
 
 
 def _replica(r: dict[str, Any], revision: str) -> ReplicaInfo:
@@ -182,11 +192,11 @@ async def read_endpoint_status(session: "OperationContext", config: InferenceCon
     props = app.get("properties") or {}
     fqdn = ((props.get("configuration") or {}).get("ingress") or {}).get("fqdn")
     endpoint = InferenceConfig(ACA_APP_ENDPOINT=str(fqdn)).endpoint_url if fqdn else config.endpoint_url
-    health, detail = await _health(session, endpoint, replicas, raw["settings"])
+    health, detail = await _health(session, endpoint, revisions, replicas, raw["settings"])
     status = EndpointStatus(
         app=str(app.get("name") or config.ACA_APP_NAME), provisioned=True,
         provisioning_state=_text(props.get("provisioningState")), running_state=_text(props.get("runningStatus")),
-        endpoint=endpoint, latest_revision=_text(props.get("latestRevisionName")), revisions=tuple(revisions),
+        endpoint=endpoint, latest_revision=latest_revision_name(app), revisions=tuple(revisions),
         replicas=tuple(replicas), scale=raw["settings"], profile=raw["profile"], cost=raw["cost"], health=health,
         health_detail=detail, read_at=now)
     if explain and looks_wrong(status):
@@ -195,10 +205,52 @@ async def read_endpoint_status(session: "OperationContext", config: InferenceCon
     return status
 
 
-async def _health(session: "OperationContext", endpoint: str | None, replicas: Sequence[ReplicaInfo],
-                  settings: ScaleSettings) -> tuple[str, str | None]:
+def serving_revisions(revisions: Sequence[RevisionInfo]) -> list[RevisionInfo]:
+    """The revisions requests go to: the active ones with traffic (all active ones when no
+    traffic is reported), newest first."""
+    active = [r for r in revisions if r.active]
+    return [r for r in active if (r.traffic or 0) > 0] or active
+
+
+def blocking_failure(revisions: Sequence[RevisionInfo]) -> RevisionInfo | None:
+    """The failed revision when every revision that takes requests has failed (ActivationFailed,
+    Failed): no replica will come, however long one waits; None otherwise."""
+    serving = serving_revisions(revisions)
+    if serving and all(r.state.failed for r in serving):
+        return serving[0]
+    return None
+
+
+async def revision_failure(session: "OperationContext", config: InferenceConfig) -> str | None:
+    """For the chat's wake path: one sentence when no replica will come (every revision that
+    takes requests failed), else None. One ARM read (the revisions list)."""
+    config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+
+    def read() -> RevisionInfo | None:
+        client = session.factory.container_apps(config.SUBSCRIPTION_ID)
+        revisions = [_revision(rest_json(r)) for r in
+                     client.container_apps_revisions.list_revisions(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME)]
+        revisions.sort(key=lambda r: r.created or "", reverse=True)
+        return blocking_failure(revisions)
+
+    try:
+        failed = await asyncio.to_thread(read)
+    except Exception as e:  # noqa: BLE001
+        raise describe(e, f"read the revisions of container app {config.ACA_APP_NAME}") from None
+    return failed.state.sentence() if failed is not None else None
+
+
+async def _health(session: "OperationContext", endpoint: str | None, revisions: Sequence[RevisionInfo],
+                  replicas: Sequence[ReplicaInfo], settings: ScaleSettings) -> tuple[str, str | None]:
     if not endpoint:
         return "unknown", "the app has no ingress"
+    failed = blocking_failure(revisions)
+    if failed is not None:
+        # Not asleep: a request would not wake a replica, and the chat would wait for nothing.
+        return "failed", failed.state.sentence()
+    if not replicas and any(r.state.phase == "starting" for r in serving_revisions(revisions)):
+        starting = next(r for r in serving_revisions(revisions) if r.state.phase == "starting")
+        return "starting", f"a replica of revision {starting.name} is being started ({starting.running_state})"
     if not replicas:
         # A request to a scaled-to-zero app wakes a GPU replica (minutes, and billed): never probe it.
         return "asleep", "no replica is running; the next request starts one"
@@ -237,8 +289,7 @@ def looks_wrong(st: EndpointStatus) -> bool:
         return False
     if any(r.restart_count > 0 or not r.ready for r in st.replicas):
         return True
-    if any(r.active and ((r.running_state or "").lower() in ("failed", "degraded") or r.provisioning_error)
-           for r in st.revisions):
+    if any(r.active and (r.state.phase in ("failed", "degraded") or r.provisioning_error) for r in st.revisions):
         return True
     wanted = st.scale is not None and st.scale.min_replicas > 0
     return wanted and not st.replicas
@@ -297,6 +348,12 @@ def diagnose(st: EndpointStatus, system: Sequence[LogLine], console: Sequence[st
     # Restarts of a replica that is ready again are history, not the reason it fails now.
     restarts = max((r.restart_count for r in st.replicas if not r.ready), default=0)
     crashing = restarts > 0 or (not serving and any(_CRASH.search(w) for w in warnings[-5:]))
+    failed = blocking_failure(st.revisions)
+    if failed is not None and (failed.running_state_details or not crashing):
+        # Azure's words first (ActivationFailed: "Deployment Progress Deadline Exceeded. 0/1
+        # replicas ready."), then what the replica's own output says about why.
+        sentence = failed.state.sentence()
+        return f"{sentence[:-1]}; {cause.rstrip('.')}." if cause and cause not in sentence else sentence
     if crashing:
         detail = cause or next((r.details for r in st.replicas if r.details), None) or (warnings[-1] if warnings else None)
         lead = "The replica keeps restarting" + (f" ({restarts} restarts)" if restarts > 1 else "")
@@ -309,9 +366,10 @@ def diagnose(st: EndpointStatus, system: Sequence[LogLine], console: Sequence[st
             return _sentence("The replica's container could not start", cause or w.split(":", 1)[-1])
         if _PROBE.search(reason) and not serving:
             return _sentence("The replica does not pass its health probe", cause or w.split(":", 1)[-1])
-    failed_rev = next((r for r in st.revisions if r.active and r.provisioning_error), None)
+    failed_rev = next((r for r in st.revisions if r.active and (r.provisioning_error or r.state.phase == "degraded")),
+                      None)
     if failed_rev is not None:
-        return _sentence(f"Revision {failed_rev.name} failed", failed_rev.provisioning_error)
+        return failed_rev.state.sentence()
     if cause and "load failed" in cause:  # the server answers 503 a while after a failed load, then exits
         return _sentence("The model failed to load", cause)
     if cause and st.health != "loading" and not serving:
@@ -331,6 +389,11 @@ def health_words(st: EndpointStatus) -> str:
         return "starting: the server is loading the model (/health 503)"
     if h == "asleep":
         return "asleep: scaled to zero; the next request wakes a replica"
+    if h == "failed":  # Azure's why is the "why" line when there is one; else it goes here
+        detail = None if st.failure_reason else st.health_detail
+        return "failed: no replica can start" + (f" ({detail})" if detail else "")
+    if h == "starting":
+        return "starting: " + (st.health_detail or "a replica is being started")
     if h == "not provisioned":
         return "not provisioned"
     if h == "unreachable":

@@ -16,6 +16,8 @@ from ..config.inference_config import InferenceConfig
 from ..errors import AitkError, redact, register_secret
 from ..events import HealthWait
 from .models import AppStatus, enum_text, pick
+from .operate import rest_json
+from .revision_state import latest_revision_name, revision_state
 from .sdkerrors import describe
 
 if TYPE_CHECKING:
@@ -81,15 +83,19 @@ def _app_status_sync(session: "OperationContext", config: InferenceConfig) -> di
     client = session.factory.container_apps(config.SUBSCRIPTION_ID)
     app = client.container_apps.get(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME)
     props = pick(app, "properties")
-    revision = pick(props, "latest_revision_name")
+    revision = latest_revision_name(rest_json(app))
     replicas = None
     revision_health = None
+    state = None
     if revision:
         try:
             rev = client.container_apps_revisions.get_revision(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME,
                                                                revision)
-            replicas = pick(rev, "properties", "replicas")
-            revision_health = enum_text(pick(rev, "properties", "health_state"))
+            # The REST JSON, not the model's attributes: Azure's ActivationFailed comes with a
+            # runningStateDetails that the spec (and so the model) does not know.
+            state = revision_state(rest_json(rev))
+            replicas = state.replicas
+            revision_health = state.health_state
         except Exception:  # noqa: BLE001 - the count is a nicety
             replicas = None
     min_replicas = pick(props, "template", "scale", "min_replicas")
@@ -101,6 +107,9 @@ def _app_status_sync(session: "OperationContext", config: InferenceConfig) -> di
         "running_state": enum_text(pick(props, "running_status")),
         "latest_revision": str(revision) if revision else None,
         "replicas": int(replicas) if isinstance(replicas, (int, float)) else None,
+        "revision_state": state.running_state if state else None,
+        "revision_detail": (state.sentence() if state.phase in ("failed", "degraded") else None) if state else None,
+        "revision_failed": bool(state and state.failed),
         "_scales_to_zero": min_replicas in (0, None),  # ACA default: 0
         "_revision_health": revision_health,
     }
@@ -119,7 +128,9 @@ async def app_status(session: "OperationContext", config: InferenceConfig) -> Ap
     # may scale to zero, not even then: a GET through the ingress is traffic, so a header that
     # probes every 20 s would keep the replica (and its GPU) awake for good. The platform's
     # own probe (the revision's health state) answers instead, as in the Endpoint view.
-    if scales_to_zero and info["replicas"] != 0 and revision_health in ("Healthy", "Unhealthy"):
+    if info["revision_failed"]:
+        healthy = False  # ActivationFailed / Failed: no replica comes, and probing would only wait
+    elif scales_to_zero and info["replicas"] != 0 and revision_health in ("Healthy", "Unhealthy"):
         healthy = revision_health == "Healthy"
     elif info["endpoint"] and info["replicas"] != 0 and not scales_to_zero:
         async with http_client(session, timeout_s=5.0) as client:

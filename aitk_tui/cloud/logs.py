@@ -21,6 +21,8 @@ from ..config.inference_config import InferenceConfig
 from ..errors import AitkError, redact, register_secret
 from ..events import Event, Failed, LogLine
 from .models import pick
+from .operate import rest_json
+from .revision_state import RevisionState, latest_revision_name, revision_state
 from .sdkerrors import failed
 
 if TYPE_CHECKING:
@@ -90,7 +92,8 @@ def _streams(session: "OperationContext", config: InferenceConfig) -> tuple[list
     client = session.factory.container_apps(config.SUBSCRIPTION_ID)
     rg, name = config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME
     app = client.container_apps.get(rg, name)
-    revision = pick(app, "properties", "latest_revision_name")
+    # Microsoft's own ContainerApps_Get example has only latestReadyRevisionName: fall back to it.
+    revision = latest_revision_name(rest_json(app))
     if not revision:
         raise AitkError(f"Container app {name} has no revision yet.", "provision first")
     replicas = pick(client.container_apps_revision_replicas.list_replicas(rg, name, revision), "value",
@@ -103,10 +106,21 @@ def _streams(session: "OperationContext", config: InferenceConfig) -> tuple[list
                 streams.append((short_replica(str(pick(replica, "name", default="replica"))), str(endpoint)))
                 break
     if not streams:
+        state = _revision_state(client, rg, name, revision)
+        if state is not None and state.failed:
+            raise AitkError(f"No replica of {name} is running: {state.sentence()}",
+                            "the system log says what the platform tried: `aitk logs --system`")
         raise AitkError(f"No replica of {name} is running, so there are no logs to show.",
                         "the app scales to zero when idle; send a request (e.g. `aitk chat hello`) or "
                         "`aitk deploy` to start one")
     return streams, _auth_token(client, rg, name)
+
+
+def _revision_state(client: Any, rg: str, name: str, revision: str) -> RevisionState | None:
+    try:
+        return revision_state(rest_json(client.container_apps_revisions.get_revision(rg, name, revision)))
+    except Exception:  # noqa: BLE001 - only words the message
+        return None
 
 
 async def _pump(session: "OperationContext", source: str, url: str, token: str, follow: bool, tail_lines: int,

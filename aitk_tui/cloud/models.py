@@ -45,6 +45,9 @@ class AppStatus:
     latest_revision: str | None
     replicas: int | None
     healthy: bool | None  # /health answered 200; None when it could not be asked
+    revision_state: str | None = None  # the latest revision's runningState, as Azure says it (ActivationFailed...)
+    revision_detail: str | None = None  # one sentence when that revision failed or is degraded
+    revision_failed: bool = False  # it cannot start (ActivationFailed / Failed): not asleep, and waiting won't help
 
 
 # -- what the long operations end with (``Done.result``) -----------------------------------

@@ -201,6 +201,13 @@ class CloudSession:
 
         return await read_endpoint_status(self, config)
 
+    async def revision_failure(self, config: InferenceConfig) -> str | None:
+        """One sentence when every revision that takes requests failed (ActivationFailed...),
+        so no replica will come however long one waits; None otherwise. The chat's wake path asks."""
+        from .endpoint_status import revision_failure
+
+        return await revision_failure(self, config)
+
     # -- models on the share ---------------------------------------------------------------
     async def upload_models(self, config: InferenceConfig, request: "UploadRequest",
                             **options: Any) -> AsyncIterator[Event]:

@@ -185,17 +185,26 @@ class AppsApi:
         if not rev["active"]:
             running, health, replicas = "Stopped", "None", 0
         else:
-            running = {"Running": "Running", "Activating": "Activating", "Failed": "Failed",
-                       "ScaledToZero": "ScaledToZero"}.get(state, "Stopped")  # ScaledToZero: ACA's word
-            health = "Healthy" if st.get("ready") else ("Unhealthy" if state == "Failed" else "None")
+            # ACA's words (learn.microsoft.com/azure/container-apps/revisions#running-status), not the
+            # spec's enum: a replica that never became ready is still Activating, then ActivationFailed
+            # once its startup probe's limit passed; one that failed after serving leaves it Degraded.
+            running = {"Running": "Running", "Activating": "Activating", "ScaledToZero": "ScaledToZero",
+                       "Failed": "Degraded" if st.get("activated") else "Activating"}.get(state, "Stopped")
+            if st.get("activation_failed") and state != "Running":
+                running = "ActivationFailed"
+            health = "Healthy" if st.get("ready") else ("Unhealthy" if running in ("Degraded", "ActivationFailed")
+                                                        else "None")
             replicas = 1 if st.get("started") or state in ("Running", "Activating", "Failed") else 0
-        return {"id": f"{ref.id}/revisions/{rev['name']}", "name": rev["name"],
+        details = {"ActivationFailed": st.get("activation_failed"), "Degraded": st.get("details")}.get(running)
+        view = {"id": f"{ref.id}/revisions/{rev['name']}", "name": rev["name"],
                 "type": "Microsoft.App/containerApps/revisions",
                 "properties": {"createdTime": rev["created"], "lastActiveTime": rev["created"],
                                "fqdn": f"127.0.0.1:{app.get('port')}", "template": record["properties"].get("template"),
                                "active": rev["active"], "replicas": replicas, "trafficWeight": 100 if rev["active"] else 0,
-                               "healthState": health, "provisioningState": "Provisioned", "runningState": running,
-                               "provisioningError": st.get("details") if state == "Failed" else None}}
+                               "healthState": health, "provisioningState": "Provisioned", "runningState": running}}
+        if details:
+            view["properties"]["runningStateDetails"] = details  # Azure sends it; the spec does not list it
+        return view
 
     def _replica_views(self, ref: ResourceRef, record: dict, rev: dict) -> list[dict]:
         if not rev["active"]:

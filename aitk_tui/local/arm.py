@@ -130,7 +130,8 @@ class ArmApi:
                 {"id": f"/subscriptions/{sub}/providers/Microsoft.App/locations/{rest[2]}/"
                        f"availableManagedEnvironmentsWorkloadProfileTypes/{n}", "name": n, "location": rest[2],
                  "type": "Microsoft.App/locations/availableManagedEnvironmentsWorkloadProfileTypes",
-                 "properties": {"code": n, "displayName": n, "category": c, "cores": cores, "memoryInGiB": mem,
+                 # The spec's and Microsoft's example's keys (AvailableWorkloadProfiles.json): memoryGiB, no code
+                 "properties": {"displayName": n, "category": c, "cores": cores, "memoryGiB": mem,
                                 "gpus": gpus, "applicability": "LocationDefault"}}
                 for n, c, cores, mem, gpus in WORKLOAD_PROFILES]})
         raise not_served(req)

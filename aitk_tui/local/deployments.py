@@ -356,7 +356,7 @@ class DeploymentEngine:
         out = []
         for o in d["operations"]:
             props = {k: o[k] for k in ("provisioningOperation", "provisioningState", "timestamp", "duration",
-                                       "trackingId", "statusCode", "statusMessage") if o.get(k) is not None}
+                                       "statusCode", "statusMessage") if o.get(k) is not None}  # as the spec lists
             props["serviceRequestId"] = o["trackingId"]
             if o.get("resourceId"):
                 props["targetResource"] = {"id": o["resourceId"], "resourceType": o["resourceType"],

@@ -14,6 +14,13 @@ The app's port belongs to its :class:`~.ingress.Ingress`; the replica serves on 
 port behind it. An app whose ``minReplicas`` is 0 scales to zero after ``idle_s`` seconds
 with no request (state ``ScaledToZero``), and the next request through the ingress starts a
 replica again while the ingress holds that request, as ACA does.
+
+A replica that is not ready within its startup probe's limit (initialDelaySeconds +
+periodSeconds x failureThreshold of the template's Startup probe; ACA's default TCP startup
+probe allows 241 s) fails its revision's activation as ACA's does: the revision reports
+``ActivationFailed`` with "Deployment Progress Deadline Exceeded. 0/1 replicas ready.", the
+container is killed and restarted with back-off, and a replica that later becomes ready (or a
+restart of the revision) clears it.
 """
 
 from __future__ import annotations
@@ -42,6 +49,24 @@ from .replica_command import ReplicaError, _adapters_exist, build_command, map_m
 
 log = logging.getLogger("aitk_tui.local")
 MAX_BACKOFF_S = 30.0
+DEFAULT_STARTUP_LIMIT_S = 1 + 1 * 240  # ACA's default startup probe: initial delay 1 s, every 1 s, 240 failures
+ACTIVATION_FAILED = "Deployment Progress Deadline Exceeded. 0/1 replicas ready."  # ACA's words
+
+
+def startup_limit_s(record: dict | None) -> float:
+    """Seconds a new replica has to become ready: its Startup probe's initialDelaySeconds +
+    periodSeconds x failureThreshold (the spec's defaults: 0, 10, 3), or ACA's default probe's."""
+    containers = (((record or {}).get("properties") or {}).get("template") or {}).get("containers") or [{}]
+    probes = containers[0].get("probes") or [] if isinstance(containers[0], dict) else []
+    startup = next((p for p in probes if isinstance(p, dict) and str(p.get("type", "")).lower() == "startup"), None)
+    if startup is None:
+        return float(DEFAULT_STARTUP_LIMIT_S)
+
+    def num(key: str, default: float) -> float:
+        value = startup.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+    return num("initialDelaySeconds", 0) + num("periodSeconds", 10) * num("failureThreshold", 3)
 
 
 class _Supervisor(threading.Thread):
@@ -67,6 +92,25 @@ class _Supervisor(threading.Thread):
         self.ready_since = time.monotonic()
         self.scaled_down_after: float | None = None
         self._wake_lock = threading.Lock()
+        self.activation_since = time.monotonic()  # a new replica was asked for (start, wake, restart)
+        self.activated = False  # a replica of this activation has been ready
+        self.activation_failed: str | None = None  # ACA's runningStateDetails once the deadline passed
+
+    def _begin_activation(self) -> None:
+        self.activation_since, self.activated, self.activation_failed = time.monotonic(), False, None
+
+    def activation_overdue(self) -> bool:
+        """True once (then recorded) when no replica became ready within the startup probe's limit."""
+        if self.activated or self.activation_failed is not None:
+            return False
+        limit = startup_limit_s(self.mgr.store.resource(self.app_id))
+        if time.monotonic() - self.activation_since < limit:
+            return False
+        self.activation_failed = ACTIVATION_FAILED
+        self.note(f"no replica became ready within the startup probe's {limit:.0f} s: activation failed")
+        self.event("ActivationFailed", f"Revision activation failed: {ACTIVATION_FAILED} The startup probe "
+                   f"did not pass within {limit:.0f} s", warning=True)
+        return True
 
     def note(self, text: str) -> None:
         self.mgr.append_log(self.app_id, text)
@@ -130,6 +174,8 @@ class _Supervisor(threading.Thread):
                 with self._wake_lock:
                     self.asleep = self.wake_for_request = False
                 first, self.restart_count = True, 0  # a new replica, not a restart of the old one
+            if first or self.restart_requested:
+                self._begin_activation()
             if not first:
                 self.restart_count += 1
             first = False
@@ -152,6 +198,7 @@ class _Supervisor(threading.Thread):
                 continue
             backoff = 1.0 if self.ever_ready and self.ready_at_exit else min(max(backoff * 2, 1.0), MAX_BACKOFF_S)
             self.state, self.ready = "Failed", False
+            self.activation_overdue()  # a replica crash-looping since its start fails the activation too
             self.details = f"{self.details}; restarting in {backoff:.0f} s"
             self.note(f"replica {'exited with code ' + str(code) if code is not None else 'could not start'}; "
                       f"restarting in {backoff:.0f} s")
@@ -197,6 +244,11 @@ class _Supervisor(threading.Thread):
             status = self.mgr.probe_status(port)
             ok = status == 200
             self.listening = status is not None
+            if ok:
+                self.activated, self.activation_failed = True, None
+            elif self.activation_overdue():
+                self.details = "the startup probe did not pass in time"
+                break  # the startup probe gave up: the container is killed and restarted
             if ok and not self.ready:
                 self.ready_since = time.monotonic()
                 self.note(f"replica is ready on https://127.0.0.1:{env.get('AITK_INGRESS_PORT', port)}")
@@ -245,7 +297,8 @@ class _Supervisor(threading.Thread):
     def status(self) -> dict:
         return {"state": self.state, "ready": self.ready, "details": self.details, "pid": self.proc.pid if self.proc else None,
                 "restart_count": self.restart_count, "created": self.created, "revision": self.revision,
-                "started": self.proc is not None and self.proc.poll() is None}
+                "started": self.proc is not None and self.proc.poll() is None,
+                "activated": self.activated, "activation_failed": self.activation_failed}
 
 
 #: Seconds per generated token for the built-in demo model (about 30 words a second).

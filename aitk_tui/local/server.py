@@ -37,6 +37,7 @@ from .deployments import DeploymentEngine
 from .faults import Fault, Faults
 from .files import FilesService, error_response
 from .httpd import DropConnection, HttpError, HttpsServer, Request, Response, json_response
+from .recorder import Recorder
 from .replicas import ReplicaManager, kill_recorded
 from .resources import ResourceHandlers
 from .store import Store
@@ -77,6 +78,7 @@ class LocalCloud:
         self._want_port = port
         self.host = host
         self.faults = Faults()
+        self.recorder = Recorder.from_env()
         self._server: HttpsServer | None = None
         self._stopping = threading.Event()
 
@@ -197,6 +199,12 @@ class LocalCloud:
 
     # -- request handling -----------------------------------------------------------------------
     def _app(self, req: Request) -> Response:
+        resp = self._answer(req)
+        if self.recorder is not None and (req.segments[:1] or [""])[0].lower() in _ARM_ROOTS:
+            self.recorder.record(req, resp)  # AITK_LOCAL_RECORD: the recorded-traffic test's input
+        return resp
+
+    def _answer(self, req: Request) -> Response:
         segs = req.segments
         first = segs[0].lower() if segs else ""
         is_arm = first in _ARM_ROOTS

@@ -165,7 +165,7 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
         from .widgets.chat import ChatPane
 
         return ChatPane(client_factory=self.chat_client_factory, verify_for=self.chat_verify,
-                        replica_logs=self.chat_replica_logs, id="chat-pane")
+                        replica_logs=self.chat_replica_logs, platform_check=self.chat_platform_check, id="chat-pane")
 
     def on_mount(self) -> None:
         theme = self.settings.theme
@@ -290,6 +290,13 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
         if session is None or config is None or not config.ACA_APP_NAME or url != config.endpoint_url:
             return None
         return lambda: session.replica_logs(config, tail_lines=5)
+
+    def chat_platform_check(self, url: str) -> Callable[[], Any] | None:
+        """For the chat's wake path: asks whether the app's revision failed (the app's own endpoint only)."""
+        config, session = self.state.config, self.session
+        if session is None or config is None or not config.ACA_APP_NAME or url != config.endpoint_url:
+            return None
+        return lambda: session.revision_failure(config)
 
     def chat_verify(self, url: str) -> str | bool:
         """The local cloud's CA for its own loopback endpoints; the system's trust store otherwise."""

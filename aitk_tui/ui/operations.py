@@ -64,8 +64,12 @@ def health_from_status(status: Any) -> str:
     healthy = getattr(status, "healthy", None)
     replicas = getattr(status, "replicas", None)
     running = (getattr(status, "running_state", None) or "").lower()
+    if getattr(status, "revision_failed", False):
+        return "failed"  # ActivationFailed: no replica comes, so it is not asleep (and not "waking")
     if healthy:
         return "healthy"
+    if (getattr(status, "revision_state", None) or "").lower() == "activating":
+        return "waking"
     if replicas == 0 or running in ("stopped", "scaledtozero"):
         return "asleep"
     if healthy is False:

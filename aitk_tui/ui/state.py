@@ -29,7 +29,7 @@ class UIState:
     params_dirty: bool = False
     params_invalid: str | None = None  # first naming-rule failure in the saved file
     running: str | None = None  # title of the operation in progress
-    health: str | None = None  # "healthy", "asleep", "unreachable", "checking", None = unknown
+    health: str | None = None  # "healthy", "asleep", "failed", "unreachable", "checking", None = unknown
     gpu_billing: bool = False  # min replicas >= 1: a GPU replica bills even while idle
     streaming: bool = False
 

@@ -61,6 +61,7 @@ class FakeSession:
     calls: list[str] = field(default_factory=list)
     endpoints: CloudEndpoints = field(default_factory=lambda: CloudEndpoints("local"))
     cancelled: bool = False
+    failed_revision: str | None = None  # revision_failure's answer (Azure's ActivationFailed, in a sentence)
     min_replicas: int = 0  # the app's scale: 0 sleeps when idle, >= 1 keeps a GPU billing
 
     async def whoami(self) -> Identity:
@@ -154,6 +155,10 @@ class FakeSession:
                 yield LogLine(f"INFO: replica line {i}")
         if follow:
             await asyncio.Event().wait()
+
+    async def revision_failure(self, config):
+        self.calls.append("revision_failure")
+        return self.failed_revision
 
     async def endpoint_status(self, config):
         from aitk_tui.cloud.endpoint_status import EndpointStatus, ReplicaInfo, RevisionInfo

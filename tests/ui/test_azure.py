@@ -154,6 +154,16 @@ async def test_the_header_shows_health_in_words_at_80_columns_and_refreshes_it_b
         assert header_text(app).rstrip().endswith("● healthy"), header_text(app)
         assert session.calls.count("status") > before
         assert "checking" not in header_text(app)  # the quiet refresh never blanks the answer
+        # The revision could not activate (Azure's ActivationFailed, no replica): not "asleep".
+        answers[0] = AppStatus("app", "https://x", "Succeeded", "Running", "rev1", 0, False,
+                               revision_state="ActivationFailed", revision_failed=True,
+                               revision_detail="Revision rev1 failed to activate (ActivationFailed): Deployment "
+                                               "Progress Deadline Exceeded. 0/1 replicas ready.")
+        for _ in range(40):
+            await pilot.pause(0.1)
+            if "revision failed" in header_text(app):
+                break
+        assert header_text(app).rstrip().endswith("✕ revision failed"), header_text(app)
 
 
 async def test_a_config_the_local_cloud_wrote_is_shown_as_the_local_clouds_not_as_azure(make_app, ui_project):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from aitk_tui.chat.client import Delta, Finished, HealthStatus, Usage
+from aitk_tui.config.inference_config import InferenceConfig
 from aitk_tui.events import Failed, LogLine
 from aitk_tui.ui.widgets.prompt import PromptArea
 
@@ -110,3 +111,46 @@ async def test_a_healthy_endpoint_is_sent_at_once_with_one_probe(make_app):
         await settle(pilot)
         assert client.probes == 1 and not app.chat.query(".chat-waking")
         assert app.chat.turns[-1].content == "Good morning."
+
+
+async def test_a_revision_that_failed_to_activate_stops_the_wake_and_says_why(make_app):
+    # The ingress holds /health for ever; the platform says no replica can come (Azure's
+    # ActivationFailed): the chat stops waiting at once, says why, and gives the message back.
+    why = ("Revision app--0000002 failed to activate (ActivationFailed): Deployment Progress Deadline Exceeded. "
+           "0/1 replicas ready.")
+    client = SleepyClient()
+    app, session = make_app(chat_client_factory=lambda url, key, verify=True: client, failed_revision=why)
+    async with app.run_test(size=(80, 24)) as pilot:
+        prompt = await _open(app, pilot)
+        app.state.config = InferenceConfig(SUBSCRIPTION_ID="s1", RESOURCE_GROUP_NAME="rg", STORAGE_ACCOUNT_NAME="st",
+                                           FILE_SHARE_NAME="sh", ACA_APP_NAME="app", ACA_APP_ENDPOINT="app.example.io")
+        app.chat.set_endpoint(app.state.config.endpoint_url, "k")  # the app's own: the platform can be asked
+        assert app.chat_platform_check("https://elsewhere.example") is None  # never about another endpoint
+        await pilot.press(*"hi", "enter")
+        await _wait_for(pilot, lambda: bool(app.chat.query(".chat-error")), 200)
+        await settle(pilot)
+        text = " ".join(_texts(app, ".chat-error") + _texts(app, ".chat-error-detail"))
+        assert "cannot wake: no replica can start" in text and "Deployment Progress Deadline Exceeded" in text
+        assert "revision_failure" in session.calls and client.requests == []
+        assert prompt.text == "hi"  # not sent: Enter sends it again
+
+
+async def test_compare_sides_stop_waking_too_when_the_revision_failed(make_app):
+    from aitk_tui.ui.widgets.compare import CompareScreen
+
+    why = "Revision app--1 failed to activate (ActivationFailed): Deployment Progress Deadline Exceeded. 0/1 replicas ready."
+    client = SleepyClient()
+    app, session = make_app(failed_revision=why)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.state.config = InferenceConfig(SUBSCRIPTION_ID="s1", RESOURCE_GROUP_NAME="rg", STORAGE_ACCOUNT_NAME="st",
+                                           FILE_SHARE_NAME="sh", ACA_APP_NAME="app", ACA_APP_ENDPOINT="app.example.io")
+        screen = CompareScreen(("a", "b"), lambda: client, {}, app.state.config.endpoint_url)
+        await app.push_screen(screen)
+        await settle(pilot)
+        screen.query_one(PromptArea).text = "hi"
+        await pilot.press("enter")
+        await _wait_for(pilot, lambda: len(screen.query(".chat-error")) == 2, 200)
+        errors = [str(w.render()) for w in screen.query(".chat-error")]
+        assert all("no replica can start" in e and "Deployment Progress Deadline Exceeded" in e for e in errors), errors
+        assert client.requests == []

@@ -107,11 +107,14 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
 
     def __init__(self, *, client_factory: Callable[..., Any] | None = None,
                  verify_for: Callable[[str], str | bool] | None = None,
-                 replica_logs: Callable[[str], Callable[[], Any] | None] | None = None, id: str | None = None) -> None:
+                 replica_logs: Callable[[str], Callable[[], Any] | None] | None = None,
+                 platform_check: Callable[[str], Callable[[], Any] | None] | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         self.client_factory = client_factory
         # The replica log behind a URL (the app's own endpoint only): its latest line is shown while waking.
         self.replica_logs = replica_logs
+        # Whether the platform says no replica can come (a failed revision): waking then stops, saying why.
+        self.platform_check = platform_check
         # How to check the endpoint's TLS certificate, per URL (the app knows the local cloud's CA).
         self.verify_for: Callable[[str], str | bool] = verify_for or (lambda url: True)
         self.turns: list[Turn] = []
@@ -348,8 +351,9 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         from ...chat.wake import Waking, wake
 
         logs = self.replica_logs(answer.url) if self.replica_logs is not None else None
+        platform = self.platform_check(answer.url) if self.platform_check is not None else None
         answer.waking_now = True  # left set when Esc cancels this: _end then gives the message back
-        async with aclosing(wake(client, logs=logs)) as events:
+        async with aclosing(wake(client, logs=logs, platform=platform)) as events:
             async for event in events:
                 if isinstance(event, Waking):
                     text = f"◌ Waking the replica… {event.elapsed_s:.0f} s"

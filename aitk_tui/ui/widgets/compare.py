@@ -139,8 +139,11 @@ class CompareSide(Vertical):
         from ...chat.wake import Waking, wake
 
         title = self.query_one(".side-title", Label)
+        # As the chat: a revision that failed to activate stops the waiting, saying why.
+        url, ask = getattr(self.screen, "url", None), getattr(self.app, "chat_platform_check", None)
+        platform = ask(url) if ask is not None and url else None
         try:
-            async with aclosing(wake(client)) as events:
+            async with aclosing(wake(client, platform=platform)) as events:
                 async for event in events:
                     if isinstance(event, Waking):
                         title.update(f"{self.model} · waking the replica… {event.elapsed_s:.0f} s")

@@ -75,9 +75,11 @@ class EndpointView(Vertical, can_focus=False):
 ## Endpoint
 The container app as it is now, read again every few seconds while this tab is shown.
 
-- **Health**: healthy, starting (the model loads), asleep (scaled to zero: nothing is
-  probed, so nothing is woken), or not answering. **Why** says in one sentence why a
-  replica fails to start, from the system log and the replica's own output.
+- **Health**: healthy, starting (a replica is being started, or the model loads), asleep
+  (scaled to zero: nothing is probed, so nothing is woken), failed (the revision could not
+  activate, e.g. Azure's "Deployment Progress Deadline Exceeded": no request will wake it), or
+  not answering. **Why** says in one sentence why a replica fails to start, in Azure's words
+  and from the system log and the replica's own output.
 - **Revisions** (active, traffic, replicas, state, age) and **replicas** (state, ready,
   restarts, age).
 - The log below follows the replica: **s** switches between its console output and the
@@ -288,7 +290,7 @@ The container app as it is now, read again every few seconds while this tab is s
             state = ", ".join(s for s in (st.provisioning_state, st.running_state) if s) or "-"
             summary.append(st.app, style="bold")
             summary.append(f"  {state}  {st.endpoint or '-'}")
-            style = "green" if st.health == "ok" else "yellow" if st.health in ("asleep", "loading") else "red"
+            style = "green" if st.health == "ok" else "yellow" if st.health in ("asleep", "loading", "starting") else "red"
             summary.append("\nHealth: ")
             summary.append(health_words(st), style=style)
             if st.failure_reason:

@@ -18,6 +18,7 @@ _HEALTH = {
     "waking": ("◐ waking", "yellow"),
     "unhealthy": ("○ not serving", "yellow"),
     "unreachable": ("✕ unreachable", "red"),
+    "failed": ("✕ revision failed", "red"),
     "checking": ("… checking", "dim"),
 }
 
