@@ -11,23 +11,41 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .cli import EXIT_OK, UsageError
-from .config.naming import PARAMETER_SPECS, SPECS_BY_NAME
-from .config.parameters import ParametersDocument, parse_cli_value
-from .errors import AitkError
-from .fsutil import FileWriteError
-from .project import Project
+from ..errors import AitkError
+from ._output import EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from ..config.parameters import ParametersDocument
+    from ..project import Project
 
 
-def _load(project: Project) -> ParametersDocument:
+def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    psub = p.add_subparsers(dest="params_command", metavar="ACTION")
+    c = cmd("show", "show the parameters", psub)
+    c.add_argument("--json", action="store_true")
+    c = cmd("set", "set parameters: KEY=VALUE ... (null restores the template default)", psub)
+    c.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    c = cmd("unset", "put parameters back to the template default (null); removes a name the template does not have",
+            psub)
+    c.add_argument("names", nargs="+", metavar="KEY")
+    cmd("validate", "check every parameter against Azure's naming rules", psub)
+
+
+def _load(project: "Project") -> "ParametersDocument":
+    from ..config.parameters import ParametersDocument
+
     try:
         return ParametersDocument.load(project.parameters_path)
     except AitkError as e:
         raise UsageError(e.message, e.detail) from None
 
 
-def _save(doc: ParametersDocument) -> None:
+def _save(doc: "ParametersDocument") -> None:
+    from ..fsutil import FileWriteError
+
     try:
         doc.save()
     except FileWriteError:
@@ -44,7 +62,10 @@ def _fmt(value: object) -> str:
     return json.dumps(value)
 
 
-def run(project: Project, args: argparse.Namespace) -> int:
+def run(project: "Project", args: argparse.Namespace) -> int:
+    from ..config.naming import PARAMETER_SPECS, SPECS_BY_NAME
+    from ..config.parameters import parse_cli_value
+
     action = args.params_command or "show"
     doc = _load(project)
     if action == "show":

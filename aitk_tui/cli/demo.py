@@ -1,25 +1,38 @@
-"""The demo commands: ``aitk key``, ``aitk snippet [curl|python|js]`` and
-``aitk chat --compare A,B``. The key comes from the container app's secret through the
-same lookup as ``aitk chat`` (``CloudSession.api_key``: only for the app's own endpoint)."""
+"""The demo commands: ``aitk key`` and ``aitk snippet [curl|python|js]``. The key comes from
+the container app's secret through the same lookup as ``aitk chat`` (``Backend.api_key``:
+only for the app's own endpoint)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import sys
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
-from .cli import EXIT_OK, OperationFailed, UsageError, _err_line
-from .cli_cloud import _given_api_key, _stream_chat, load_config, open_session, require_config, run_async
-from .cli_cloud import EventPrinter
-from .project import Project
+from ._output import EXIT_OK, UsageError
+from ._printer import EventPrinter
+from ._session import given_api_key, load_config, open_session, require_config, run_async
+
+if TYPE_CHECKING:
+    from ..project import Project
 
 APP_KEYS = ("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
 
 
-def run(project: Project, args: argparse.Namespace) -> int:
+def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    if name == "key":
+        p.add_argument("--show", action="store_true", help="print it even to a terminal")
+        return
+    p.add_argument("language", nargs="?", choices=("curl", "python", "js"), default="curl")
+    p.add_argument("--endpoint", metavar="URL", help="default: ACA_APP_ENDPOINT from inference.config.json")
+    p.add_argument("--chat-model", metavar="NAME", help="model to call (default: ask the endpoint for its default)")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="allow asking a plain-http endpoint on this machine for its model (the key is sent)")
+    p.set_defaults(api_key=None)  # the key to ask with: $AITK_API_KEY, else the app's secret
+
+
+def run(project: "Project", args: argparse.Namespace) -> int:
     printer = EventPrinter()
     if args.command == "key":
         return run_async(_key(project, args, printer))
@@ -27,12 +40,12 @@ def run(project: Project, args: argparse.Namespace) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _app_key(project: Project, args: argparse.Namespace, printer: EventPrinter,
+async def _app_key(project: "Project", args: argparse.Namespace, printer: EventPrinter,
                    endpoint: str | None = None) -> AsyncIterator[tuple[str, str, Any]]:
     """(endpoint, key, verify): the key the user gave ($AITK_API_KEY), else the app's secret."""
     config = None if endpoint else require_config(load_config(project), "ACA_APP_ENDPOINT")
     endpoint = endpoint or config.endpoint_url
-    api_key = _given_api_key(args)
+    api_key = given_api_key(args)
     session = None
     try:
         verify: Any = True
@@ -49,7 +62,7 @@ async def _app_key(project: Project, args: argparse.Namespace, printer: EventPri
             await session.close()
 
 
-async def _key(project: Project, args: argparse.Namespace, printer: EventPrinter) -> int:
+async def _key(project: "Project", args: argparse.Namespace, printer: EventPrinter) -> int:
     if sys.stdout.isatty() and not args.show:  # checked first: no sign-in just to refuse
         raise UsageError("The API key is not printed to a terminal (it would stay in the scrollback).",
                          'pass --show to print it, or capture it: export AITK_API_KEY="$(aitk key)"')
@@ -63,9 +76,9 @@ async def _key(project: Project, args: argparse.Namespace, printer: EventPrinter
     return EXIT_OK
 
 
-async def _snippet(project: Project, args: argparse.Namespace, printer: EventPrinter) -> int:
-    from .chat.client import ChatClient, ChatError
-    from .snippets import key_command, snippet
+async def _snippet(project: "Project", args: argparse.Namespace, printer: EventPrinter) -> int:
+    from ..chat.client import ChatClient, ChatError
+    from ..snippets import key_command, snippet
 
     model = args.chat_model
     ca_bundle = None
@@ -89,29 +102,4 @@ async def _snippet(project: Project, args: argparse.Namespace, printer: EventPri
     except ValueError as e:
         raise UsageError(str(e)) from None
     sys.stdout.write(text)
-    return EXIT_OK
-
-
-def compare_models(value: str) -> list[str]:
-    names = [n.strip() for n in value.split(",")]
-    if len(names) != 2 or not all(names) or names[0] == names[1]:
-        raise UsageError(f"--compare takes two different model names: A,B (not {value!r}).",
-                         "name two of the models the endpoint serves (its /v1/models)")
-    return names
-
-
-async def compare_chat(endpoint: str, api_key: str, verify: Any, args: argparse.Namespace) -> int:
-    """Both answers, one after the other, each under its model's name (``aitk chat --compare``)."""
-    failed = False
-    for i, model in enumerate(compare_models(args.compare)):
-        print(("\n" if i else "") + f"== {model} ==", flush=True)
-        one = copy.copy(args)
-        one.chat_model = model
-        try:
-            await _stream_chat(endpoint, api_key, verify, one)
-        except OperationFailed:  # already reported; the other model still answers
-            failed = True
-    if failed:
-        _err_line("error: not every model answered (see above)")
-        raise OperationFailed()
     return EXIT_OK

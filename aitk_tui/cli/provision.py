@@ -1,0 +1,81 @@
+"""``aitk provision [--what-if] [--yes]``: the what-if (and the cost estimate) first, then
+the ARM deployment, streaming each resource's state."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._output import EXIT_OK, UsageError, ask
+from ._printer import EventPrinter, drive, drive_for
+from ._session import resolve_subscription, run_async, session_for
+
+if TYPE_CHECKING:
+    from ..backend import Backend
+    from ..project import Project
+
+
+def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    p.add_argument("--subscription", metavar="ID")
+    p.add_argument("--resource-group", metavar="NAME")
+    p.add_argument("--what-if", action="store_true", help="only preview the changes")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+
+def run(project: "Project", args: argparse.Namespace) -> int:
+    from ..config.parameters import ParametersDocument
+    from ..errors import AitkError
+
+    printer = EventPrinter()
+    # Checks that need no cloud come first, so a usage error is quick and clear.
+    try:
+        params = ParametersDocument.load(project.parameters_path)
+        params.validate()
+    except AitkError as e:
+        raise UsageError(e.message, e.detail) from None
+    if not args.yes and not args.what_if and not sys.stdin.isatty():
+        raise UsageError("Refusing to provision without confirmation: there is no terminal to ask on.",
+                         "pass --yes to provision, or --what-if to preview")
+
+    async def go() -> int:
+        async with session_for(project, args, printer) as session:
+            return await provision(session, args, printer, params)
+
+    return run_async(go())
+
+
+async def provision(session: "Backend", args: argparse.Namespace, printer: EventPrinter, params: Any) -> int:
+    sub = await resolve_subscription(session, args.subscription)
+    rg = args.resource_group or session.load_state().resource_group
+    if not rg:
+        raise UsageError("No resource group chosen.", "pass --resource-group NAME (see `aitk groups`)")
+    if args.what_if or not args.yes:
+        from ..cloud.models import WhatIf
+
+        what_if = await drive_for(session.what_if(sub, rg, params), printer, WhatIf)
+        for change in what_if.changes:
+            print(f"  {change.change_type:<10} {change.resource_type} {change.name}")
+        _print_cost_estimate(session, params)
+        if args.what_if:
+            return EXIT_OK
+        if not ask(f"Provision these resources in {rg}?"):
+            print("Nothing was changed.", file=sys.stderr)
+            return EXIT_OK
+    await drive(session.provision(sub, rg, params), printer)
+    return EXIT_OK
+
+
+def _print_cost_estimate(session: "Backend", params: Any) -> None:
+    """One line under the what-if: what the app will cost (an estimate), when the table prices it."""
+    from ..cloud.prices import estimate_for_parameters
+    from ..cloud.provision import load_template
+    from ..errors import AitkError
+
+    try:
+        cost = estimate_for_parameters(params.values(), load_template(session))
+    except (AitkError, ValueError):
+        return  # the what-if already reported a bad template
+    if cost is not None:
+        print(f"  {cost.summary()}")
