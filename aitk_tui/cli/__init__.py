@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 from .. import __version__
-from ._output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OperationFailed, UsageError, err_line, error
+from ._output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, OperationFailed, UsageError, err_line, error, exit_code
 
 AUTH_CHOICES = ("auto", "cli", "env", "managed-identity", "device-code")
 
@@ -187,11 +187,8 @@ def _main(argv: list[str] | None, args_seen: list[argparse.Namespace]) -> int:
             sys.stderr.flush()
             os._exit(code)
         return code
-    except UsageError as e:
-        error(e.message, e.detail)
-        return EXIT_USAGE
-    except OperationFailed as e:
-        return EXIT_USAGE if e.config_error else EXIT_FAILED
+    except OperationFailed as e:  # the Failed event was printed
+        return exit_code(e)
     except BrokenPipeError:
         return EXIT_OK
     except Exception as e:  # noqa: BLE001 - AitkError and anything unexpected: one line, no traceback
@@ -199,7 +196,7 @@ def _main(argv: list[str] | None, args_seen: list[argparse.Namespace]) -> int:
 
         if isinstance(e, AitkError):
             error(e.message, e.detail)
-            return EXIT_USAGE if _is_config_error(e) else EXIT_FAILED
+            return exit_code(e)
         if os.environ.get("AITK_DEBUG"):
             import traceback
 
@@ -214,14 +211,6 @@ def _interrupt_hint(args: argparse.Namespace) -> str:
     if getattr(args, "command", None) == "down":
         return " (a deletion already sent continues in Azure; run `aitk down` again to see what is left)"
     return ""
-
-
-def _is_config_error(e: Exception) -> bool:
-    from ..cloud.sdkerrors import InputError, NotSignedInError
-    from ..config.inference_config import ConfigFileError
-    from ..config.parameters import ParametersFileError, UnknownParameterError
-
-    return isinstance(e, (ParametersFileError, ConfigFileError, InputError, NotSignedInError, UnknownParameterError))
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -13,15 +13,15 @@ import json
 import sys
 from typing import Any
 
+from ..errors import AitkError
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class UsageError(Exception):
-    """A usage or configuration problem (exit 2)."""
+class UsageError(AitkError):
+    """A usage problem found by the CLI itself (exit 2)."""
 
-    def __init__(self, message: str, detail: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.detail = message, detail
+    config_error = True
 
 
 class OperationFailed(Exception):
@@ -30,6 +30,12 @@ class OperationFailed(Exception):
     def __init__(self, config_error: bool = False) -> None:
         super().__init__()
         self.config_error = config_error
+
+
+def exit_code(e: BaseException) -> int:
+    """The one mapping from an error to the exit code: 2 when it is the user's to fix (an
+    error class that says ``config_error``, or a Failed event that did), 1 otherwise."""
+    return EXIT_USAGE if getattr(e, "config_error", False) else EXIT_FAILED
 
 
 def error(message: str, detail: str | None = None) -> None:

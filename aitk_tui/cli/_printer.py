@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from ..errors import redact
-from ..events import Done, Event, Failed, HealthWait, Info, LogLine, ResourceProgress, UploadProgress
+from ..events import Awake, Done, Event, Failed, HealthWait, Info, LogLine, ResourceProgress, UploadProgress, Waking
 from ._output import EXIT_OK, OperationFailed, error
 
 if TYPE_CHECKING:
@@ -74,13 +74,13 @@ class EventPrinter:
             print(redact(event.summary), file=self.out, flush=True)
         elif isinstance(event, Failed):
             error(event.message, event.detail)
-        elif type(event).__name__ in ("Waking", "Awake"):  # chat.wake's events (not imported: startup)
+        elif isinstance(event, (Waking, Awake)):
             if self._waking is None:
                 self._waking = StatusLine(self.err)
-            if type(event).__name__ == "Waking":
-                self._waking.waking(event.elapsed_s, event.log_line)  # type: ignore[attr-defined]
+            if isinstance(event, Waking):
+                self._waking.waking(event.elapsed_s, event.log_line)
             else:
-                self._waking.awake(event.elapsed_s)  # type: ignore[attr-defined]
+                self._waking.awake(event.elapsed_s)
 
 
 # -- the waking line -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """What the commands share on their way to the back-end: running a coroutine
 (:func:`run_async`), opening a session (:func:`session_for`), loading
-``infra/inference.config.json``, the subscription to use, and the API key the user gave.
+``infra/inference.config.json``, the subscription to use, and the one lookup of an endpoint
+and the API key to send it (:func:`endpoint_and_key`, for ``chat`` and ``snippet``).
 
 The back-end is reached through :mod:`aitk_tui.backend` only (the ``Backend`` contract);
 it and the SDK load on first use.
@@ -14,7 +15,7 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._output import UsageError
 from ._printer import EventPrinter, drive
@@ -55,8 +56,8 @@ async def open_session(project: "Project", args: argparse.Namespace, printer: Ev
     from ..events import Info
 
     session = await open_backend(project, local=args.local, auth=args.auth,
-                                 model_path=args.model_path, adapter_path=args.adapter_path)
-    session.prompt_sink = lambda message: printer(Info(message))
+                                 model_path=args.model_path, adapter_path=args.adapter_path,
+                                 prompt_sink=lambda message: printer(Info(message)))
     if not args.local:
         await drive(session.sign_in(), printer, show_done=False)
     return session
@@ -94,29 +95,18 @@ async def resolve_subscription(session: "Backend", explicit: str | None) -> str:
 
 
 # -- infra/inference.config.json -----------------------------------------------------------------
-def load_config(project: "Project") -> "InferenceConfig":
+def load_config(project: "Project", *keys: str) -> "InferenceConfig":
+    """The project's config, with ``keys`` filled in (a ConfigFileError, exit 2, otherwise)."""
     from ..config.inference_config import InferenceConfig
-    from ..errors import AitkError
 
-    try:
-        return InferenceConfig.load(project.config_path)
-    except AitkError as e:
-        raise UsageError(e.message, e.detail) from None
-
-
-def require_config(config: "InferenceConfig", *keys: str) -> "InferenceConfig":
-    from ..errors import AitkError
-
-    try:
-        return config.require(*keys)
-    except AitkError as e:
-        raise UsageError(e.message, e.detail) from None
+    config = InferenceConfig.load(project.config_path)
+    return config.require(*dict.fromkeys(keys)) if keys else config
 
 
 def azure_config(project: "Project", args: argparse.Namespace, *keys: str,
                  hint: str = "add --local, or provision to Azure first") -> "InferenceConfig":
     """The config with ``keys``, refused when it is the local cloud's and ``--local`` is not given."""
-    config = require_config(load_config(project), *keys)
+    config = load_config(project, *keys)
     if config.from_local_cloud and not args.local:
         raise UsageError("infra/inference.config.json is the local cloud's (its endpoint is on this machine), "
                          "not an Azure deployment.", hint)
@@ -141,3 +131,42 @@ def given_api_key(args: argparse.Namespace) -> str | None:
     key = key or os.environ.get("AITK_API_KEY") or None
     register_secret(key)
     return key
+
+
+class KeyedEndpoint(NamedTuple):
+    url: str
+    api_key: str
+    verify: Any  # what TLS trusts there: the local cloud's CA for its loopback apps, else the system's
+    session: "Backend | None"  # open while the lookup's block runs; None when none was needed
+    config: "InferenceConfig | None"
+
+
+@contextlib.asynccontextmanager
+async def endpoint_and_key(project: "Project", args: argparse.Namespace, printer: EventPrinter,
+                           endpoint: str | None = None) -> AsyncIterator[KeyedEndpoint]:
+    """The endpoint (``endpoint``, else ACA_APP_ENDPOINT) and the key to send it: the one the
+    user gave (``--api-key``, ``$AITK_API_KEY``; https only, loopback http when asked), else the
+    app's own secret, which ``Backend.api_key`` hands out only for the app's own endpoint."""
+    from ..chat.keys import key_destination_problem
+    from ..config.inference_config import APP_KEYS
+
+    config = None if endpoint else load_config(project, "ACA_APP_ENDPOINT")
+    url = endpoint or config.endpoint_url
+    insecure_http = getattr(args, "insecure_http", False)
+    api_key = given_api_key(args)
+    if api_key:  # the user's own key: still https only (loopback http when asked)
+        problem = key_destination_problem(url, allow_insecure_http=insecure_http)
+        if problem:
+            raise UsageError(f"The API key was not sent: {problem}.")
+    session = None
+    try:
+        if args.local or not api_key:
+            session = await open_session(project, args, printer)
+        if not api_key:
+            config = config or load_config(project)
+            api_key = await session.api_key(config.require(*APP_KEYS), url, allow_insecure_http=insecure_http)
+        verify = True if session is None else session.endpoints.trust_for(url)
+        yield KeyedEndpoint(url, api_key, verify, session, config)
+    finally:
+        if session is not None:
+            await session.close()

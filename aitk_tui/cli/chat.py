@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ._output import EXIT_OK, OperationFailed, UsageError, err_line, error
 from ._printer import EventPrinter
-from ._session import given_api_key, load_config, open_session, require_config, run_async
+from ._session import endpoint_and_key, run_async
 
 if TYPE_CHECKING:
     from ..events import Event
@@ -48,36 +48,13 @@ def run(project: "Project", args: argparse.Namespace) -> int:
 
 
 async def _chat(project: "Project", args: argparse.Namespace, printer: EventPrinter) -> int:
-    from ..chat.client import key_destination_problem
-
-    config = None if args.endpoint else require_config(load_config(project), "ACA_APP_ENDPOINT")
-    endpoint = args.endpoint or config.endpoint_url
-    api_key = given_api_key(args)
-    if api_key:  # the user's own key: still https only (loopback http when asked)
-        problem = key_destination_problem(endpoint, allow_insecure_http=args.insecure_http)
-        if problem:
-            raise UsageError(f"The API key was not sent: {problem}.")
-    session = None
-    verify: Any = True
-    try:
-        if args.local or not api_key:
-            session = await open_session(project, args, printer)
-            verify = session.endpoints.verify
-        if not api_key:
-            if config is None:
-                config = load_config(project)
-            api_key = await session.api_key(require_config(config, "SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME",
-                                                           "ACA_APP_NAME"),
-                                            endpoint, allow_insecure_http=args.insecure_http)
+    async with endpoint_and_key(project, args, printer, args.endpoint) as (endpoint, api_key, verify, session, config):
         if getattr(args, "compare", None):
             return await compare_chat(endpoint, api_key, verify, args)
         logs = None
         if session is not None and config is not None and config.ACA_APP_NAME:
             logs = lambda: session.replica_logs(config, tail_lines=5)  # noqa: E731 - the waking line's source
         return await stream_chat(endpoint, api_key, verify, args, logs)
-    finally:
-        if session is not None:
-            await session.close()
 
 
 async def stream_chat(endpoint: str, api_key: str, verify: Any, args: argparse.Namespace,

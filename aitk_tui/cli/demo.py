@@ -1,23 +1,20 @@
 """The demo commands: ``aitk key`` and ``aitk snippet [curl|python|js]``. The key comes from
-the container app's secret through the same lookup as ``aitk chat`` (``Backend.api_key``:
-only for the app's own endpoint)."""
+the container app's secret (``Backend.api_key``: only for the app's own endpoint); the
+snippet finds its endpoint and key through the same lookup as ``aitk chat``."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._output import EXIT_OK, UsageError
 from ._printer import EventPrinter
-from ._session import given_api_key, load_config, open_session, require_config, run_async
+from ._session import endpoint_and_key, load_config, run_async, session_for
 
 if TYPE_CHECKING:
     from ..project import Project
-
-APP_KEYS = ("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
 
 
 def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argparse.ArgumentParser]) -> None:
@@ -39,39 +36,15 @@ def run(project: "Project", args: argparse.Namespace) -> int:
     return run_async(_snippet(project, args, printer))
 
 
-@contextlib.asynccontextmanager
-async def _app_key(project: "Project", args: argparse.Namespace, printer: EventPrinter,
-                   endpoint: str | None = None) -> AsyncIterator[tuple[str, str, Any]]:
-    """(endpoint, key, verify): the key the user gave ($AITK_API_KEY), else the app's secret."""
-    config = None if endpoint else require_config(load_config(project), "ACA_APP_ENDPOINT")
-    endpoint = endpoint or config.endpoint_url
-    api_key = given_api_key(args)
-    session = None
-    try:
-        verify: Any = True
-        if args.local or not api_key:
-            session = await open_session(project, args, printer)
-            verify = session.endpoints.verify
-        if not api_key:
-            config = config or load_config(project)
-            api_key = await session.api_key(require_config(config, *APP_KEYS), endpoint,
-                                            allow_insecure_http=getattr(args, "insecure_http", False))
-        yield endpoint, api_key, verify
-    finally:
-        if session is not None:
-            await session.close()
-
-
 async def _key(project: "Project", args: argparse.Namespace, printer: EventPrinter) -> int:
     if sys.stdout.isatty() and not args.show:  # checked first: no sign-in just to refuse
         raise UsageError("The API key is not printed to a terminal (it would stay in the scrollback).",
                          'pass --show to print it, or capture it: export AITK_API_KEY="$(aitk key)"')
-    config = require_config(load_config(project), "ACA_APP_ENDPOINT", *APP_KEYS)
-    session = await open_session(project, args, printer)
-    try:
+    from ..config.inference_config import APP_KEYS
+
+    config = load_config(project, "ACA_APP_ENDPOINT", *APP_KEYS)
+    async with session_for(project, args, printer) as session:
         key = await session.api_key(config)
-    finally:
-        await session.close()
     sys.stdout.write(key + "\n")
     return EXIT_OK
 
@@ -83,9 +56,9 @@ async def _snippet(project: "Project", args: argparse.Namespace, printer: EventP
     model = args.chat_model
     ca_bundle = None
     if model and not args.local:  # everything is known: no cloud call at all
-        endpoint = args.endpoint or require_config(load_config(project), "ACA_APP_ENDPOINT").endpoint_url
+        endpoint = args.endpoint or load_config(project, "ACA_APP_ENDPOINT").endpoint_url
     else:
-        async with _app_key(project, args, printer, args.endpoint) as (endpoint, api_key, verify):
+        async with endpoint_and_key(project, args, printer, args.endpoint) as (endpoint, api_key, verify, _, _):
             ca_bundle = verify if isinstance(verify, str) else None
             if not model:
                 try:

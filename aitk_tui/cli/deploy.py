@@ -34,8 +34,9 @@ def run(project: "Project", args: argparse.Namespace) -> int:
         raise UsageError("--restart and --no-restart contradict each other.", "pass one of them")
     if not args.warn_size >= 0:  # also NaN
         raise UsageError(f"--warn-size must be a size in MB, not {args.warn_size}.")
-    config = azure_config(project, args, "SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME",
-                          "STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME")
+    from ..config.inference_config import APP_KEYS, SHARE_KEYS
+
+    config = azure_config(project, args, *APP_KEYS, *SHARE_KEYS)
 
     async def go() -> int:
         async with session_for(project, args, printer) as session:

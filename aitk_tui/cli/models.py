@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._output import EXIT_OK, UsageError
+from ._output import EXIT_OK
 from ._printer import EventPrinter, drive
 from ._session import azure_config, run_async, session_for
 
@@ -46,19 +46,16 @@ def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argpars
 
 def _request(args: argparse.Namespace) -> Any:
     from ..cloud.models_upload import UploadRequest
-    from ..errors import AitkError
 
-    try:
-        return UploadRequest.checked(args.upload_adapter, args.upload_name, args.upload_model)
-    except AitkError as e:
-        raise UsageError(e.message, e.detail) from None
+    return UploadRequest.checked(args.upload_adapter, args.upload_name, args.upload_model)
 
 
 def run(project: "Project", args: argparse.Namespace) -> int:
     action = args.models_command or "list"
     request = _request(args) if action == "upload" else None  # a bad folder: before any sign-in
-    config = azure_config(project, args, "SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME",
-                          "STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME", hint="add --local")
+    from ..config.inference_config import SHARE_KEYS
+
+    config = azure_config(project, args, *SHARE_KEYS, hint="add --local")
     printer = EventPrinter()
     # The global --model/--adapter choose what a starting local cloud serves; never the upload.
     session_args = argparse.Namespace(**{**vars(args), "model_path": None, "adapter_path": None})

@@ -40,16 +40,12 @@ def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argpars
 # -- commands -----------------------------------------------------------------------------------
 def _scale_request(args: argparse.Namespace) -> Any:
     from ..cloud.operate import ScaleRequest
-    from ..cloud.sdkerrors import InputError
 
     if (args.keep_warm or args.sleep) and args.min_replicas is not None:
         raise UsageError(f"--min and --{'keep-warm' if args.keep_warm else 'sleep'} contradict each other.",
                          "pass one of them")
     lo = 1 if args.keep_warm else 0 if args.sleep else args.min_replicas
-    try:
-        return ScaleRequest.checked(min_replicas=lo, max_replicas=args.max_replicas, concurrency=args.concurrency)
-    except InputError as e:
-        raise UsageError(e.message, e.detail) from None
+    return ScaleRequest.checked(min_replicas=lo, max_replicas=args.max_replicas, concurrency=args.concurrency)
 
 
 def run(project: "Project", args: argparse.Namespace) -> int:
@@ -58,8 +54,9 @@ def run(project: "Project", args: argparse.Namespace) -> int:
     if args.command == "down" and not args.yes and not sys.stdin.isatty():
         raise UsageError("Refusing to delete without confirmation: there is no terminal to ask on.",
                          "pass --yes to delete")
-    config = azure_config(project, args, "SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME",
-                          hint="add --local")
+    from ..config.inference_config import APP_KEYS
+
+    config = azure_config(project, args, *APP_KEYS, hint="add --local")
     printer = EventPrinter()
 
     async def go() -> int:
@@ -104,17 +101,7 @@ async def _scale(session: Any, args: argparse.Namespace, printer: Any, config: "
 
 
 async def _down(session: Any, args: argparse.Namespace, printer: Any, config: "InferenceConfig") -> int:
-    from ..cloud import teardown
-    from ..errors import AitkError
-
-    try:
-        plan = await teardown.plan(session.factory, config, everything=args.everything)
-    except AitkError as e:
-        raise UsageError(e.message, e.detail) from None
-    except Exception as e:  # noqa: BLE001
-        from ..cloud.sdkerrors import describe
-
-        raise describe(e, "list the provisioned resources") from None
+    plan = await session.teardown_plan(config, everything=args.everything)
     print(f"To delete in {plan.resource_group}:", file=sys.stderr)
     for t in plan.delete:
         print(f"  {t.type} {t.name}", file=sys.stderr)
@@ -127,13 +114,5 @@ async def _down(session: Any, args: argparse.Namespace, printer: Any, config: "I
         if not asked:
             print("Nothing was deleted.", file=sys.stderr)
             return EXIT_OK
-    template = None
-    if args.everything:
-        try:
-            import json
-
-            template = json.loads(session.project.template_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            template = None  # the built-in api-versions serve
-    await drive(teardown.down(session.factory, config, plan, template), printer)
+    await drive(session.tear_down(config, plan), printer)
     return EXIT_OK

@@ -14,11 +14,9 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import AitkError
 from ._output import EXIT_OK, UsageError
 
 if TYPE_CHECKING:
-    from ..config.parameters import ParametersDocument
     from ..project import Project
 
 
@@ -34,26 +32,6 @@ def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argpars
     cmd("validate", "check every parameter against Azure's naming rules", psub)
 
 
-def _load(project: "Project") -> "ParametersDocument":
-    from ..config.parameters import ParametersDocument
-
-    try:
-        return ParametersDocument.load(project.parameters_path)
-    except AitkError as e:
-        raise UsageError(e.message, e.detail) from None
-
-
-def _save(doc: "ParametersDocument") -> None:
-    from ..fsutil import FileWriteError
-
-    try:
-        doc.save()
-    except FileWriteError:
-        raise  # exit 1: the operation failed, the file is as it was
-    except AitkError as e:
-        raise UsageError(e.message, e.detail) from None
-
-
 def _fmt(value: object) -> str:
     if value is None:
         return "null"
@@ -64,10 +42,10 @@ def _fmt(value: object) -> str:
 
 def run(project: "Project", args: argparse.Namespace) -> int:
     from ..config.naming import PARAMETER_SPECS, SPECS_BY_NAME
-    from ..config.parameters import parse_cli_value
+    from ..config.parameters import ParametersDocument, parse_cli_value
 
     action = args.params_command or "show"
-    doc = _load(project)
+    doc = ParametersDocument.load(project.parameters_path)
     if action == "show":
         values = doc.values()
         if getattr(args, "json", False):
@@ -95,14 +73,11 @@ def run(project: "Project", args: argparse.Namespace) -> int:
             if key == "inferenceApiKey":
                 raise UsageError("The API key is not a parameter you set here.",
                                  "aitk keeps it as a container-app secret; it never goes in the parameters file")
-            try:
-                doc.check_known(key)  # before parsing: a typo gets "did you mean", not a type error
-                value = parse_cli_value(key, text)
-                doc.set(key, value)
-            except AitkError as e:
-                raise UsageError(e.message, e.detail) from None
+            doc.check_known(key)  # before parsing: a typo gets "did you mean", not a type error
+            value = parse_cli_value(key, text)
+            doc.set(key, value)
             changes.append((key, value))
-        _save(doc)
+        doc.save()  # a file that cannot be written: exit 1, the file is as it was
         for key, value in changes:
             note = " (template default)" if value is None else ""
             print(f"{key} = {_fmt(value)}{note}")
@@ -110,13 +85,10 @@ def run(project: "Project", args: argparse.Namespace) -> int:
     if action == "unset":
         lines = []
         for key in args.names:
-            try:
-                removed = doc.unset(key)
-            except AitkError as e:
-                raise UsageError(e.message, e.detail) from None
+            removed = doc.unset(key)
             lines.append(f"removed {key} (not a parameter of the template)" if removed
                          else f"{key} = null (template default)")
-        _save(doc)
+        doc.save()
         print("\n".join(lines))
         return EXIT_OK
     # validate

@@ -26,15 +26,11 @@ def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argpars
 
 def run(project: "Project", args: argparse.Namespace) -> int:
     from ..config.parameters import ParametersDocument
-    from ..errors import AitkError
 
     printer = EventPrinter()
     # Checks that need no cloud come first, so a usage error is quick and clear.
-    try:
-        params = ParametersDocument.load(project.parameters_path)
-        params.validate()
-    except AitkError as e:
-        raise UsageError(e.message, e.detail) from None
+    params = ParametersDocument.load(project.parameters_path)
+    params.validate()
     if not args.yes and not args.what_if and not sys.stdin.isatty():
         raise UsageError("Refusing to provision without confirmation: there is no terminal to ask on.",
                          "pass --yes to provision, or --what-if to preview")
@@ -69,13 +65,8 @@ async def provision(session: "Backend", args: argparse.Namespace, printer: Event
 
 def _print_cost_estimate(session: "Backend", params: Any) -> None:
     """One line under the what-if: what the app will cost (an estimate), when the table prices it."""
-    from ..cloud.prices import estimate_for_parameters
-    from ..cloud.provision import load_template
-    from ..errors import AitkError
+    from ..cloud.prices import estimate_for_project
 
-    try:
-        cost = estimate_for_parameters(params.values(), load_template(session))
-    except (AitkError, ValueError):
-        return  # the what-if already reported a bad template
+    cost = estimate_for_project(params.values(), session.project.template_path)
     if cost is not None:
         print(f"  {cost.summary()}")

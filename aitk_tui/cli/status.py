@@ -88,14 +88,12 @@ def status_lines(st: "EndpointStatus", now: float | None = None) -> list[str]:
 
 
 async def show(session: Any, config: "InferenceConfig", *, as_json: bool, watch: float | None) -> int:
-    from ..cloud.endpoint_status import read_endpoint_status
-
     interval = None
     if watch is not None:
         interval = watch if watch > 0 else (WATCH_LOCAL_S if session.endpoints.is_local else WATCH_AZURE_S)
     tty = sys.stdout.isatty()
     while True:
-        st = await read_endpoint_status(session, config)
+        st = await session.endpoint_status(config)
         if interval is not None and tty and not as_json:
             print("\x1b[H\x1b[2J", end="")  # redraw in place, as `watch` does
         if not st.provisioned:
@@ -128,7 +126,9 @@ def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argpars
 
 def run(project: "Project", args: argparse.Namespace) -> int:
     printer = EventPrinter()
-    config = azure_config(project, args, "SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+    from ..config.inference_config import APP_KEYS
+
+    config = azure_config(project, args, *APP_KEYS)
     command = status if args.command == "status" else logs
 
     async def go() -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..config.inference_config import InferenceConfig
+from ..config.inference_config import APP_KEYS, InferenceConfig
 from ..events import LogLine
 from .operate import ScaleSettings, _app_json, _cost, rest_json, settings_of
 from .prices import CostEstimate
@@ -170,7 +170,7 @@ async def read_endpoint_status(session: "OperationContext", config: InferenceCon
                                explain: bool = True) -> EndpointStatus:
     """The app's status now; ``provisioned=False`` when it does not exist. ``explain``: read
     the log tails to name the cause when a replica fails (skipped while all is well)."""
-    config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+    config.require(*APP_KEYS)
     try:
         raw = await asyncio.to_thread(_read_sync, session.factory, config)
     except Exception as e:  # noqa: BLE001

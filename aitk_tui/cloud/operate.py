@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..config.inference_config import InferenceConfig
+from ..config.inference_config import APP_KEYS, InferenceConfig
 from ..events import Done, Event, Info
 from .clients import ClientFactory
 from .prices import CostEstimate, estimate, memory_gib
@@ -186,7 +186,7 @@ def _read_scale_sync(factory: ClientFactory, config: InferenceConfig) -> AppScal
 async def read_scale(factory: ClientFactory, config: InferenceConfig) -> AppScale | None:
     """The app's scale settings and cost estimate; None when the app does not exist (not
     provisioned, or taken down)."""
-    config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+    config.require(*APP_KEYS)
     try:
         return await asyncio.to_thread(_read_scale_sync, factory, config)
     except Exception as e:  # noqa: BLE001
@@ -225,7 +225,7 @@ async def scale(factory: ClientFactory, config: InferenceConfig, request: ScaleR
     the app does not exist or Azure refuses."""
     doing = f"change the scale of container app {config.ACA_APP_NAME}"
     try:
-        config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+        config.require(*APP_KEYS)
         app = await asyncio.to_thread(_app_json, factory, config)
         if app is None:
             yield failed_event(InputError(f"Container app {config.ACA_APP_NAME} does not exist.",

@@ -304,7 +304,8 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
 
     async def _wake(self, client: Any, answer: _Answer) -> None:
         """Before sending: if the endpoint sleeps or starts, show it waking until /health is ok."""
-        from ...chat.wake import Waking, wake
+        from ...chat.wake import wake
+        from ...events import Waking
 
         logs = self.replica_logs(answer.url) if self.replica_logs is not None else None
         answer.waking_now = True  # left set when Esc cancels this: _end then gives the message back
