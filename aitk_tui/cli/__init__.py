@@ -254,9 +254,3 @@ def _quiet_sdk_loggers() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
             logger.addHandler(logging.NullHandler())
-
-
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._output import UsageError
@@ -72,6 +72,16 @@ async def session_for(project: "Project", args: argparse.Namespace,
         yield session
     finally:
         await session.close()
+
+
+def run_in_session(project: "Project", args: argparse.Namespace, printer: EventPrinter,
+                   work: Callable[["Backend"], Awaitable[int]]) -> int:
+    """A command's run: open a session, ``work`` on it, close it; the exit code."""
+    async def go() -> int:
+        async with session_for(project, args, printer) as session:
+            return await work(session)
+
+    return run_async(go())
 
 
 def remembered(session: "Backend", value: str | None) -> str | None:

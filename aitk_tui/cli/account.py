@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ._output import EXIT_OK, print_json
 from ._printer import EventPrinter
-from ._session import remembered, resolve_subscription, run_async, session_for
+from ._session import remembered, resolve_subscription, run_in_session
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -33,12 +33,7 @@ def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argpars
 def run(project: "Project", args: argparse.Namespace) -> int:
     printer = EventPrinter()
     command = {"whoami": whoami, "subscriptions": subscriptions, "groups": groups}[args.command]
-
-    async def go() -> int:
-        async with session_for(project, args, printer) as session:
-            return await command(session, args, printer)
-
-    return run_async(go())
+    return run_in_session(project, args, printer, lambda session: command(session, args, printer))
 
 
 async def whoami(session: "Backend", args: argparse.Namespace, printer: EventPrinter) -> int:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._output import EXIT_OK, UsageError
 from ._printer import EventPrinter, drive
-from ._session import azure_config, run_async, session_for
+from ._session import azure_config, run_in_session
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -37,12 +37,7 @@ def run(project: "Project", args: argparse.Namespace) -> int:
     from ..config.inference_config import APP_KEYS, SHARE_KEYS
 
     config = azure_config(project, args, *APP_KEYS, *SHARE_KEYS)
-
-    async def go() -> int:
-        async with session_for(project, args, printer) as session:
-            return await deploy(session, args, printer, config)
-
-    return run_async(go())
+    return run_in_session(project, args, printer, lambda session: deploy(session, args, printer, config))
 
 
 async def deploy(session: "Backend", args: argparse.Namespace, printer: EventPrinter, config: Any) -> int:

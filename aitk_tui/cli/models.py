@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._output import EXIT_OK
 from ._printer import EventPrinter, drive
-from ._session import azure_config, run_async, session_for
+from ._session import azure_config, run_in_session
 
 if TYPE_CHECKING:
     from ..cloud.models_upload import ShareModel
@@ -60,14 +60,13 @@ def run(project: "Project", args: argparse.Namespace) -> int:
     # The global --model/--adapter choose what a starting local cloud serves; never the upload.
     session_args = argparse.Namespace(**{**vars(args), "model_path": None, "adapter_path": None})
 
-    async def go() -> int:
-        async with session_for(project, session_args, printer) as session:
-            if request is not None:
-                await drive(session.upload_models(config, request, set_parameters=not args.no_params), printer)
-                return EXIT_OK
-            return _print_list(await session.list_models(config), config.FILE_SHARE_NAME or "", args.json)
+    async def go(session: Any) -> int:
+        if request is not None:
+            await drive(session.upload_models(config, request, set_parameters=not args.no_params), printer)
+            return EXIT_OK
+        return _print_list(await session.list_models(config), config.FILE_SHARE_NAME or "", args.json)
 
-    return run_async(go())
+    return run_in_session(project, session_args, printer, go)
 
 
 def _print_list(models: "list[ShareModel]", share: str, as_json: bool) -> int:

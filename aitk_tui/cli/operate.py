@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._output import EXIT_OK, UsageError, confirm
 from ._printer import EventPrinter, drive, drive_for, not_provisioned, scale_json, scale_lines
-from ._session import azure_config, run_async, session_for
+from ._session import azure_config, run_in_session
 
 if TYPE_CHECKING:
     from ..config.inference_config import InferenceConfig
@@ -59,15 +59,14 @@ def run(project: "Project", args: argparse.Namespace) -> int:
     config = azure_config(project, args, *APP_KEYS, hint="add --local")
     printer = EventPrinter()
 
-    async def go() -> int:
-        async with session_for(project, args, printer) as session:
-            if args.command == "down":
-                return await _down(session, args, printer, config)
-            if changes:
-                return await _scale(session, args, printer, config, request)
-            return await _show_scale(session, args, config)
+    async def go(session: Any) -> int:
+        if args.command == "down":
+            return await _down(session, args, printer, config)
+        if changes:
+            return await _scale(session, args, printer, config, request)
+        return await _show_scale(session, args, config)
 
-    return run_async(go())
+    return run_in_session(project, args, printer, go)
 
 
 async def _show_scale(session: Any, args: argparse.Namespace, config: "InferenceConfig") -> int:

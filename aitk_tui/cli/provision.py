@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._output import EXIT_OK, UsageError, ask
 from ._printer import EventPrinter, drive, drive_for
-from ._session import resolve_subscription, run_async, session_for
+from ._session import resolve_subscription, run_in_session
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -34,12 +34,7 @@ def run(project: "Project", args: argparse.Namespace) -> int:
     if not args.yes and not args.what_if and not sys.stdin.isatty():
         raise UsageError("Refusing to provision without confirmation: there is no terminal to ask on.",
                          "pass --yes to provision, or --what-if to preview")
-
-    async def go() -> int:
-        async with session_for(project, args, printer) as session:
-            return await provision(session, args, printer, params)
-
-    return run_async(go())
+    return run_in_session(project, args, printer, lambda session: provision(session, args, printer, params))
 
 
 async def provision(session: "Backend", args: argparse.Namespace, printer: EventPrinter, params: Any) -> int:

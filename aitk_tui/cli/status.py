@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..events import Failed, LogLine
 from ._output import EXIT_OK, OperationFailed
 from ._printer import EventPrinter, not_provisioned, scale_lines
-from ._session import azure_config, run_async, session_for
+from ._session import azure_config, run_in_session
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -130,12 +130,7 @@ def run(project: "Project", args: argparse.Namespace) -> int:
 
     config = azure_config(project, args, *APP_KEYS)
     command = status if args.command == "status" else logs
-
-    async def go() -> int:
-        async with session_for(project, args, printer) as session:
-            return await command(session, args, printer, config)
-
-    return run_async(go())
+    return run_in_session(project, args, printer, lambda session: command(session, args, printer, config))
 
 
 async def status(session: "Backend", args: argparse.Namespace, printer: EventPrinter, config: Any) -> int:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.inference_config import APP_KEYS, InferenceConfig
 from ..events import LogLine
-from .operate import ScaleSettings, _app_json, _cost, rest_json, settings_of
+from .operate import ScaleSettings, app_json, profile_and_cost, rest_json, settings_of
 from .prices import CostEstimate
 from .sdkerrors import describe
 
@@ -147,7 +147,7 @@ def _replica(r: dict[str, Any], revision: str) -> ReplicaInfo:
 
 
 def _read_sync(factory: Any, config: InferenceConfig) -> dict[str, Any] | None:
-    app = _app_json(factory, config)
+    app = app_json(factory, config)
     if app is None:
         return None
     client = factory.container_apps(config.SUBSCRIPTION_ID)
@@ -161,7 +161,7 @@ def _read_sync(factory: Any, config: InferenceConfig) -> dict[str, Any] | None:
         listing = rest_json(client.container_apps_revision_replicas.list_replicas(rg, name, rev.name))
         replicas += [_replica(r, rev.name) for r in listing.get("value") or []]
     settings = settings_of(app)
-    profile, cost = _cost(factory, config, app, settings)
+    profile, cost = profile_and_cost(factory, config, app, settings)
     return {"app": app, "revisions": revisions, "replicas": replicas, "settings": settings, "profile": profile,
             "cost": cost}
 
