@@ -133,7 +133,8 @@ def given_api_key(args: argparse.Namespace) -> str | None:
     if key == "-":
         key = sys.stdin.readline().strip()
         if not key:
-            raise UsageError("--api-key - read no key from stdin.", "pipe the key in: `... | aitk chat --api-key - MSG`")
+            raise UsageError("--api-key - read no key from stdin.",
+                             "pipe the key in: `... | aitk chat --api-key - MSG`")
     elif key:
         register_secret(key)
         print("warning: an API key on the command line is visible to every local user (ps); "

@@ -119,7 +119,8 @@ def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argpars
         return
     p.add_argument("--no-follow", action="store_true", help="print the recent lines and exit")
     p.add_argument("--tail", type=int, default=100, metavar="N")
-    p.add_argument("--probes", action="store_true", help="also show the /health probes' access lines (hidden by default)")
+    p.add_argument("--probes", action="store_true",
+                   help="also show the /health probes' access lines (hidden by default)")
     p.add_argument("--system", action="store_true",
                    help="the system log instead: replica assignment, image pull, probe failures, restarts, scaling")
 
