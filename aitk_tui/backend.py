@@ -16,7 +16,7 @@ to the back-end, which is loaded on first use.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -124,11 +124,13 @@ class Backend(Protocol):
 
 
 async def open_session(project: Project, *, local: bool = False, auth: str = "auto",
-                       model_path: Path | None = None, adapter_path: Path | None = None) -> CloudSession:
+                       model_path: Path | None = None, adapter_path: Path | None = None,
+                       prompt_sink: Callable[[str], None] | None = None) -> CloudSession:
     """A session on real Azure (credential chosen by ``auth``) or on the local cloud.
 
     ``local=True`` starts the project's local cloud (``.aitk/local``) if it is not running,
     serving ``model_path``/``adapter_path`` when given; ``auth`` is then ignored.
+    ``prompt_sink``: where a device-code prompt goes when no ``sign_in()`` is listening.
     """
     from .cloud.session import CloudSession, tune_for_local
     from .errors import AitkError
@@ -155,12 +157,13 @@ async def open_session(project: Project, *, local: bool = False, auth: str = "au
         except Exception as e:  # noqa: BLE001 - one sentence for the user
             raise AitkError("The local cloud could not be started.", f"{type(e).__name__}: {e}") from None
         state_dir = getattr(info, "state_dir", None) or project.local_cloud_dir
-        return CloudSession(project, tune_for_local(info.endpoints), LocalCredential(state_dir), method="local")
+        return CloudSession(project, tune_for_local(info.endpoints), LocalCredential(state_dir), method="local",
+                            prompt_sink=prompt_sink)
     from .cloud import auth as _auth
     from .cloud.clients import ClientFactory
     from .endpoints import AZURE
 
-    session = CloudSession(project, AZURE, None, method=auth)
+    session = CloudSession(project, AZURE, None, method=auth, prompt_sink=prompt_sink)
     # The device-code prompt goes to the session, which hands it to whoever listens.
     session.credential = _auth.CachedCredential(_auth.make_credential(auth, prompt=session._on_device_code))
     session.factory = ClientFactory(session.endpoints, session.credential)

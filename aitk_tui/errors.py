@@ -43,7 +43,13 @@ def redact(text: str | None) -> str:
 
 
 class AitkError(Exception):
-    """A failure explained in one sentence, with the detail kept apart (both redacted)."""
+    """A failure explained in one sentence, with the detail kept apart (both redacted).
+
+    ``config_error``: the user's to fix (a file, a value, a sign-in), not a failed operation.
+    Subclasses say so once; the CLI exits 2 for them, 1 otherwise, and a ``Failed`` event
+    made from one carries it (:func:`aitk_tui.cloud.sdkerrors.failed_event`)."""
+
+    config_error: bool = False
 
     def __init__(self, message: str, detail: str | None = None) -> None:
         self.message = redact(message)

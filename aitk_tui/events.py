@@ -68,6 +68,25 @@ class LogLine(Event):
 
 
 @dataclass(frozen=True)
+class Waking(Event):
+    """A chat waits for a sleeping endpoint (:func:`aitk_tui.chat.wake.wake`). ``state``:
+    asleep | loading | unreachable (ChatClient's words); ``detail`` is what the last probe
+    said; ``log_line`` the replica's latest line."""
+
+    elapsed_s: float
+    state: str
+    detail: str
+    log_line: str | None = None
+
+
+@dataclass(frozen=True)
+class Awake(Event):
+    """``/health`` answered ok after ``elapsed_s`` of waking; the request can go now."""
+
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
 class Done(Event):
     """The operation finished; ``summary`` is the one line to show, ``result`` the typed
     result (``SignedIn``, ``WhatIf``, ``Provisioned``, ``Deployed``, ``Scaled``, ``TornDown``...),

@@ -31,10 +31,11 @@ def _roots(modules: set[str]) -> set[str]:
 
 @pytest.mark.parametrize("module", [
     "aitk_tui.cli",
-    "aitk_tui.cli_cloud",
-    "aitk_tui.cli_params",
-    "aitk_tui.cli_demo",
-    "aitk_tui.cli_wake",
+    "aitk_tui.cli._session",
+    "aitk_tui.cli.params",
+    "aitk_tui.cli.demo",
+    "aitk_tui.cli._printer",
+    "aitk_tui.cli.chat",
     "aitk_tui.chat.wake",
     "aitk_tui.snippets",
     "aitk_tui.backend",

@@ -5,13 +5,15 @@ Scripted /health answers (the real endpoint: tests/backend/test_scale_to_zero.py
 from __future__ import annotations
 
 import asyncio
+import io
 from contextlib import aclosing
 
 import pytest
 
 from aitk_tui.chat.client import ChatError, HealthStatus
-from aitk_tui.chat.wake import Awake, Waking, looks_asleep, wake
-from aitk_tui.events import Failed, LogLine
+from aitk_tui.chat.wake import looks_asleep, wake
+from aitk_tui.cli._printer import EventPrinter
+from aitk_tui.events import Awake, Failed, LogLine, Waking
 
 OK = HealthStatus(True, "ok", "ready", 200)
 LOADING = HealthStatus(False, "loading", "the model is loading", 503)
@@ -60,7 +62,9 @@ async def test_a_sleeping_endpoint_yields_waking_until_healthy(first):
     assert waking and isinstance(events[-1], Awake) and events[-1].elapsed_s >= waking[-1].elapsed_s
     assert waking[0].state == first.state and waking[0].detail == first.message
     assert [e.elapsed_s for e in waking] == sorted(e.elapsed_s for e in waking)
-    assert waking[0].text().startswith("waking the replica… ")
+    shown = io.StringIO()
+    EventPrinter(err=shown)(waking[0])  # what `aitk chat` prints for it
+    assert shown.getvalue().startswith("waking the replica… ")
 
 
 async def test_the_latest_replica_log_line_rides_along_and_probe_lines_do_not():

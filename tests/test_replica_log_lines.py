@@ -9,7 +9,8 @@ import io
 
 import pytest
 
-from aitk_tui.cli_cloud import EventPrinter, _logs
+from aitk_tui.cli._printer import EventPrinter
+from aitk_tui.cli.status import logs
 from aitk_tui.cloud.logs import is_probe, short_replica
 from aitk_tui.events import LogLine
 
@@ -61,7 +62,7 @@ class _Session:
 def test_aitk_logs_hides_probes_unless_asked(probes, expected):
     out = io.StringIO()
     args = argparse.Namespace(no_follow=True, tail=10, probes=probes, system=False)
-    assert asyncio.run(_logs(_Session(), args, EventPrinter(err=io.StringIO(), out=out), None)) == 0
+    assert asyncio.run(logs(_Session(), args, EventPrinter(err=io.StringIO(), out=out), None)) == 0
     assert out.getvalue().splitlines() == expected
 
 

@@ -381,11 +381,6 @@ class ChatClient:
             rate = tokens / max(last_at - started, 1e-6)
         yield Finished(finish_reason, usage, ttft, rate, served_model)
 
-    async def complete(self, messages: Iterable[Mapping[str, str]] | Transcript, **kwargs: Any) -> str:
-        """The whole reply as one string (convenience over ``stream_chat``)."""
-        parts = [e.text async for e in self.stream_chat(messages, **kwargs) if isinstance(e, Delta)]
-        return "".join(parts)
-
     # -- errors -----------------------------------------------------------------
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -23,14 +23,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import redact
-from ..events import Event, Failed, LogLine
+from ..events import Awake, Event, Failed, LogLine, Waking
 from .client import ChatError, HealthStatus
 
-__all__ = ["WAKE_TIMEOUT_S", "Awake", "Waking", "looks_asleep", "wake"]
+__all__ = ["WAKE_TIMEOUT_S", "looks_asleep", "wake"]
 
 #: How long to wait for a replica to start: a GPU cold start installs packages and loads a
 #: model (many minutes); the user can cancel sooner.
@@ -43,27 +42,6 @@ LogSource = Callable[[], AsyncIterator[Event]]
 #: Asks the platform why no replica can come: one sentence, or None while one may.
 PlatformCheck = Callable[[], Awaitable[str | None]]
 PLATFORM_EVERY_S = 10.0  # one ARM read per check: often enough, far below ARM's read limits
-
-
-@dataclass(frozen=True)
-class Waking(Event):
-    """The endpoint is not ready yet. ``state``: asleep | loading | unreachable (ChatClient's
-    words); ``detail`` is what the last probe said; ``log_line`` the replica's latest line."""
-
-    elapsed_s: float
-    state: str
-    detail: str
-    log_line: str | None = None
-
-    def text(self) -> str:
-        return f"waking the replica… {self.elapsed_s:.0f} s"
-
-
-@dataclass(frozen=True)
-class Awake(Event):
-    """``/health`` answered ok after ``elapsed_s`` of waking; the request can go now."""
-
-    elapsed_s: float
 
 
 class _LatestLine:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config.inference_config import InferenceConfig
+from ..config.inference_config import SHARE_KEYS, InferenceConfig
 from ..errors import AitkError, register_secret
 from ..fsutil import atomic_write_text
 from ..events import Done, Event, Failed, Info, UploadProgress
@@ -401,8 +401,7 @@ async def deploy(session: "OperationContext", config: InferenceConfig, *, restar
     """Sync, then restart and wait for /health. With nothing changed on the share the
     replica is not restarted (it already runs these files) unless ``force_restart``."""
     try:
-        config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME",
-                       *(("ACA_APP_NAME",) if restart else ()), *(("ACA_APP_ENDPOINT",) if wait else ()))
+        config.require(*SHARE_KEYS, *(("ACA_APP_NAME",) if restart else ()), *(("ACA_APP_ENDPOINT",) if wait else ()))
         if not session.project.server_dir.is_dir():
             raise AitkError("The inference_server/ folder is missing.",
                             f"expected {session.project.server_dir}; run `aitk init` to add it")

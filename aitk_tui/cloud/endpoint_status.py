@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..config.inference_config import InferenceConfig
+from ..config.inference_config import APP_KEYS, InferenceConfig
 from ..events import LogLine
-from .operate import ScaleSettings, _app_json, _cost, rest_json, settings_of
+from .operate import ScaleSettings, app_json, profile_and_cost, rest_json, settings_of
 from .prices import CostEstimate
 from .revision_state import RevisionState, latest_revision_name
 from .sdkerrors import describe
@@ -157,7 +157,7 @@ def _replica(r: dict[str, Any], revision: str) -> ReplicaInfo:
 
 
 def _read_sync(factory: Any, config: InferenceConfig) -> dict[str, Any] | None:
-    app = _app_json(factory, config)
+    app = app_json(factory, config)
     if app is None:
         return None
     client = factory.container_apps(config.SUBSCRIPTION_ID)
@@ -171,7 +171,7 @@ def _read_sync(factory: Any, config: InferenceConfig) -> dict[str, Any] | None:
         listing = rest_json(client.container_apps_revision_replicas.list_replicas(rg, name, rev.name))
         replicas += [_replica(r, rev.name) for r in listing.get("value") or []]
     settings = settings_of(app)
-    profile, cost = _cost(factory, config, app, settings)
+    profile, cost = profile_and_cost(factory, config, app, settings)
     return {"app": app, "revisions": revisions, "replicas": replicas, "settings": settings, "profile": profile,
             "cost": cost}
 
@@ -180,7 +180,7 @@ async def read_endpoint_status(session: "OperationContext", config: InferenceCon
                                explain: bool = True) -> EndpointStatus:
     """The app's status now; ``provisioned=False`` when it does not exist. ``explain``: read
     the log tails to name the cause when a replica fails (skipped while all is well)."""
-    config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+    config.require(*APP_KEYS)
     try:
         raw = await asyncio.to_thread(_read_sync, session.factory, config)
     except Exception as e:  # noqa: BLE001

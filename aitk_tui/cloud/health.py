@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ..config.inference_config import InferenceConfig
+from ..config.inference_config import APP_KEYS, InferenceConfig
 from ..errors import AitkError, redact, register_secret
 from ..events import HealthWait
 from .models import AppStatus, enum_text, pick
@@ -116,7 +116,7 @@ def _app_status_sync(session: "OperationContext", config: InferenceConfig) -> di
 
 
 async def app_status(session: "OperationContext", config: InferenceConfig) -> AppStatus:
-    config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+    config.require(*APP_KEYS)
     try:
         info = await asyncio.to_thread(_app_status_sync, session, config)
     except Exception as e:  # noqa: BLE001
@@ -188,7 +188,7 @@ async def api_key(session: "OperationContext", config: InferenceConfig, endpoint
                   allow_insecure_http: bool = False) -> str:
     """The app's API key, for ``endpoint`` (default ACA_APP_ENDPOINT) only: it must be the
     app's own ingress (its fqdn) and https (loopback http when ``allow_insecure_http``)."""
-    config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+    config.require(*APP_KEYS)
     try:
         return await asyncio.to_thread(_api_key_sync, session, config, endpoint, allow_insecure_http)
     except AitkError:

@@ -17,7 +17,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..config.inference_config import InferenceConfig
+from ..config.inference_config import APP_KEYS, InferenceConfig
 from ..errors import AitkError, redact, register_secret
 from ..events import Event, Failed, LogLine
 from .models import pick
@@ -164,7 +164,7 @@ async def replica_logs(session: "OperationContext", config: InferenceConfig, *, 
         return
     tail_lines = min(max(int(tail_lines), 0), 10_000)  # ACA's own cap is lower; never an absurd query
     try:
-        config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+        config.require(*APP_KEYS)
         streams, token = await asyncio.to_thread(_system_stream if kind == "system" else _streams, session, config)
     except Exception as e:  # noqa: BLE001
         yield failed(e, f"open the {kind} logs")

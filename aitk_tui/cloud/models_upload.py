@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from ..config.inference_config import InferenceConfig
+from ..config.inference_config import SHARE_KEYS, InferenceConfig
 from ..config.share_names import component_problem
 from ..errors import AitkError
 from ..events import Done, Event, Failed, Info
@@ -246,7 +246,7 @@ async def upload(session: "OperationContext", config: InferenceConfig, request: 
     error (what finished uploading stays recorded: running it again sends only the rest).
     Cancelling (aclose) starts no more files and records those that finished."""
     try:
-        config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME")
+        config.require(*SHARE_KEYS)
         model_dest = request.model_dest  # a folder name the share refuses: before any upload
         if set_parameters:
             _load_parameters(session)  # a broken parameters file: say so before sending gigabytes
@@ -255,12 +255,7 @@ async def upload(session: "OperationContext", config: InferenceConfig, request: 
         share = session.factory.share(config.STORAGE_ACCOUNT_NAME, config.FILE_SHARE_NAME, key,
                                       **(share_options or {}))
     except AitkError as e:
-        from ..config.inference_config import ConfigFileError
-        from ..config.parameters import ParametersFileError
-
-        # A file to fix is a usage problem (the CLI exits 2), like a bad folder.
-        yield Failed(e.message, e.detail, config_error=isinstance(e, (InputError, ConfigFileError,
-                                                                      ParametersFileError)))
+        yield failed_event(e)  # a file to fix is a usage problem (the CLI exits 2), like a bad folder
         return
     except Exception as e:  # noqa: BLE001
         yield failed(e, "prepare the upload")
@@ -406,7 +401,7 @@ def list_share(share: Any) -> list[ShareModel]:
 
 async def list_models(session: "OperationContext", config: InferenceConfig) -> list[ShareModel]:
     """What the share holds under ``model-cache/`` and ``models/`` (raises AitkError)."""
-    config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME")
+    config.require(*SHARE_KEYS)
     key = await session.storage_key(config.SUBSCRIPTION_ID, config.RESOURCE_GROUP_NAME, config.STORAGE_ACCOUNT_NAME)
     share = session.factory.share(config.STORAGE_ACCOUNT_NAME, config.FILE_SHARE_NAME, key)
     try:

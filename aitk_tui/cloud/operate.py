@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..config.inference_config import InferenceConfig
+from ..config.inference_config import APP_KEYS, InferenceConfig
 from ..events import Done, Event, Info
 from .clients import ClientFactory
 from .prices import CostEstimate, estimate, memory_gib
@@ -104,7 +104,7 @@ class ScaleRequest(BaseModel):
 
 
 # -- reading -------------------------------------------------------------------------------------
-def _app_json(factory: ClientFactory, config: InferenceConfig) -> dict[str, Any] | None:
+def app_json(factory: ClientFactory, config: InferenceConfig) -> dict[str, Any] | None:
     """The app as ARM's REST JSON (camelCase), or None when it does not exist."""
     client = factory.container_apps(config.SUBSCRIPTION_ID)
     try:
@@ -158,8 +158,8 @@ def _profile_type(factory: ClientFactory, config: InferenceConfig, app: dict[str
     return None
 
 
-def _cost(factory: ClientFactory, config: InferenceConfig, app: dict[str, Any],
-          settings: ScaleSettings) -> tuple[str | None, CostEstimate | None]:
+def profile_and_cost(factory: ClientFactory, config: InferenceConfig, app: dict[str, Any],
+                     settings: ScaleSettings) -> tuple[str | None, CostEstimate | None]:
     try:
         profile = _profile_type(factory, config, app)
     except Exception:  # noqa: BLE001 - the estimate is a nicety; the settings still show
@@ -175,18 +175,18 @@ def _cost(factory: ClientFactory, config: InferenceConfig, app: dict[str, Any],
 
 
 def _read_scale_sync(factory: ClientFactory, config: InferenceConfig) -> AppScale | None:
-    app = _app_json(factory, config)
+    app = app_json(factory, config)
     if app is None:
         return None
     settings = settings_of(app)
-    profile, cost = _cost(factory, config, app, settings)
+    profile, cost = profile_and_cost(factory, config, app, settings)
     return AppScale(str(app.get("name") or config.ACA_APP_NAME), settings, profile, cost)
 
 
 async def read_scale(factory: ClientFactory, config: InferenceConfig) -> AppScale | None:
     """The app's scale settings and cost estimate; None when the app does not exist (not
     provisioned, or taken down)."""
-    config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+    config.require(*APP_KEYS)
     try:
         return await asyncio.to_thread(_read_scale_sync, factory, config)
     except Exception as e:  # noqa: BLE001
@@ -225,8 +225,8 @@ async def scale(factory: ClientFactory, config: InferenceConfig, request: ScaleR
     the app does not exist or Azure refuses."""
     doing = f"change the scale of container app {config.ACA_APP_NAME}"
     try:
-        config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
-        app = await asyncio.to_thread(_app_json, factory, config)
+        config.require(*APP_KEYS)
+        app = await asyncio.to_thread(app_json, factory, config)
         if app is None:
             yield failed_event(InputError(f"Container app {config.ACA_APP_NAME} does not exist.",
                                           "provision it first (aitk provision)"))
@@ -238,9 +238,9 @@ async def scale(factory: ClientFactory, config: InferenceConfig, request: ScaleR
         else:
             yield Info(f"Updating the scale of {config.ACA_APP_NAME}: {_words(before)} -> {_words(after)}")
             await asyncio.to_thread(_patch_sync, factory, config, scale_patch(app, after))
-            app = await asyncio.to_thread(_app_json, factory, config) or app
+            app = await asyncio.to_thread(app_json, factory, config) or app
             after = settings_of(app)
-        profile, cost = await asyncio.to_thread(_cost, factory, config, app, after)
+        profile, cost = await asyncio.to_thread(profile_and_cost, factory, config, app, after)
     except Exception as e:  # noqa: BLE001
         yield failed(e, doing)
         return

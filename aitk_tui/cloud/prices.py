@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 PRICE_SOURCE = "Azure Container Apps pricing page (https://azure.microsoft.com/pricing/details/container-apps/)"
 PRICE_DATE = "2025-06"  # when the figures below were taken from PRICE_SOURCE
@@ -120,6 +121,19 @@ def estimate(profile: str, min_replicas: int, max_replicas: int, *, vcpus: float
                         max_replicas=max_replicas, per_replica_hour=hourly,
                         min_per_hour=hourly * min_replicas, min_per_month=hourly * min_replicas * HOURS_PER_MONTH,
                         max_per_hour=hourly * max_replicas, max_per_month=hourly * max_replicas * HOURS_PER_MONTH)
+
+
+def estimate_for_project(values: dict[str, object], template_path: Path) -> CostEstimate | None:
+    """:func:`estimate_for_parameters` with the project's ARM template (``inference.json``);
+    None when it cannot be read (the what-if reports a bad template; no estimate beats a wrong one).
+    What the provision dialog and ``aitk provision`` both show."""
+    import json
+
+    try:
+        template = json.loads(template_path.read_text(encoding="utf-8"))
+        return estimate_for_parameters(values, template if isinstance(template, dict) else {})
+    except (OSError, ValueError, RecursionError):
+        return None
 
 
 def estimate_for_parameters(values: dict[str, object], template: dict) -> CostEstimate | None:

@@ -12,9 +12,13 @@ from ..events import Failed
 class InputError(AitkError):
     """A value the user gave broke a rule; nothing was sent (the CLI exits 2)."""
 
+    config_error = True
+
 
 class NotSignedInError(AitkError):
     """No usable sign-in: configuration, not a failed operation (the CLI exits 2)."""
+
+    config_error = True
 
 
 NOT_SIGNED_IN = ("Not signed in to Azure: run `az login`, or use `--device-code` "
@@ -82,7 +86,7 @@ def failed(exc: BaseException, doing: str) -> Failed:
 
 def failed_event(err: AitkError) -> Failed:
     """The Failed event for ``err``, marked as a configuration problem where it is one."""
-    return Failed(err.message, err.detail, config_error=isinstance(err, (InputError, NotSignedInError)))
+    return Failed(err.message, err.detail, config_error=err.config_error)
 
 
 def is_not_found(exc: BaseException) -> bool:

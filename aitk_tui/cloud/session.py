@@ -249,8 +249,12 @@ class CloudSession:
     async def teardown_plan(self, config: InferenceConfig, *, everything: bool = False) -> "TeardownPlan":
         """What ``tear_down`` would delete: the app, or (``everything``) what provisioning created."""
         from . import teardown
+        from .sdkerrors import describe
 
-        return await teardown.plan(self.factory, config, everything=everything)
+        try:
+            return await teardown.plan(self.factory, config, everything=everything)
+        except Exception as e:  # noqa: BLE001 - a plain method raises AitkError (Backend's contract)
+            raise describe(e, "list the provisioned resources") from None
 
     async def tear_down(self, config: InferenceConfig, plan: "TeardownPlan") -> AsyncIterator[Event]:
         """Delete what ``plan`` lists: ResourceProgress..., then Done(result=TornDown)."""

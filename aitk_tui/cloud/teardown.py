@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.inference_config import InferenceConfig
+from ..config.inference_config import APP_KEYS, InferenceConfig
 from ..events import Done, Event, Info, ResourceProgress
 from .clients import ClientFactory
 from .models import pick
@@ -134,7 +134,7 @@ def _named_by_other_deployments(factory: ClientFactory, config: InferenceConfig)
 
 async def plan(factory: ClientFactory, config: InferenceConfig, *, everything: bool = False) -> TeardownPlan:
     """What ``down`` would delete (nothing is changed)."""
-    config.require("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+    config.require(*APP_KEYS)
     return await asyncio.to_thread(_plan_sync, factory, config, everything)
 
 

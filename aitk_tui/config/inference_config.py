@@ -19,6 +19,10 @@ from ..fsutil import atomic_write_text
 
 KEYS = ("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME",
         "ACA_APP_NAME", "ACA_APP_ENDPOINT")
+#: What names the container app: enough to read, scale, wake or delete it.
+APP_KEYS = ("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+#: What names the file share (deploy, models upload).
+SHARE_KEYS = ("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME")
 
 
 # C0 and C1 control characters, DEL included (ESC starts OSC 52 and OSC 0 sequences).
@@ -37,6 +41,8 @@ def _loopback_host(host: str) -> bool:
 
 class ConfigFileError(AitkError):
     """inference.config.json could not be read or is not the AI Toolkit shape; left untouched."""
+
+    config_error = True
 
 
 class InferenceConfig(BaseModel):

@@ -32,9 +32,19 @@ SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentParam
 class ParametersFileError(AitkError):
     """The parameters file could not be read or parsed; it was left untouched."""
 
+    config_error = True
+
 
 class UnknownParameterError(AitkError):
     """A name that is neither a known parameter nor one the ARM template declares."""
+
+    config_error = True
+
+
+class ParameterValueError(AitkError):
+    """A parameter's value breaks its rule (or a required one is left empty)."""
+
+    config_error = True
 
 
 # Longest first: the UTF-32 LE mark starts with the UTF-16 LE one.
@@ -210,7 +220,7 @@ class ParametersDocument:
         if errs:
             name, msg = next(iter(errs.items()))
             more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
-            raise AitkError(f"Parameter {name} is not valid: {msg}{more}.",
+            raise ParameterValueError(f"Parameter {name} is not valid: {msg}{more}.",
                             "; ".join(f"{k}: {v}" for k, v in errs.items()))
 
     # -- editing -----------------------------------------------------------------
@@ -221,12 +231,12 @@ class ParametersDocument:
         if spec is not None:
             if value is None:
                 if not spec.nullable:
-                    raise AitkError(f"{spec.label} cannot be empty.")
+                    raise ParameterValueError(f"{spec.label} cannot be empty.")
             else:
                 try:
                     value = spec.check(value)
                 except NameError_ as e:
-                    raise AitkError(f"{e}.") from None
+                    raise ParameterValueError(f"{e}.") from None
         params = self._raw["parameters"]
         entry = params.get(name)
         if isinstance(entry, dict):
@@ -245,7 +255,7 @@ class ParametersDocument:
             return True
         spec = SPECS_BY_NAME.get(name)
         if spec is not None and not spec.nullable:
-            raise AitkError(f"{name} has no template default: it needs a value.",
+            raise ParameterValueError(f"{name} has no template default: it needs a value.",
                             f"set one with: aitk params set {name}=VALUE")
         self.set(name, None)
         return False
@@ -287,12 +297,12 @@ def parse_cli_value(name: str, text: str) -> Any:
         try:
             return int(text)
         except ValueError:
-            raise AitkError(f"{spec.label} must be a whole number (got {text!r}).") from None
+            raise ParameterValueError(f"{spec.label} must be a whole number (got {text!r}).") from None
     if spec is not None and spec.kind == "list":
         try:
             value = json.loads(text)
         except (json.JSONDecodeError, RecursionError):
-            raise AitkError(f"{spec.label} must be a JSON list of strings, e.g. '[\"cd /mount\", \"python3 -m inference_server\"]'.") from None
+            raise ParameterValueError(f"{spec.label} must be a JSON list of strings, e.g. '[\"cd /mount\", \"python3 -m inference_server\"]'.") from None
         return value
     if spec is None:
         try:

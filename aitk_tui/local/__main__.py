@@ -53,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         logging.getLogger("aitk_tui.local").info("stopping")
         cloud.stop()
-        daemon._remove_if(state_dir, os.getpid())
+        daemon.remove_server_record(state_dir, os.getpid())
         daemon.unregister(state_dir, os.getpid())
     return 0
 

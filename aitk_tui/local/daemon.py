@@ -120,7 +120,7 @@ def _locked(state_dir: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _remove_if(state_dir: Path, pid: int) -> None:
+def remove_server_record(state_dir: Path, pid: int) -> None:
     data = _read(state_dir)
     if data and data.get("pid") == pid:
         (state_dir / SERVER_JSON).unlink(missing_ok=True)
@@ -133,7 +133,7 @@ def status(state_dir: Path | str) -> LocalCloudInfo | None:
     if data is None:
         return None
     if not _alive(int(data["pid"])):
-        _remove_if(state_dir, data["pid"])
+        remove_server_record(state_dir, data["pid"])
         return None
     return _info(state_dir, data) if _answering(data, state_dir) else None
 

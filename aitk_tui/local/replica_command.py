@@ -24,7 +24,7 @@ def map_mount(text: str, mount: Path, shell: bool = False) -> str:
     return re.sub(r"(?<![\w/.])/mount(?=/|\s|$|['\";])", lambda m: repl, text)
 
 
-def _adapters_exist(value: str) -> bool:
+def adapters_exist(value: str) -> bool:
     """Does every folder in an AITK_ADAPTER_PATH value (PATH, or NAME=PATH,...) exist?"""
     from inference_server.settings import parse_adapters  # the server's own reading of the value
 

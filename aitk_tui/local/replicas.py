@@ -45,7 +45,7 @@ from .store import Store, now_iso
 from .system_log import SystemLog
 from .tls import TlsFiles
 from . import replica_env
-from .replica_command import ReplicaError, _adapters_exist, build_command, map_mount  # noqa: F401 - re-exported
+from .replica_command import ReplicaError, adapters_exist, build_command, map_mount  # noqa: F401 - re-exported
 
 log = logging.getLogger("aitk_tui.local")
 MAX_BACKOFF_S = 30.0
@@ -483,7 +483,7 @@ class ReplicaManager:
             env["AITK_MODEL_PATH"] = str(self.model_path)
             if self.adapter_path:
                 env["AITK_ADAPTER_PATH"] = str(self.adapter_path)
-            elif not _adapters_exist(env.get("AITK_ADAPTER_PATH", "")):
+            elif not adapters_exist(env.get("AITK_ADAPTER_PATH", "")):
                 env.pop("AITK_ADAPTER_PATH", None)
                 env["AITK_NO_ADAPTER"] = "true"
                 note("no adapter given with --model: serving the base model alone")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config.inference_config import APP_KEYS
 from ..config.parameters import ParametersDocument
 from ..errors import AitkError
 from ..fsutil import atomic_write_text
@@ -176,15 +177,9 @@ class CommandHandlersMixin:
     def _cost_estimate(self: "AitkApp", params: ParametersDocument) -> Any:
         """The app's cost estimate for the provision dialog (None: no template, or a GPU profile
         the price table does not know; the dialog then shows none rather than a wrong figure)."""
-        import json
+        from ..cloud.prices import estimate_for_project
 
-        from ..cloud.prices import estimate_for_parameters
-
-        try:
-            template = json.loads(self.project.template_path.read_text(encoding="utf-8"))
-            return estimate_for_parameters(params.values(), template if isinstance(template, dict) else {})
-        except (OSError, ValueError, RecursionError):
-            return None
+        return estimate_for_project(params.values(), self.project.template_path)
 
     def _cmd_deploy(self: "AitkApp") -> None:
         config = self.state.config
@@ -275,7 +270,7 @@ class CommandHandlersMixin:
             self.notify(f"The chat now sends to the app's endpoint {config.endpoint_url} (it was set to {typed}; "
                         "type that under Settings to go back).", title="Endpoint", timeout=8)
         chat.set_endpoint(config.endpoint_url, None)
-        if not config.missing("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME") and self.session:
+        if not config.missing(*APP_KEYS) and self.session:
             self.fetch_api_key(config)
         self.call_after_refresh(self.chat.query_one("#prompt").focus)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.inference_config import InferenceConfig
+from ..config.inference_config import APP_KEYS, InferenceConfig
 
 
 @dataclass
@@ -121,7 +121,7 @@ def _endpoint(s: UIState) -> str | None:
 
 
 def _app_named(s: UIState) -> str | None:
-    missing = s.config_missing("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+    missing = s.config_missing(*APP_KEYS)
     return f"provision first (inference.config.json is missing {', '.join(missing)})" if missing else None
 
 

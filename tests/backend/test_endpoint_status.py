@@ -185,7 +185,7 @@ def test_diagnose_says_why_in_one_sentence(st, system, console, expected):
 
 
 def test_status_watch_redraws_until_ctrl_c(cli_cloud, local_project, local_factory, session, capsys, monkeypatch):
-    from aitk_tui import cli_status
+    from aitk_tui.cli import status as cli_status
 
     out = deploy(local_factory, "rg-watch", local_project, modelPath="/mount")
     config = _config(out, "rg-watch")

@@ -339,7 +339,7 @@ def test_scale_and_down_refuse_the_local_clouds_config_without_local(tmp_path, c
 
 
 def test_interrupted_down_says_the_deletion_goes_on(tmp_path, capsys, monkeypatch):
-    import aitk_tui.cli_operate as cli_operate
+    import aitk_tui.cli.operate as cli_operate
 
     def interrupted(project, args):
         raise KeyboardInterrupt

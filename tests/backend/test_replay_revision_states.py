@@ -25,8 +25,9 @@ from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest._http_response_impl import HttpResponseImpl
 
 from aitk_tui.chat.client import ChatError, HealthStatus
-from aitk_tui.chat.wake import Waking, wake
-from aitk_tui.cli_status import status_lines
+from aitk_tui.chat.wake import wake
+from aitk_tui.events import Waking
+from aitk_tui.cli.status import status_lines
 from aitk_tui.cloud.clients import AZURE, ClientFactory
 from aitk_tui.cloud.endpoint_status import health_words, read_endpoint_status
 from aitk_tui.cloud.health import app_status

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from aitk_tui.chat.client import ChatClient, Delta, Finished
-from aitk_tui.chat.wake import Awake, Waking, wake
+from aitk_tui.chat.wake import wake
 from aitk_tui.cloud.clients import ClientFactory
 from aitk_tui.cloud.operate import ScaleRequest, scale
 from aitk_tui.cloud.session import CloudSession
-from aitk_tui.events import Done
+from aitk_tui.events import Awake, Done, Waking
 from aitk_tui.local.system_log import read_events
 from aitk_tui.project import Project
 from tests.fixtures_local import LOCAL_SUBSCRIPTION_ID as SUB

@@ -13,7 +13,7 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 
-from aitk_tui.cli_cloud import EventPrinter
+from aitk_tui.cli._printer import EventPrinter
 from aitk_tui.cloud import auth
 from aitk_tui.cloud.clients import CloudEndpoints
 from aitk_tui.cloud.deploy import SyncResult, plan_sync, scan
@@ -173,13 +173,13 @@ def test_health_waits_print_on_change_only():
 
 
 def test_ctrl_c_exits_130_with_one_line(tmp_path, capsys, monkeypatch):
-    import aitk_tui.cli_cloud as cli_cloud
+    import aitk_tui.cli.provision as cli_provision
     from aitk_tui.cli import main
 
     def interrupted(project, args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_cloud, "run", interrupted)
+    monkeypatch.setattr(cli_provision, "run", interrupted)
     (tmp_path / "infra" / "provision").mkdir(parents=True)
     rc = main(["--project", str(tmp_path), "provision", "--local", "--yes"])
     out, err = capsys.readouterr()
@@ -189,13 +189,13 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_unexpected_exception_is_one_line_without_traceback(tmp_path, capsys, monkeypatch):
-    import aitk_tui.cli_cloud as cli_cloud
+    import aitk_tui.cli.status as cli_status
     from aitk_tui.cli import main
 
     def boom(project, args):
         raise RuntimeError("kaput")
 
-    monkeypatch.setattr(cli_cloud, "run", boom)
+    monkeypatch.setattr(cli_status, "run", boom)
     monkeypatch.delenv("AITK_DEBUG", raising=False)
     assert main(["--project", str(tmp_path), "status"]) == 1
     err = capsys.readouterr().err

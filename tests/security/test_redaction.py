@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aitk_tui.cli import main
-from aitk_tui.cli_cloud import EventPrinter
+from aitk_tui.cli._printer import EventPrinter
 from aitk_tui.cloud.auth import CachedCredential
 from aitk_tui.cloud.session import CloudSession
 from aitk_tui.config.inference_config import InferenceConfig

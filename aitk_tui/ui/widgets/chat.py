@@ -348,7 +348,8 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
 
     async def _wake(self, client: Any, answer: _Answer) -> None:
         """Before sending: if the endpoint sleeps or starts, show it waking until /health is ok."""
-        from ...chat.wake import Waking, wake
+        from ...chat.wake import wake
+        from ...events import Waking
 
         logs = self.replica_logs(answer.url) if self.replica_logs is not None else None
         platform = self.platform_check(answer.url) if self.platform_check is not None else None

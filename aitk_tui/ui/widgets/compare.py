@@ -136,7 +136,8 @@ class CompareSide(Vertical):
     async def _wake(self, client: Any) -> None:
         """A replica that scaled to zero since the last question: say so in this side's title
         until /health is ok (as the chat does); Esc stops the waiting like the answer."""
-        from ...chat.wake import Waking, wake
+        from ...chat.wake import wake
+        from ...events import Waking
 
         title = self.query_one(".side-title", Label)
         # As the chat: a revision that failed to activate stops the waiting, saying why.

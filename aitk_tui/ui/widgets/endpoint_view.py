@@ -25,6 +25,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from ...cloud.endpoint_status import EndpointStatus, age, health_words
+from ...config.inference_config import APP_KEYS
 from ...errors import AitkError
 from ...events import Failed, LogLine
 from .log_pane import LogPane
@@ -152,7 +153,7 @@ The container app as it is now, read again every few seconds while this tab is s
             return f"inference.config.json cannot be used: {state.config_error}"
         if state.config_is_local_cloud:
             return "inference.config.json is the local cloud's: run `aitk --local` to see that app."
-        missing = state.config_missing("SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME", "ACA_APP_NAME")
+        missing = state.config_missing(*APP_KEYS)
         if missing:
             return f"Nothing provisioned yet (inference.config.json lacks {', '.join(missing)}): provision first (F5)."
         return app.session, state.config

@@ -11,29 +11,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .cli import EXIT_OK, UsageError
-from .config.naming import PARAMETER_SPECS, SPECS_BY_NAME
-from .config.parameters import ParametersDocument, parse_cli_value
-from .errors import AitkError
-from .fsutil import FileWriteError
-from .project import Project
+from ._output import EXIT_OK, UsageError
 
-
-def _load(project: Project) -> ParametersDocument:
-    try:
-        return ParametersDocument.load(project.parameters_path)
-    except AitkError as e:
-        raise UsageError(e.message, e.detail) from None
+if TYPE_CHECKING:
+    from ..project import Project
 
 
-def _save(doc: ParametersDocument) -> None:
-    try:
-        doc.save()
-    except FileWriteError:
-        raise  # exit 1: the operation failed, the file is as it was
-    except AitkError as e:
-        raise UsageError(e.message, e.detail) from None
+def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    psub = p.add_subparsers(dest="params_command", metavar="ACTION")
+    c = cmd("show", "show the parameters", psub)
+    c.add_argument("--json", action="store_true")
+    c = cmd("set", "set parameters: KEY=VALUE ... (null restores the template default)", psub)
+    c.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    c = cmd("unset", "put parameters back to the template default (null); removes a name the template does not have",
+            psub)
+    c.add_argument("names", nargs="+", metavar="KEY")
+    cmd("validate", "check every parameter against Azure's naming rules", psub)
 
 
 def _fmt(value: object) -> str:
@@ -44,9 +40,12 @@ def _fmt(value: object) -> str:
     return json.dumps(value)
 
 
-def run(project: Project, args: argparse.Namespace) -> int:
+def run(project: "Project", args: argparse.Namespace) -> int:
+    from ..config.naming import PARAMETER_SPECS, SPECS_BY_NAME
+    from ..config.parameters import ParametersDocument, parse_cli_value
+
     action = args.params_command or "show"
-    doc = _load(project)
+    doc = ParametersDocument.load(project.parameters_path)
     if action == "show":
         values = doc.values()
         if getattr(args, "json", False):
@@ -74,14 +73,11 @@ def run(project: Project, args: argparse.Namespace) -> int:
             if key == "inferenceApiKey":
                 raise UsageError("The API key is not a parameter you set here.",
                                  "aitk keeps it as a container-app secret; it never goes in the parameters file")
-            try:
-                doc.check_known(key)  # before parsing: a typo gets "did you mean", not a type error
-                value = parse_cli_value(key, text)
-                doc.set(key, value)
-            except AitkError as e:
-                raise UsageError(e.message, e.detail) from None
+            doc.check_known(key)  # before parsing: a typo gets "did you mean", not a type error
+            value = parse_cli_value(key, text)
+            doc.set(key, value)
             changes.append((key, value))
-        _save(doc)
+        doc.save()  # a file that cannot be written: exit 1, the file is as it was
         for key, value in changes:
             note = " (template default)" if value is None else ""
             print(f"{key} = {_fmt(value)}{note}")
@@ -89,13 +85,10 @@ def run(project: Project, args: argparse.Namespace) -> int:
     if action == "unset":
         lines = []
         for key in args.names:
-            try:
-                removed = doc.unset(key)
-            except AitkError as e:
-                raise UsageError(e.message, e.detail) from None
+            removed = doc.unset(key)
             lines.append(f"removed {key} (not a parameter of the template)" if removed
                          else f"{key} = null (template default)")
-        _save(doc)
+        doc.save()
         print("\n".join(lines))
         return EXIT_OK
     # validate

@@ -1,23 +1,32 @@
-"""``aitk status [--json] [--watch [SECONDS]]``: the Endpoint view as text (80 columns).
+"""``aitk status [--json] [--watch [SECONDS]]`` and ``aitk logs``.
 
-Renders :class:`~aitk_tui.cloud.endpoint_status.EndpointStatus`; ``--watch`` reads it again
-every few seconds (5 on Azure, 2 locally) until Ctrl+C.
+``status`` is the Endpoint view as text (80 columns): it renders
+:class:`~aitk_tui.cloud.endpoint_status.EndpointStatus`; ``--watch`` reads it again every
+few seconds (5 on Azure, 2 locally) until Ctrl+C. ``logs`` streams the replica's log
+(health-probe lines hidden unless ``--probes``) or, with ``--system``, the platform's.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .cli import EXIT_OK
+from ..events import Failed, LogLine
+from ._output import EXIT_OK, OperationFailed
+from ._printer import EventPrinter, not_provisioned, scale_lines
+from ._session import azure_config, run_in_session
 
 if TYPE_CHECKING:
-    from .cloud.endpoint_status import EndpointStatus
-    from .config.inference_config import InferenceConfig
+    from ..backend import Backend
+    from ..cloud.endpoint_status import EndpointStatus
+    from ..config.inference_config import InferenceConfig
+    from ..project import Project
 
 WATCH_AZURE_S = 5.0
 WATCH_LOCAL_S = 2.0
@@ -42,10 +51,9 @@ def status_json(st: "EndpointStatus") -> dict[str, Any]:
 
 
 def status_lines(st: "EndpointStatus", now: float | None = None) -> list[str]:
-    from .cli_operate import status_lines as scale_lines
-    from .cloud.endpoint_status import age, health_words
-    from .cloud.logs import short_replica
-    from .cloud.operate import AppScale
+    from ..cloud.endpoint_status import age, health_words
+    from ..cloud.logs import short_replica
+    from ..cloud.operate import AppScale
 
     now = time.time() if now is None else now
     state = ", ".join(s for s in (st.provisioning_state, st.running_state) if s) or "-"
@@ -81,15 +89,12 @@ def status_lines(st: "EndpointStatus", now: float | None = None) -> list[str]:
 
 
 async def show(session: Any, config: "InferenceConfig", *, as_json: bool, watch: float | None) -> int:
-    from .cli_operate import not_provisioned
-    from .cloud.endpoint_status import read_endpoint_status
-
     interval = None
     if watch is not None:
         interval = watch if watch > 0 else (WATCH_LOCAL_S if session.endpoints.is_local else WATCH_AZURE_S)
     tty = sys.stdout.isatty()
     while True:
-        st = await read_endpoint_status(session, config)
+        st = await session.endpoint_status(config)
         if interval is not None and tty and not as_json:
             print("\x1b[H\x1b[2J", end="")  # redraw in place, as `watch` does
         if not st.provisioned:
@@ -105,3 +110,41 @@ async def show(session: Any, config: "InferenceConfig", *, as_json: bool, watch:
             if not tty:
                 print(flush=True)
         await asyncio.sleep(interval)
+
+
+def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    if name == "status":
+        p.add_argument("--json", action="store_true")
+        p.add_argument("--watch", "--live", nargs="?", type=float, const=0.0, default=None, metavar="SECONDS",
+                       help="refresh until Ctrl+C (every 5 s on Azure, 2 s locally, or SECONDS)")
+        return
+    p.add_argument("--no-follow", action="store_true", help="print the recent lines and exit")
+    p.add_argument("--tail", type=int, default=100, metavar="N")
+    p.add_argument("--probes", action="store_true",
+                   help="also show the /health probes' access lines (hidden by default)")
+    p.add_argument("--system", action="store_true",
+                   help="the system log instead: replica assignment, image pull, probe failures, restarts, scaling")
+
+
+def run(project: "Project", args: argparse.Namespace) -> int:
+    printer = EventPrinter()
+    from ..config.inference_config import APP_KEYS
+
+    config = azure_config(project, args, *APP_KEYS)
+    command = status if args.command == "status" else logs
+    return run_in_session(project, args, printer, lambda session: command(session, args, printer, config))
+
+
+async def status(session: "Backend", args: argparse.Namespace, printer: EventPrinter, config: Any) -> int:
+    return await show(session, config, as_json=args.json, watch=args.watch)
+
+
+async def logs(session: "Backend", args: argparse.Namespace, printer: EventPrinter, config: Any) -> int:
+    kind = "system" if args.system else "console"
+    async for event in session.replica_logs(config, follow=not args.no_follow, tail_lines=args.tail, kind=kind):
+        if isinstance(event, LogLine) and event.probe and not args.probes:
+            continue
+        printer(event)
+        if isinstance(event, Failed):
+            raise OperationFailed()
+    return EXIT_OK

@@ -1,7 +1,7 @@
 """``aitk models upload --adapter DIR [--name NAME] [--model DIR]`` and ``aitk models list``.
 
-Only the standard library at module level: :func:`add_commands` runs for every ``aitk``
-invocation (the parser); the back-end (:mod:`aitk_tui.cloud.models_upload`) loads on use.
+Only the standard library at module level: :func:`add_parser` runs to build the parser;
+the back-end (:mod:`aitk_tui.cloud.models_upload`) loads on use.
 """
 
 from __future__ import annotations
@@ -12,27 +12,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cli import EXIT_OK, UsageError
+from ._output import EXIT_OK
+from ._printer import EventPrinter, drive
+from ._session import azure_config, run_in_session
 
 if TYPE_CHECKING:
-    from .cloud.models_upload import ShareModel
-    from .project import Project
-
-COMMANDS = ("models",)
+    from ..cloud.models_upload import ShareModel
+    from ..project import Project
 
 
-def add_commands(cmd: Callable[..., argparse.ArgumentParser], common: Callable[[], argparse.ArgumentParser]) -> None:
-    p = cmd("models", "upload a locally trained adapter (and base model) to the file share, or list what it holds")
+def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     msub = p.add_subparsers(dest="models_command", metavar="ACTION")
     # Its own copy of the global options: --adapter/--model mean "what to upload" here, not
     # "what the local cloud serves", and "resolve" must not touch the shared option objects.
-    up = msub.add_parser("upload", parents=[common()], conflict_handler="resolve",
-                         help="copy an adapter (and base model) to the share and point the parameters at them",
-                         description="Copy a PEFT LoRA adapter (and optionally its base model) to the project's "
-                                     "file share, under models/ and model-cache/ as AI Toolkit's fine-tuning does; "
-                                     "only what changed is sent, and an interrupted upload resumes. Then "
-                                     "adapterPath (or, with --name, the adapters list) and modelPath are set in "
-                                     "infra/provision/inference.parameters.json for the next provision.")
+    up = cmd("upload", "copy an adapter (and base model) to the share and point the parameters at them", msub,
+             own_options=True, conflict_handler="resolve",
+             description="Copy a PEFT LoRA adapter (and optionally its base model) to the project's "
+                         "file share, under models/ and model-cache/ as AI Toolkit's fine-tuning does; "
+                         "only what changed is sent, and an interrupted upload resumes. Then "
+                         "adapterPath (or, with --name, the adapters list) and modelPath are set in "
+                         "infra/provision/inference.parameters.json for the next provision.")
     up.add_argument("--adapter", dest="upload_adapter", metavar="DIR", type=Path, required=True,
                     help="the adapter folder (holds adapter_config.json)")
     up.add_argument("--name", dest="upload_name", metavar="NAME",
@@ -46,42 +45,28 @@ def add_commands(cmd: Callable[..., argparse.ArgumentParser], common: Callable[[
 
 
 def _request(args: argparse.Namespace) -> Any:
-    from .cloud.models_upload import UploadRequest
-    from .errors import AitkError
+    from ..cloud.models_upload import UploadRequest
 
-    try:
-        return UploadRequest.checked(args.upload_adapter, args.upload_name, args.upload_model)
-    except AitkError as e:
-        raise UsageError(e.message, e.detail) from None
+    return UploadRequest.checked(args.upload_adapter, args.upload_name, args.upload_model)
 
 
 def run(project: "Project", args: argparse.Namespace) -> int:
-    from .cli_cloud import EventPrinter, load_config, require_config, run_async
-
     action = args.models_command or "list"
     request = _request(args) if action == "upload" else None  # a bad folder: before any sign-in
-    config = require_config(load_config(project), "SUBSCRIPTION_ID", "RESOURCE_GROUP_NAME",
-                            "STORAGE_ACCOUNT_NAME", "FILE_SHARE_NAME")
-    if config.from_local_cloud and not args.local:
-        raise UsageError("infra/inference.config.json is the local cloud's (its endpoint is on this machine), "
-                         "not an Azure deployment.", "add --local")
+    from ..config.inference_config import SHARE_KEYS
+
+    config = azure_config(project, args, *SHARE_KEYS, hint="add --local")
     printer = EventPrinter()
     # The global --model/--adapter choose what a starting local cloud serves; never the upload.
     session_args = argparse.Namespace(**{**vars(args), "model_path": None, "adapter_path": None})
 
-    async def go() -> int:
-        from .cli_cloud import drive, open_session
+    async def go(session: Any) -> int:
+        if request is not None:
+            await drive(session.upload_models(config, request, set_parameters=not args.no_params), printer)
+            return EXIT_OK
+        return _print_list(await session.list_models(config), config.FILE_SHARE_NAME or "", args.json)
 
-        session = await open_session(project, session_args, printer)
-        try:
-            if request is not None:
-                await drive(session.upload_models(config, request, set_parameters=not args.no_params), printer)
-                return EXIT_OK
-            return _print_list(await session.list_models(config), config.FILE_SHARE_NAME or "", args.json)
-        finally:
-            await session.close()
-
-    return run_async(go())
+    return run_in_session(project, session_args, printer, go)
 
 
 def _print_list(models: "list[ShareModel]", share: str, as_json: bool) -> int:
@@ -96,7 +81,7 @@ def _print_list(models: "list[ShareModel]", share: str, as_json: bool) -> int:
         print(f"No adapter or base model on file share {share} (looked under models/ and model-cache/).",
               file=sys.stderr)
         return EXIT_OK
-    from .cloud.sync_plan import format_size
+    from ..cloud.sync_plan import format_size
 
     rows = [(m.kind, m.path, f"{m.files} {'file' if m.files == 1 else 'files'}", format_size(m.bytes),
              m.modified.strftime("%Y-%m-%d %H:%M") if m.modified else "-") for m in models]
