@@ -65,6 +65,17 @@ class LogLine(Event):
     probe: bool = False  # an access line of a /health probe: hidden unless asked for
     kind: Literal["console", "system"] = "console"  # the container's output, or the platform's system log
     warning: bool = False  # a system-log event of type Warning (probe failed, container terminated...)
+    # From a structured line (the server's JSON log, the platform's events): when it happened
+    # (HH:MM:SS, this machine's time zone), its level, and the line as the stream sent it.
+    time: str | None = None
+    level: str | None = None
+    raw: str | None = None
+
+    def shown(self, *, raw: bool = False) -> str:
+        """The line as both faces show it: level and message, or the line as sent (``raw``)."""
+        if raw and self.raw is not None:
+            return self.raw
+        return f"{self.level:<5} {self.text}" if self.level else self.text
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -28,8 +29,10 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: what log collectors (Container Apps, Loki) parse best."""
 
     def format(self, record: logging.LogRecord) -> str:
+        # UTC with its zone, so a reader anywhere (aitk logs, the Endpoint view) shows it in its own.
+        stamp = datetime.fromtimestamp(record.created, timezone.utc)
         entry = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "ts": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
         }

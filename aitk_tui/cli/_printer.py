@@ -29,9 +29,10 @@ T = TypeVar("T")
 class EventPrinter:
     """Readable progress lines on stderr; uploads and health probes are throttled."""
 
-    def __init__(self, err: TextIO | None = None, out: TextIO | None = None) -> None:
+    def __init__(self, err: TextIO | None = None, out: TextIO | None = None, *, raw_logs: bool = False) -> None:
         self.err = err or sys.stderr
         self.out = out or sys.stdout
+        self.raw_logs = raw_logs  # structured log lines as sent, not as time, level and message
         self._upload_bucket = -1
         self._upload_at = 0.0
         self._health: tuple[str, float] | None = None
@@ -53,7 +54,9 @@ class EventPrinter:
                        f"({event.elapsed_s:.1f} s){msg}")
         elif isinstance(event, UploadProgress):
             now = time.monotonic()
-            pct = 100 * event.files_done // max(1, event.files_total)
+            # By bytes: one big weights file among small ones sat at "75%" for most of the upload.
+            pct = (100 * event.bytes_done // event.bytes_total if event.bytes_total
+                   else 100 * event.files_done // max(1, event.files_total))
             bucket = pct // 10
             if event.files_done == event.files_total or bucket > self._upload_bucket or now - self._upload_at >= 1:
                 self._upload_bucket, self._upload_at = bucket, now
@@ -69,7 +72,8 @@ class EventPrinter:
                 detail = f": {event.detail}" if event.detail and event.status != "ok" else ""
                 self._line(f"  /health {event.status} after {event.elapsed_s:.0f} s{detail}")
         elif isinstance(event, LogLine):
-            print(redact(event.text), file=self.out, flush=True)
+            text = event.shown(raw=self.raw_logs)
+            print(redact(f"{event.time} {text}" if event.time and not self.raw_logs else text), file=self.out, flush=True)
         elif isinstance(event, Done):
             print(redact(event.summary), file=self.out, flush=True)
         elif isinstance(event, Failed):

@@ -124,10 +124,12 @@ def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argpars
                    help="also show the /health probes' access lines (hidden by default)")
     p.add_argument("--system", action="store_true",
                    help="the system log instead: replica assignment, image pull, probe failures, restarts, scaling")
+    p.add_argument("--raw", action="store_true",
+                   help="print structured lines as sent (the server's JSON, the platform's events)")
 
 
 def run(project: "Project", args: argparse.Namespace) -> int:
-    printer = EventPrinter()
+    printer = EventPrinter(raw_logs=getattr(args, "raw", False))
     from ..config.inference_config import APP_KEYS
 
     config = azure_config(project, args, *APP_KEYS)

@@ -53,17 +53,70 @@ LogKind = Literal["console", "system"]
 def system_event_text(line: str) -> tuple[str, str, bool]:
     """One line of the system log stream -> (text, source, warning). ACA sends JSON events
     (``Reason``, ``Msg``, ``Type``, ``ReplicaName``...); a line that is not one is kept as it is."""
-    try:
-        event = json.loads(line)
-    except ValueError:
-        event = None
-    if not isinstance(event, dict):
+    event = _json_object(line)
+    if event is None:
         return line, "system", False
     reason, msg = str(event.get("Reason") or "").strip(), str(event.get("Msg") or "").strip()
     replica = str(event.get("ReplicaName") or "")
     warning = str(event.get("Type") or "").lower() == "warning"
     text = f"{reason}: {msg}" if reason and msg else (msg or reason or line)
     return text, short_replica(replica) if replica else "system", warning
+
+
+def system_event_line(line: str) -> LogLine:
+    """A system-log event as a LogLine stamped with the event's own time (``TimeStamp``), not
+    the time it was fetched: a page of past events read all at once showed one time."""
+    text, origin, warning = system_event_text(line)
+    event = _json_object(line)
+    when = event_time(event.get("TimeStamp")) if event else None
+    return LogLine(text, origin, kind="system", warning=warning, time=when, raw=line if event else None)
+
+
+# The inference server's JSON log (``{"ts", "level", "logger", "msg", ...}``): the fields shown
+# after the message as key=value, the traceback as its last line.
+_SERVER_FIELDS = ("ts", "level", "logger", "msg", "exc")
+
+
+def console_line(text: str, source: str) -> LogLine:
+    """A replica's output line; the server's JSON lines become time, level and message."""
+    entry = _json_object(text) if text.startswith("{") else None
+    if entry is None or not isinstance(entry.get("level"), str):
+        return LogLine(text, source, probe=is_probe(text))
+    parts = [str(entry["msg"])] if entry.get("msg") not in (None, "") else []
+    parts += [f"{k}={v}" for k, v in entry.items() if k not in _SERVER_FIELDS]
+    if entry.get("exc"):
+        parts.append("| " + (str(entry["exc"]).strip().splitlines() or [""])[-1])
+    return LogLine(" ".join(parts), source, probe=is_probe(text), time=event_time(entry.get("ts")),
+                   level=entry["level"].upper(), raw=text)
+
+
+_STAMP = re.compile(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:\.\d+)?\s*(Z|[+-]\d\d:?\d\d)?")
+
+
+def event_time(value: Any) -> str | None:
+    """``HH:MM:SS`` in this machine's time zone from an ISO or ACA stamp (``2026-12-07 10:56:57
+    +0000 UTC``); a stamp without a zone is shown as written; None when it is not a stamp."""
+    from datetime import datetime
+
+    m = _STAMP.match(str(value or "").strip())
+    if m is None:
+        return None
+    day, clock, zone = m.groups()
+    if zone is None:
+        return clock
+    zone = "+00:00" if zone == "Z" else zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
+    try:
+        return datetime.fromisoformat(f"{day}T{clock}{zone}").astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return None
+
+
+def _json_object(line: str) -> dict | None:
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _auth_token(client: Any, rg: str, name: str) -> str:
@@ -145,10 +198,9 @@ async def _pump(session: "OperationContext", source: str, url: str, token: str, 
                     text = redact(line.rstrip("\r\n"))
                     if kind == "system":
                         if text.strip():
-                            body, origin, warning = system_event_text(text)
-                            await queue.put(LogLine(body, origin, kind="system", warning=warning))
+                            await queue.put(system_event_line(text))
                         continue
-                    await queue.put(LogLine(text, source, probe=is_probe(text)))
+                    await queue.put(console_line(text, source))
     except httpx.HTTPError as e:
         await queue.put(Failed(f"The log stream of {source} was interrupted.", redact(f"{type(e).__name__}: {e}")))
     finally:

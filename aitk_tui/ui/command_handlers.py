@@ -313,6 +313,11 @@ class CommandHandlersMixin:
         shown = view.toggle_probes()
         self.notify(f"Health-probe lines {'shown' if shown else 'hidden'}.", timeout=3)
 
+    async def _cmd_endpoint_raw(self: "AitkApp") -> None:
+        view = await self.ensure_pane("endpoint")
+        raw = view.toggle_raw()
+        self.notify(f"Log lines {'as sent (raw)' if raw else 'as time, level and message'} from here on.", timeout=3)
+
     def _cmd_refresh_status(self: "AitkApp") -> None:
         self.reload_config()
         self.check_health()

@@ -188,7 +188,7 @@ Provisioning, deploy and replica logs stream here.
             return
         events, self._pending = self._pending, []
         self.flushes += 1
-        lines: list[str] = []
+        lines: list[str | tuple[str | None, str]] = []
         upload: UploadProgress | None = None
         for ev in events:
             if isinstance(ev, ResourceProgress):
@@ -214,7 +214,7 @@ Provisioning, deploy and replica logs stream here.
                     if self.hidden_probes == 1:
                         lines.append("(GET /health probe lines are hidden: P shows them)")
                     continue
-                lines.append(f"[{ev.source}] {ev.text}")
+                lines.append((ev.time, f"[{ev.source}] {ev.shown()}"))
             elif isinstance(ev, Info):
                 lines.append(("warning: " if ev.level == "warning" else "") + ev.message)
             elif isinstance(ev, Done):

@@ -103,12 +103,13 @@ The container app as it is now, read again every few seconds while this tab is s
         self.problem: str | None = None  # why nothing can be read (no session, not provisioned...)
         self.log_kind = "console"
         self.show_probes = False
+        self.show_raw = False  # structured log lines as sent (r), not as time, level and message
         self.hidden_probes = 0
         self.active = False
         self.reads = 0  # status reads shown (tests wait on it)
         self._log_running = False
         self._log_retry_at = 0.0  # a stream that ended is opened again after this (monotonic)
-        self._pending: list[str] = []
+        self._pending: list[str | tuple[str | None, str]] = []
         self._flush_timer: Any = None
 
     def compose(self) -> ComposeResult:
@@ -235,7 +236,7 @@ The container app as it is now, read again every few seconds while this tab is s
                     self._pending.append("(GET /health probe lines are hidden: p shows them)")
                 return
             mark = "! " if ev.warning else ""
-            self._pending.append(f"[{ev.source}] {mark}{ev.text}")
+            self._pending.append((ev.time, f"[{ev.source}] {mark}{ev.shown(raw=self.show_raw)}"))
         elif isinstance(ev, Failed):
             self._pending.append(f"{ev.message}" + (f" ({ev.detail})" if ev.detail else ""))
         if self._flush_timer is None:
@@ -274,10 +275,18 @@ The container app as it is now, read again every few seconds while this tab is s
         self.query_one("#ep-log-title", Static).update(self._log_title())
         return self.show_probes
 
+    def toggle_raw(self) -> bool:
+        """Structured lines (the server's JSON, the platform's events) as sent, or as time, level
+        and message; from the next line on."""
+        self.show_raw = not self.show_raw
+        self.query_one("#ep-log-title", Static).update(self._log_title())
+        return self.show_raw
+
     def _log_title(self) -> str:
         other = "system" if self.log_kind == "console" else "console"
         probes = "shown" if self.show_probes else "hidden"
-        return f"Replica log: {self.log_kind}  (s: {other} log · p: probe lines, {probes})"
+        return (f"Replica log: {self.log_kind}  (s: {other} log · p: probe lines, {probes} · "
+                f"r: {'formatted' if self.show_raw else 'raw'} lines)")
 
     # -- rendering ----------------------------------------------------------------------------
     def _render_status(self, st: EndpointStatus) -> None:

@@ -10,10 +10,13 @@ are bounded (``max_lines``) and timestamped with the app's clock.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Callable
 
 from rich.cells import cell_len, chop_cells
+from rich.highlighter import Highlighter
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Log, Static
@@ -46,8 +49,25 @@ def wrap_line(line: str, width: int) -> list[str]:
     return rows
 
 
+class LevelHighlighter(Highlighter):
+    """Colours a log level where a line has one, after its time and source tag."""
+
+    STYLES = {"ERROR": "bold red", "CRITICAL": "bold red", "WARNING": "yellow", "WARN": "yellow",
+              "DEBUG": "dim"}
+    _LEVEL = re.compile(r"^\S+ (?:\[[^\]]*\] )?(?:! )?(ERROR|CRITICAL|WARNING|WARN|INFO|DEBUG)\b")
+
+    def highlight(self, text: Text) -> None:
+        m = self._LEVEL.match(text.plain)
+        if m and m.group(1) in self.STYLES:
+            text.stylize(self.STYLES[m.group(1)], m.start(1), m.end(1))
+
+
 class TailLog(Log):
     """``Log`` that tells its pane when the user scrolls away from, or back to, the end."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(highlight=True, **kwargs)
+        self.highlighter = LevelHighlighter()
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
@@ -84,7 +104,7 @@ class LogPane(Vertical):
         self.lines: list[str] = []  # what was written, for saving (bounded like the view)
 
     def compose(self) -> ComposeResult:
-        yield TailLog(max_lines=self._max_lines, highlight=False, auto_scroll=False, id="log-view")
+        yield TailLog(max_lines=self._max_lines, auto_scroll=False, id="log-view")
         yield Static("", id="new-lines", markup=False)
 
     @property
@@ -95,17 +115,20 @@ class LogPane(Vertical):
     def following(self) -> bool:
         return self._following
 
-    def stamp(self, text: str) -> str:
-        return f"{self._clock():%H:%M:%S} {text}"
+    def stamp(self, text: str, at: str | None = None) -> str:
+        return f"{at or format(self._clock(), '%H:%M:%S')} {text}"
 
-    def write_lines(self, texts: list[str]) -> None:
-        """Append lines (already batched by the caller); keep the end in view while following."""
+    def write_lines(self, texts: "list[str | tuple[str | None, str]]") -> None:
+        """Append lines (already batched by the caller); keep the end in view while following.
+        A line is a string (stamped with the app's clock now) or ``(HH:MM:SS, text)``: one
+        that carries the time it happened (a server or platform event), shown with that time."""
         if not texts:
             return
         stamped = []
-        for text in texts:
+        for item in texts:
+            at, text = item if isinstance(item, tuple) else (None, item)
             for line in (text.splitlines() or [""]):
-                stamped.append(self.stamp(line))
+                stamped.append(self.stamp(line, at))
         self.lines.extend(stamped)
         if len(self.lines) > self._max_lines:
             del self.lines[: len(self.lines) - self._max_lines]
