@@ -160,7 +160,8 @@ async def _down(session: Any, args: argparse.Namespace, printer: Any, config: "I
     from .errors import AitkError
 
     try:
-        plan = await teardown.plan(session.factory, config, everything=args.everything)
+        plan = await teardown.plan(session.factory, config, everything=args.everything,
+                                   project=session.project)
     except AitkError as e:
         raise UsageError(e.message, e.detail) from None
     except Exception as e:  # noqa: BLE001

@@ -242,7 +242,7 @@ class CloudSession:
         """What ``tear_down`` would delete: the app, or (``everything``) what provisioning created."""
         from . import teardown
 
-        return await teardown.plan(self.factory, config, everything=everything)
+        return await teardown.plan(self.factory, config, everything=everything, project=self.project)
 
     async def tear_down(self, config: InferenceConfig, plan: "TeardownPlan") -> AsyncIterator[Event]:
         """Delete what ``plan`` lists: ResourceProgress..., then Done(result=TornDown)."""

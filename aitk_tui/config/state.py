@@ -17,6 +17,8 @@ class ProjectState(BaseModel):
     subscription_name: str | None = None
     resource_group: str | None = None
     location: str | None = None
+    # Names this project's provisioning deployment and tags what it creates (cloud/ownership.py).
+    project_id: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> "ProjectState":

@@ -281,7 +281,9 @@ def test_down_all_deletes_only_what_provisioning_created(cli_cloud, local_projec
 def test_down_all_without_a_deployment_deletes_nothing(cli_cloud, local_project, local_factory, capsys):
     root = Path(local_project)
     config = _provision(capsys, root, "rg-nodep")
-    local_factory.deployments(SUB).deployments.begin_delete("rg-nodep", "aitk-inference").result()
+    deployments = local_factory.deployments(SUB).deployments
+    for d in deployments.list_by_resource_group("rg-nodep"):
+        deployments.begin_delete("rg-nodep", d.name).result()
     rc, _, err = _aitk(capsys, root, "down", "--local", "--all", "--yes")
     assert rc == 2 and "cannot tell which resources it created" in err
     names = {r.name for r in local_factory.resources(SUB).resources.list_by_resource_group("rg-nodep")}
@@ -330,8 +332,7 @@ def test_scale_and_down_refuse_the_local_clouds_config_without_local(tmp_path, c
 
     root = tmp_path / "p"
     (root / "infra" / "provision").mkdir(parents=True)
-    config = dict.fromkeys(KEYS, "x")
-    config["ACA_APP_ENDPOINT"] = "127.0.0.1:49321"
+    config = dict(zip(KEYS, (SUB, "rg", "acct", "share", "app", "127.0.0.1:49321")))
     (root / "infra" / "inference.config.json").write_text(json.dumps(config))
     for argv in (["scale", "--keep-warm"], ["down", "--yes"], ["down", "--all", "--yes"]):
         rc, out, err = _aitk(capsys, root, *argv)
