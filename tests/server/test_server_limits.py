@@ -235,6 +235,70 @@ def test_at_the_connection_limit_idle_connections_make_room_for_real_clients(tin
                 s.close()
 
 
+def _answered_early(port: int, count: int, key: str | None = None) -> list[socket.socket]:
+    """Connections that announce a 1 MB body, get their answer (401 without a key) before
+    sending it, then send one byte: the slow-body attack that needs no key."""
+    socks = []
+    auth = f"Authorization: Bearer {key}\r\n".encode() if key else b""
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  + auth + b"Content-Length: 1000000\r\n\r\n")
+        if key is None:
+            assert s.recv(4096).startswith(b"HTTP/1.1 401")
+        s.sendall(b"{")
+        socks.append(s)
+    return socks
+
+
+def test_connections_answered_before_their_body_cannot_lock_out_real_clients(tiny_model):
+    """Each of these held a connection for ever (a byte now and then cancelled the keep-alive
+    timer, and they never counted as idle): at the limit, /health got connection resets."""
+    with serve(make_settings(tiny_model, header_timeout=60.0, body_timeout=60.0, max_connections=40)) as running:
+        socks = _answered_early(_port(running), 40)
+        try:
+            for _ in range(3):
+                assert httpx.get(running.base_url + "/health", timeout=5).status_code == 200
+            reply = httpx.post(running.base_url + "/v1/chat/completions", headers=running.headers(),
+                               json={"messages": HELLO, "max_tokens": 3}, timeout=30)
+            assert reply.status_code == 200
+            assert _closed_by_server(socks, 5.0, enough=1) == 1  # the oldest made room (the others closed again)
+        finally:
+            for s in socks:
+                s.close()
+
+
+def test_a_body_that_stalls_is_closed_after_its_deadline(tiny_model):
+    with serve(make_settings(tiny_model, header_timeout=1.0, body_timeout=1.0)) as running:
+        started = time.monotonic()
+        early = _answered_early(_port(running), 5)  # answered (401), the rest never comes
+        slow = _answered_early(_port(running), 5, key=running.api_key)  # with the key: the app waits
+        try:
+            assert _closed_by_server(early + slow, 0.5 - (time.monotonic() - started)) == 0
+            assert _closed_by_server(early + slow, 6.0) == 10
+        finally:
+            for s in early + slow:
+                s.close()
+        assert httpx.get(running.base_url + "/health", timeout=5).status_code == 200
+        # A body sent whole after an early answer leaves the connection usable for the next request.
+        with socket.create_connection(("127.0.0.1", _port(running)), timeout=5) as s:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 401")
+            s.sendall(b"{}GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"HTTP/1.1 200" in _read_until(s, b"HTTP/1.1 200")
+
+
+def _read_until(s: socket.socket, marker: bytes, timeout: float = 5.0) -> bytes:
+    data, deadline = b"", time.monotonic() + timeout
+    while marker not in data and time.monotonic() < deadline:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def test_an_unfinished_head_cannot_grow_past_max_header_bytes(tiny_model):
     with serve(make_settings(tiny_model, max_header_bytes=2048)) as running:
         with socket.create_connection(("127.0.0.1", _port(running)), timeout=5) as s:
