@@ -3,7 +3,8 @@
 Selection rules (all checked before anything is uploaded):
 
 - Junk and secrets are skipped by default (``DEFAULT_IGNORE``: VCS folders, ``.env``,
-  keys, caches, virtual environments, editor folders); a gitignore-syntax ``.aitkignore``
+  keys and credential stores in any case, caches, virtual environments, editor folders); a
+  gitignore-syntax ``.aitkignore``
   in the folder adds patterns, and ``!pattern`` re-includes a default one. Matching is
   ``pathspec``'s ``GitIgnoreSpec`` (git's own semantics), never a hand-written matcher.
 - A symbolic link whose target lies outside the folder stops the deploy, naming the link:
@@ -31,11 +32,27 @@ from ..errors import AitkError
 IGNORE_FILE = ".aitkignore"
 DEFAULT_WARN_BYTES = 20 * 1024 * 1024
 CHUNK = 1 << 20
+# Credentials, matched in any case (``ID_RSA``, ``SERVER.KEY`` and ``.ENV`` are the same secrets
+# on a case-insensitive file system, and people write them so): keys, dotenv files, the
+# credential stores of git, npm, PyPI, AWS, Azure, Google Cloud, Kubernetes, Docker, ssh, gpg.
+SECRET_IGNORE = (
+    ".env", ".env.*", "*.key", "*.pem", "*.pfx", "*.p12", "*.ppk", "*.jks", "*.keystore", "*.kdbx",
+    "id_rsa*", "id_ed25519*", "id_ecdsa*", "id_dsa*", ".netrc", "_netrc", ".git-credentials", ".npmrc",
+    ".pypirc", ".pgpass", ".htpasswd", ".boto", ".s3cfg", ".dockercfg", "*.tfstate", "*.tfstate.*",
+    ".ssh/", ".gnupg/", ".aws/", ".azure/", ".kube/", ".docker/", "gcloud/",
+)
+
+
+def _any_case(pattern: str) -> str:
+    """A gitignore pattern matching ``pattern`` in any case: each letter as ``[xX]``."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in pattern)
+
+
 DEFAULT_IGNORE = (
     # version control and editors
     ".git", ".hg", ".svn", ".idea/", ".vscode/", "*.swp", "*~", ".DS_Store", "Thumbs.db",
     # secrets
-    ".env", ".env.*", "*.key", "*.pem", "*.pfx", "*.p12", "id_rsa*", "id_ed25519*", ".netrc",
+    *(_any_case(p) for p in SECRET_IGNORE),
     # caches and environments
     "__pycache__/", "*.pyc", "*.pyo", ".venv/", "venv/", "node_modules/", ".mypy_cache/",
     ".pytest_cache/", ".ruff_cache/", ".ipynb_checkpoints/", ".tox/",

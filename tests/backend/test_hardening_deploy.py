@@ -297,3 +297,25 @@ def test_the_ignore_prefilter_agrees_with_pathspec(tmp_path):
              "a/top.txt", "sub/x.bin", "a/sub/x.bin", "app.py", "node_modules/", ".env.local", "x/cache/y.py",
              "m.ckpt", "important.ckpt", "a.log", "c.log", "dir.with.dots/f", "ünïcode/.env", "a b/.venv/"]
     assert [p for p in paths if ours.match_file(p)] == [p for p in paths if ref.match_file(p)]
+
+
+SECRETS = ("id_rsa", "id_rsa.pub", "ID_RSA", "id_ed25519", "keys/id_ed25519_sk", "id_ecdsa", "id_dsa", "me.ppk",
+           ".git-credentials", ".npmrc", ".pypirc", ".netrc", "_netrc", ".pgpass", ".aws/credentials", ".aws/config",
+           ".azure/msal_token_cache.json", ".azure/accessTokens.json", ".kube/config", ".docker/config.json",
+           ".ssh/known_hosts", ".gnupg/private-keys-v1.d/x.key", "gcloud/application_default_credentials.json",
+           "SERVER.KEY", "tls/Server.Pem", "cert.P12", "store.pfx", ".ENV", ".Env.Local", "sub/.env.production",
+           "terraform.tfstate", "app.keystore", ".htpasswd")
+
+
+def test_the_default_ignore_list_skips_credential_files_in_any_case(tmp_path):
+    """25 of 33 planted secrets were uploaded: each of these is skipped, whatever its case, and
+    the server's own files are not."""
+    from aitk_tui.cloud.sync_plan import select
+
+    server = tmp_path / "inference_server"
+    for rel in (*SECRETS, "app.py", "static/index.html", "config.json", "keyboard.py", "envelope.txt", "aws.py"):
+        path = server / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"content of {rel}\n")
+    selected = {rel.removeprefix("inference_server/") for rel in select(tmp_path, "inference_server").files}
+    assert selected == {"app.py", "static/index.html", "config.json", "keyboard.py", "envelope.txt", "aws.py"}
