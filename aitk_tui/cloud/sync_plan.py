@@ -110,7 +110,18 @@ def load_ignore(base: Path) -> Any:
 
     lines = list(DEFAULT_IGNORE)
     path = base / IGNORE_FILE
-    if path.is_file() and not path.is_symlink():
+    if path.is_symlink():
+        # A link is read where it points, but only inside the folder: a link out of it would
+        # let the rules (what stays private) come from a file the project does not hold.
+        target = os.path.realpath(path)
+        if not _inside(target, os.path.realpath(base)):
+            raise AitkError(f"{base.name}/{IGNORE_FILE} is a link to {target}, outside {base.name}/; nothing was "
+                            "uploaded.", f"replace the link with the file itself, or point it at a file inside "
+                            f"{base.name}/")
+        if not os.path.isfile(target):
+            raise AitkError(f"{base.name}/{IGNORE_FILE} is a link to {target}, which is not a file; nothing was "
+                            "uploaded.", "fix or remove the link")
+    if path.is_file():
         try:
             lines += path.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as e:

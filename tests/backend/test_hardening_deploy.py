@@ -319,3 +319,28 @@ def test_the_default_ignore_list_skips_credential_files_in_any_case(tmp_path):
         path.write_text(f"content of {rel}\n")
     selected = {rel.removeprefix("inference_server/") for rel in select(tmp_path, "inference_server").files}
     assert selected == {"app.py", "static/index.html", "config.json", "keyboard.py", "envelope.txt", "aws.py"}
+
+
+def test_an_aitkignore_that_is_a_link_is_read_inside_the_folder_and_stops_the_deploy_outside(tmp_path):
+    """A linked .aitkignore was silently not read, so everything it kept private was uploaded."""
+    from aitk_tui.cloud.sync_plan import select
+    from aitk_tui.errors import AitkError
+
+    server = tmp_path / "inference_server"
+    (server / "rules").mkdir(parents=True)
+    (server / "data").mkdir()
+    (server / "data" / "train.jsonl").write_text("private\n")
+    (server / "app.py").write_text("x = 1\n")
+    (server / "rules" / "ignore.txt").write_text("data/\nrules/\n")
+    (server / ".aitkignore").symlink_to(server / "rules" / "ignore.txt")
+    selected = set(select(tmp_path, "inference_server").files)
+    assert selected == {"inference_server/app.py", "inference_server/.aitkignore"}
+
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("data/\n")
+    for target in (outside, server / "missing.txt"):
+        (server / ".aitkignore").unlink()
+        (server / ".aitkignore").symlink_to(target)
+        with pytest.raises(AitkError) as e:
+            select(tmp_path, "inference_server")
+        assert "inference_server/.aitkignore is a link to" in e.value.message and str(target) in e.value.message
