@@ -169,6 +169,47 @@ async def test_a_prompt_over_the_character_bound_is_refused_before_tokenizing(ti
 
 
 # ------------------------------------------------------------------ connections
+async def test_long_prompts_share_a_few_tokenizer_threads(tiny_server):
+    """A burst of long prompts is tokenized ENCODE_THREADS at a time (each encoding of a 1 MiB
+    prompt takes ~160 MB), never one thread per request."""
+    import threading
+
+    from inference_server.app import INLINE_ENCODE_BYTES
+    from inference_server.limits import ENCODE_THREADS
+
+    state = tiny_server.state
+    loaded = state.loaded
+    real_encode = loaded.encode_chat
+    lock = threading.Lock()
+    running, most, calls = [0], [0], [0]
+
+    def slow_encode(messages):
+        with lock:
+            running[0] += 1
+            calls[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+        return real_encode([{"role": "user", "content": "hi"}])
+
+    # Over INLINE_ENCODE_BYTES on the wire (each "é" is six bytes escaped), under the character bound.
+    content = "\u00e9" * (INLINE_ENCODE_BYTES // 6 + 100)
+    body = json.dumps({"messages": [{"role": "user", "content": content}], "max_tokens": 1}, ensure_ascii=True)
+    assert len(body) > INLINE_ENCODE_BYTES and len(content) < state.prompt_char_limit
+    loaded.encode_chat = slow_encode
+    try:
+        async with httpx.AsyncClient(base_url=tiny_server.base_url, headers=tiny_server.headers(),
+                                     timeout=60) as client:
+            replies = await asyncio.gather(*(client.post("/v1/chat/completions", content=body,
+                                                         headers={"Content-Type": "application/json"})
+                                             for _ in range(8)))
+    finally:
+        del loaded.encode_chat
+    assert [r.status_code for r in replies] == [200] * 8
+    assert calls[0] == 8 and most[0] == ENCODE_THREADS
+
+
 def _half_open(port: int, count: int) -> list[socket.socket]:
     """Connections that start a request and never finish its headers."""
     socks = []
