@@ -299,7 +299,7 @@ def test_the_ignore_prefilter_agrees_with_pathspec(tmp_path):
     assert [p for p in paths if ours.match_file(p)] == [p for p in paths if ref.match_file(p)]
 
 
-SECRETS = ("id_rsa", "id_rsa.pub", "ID_RSA", "id_ed25519", "keys/id_ed25519_sk", "id_ecdsa", "id_dsa", "me.ppk",
+SECRETS = ("id_rsa", "id_rsa.pub", "upper/ID_RSA", "id_ed25519", "keys/id_ed25519_sk", "id_ecdsa", "id_dsa", "me.ppk",
            ".git-credentials", ".npmrc", ".pypirc", ".netrc", "_netrc", ".pgpass", ".aws/credentials", ".aws/config",
            ".azure/msal_token_cache.json", ".azure/accessTokens.json", ".kube/config", ".docker/config.json",
            ".ssh/known_hosts", ".gnupg/private-keys-v1.d/x.key", "gcloud/application_default_credentials.json",
@@ -344,3 +344,21 @@ def test_an_aitkignore_that_is_a_link_is_read_inside_the_folder_and_stops_the_de
         with pytest.raises(AitkError) as e:
             select(tmp_path, "inference_server")
         assert "inference_server/.aitkignore is a link to" in e.value.message and str(target) in e.value.message
+
+
+def test_a_link_into_a_sibling_folder_with_the_same_prefix_stops_the_deploy(tmp_path):
+    """inference_server_old/ starts with "inference_server": an "inside the folder" check done as
+    a string prefix would upload what the link points at."""
+    from aitk_tui.cloud.sync_plan import select
+    from aitk_tui.errors import AitkError
+
+    server = tmp_path / "inference_server"
+    old = tmp_path / "inference_server_old"
+    server.mkdir()
+    old.mkdir()
+    (old / "secret.txt").write_text("not for the share\n")
+    (server / "app.py").write_text("x = 1\n")
+    (server / "notes.txt").symlink_to(old / "secret.txt")
+    with pytest.raises(AitkError) as e:
+        select(tmp_path, "inference_server")
+    assert "inference_server/notes.txt is a link to" in e.value.message and "outside inference_server/" in e.value.message
