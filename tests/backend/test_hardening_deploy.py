@@ -362,3 +362,33 @@ def test_a_link_into_a_sibling_folder_with_the_same_prefix_stops_the_deploy(tmp_
     with pytest.raises(AitkError) as e:
         select(tmp_path, "inference_server")
     assert "inference_server/notes.txt is a link to" in e.value.message and "outside inference_server/" in e.value.message
+
+
+def test_a_file_swapped_for_a_link_after_the_scan_is_not_followed(local_cloud, local_factory, tmp_path):
+    """The scan checks every link; a file replaced by a link (to ~/.ssh/...) between the scan
+    and its upload must not be followed: O_NOFOLLOW makes the open fail instead."""
+    from aitk_tui.cloud.deploy import sync_folder
+    from tests.fixtures_local import make_share
+
+    share = make_share(local_factory)
+    server = tmp_path / "inference_server"
+    server.mkdir()
+    (server / "app.py").write_text("x = 1\n")
+    (server / "notes.txt").write_text("harmless\n")
+    secret = tmp_path / "home" / ".ssh" / "id_rsa"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY----- not for the share\n")
+
+    def swap(plan) -> None:  # after the scan, before any upload
+        assert "inference_server/notes.txt" in plan.local
+        (server / "notes.txt").unlink()
+        (server / "notes.txt").symlink_to(secret)
+
+    from aitk_tui.errors import AitkError
+
+    with pytest.raises(AitkError) as e:
+        sync_folder(share, tmp_path, "inference_server", on_plan=swap, workers=1)
+    assert "Could not upload inference_server/notes.txt" in e.value.message
+    on_share = local_cloud.files_root / "acct1" / "share1"
+    leaked = [p for p in on_share.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]
+    assert leaked == []
