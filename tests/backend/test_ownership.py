@@ -164,3 +164,27 @@ def test_down_all_refuses_when_the_deployment_and_the_config_disagree(two_projec
     rc, out, err = _aitk(capsys, a, "down", "--local", "--all", "--yes")
     assert rc == 2 and "name different resources" in err and "STORAGE_ACCOUNT_NAME" in err
     assert _names(local_factory, "rg-shared") == before
+
+
+def test_down_all_never_deletes_a_resource_in_another_group(cli_cloud, local_project, local_factory, capsys):
+    """A deployment's outputResources can name a resource outside its group (a template may
+    reach another group): it is not this project's to delete, and the rest still goes."""
+    a = Path(local_project)
+    assert _aitk(capsys, a, "groups", "create", "rg-a", "--location", "eastus", "--local")[0] == 0
+    _provision(capsys, a, "rg-a")
+    resources = local_factory.resources(SUB)
+    resources.resource_groups.create_or_update("rg-b", {"location": "eastus"})
+    other = (f"/subscriptions/{SUB}/resourceGroups/rg-b/providers/Microsoft.OperationalInsights/workspaces/"
+             "other-log")
+    resources.resources.begin_create_or_update_by_id(
+        other, {"location": "eastus", "properties": {"sku": {"name": "PerGB2018"}}}, api_version="2022-10-01").result()
+    name = "aitk-inference-" + ProjectState.load(a / ".aitk/state.json").project_id
+    record = cli_cloud.store.deployment(SUB, "rg-a", name)
+    cli_cloud.store.update_deployment(SUB, "rg-a", name,
+                                      output_resources=[*record["output_resources"], {"id": other}])
+
+    rc, out, err = _aitk(capsys, a, "down", "--local", "--all", "--yes")
+    assert rc == 0, err
+    assert "other-log" not in err + out
+    assert _names(local_factory, "rg-a") == set()
+    assert _names(local_factory, "rg-b") == {("Microsoft.OperationalInsights/workspaces", "other-log")}
