@@ -164,14 +164,16 @@ def _confirm_app(factory: ClientFactory, config: InferenceConfig, project_id: st
     tags = _tags(factory, config)
     if app_id not in tags:
         return  # already gone: the delete says so
+    client = factory.deployments(config.SUBSCRIPTION_ID)
+    listed = list(client.deployments.list_by_resource_group(config.RESOURCE_GROUP_NAME))
+    project_id = project_id or ownership.adopt_project_id(listed, config)  # a clone without .aitk/
     other = _other_project(tags[app_id], project_id)
     if other:
         raise InputError(f"Container app {config.ACA_APP_NAME} belongs to another aitk project ({other}), not this one; "
                          "nothing was deleted.", "inference.config.json names an app this project did not create")
     if tags[app_id].get(ownership.PROJECT_TAG) == project_id and project_id:
         return
-    client = factory.deployments(config.SUBSCRIPTION_ID)
-    for d in client.deployments.list_by_resource_group(config.RESOURCE_GROUP_NAME):
+    for d in listed:
         name = str(pick(d, "name", default=""))
         if name.startswith(ownership.DEPLOYMENT_PREFIX) and name != ownership.deployment_name(project_id or ""):
             continue  # another aitk project's record

@@ -188,3 +188,17 @@ def test_down_all_never_deletes_a_resource_in_another_group(cli_cloud, local_pro
     assert "other-log" not in err + out
     assert _names(local_factory, "rg-a") == set()
     assert _names(local_factory, "rg-b") == {("Microsoft.OperationalInsights/workspaces", "other-log")}
+
+
+def test_a_clone_without_the_project_state_still_finds_its_own_resources(two_projects, local_factory, capsys):
+    """.aitk/ is not in version control: a fresh clone adopts the id of the one deployment whose
+    outputs name what its inference.config.json names, and tears down only that."""
+    a, _, config_a, _ = two_projects
+    (a / ".aitk/state.json").unlink()
+    rc, _, err = _aitk(capsys, a, "down", "--local", "--yes")
+    assert rc == 0, err
+    assert ("Microsoft.App/containerApps", config_a["ACA_APP_NAME"]) not in _names(local_factory, "rg-shared")
+    rc, _, err = _aitk(capsys, a, "down", "--local", "--all", "--yes")
+    assert rc == 0, err
+    assert {n.split("/")[0] for _, n in _names(local_factory, "rg-shared")} <= set(B_NAMES.values())
+    assert ("Microsoft.App/containerApps", "bapp") in _names(local_factory, "rg-shared")
