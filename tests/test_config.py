@@ -457,3 +457,18 @@ def test_a_config_or_state_file_nested_too_deeply_is_reported_not_a_crash(tmp_pa
     err = capsys.readouterr().err
     assert err.startswith("aitk: error: inference.config.json is nested too deeply") and err.count("\n") == 1
     assert (root / "infra/inference.config.json").read_text() == deep
+
+
+def test_remembered_names_azure_would_not_accept_are_dropped(tmp_path):
+    """.aitk/state.json feeds --subscription and --resource-group: a '..' there would address
+    the subscription once a client removes the dot segment."""
+    from aitk_tui.config.state import ProjectState
+
+    path = tmp_path / "state.json"
+    sub = "00000000-0000-0000-0000-000000000000"
+    path.write_text(json.dumps({"subscription_id": "../x", "resource_group": "..", "location": "eastus"}))
+    state = ProjectState.load(path)
+    assert (state.subscription_id, state.resource_group, state.location) == (None, None, "eastus")
+    path.write_text(json.dumps({"subscription_id": sub, "resource_group": "rg-1.(a)"}))
+    assert (ProjectState.load(path).subscription_id, ProjectState.load(path).resource_group) == (sub, "rg-1.(a)")
+

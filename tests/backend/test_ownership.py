@@ -202,3 +202,12 @@ def test_a_clone_without_the_project_state_still_finds_its_own_resources(two_pro
     assert rc == 0, err
     assert {n.split("/")[0] for _, n in _names(local_factory, "rg-shared")} <= set(B_NAMES.values())
     assert ("Microsoft.App/containerApps", "bapp") in _names(local_factory, "rg-shared")
+
+
+def test_provision_refuses_a_group_name_with_a_dot_segment_before_any_request(cli_cloud, local_project, capsys):
+    for group in ("..", "rg/..", "a/b"):
+        rc = main(["--project", str(local_project), "provision", "--local", "--subscription", SUB,
+                   "--resource-group", group, "--yes"])
+        out, err = capsys.readouterr()
+        assert rc == 2 and "Resource group name" in err, (group, err)
+    assert cli_cloud.store.get("deployments", {}) == {}
