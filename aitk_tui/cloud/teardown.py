@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.inference_config import InferenceConfig
 from ..events import Done, Event, Info, ResourceProgress
 from .clients import ClientFactory
-from .models import pick
+from .models import enum_text, pick
 from . import ownership
 from .sdkerrors import InputError, failed, failed_event, is_not_found
 
@@ -112,6 +112,11 @@ def _find_ours(client: Any, config: InferenceConfig, project_id: str | None) -> 
     mine: list[Any] = []
     if own is not None:
         differ = ownership.disagreements(own, config)
+        state = enum_text(pick(own, "properties", "provisioning_state")) or "unknown"
+        if differ and ownership.output(own, "ACA_APP_NAME") is None:
+            raise InputError(f"This project's deployment {pick(own, 'name')} has no outputs (its state is {state}), "
+                             "so aitk cannot check which resources are this project's; nothing was deleted.",
+                             "wait for it to finish, or provision again, then run down again")
         if differ:
             raise InputError(f"This project's deployment {pick(own, 'name')} and infra/inference.config.json name "
                              "different resources, so aitk cannot tell which are this project's; nothing was deleted.",

@@ -211,3 +211,15 @@ def test_provision_refuses_a_group_name_with_a_dot_segment_before_any_request(cl
         out, err = capsys.readouterr()
         assert rc == 2 and "Resource group name" in err, (group, err)
     assert cli_cloud.store.get("deployments", {}) == {}
+
+
+def test_down_all_says_so_when_the_projects_deployment_has_no_outputs(two_projects, cli_cloud, local_factory, capsys):
+    """A re-provision that failed leaves a record without outputs: nothing to check the config
+    against, so nothing is deleted, and the message says why (not that the names differ)."""
+    a, _, _, _ = two_projects
+    name = "aitk-inference-" + ProjectState.load(a / ".aitk/state.json").project_id
+    cli_cloud.store.update_deployment(SUB, "rg-shared", name, state="Failed", outputs=None)
+    before = _names(local_factory, "rg-shared")
+    rc, out, err = _aitk(capsys, a, "down", "--local", "--all", "--yes")
+    assert rc == 2 and "has no outputs (its state is Failed)" in err and "nothing was deleted" in err
+    assert _names(local_factory, "rg-shared") == before
