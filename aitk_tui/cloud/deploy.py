@@ -35,6 +35,7 @@ from ..events import Done, Event, Failed, Info, UploadProgress
 from .models import Deployed, pick
 from .sync_plan import (DEFAULT_WARN_BYTES, LocalFile, Skipped, format_size, plural, scan, select,  # noqa: F401
                         skipped_text)
+from .sync_plan import checked_manifest
 from .sdkerrors import describe, failed, is_not_found
 
 if TYPE_CHECKING:
@@ -143,21 +144,6 @@ def read_manifest(share: Any, path: str = MANIFEST_PATH) -> dict[str, dict[str, 
     if not isinstance(files, dict) or doc.get("version") != MANIFEST_VERSION:
         return None
     return files
-
-
-def _plain_share_path(rel: Any) -> bool:
-    """'a/b/c.py': no '\\', no empty, '.' or '..' segment, no control character."""
-    return (isinstance(rel, str) and "\\" not in rel and not any(ord(c) < 32 for c in rel)
-            and all(part not in ("", ".", "..") for part in rel.split("/")))
-
-
-def checked_manifest(files: dict[str, Any] | None) -> tuple[dict[str, dict[str, Any]] | None, list[str]]:
-    """(the entries that name a plain share path, the others): an entry with '..' or '\\' names no
-    file aitk uploaded, and acting on it (deleting it) would fail every later deploy."""
-    if files is None:
-        return None, []
-    good = {k: v for k, v in files.items() if _plain_share_path(k) and isinstance(v, dict)}
-    return good, sorted(str(k) for k in files if k not in good)
 
 
 def write_manifest(share: Any, files: dict[str, dict[str, Any]], path: str = MANIFEST_PATH) -> None:

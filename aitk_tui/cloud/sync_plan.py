@@ -269,3 +269,19 @@ def skipped_text(skipped: list[Skipped], limit: int = 8) -> str:
     names = [f"{s.rel} ({s.reason})" for s in skipped[:limit]]
     more = len(skipped) - limit
     return ", ".join(names) + (f" and {more} more" if more > 0 else "")
+
+
+# -- the share's manifest, as read back ---------------------------------------------------
+def _plain_share_path(rel: Any) -> bool:
+    """'a/b/c.py': no '\\', no empty, '.' or '..' segment, no control character."""
+    return (isinstance(rel, str) and "\\" not in rel and not any(ord(c) < 32 for c in rel)
+            and all(part not in ("", ".", "..") for part in rel.split("/")))
+
+
+def checked_manifest(files: dict[str, Any] | None) -> tuple[dict[str, dict[str, Any]] | None, list[str]]:
+    """(the entries that name a plain share path, the others): an entry with '..' or '\\' names no
+    file aitk uploaded, and acting on it (deleting it) would fail every later deploy."""
+    if files is None:
+        return None, []
+    good = {k: v for k, v in files.items() if _plain_share_path(k) and isinstance(v, dict)}
+    return good, sorted(str(k) for k in files if k not in good)
