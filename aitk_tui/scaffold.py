@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,24 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _links_on_the_way(dest: Path, rels: list[str]) -> list[str]:
+    """Project-relative paths among ``rels`` (and their folders, and .aitk/) that are symbolic
+    links, dangling ones included: a write there would land wherever the link points."""
+    links: list[str] = []
+    seen: set[str] = set()
+    for rel in rels:
+        parts = Path(rel).parts
+        for i in range(1, len(parts) + 1):
+            sub = Path(*parts[:i]).as_posix()
+            if sub in seen:
+                continue
+            seen.add(sub)
+            if (dest / sub).is_symlink():
+                links.append(sub)
+                break
+    return links
+
+
 def init_project(dest: Path, *, source: Path | None = None) -> InitReport:
     dest = Path(dest).resolve()
     src_root = source or template_root()
@@ -90,6 +109,13 @@ def init_project(dest: Path, *, source: Path | None = None) -> InitReport:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise FileWriteError(dest, e) from None
+    files = shipped_files(source)
+    links = _links_on_the_way(dest, [*files, ".aitk/init.json", ".aitk/.gitignore"])
+    if links:
+        shown = ", ".join(f"{rel} (-> {os.readlink(dest / rel)})" for rel in links)
+        raise AitkError(f"aitk init does not write through symbolic links inside the project: {shown}.",
+                        "nothing was written; replace each link with a real file or folder (or remove it) and "
+                        "run aitk init again")
     record_path = dest / ".aitk" / "init.json"
     try:
         record: dict[str, str] = json.loads(record_path.read_text(encoding="utf-8"))
@@ -99,7 +125,7 @@ def init_project(dest: Path, *, source: Path | None = None) -> InitReport:
         record = {}
 
     report = InitReport()
-    for rel, src in shipped_files(source).items():
+    for rel, src in files.items():
         data = src.read_bytes()
         target = dest / rel
         new_hash = _sha(data)

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-messages", type=int, help="default 256 [AITK_MAX_MESSAGES]")
     add("--header-timeout", type=float,
         help="seconds a client has to send a request's line and headers; default 10 [AITK_HEADER_TIMEOUT]")
+    add("--body-timeout", type=float,
+        help="seconds a client has to send a request's body once its head is complete; default 60 "
+        "[AITK_BODY_TIMEOUT]")
     add("--keep-alive-timeout", type=float,
         help="seconds an idle kept-alive connection stays open; default 75 [AITK_KEEP_ALIVE_TIMEOUT]")
     add("--max-connections", type=int,
@@ -174,6 +177,7 @@ def uvicorn_config(app, settings: ServerSettings, **overrides):
 
     options = dict(
         header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
         max_connections=settings.max_connections,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keep_alive_timeout,

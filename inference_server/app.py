@@ -45,7 +45,7 @@ from .limits import ENCODE_THREADS, prompt_char_limit
 from .metrics import Metrics
 from .page import PATHS as PAGE_PATHS
 from .page import add_page_routes
-from .settings import ConfigError, ServerSettings, check_security
+from .settings import ConfigError, ServerSettings, check_security, is_loopback
 
 log = logging.getLogger("inference_server")
 access_log = logging.getLogger("inference_server.access")
@@ -205,6 +205,32 @@ def create_app(settings: ServerSettings, *, loader: Loader | None = None,
                 return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), expected_key)
         return False
 
+    # Without a key on loopback, the address is the only guard, and a web page in the user's
+    # browser can reach it: by DNS rebinding (its own name resolving to 127.0.0.1) or by a
+    # cross-origin "simple" POST (text/plain needs no CORS preflight). So such a server answers
+    # only requests addressed to a loopback name, and takes request bodies only as JSON (which
+    # a cross-origin page cannot send without a preflight this server never grants).
+    open_loopback = expected_key is None and is_loopback(settings.host)
+
+    def refused_as_unguarded(scope) -> APIError | None:
+        if not open_loopback:
+            return None
+        headers = dict(scope.get("headers", ()))
+        host = headers.get(b"host", b"").decode("latin-1").strip().lower()
+        if host.startswith("["):  # [::1]:port
+            name = host[1:].split("]", 1)[0]
+        else:
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        if not name or not is_loopback(name):
+            return APIError(403, "This server has no API key, so it answers only requests addressed to "
+                            "localhost or a loopback address.", "permission_error", "host_not_allowed")
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            ctype = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+            if ctype != b"application/json":
+                return APIError(415, "Request bodies must be JSON (Content-Type: application/json).",
+                                code="unsupported_media_type")
+        return None
+
     class Gate:
         """Auth, body limit, access log and request metrics, before any route runs."""
 
@@ -226,6 +252,9 @@ def create_app(settings: ServerSettings, *, loader: Loader | None = None,
                 await send(message)
 
             try:
+                refused = refused_as_unguarded(scope)
+                if refused is not None:
+                    return await refused.response()(scope, receive, send_tracked)
                 if (path.startswith("/v1/") or path == "/metrics") and not authorized(scope):
                     return await APIError(401, "Incorrect or missing API key.", "authentication_error",
                                           "invalid_api_key", headers={"WWW-Authenticate": "Bearer"}

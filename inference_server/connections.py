@@ -14,6 +14,16 @@ h11 protocol:
   connection evicts the oldest one with no request in flight (idle, or still sending its
   head); only when every connection is busy is the newcomer closed instead. So during a
   flood of half-open connections a real client still gets in.
+- **Body deadline**: once the head is complete, the body must be complete within
+  ``body_timeout`` seconds; otherwise the connection is closed (the app's ``receive()``
+  sees a disconnect). The deadline is not extended by each byte either.
+- **Early answers**: a response sent before the request's body arrived (a 401 without a
+  key, a 413) leaves a connection whose client is still sending. uvicorn discards that body
+  but cancels its keep-alive timer on every byte, so a client trickling a byte now and then
+  held the connection for ever, and it never counted as idle: 512 of them, with no key,
+  locked out every real client. Such a connection now counts as idle (evictable at the
+  limit: nothing is lost by closing it) and gets the rest of its body read and discarded
+  within ``min(body_timeout, header_timeout)`` seconds, or is closed.
 - **Header size**: h11's ``max_incomplete_event_size`` (``max_header_bytes``) bounds what
   one connection may buffer before its head is complete; beyond it the answer is 400.
 
@@ -40,10 +50,12 @@ REPORT_EVERY_S = 10.0  # a flood of dropped connections is summarised, not logge
 class GuardedConfig(uvicorn.Config):
     """uvicorn's Config plus the guards' settings and bookkeeping (one per server)."""
 
-    def __init__(self, app: Any, *, header_timeout: float, max_connections: int, **kwargs: Any):
+    def __init__(self, app: Any, *, header_timeout: float, max_connections: int, body_timeout: float = 60.0,
+                 **kwargs: Any):
         kwargs.setdefault("http", GuardedH11Protocol)
         super().__init__(app, **kwargs)
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.max_connections = max_connections
         # Insertion-ordered, so the oldest is first and eviction is O(1) even in a flood
         # (asyncio accepts a whole backlog before any closed connection is reported lost).
@@ -66,6 +78,7 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, config: GuardedConfig, server_state: Any, app_state: dict[str, Any], _loop: Any = None):
         super().__init__(config, server_state, app_state, _loop)
         self._head_timer: Any = None
+        self._body_timer: Any = None
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -85,11 +98,20 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
-            # The head is complete (a request is in flight) or the connection is going.
+        if self.transport.is_closing():
+            self._forget()
+            return
+        if self.conn.their_state is h11.SEND_BODY:
+            self._cancel_head_timer()
+            if self._body_timer is None:
+                self._arm_body_timer(self.config.body_timeout)
+        else:
+            self._cancel_body_timer()
+        if not self._idle():
+            # The head is complete: a request is in flight.
             self._cancel_head_timer()
             self.config.idle_connections.pop(self, None)
-        elif self._head_timer is None:
+        elif self.conn.their_state is h11.IDLE and self._head_timer is None:
             self._arm_head_timer()  # first bytes of a later request on a kept-alive connection
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -99,18 +121,26 @@ class GuardedH11Protocol(H11Protocol):
     def on_response_complete(self) -> None:
         # Between requests uvicorn's keep-alive timer applies; the next head gets its own deadline.
         self._cancel_head_timer()
+        answered_early = self.conn.their_state is h11.SEND_BODY
         super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        if answered_early:  # the rest of the body is read and discarded, briefly
+            self._arm_body_timer(min(self.config.body_timeout, self.config.header_timeout))
         if self._idle():
             self.config.idle_connections[self] = None
 
     # -- guards ------------------------------------------------------------------------
     def _idle(self) -> bool:
-        """No request in flight: nothing is lost by closing it."""
-        return (self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete)
-                and not self.transport.is_closing())
+        """No request in flight: nothing is lost by closing it. That includes a request already
+        answered whose client is still sending the body nobody will read."""
+        if self.transport.is_closing() or not (self.cycle is None or self.cycle.response_complete):
+            return False
+        return self.conn.their_state is h11.IDLE or (self.conn.their_state is h11.SEND_BODY and self.cycle is not None)
 
     def _forget(self) -> None:
         self._cancel_head_timer()
+        self._cancel_body_timer()
         self.config.open_connections.pop(self, None)
         self.config.idle_connections.pop(self, None)
 
@@ -126,6 +156,23 @@ class GuardedH11Protocol(H11Protocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+    def _arm_body_timer(self, seconds: float) -> None:
+        self._cancel_body_timer()
+        self._body_timer = self.loop.call_later(seconds, self._body_timed_out)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            answered = self.cycle is not None and self.cycle.response_complete
+            self.config.note_dropped("closed: request body not sent after the answer" if answered
+                                     else "closed: request body not complete in time")
+            self._close()
 
     def _head_timed_out(self) -> None:
         self._head_timer = None

@@ -147,6 +147,10 @@ class ServerSettings(BaseSettings):
     header_timeout: float = Field(
         10.0, gt=0, le=3600, description="seconds a client has to send a request's head (line + headers)"
     )
+    body_timeout: float = Field(
+        60.0, gt=0, le=3600,
+        description="seconds a client has to send a request's body once its head is complete",
+    )
     keep_alive_timeout: float = Field(
         75.0, gt=0, le=3600,
         description="seconds an idle kept-alive connection stays open (above common proxies' 60 s idle timeout)",

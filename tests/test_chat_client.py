@@ -244,3 +244,71 @@ async def test_tls_endpoint_with_its_own_ca(tiny_model, tmp_path):
         async with ChatClient(running.base_url, TEST_KEY) as untrusting:
             with pytest.raises(ChatError, match="TLS certificate is not trusted"):
                 await untrusting.list_models()
+
+
+class _Endless:
+    """A hostile body: ``total`` bytes of ``unit`` in 64 KiB chunks; counts what was pulled."""
+
+    def __init__(self, unit: bytes, total: int, prefix: bytes = b"") -> None:
+        self.unit, self.total, self.prefix, self.pulled = unit, total, prefix, 0
+
+    async def __aiter__(self):
+        if self.prefix:
+            yield self.prefix
+        piece = self.unit * (65536 // len(self.unit))
+        while self.pulled < self.total:
+            self.pulled += len(piece)
+            yield piece
+
+
+async def test_a_hostile_endpoints_huge_error_body_or_sse_line_is_not_read_whole():
+    """A 400 MB error body or SSE line was buffered whole (1.1 GB RSS): each is read only up to
+    its cap, then the request fails with one clear sentence."""
+    cap = 2 * 1024 * 1024
+    huge = 64 * 1024 * 1024  # stands for 400 MB: the test reads what the client pulled
+    bodies: dict[str, _Endless] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": "m"}]})
+        kind = request.headers.get("x-test", "")
+        if request.url.path.endswith("/health"):
+            bodies["health"] = body = _Endless(b"x", huge)
+            return httpx.Response(500, content=body)
+        if kind == "line":
+            bodies["line"] = body = _Endless(b"y", huge, prefix=b"data: {\"choices\": [{\"delta\": {\"content\": \"")
+            return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+        bodies["error"] = body = _Endless(b"z", huge)
+        return httpx.Response(400, content=body)
+
+    client = scripted(handler)
+    with pytest.raises(ChatError) as e:
+        await collect(client, HELLO)
+    assert e.value.status == 400 and e.value.message == "the endpoint rejected the request"
+    assert len(e.value.detail) <= 500 and bodies["error"].pulled <= cap
+
+    client._http.headers["x-test"] = "line"
+    with pytest.raises(ChatError) as e:
+        await collect(client, HELLO)
+    assert "stream line longer than" in e.value.message and bodies["line"].pulled <= cap
+
+    health = await client.health()
+    assert not health.ok and bodies["health"].pulled <= cap
+    await client.aclose()
+
+
+async def test_a_model_list_over_the_cap_is_refused_and_sse_lines_split_on_any_newline():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, content=_Endless(b" ", 64 * 1024 * 1024, prefix=b'{"data": [{"id": "m"}]'))
+        events = [chunk("a"), chunk("b"), chunk(finish="stop")]
+        body = b"data: " + json.dumps(events[0]).encode() + b"\r\n\r\ndata: " + json.dumps(events[1]).encode()
+        return httpx.Response(200, content=body + b"\r\rdata: " + json.dumps(events[2]).encode() + b"\n\ndata: [DONE]")
+
+    client = scripted(handler)
+    with pytest.raises(ChatError) as e:
+        await client.models()
+    assert "larger than 4 MiB" in e.value.message
+    text, finished = await collect(client, HELLO, model="m")
+    assert text == "ab" and finished.finish_reason == "stop"
+    await client.aclose()

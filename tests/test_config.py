@@ -220,7 +220,8 @@ def test_every_parameter_spec_names_a_template_parameter():
 def test_hand_filled_config_works_like_a_provisioned_one(tmp_path):
     path = tmp_path / "inference.config.json"
     path.write_text(json.dumps({
-        "SUBSCRIPTION_ID": "0000", "RESOURCE_GROUP_NAME": "rg", "STORAGE_ACCOUNT_NAME": "st",
+        "SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000", "RESOURCE_GROUP_NAME": "rg",
+        "STORAGE_ACCOUNT_NAME": "st1",
         "FILE_SHARE_NAME": "share", "ACA_APP_NAME": "app", "ACA_APP_ENDPOINT": "app.example.io",
         "SOMETHING_ELSE": "ignored"}))
     cfg = InferenceConfig.load(path)
@@ -229,6 +230,22 @@ def test_hand_filled_config_works_like_a_provisioned_one(tmp_path):
     assert InferenceConfig(ACA_APP_ENDPOINT="https://x.io/").endpoint_url == "https://x.io"
     cfg.save(path)
     assert list(json.loads(path.read_text())) == list(KEYS)  # exactly the six keys, in order
+
+
+@pytest.mark.parametrize("key,value", [
+    ("ACA_APP_NAME", "x/../../../Microsoft.Storage/storageAccounts/victim"), ("ACA_APP_NAME", ".."),
+    ("STORAGE_ACCOUNT_NAME", "acct/.."), ("FILE_SHARE_NAME", "share%2F.."), ("RESOURCE_GROUP_NAME", ".."),
+    ("RESOURCE_GROUP_NAME", "rg/x"), ("SUBSCRIPTION_ID", "../subscriptions/other"),
+])
+def test_require_refuses_names_azure_would_not_accept(key, value):
+    """Names from the file go into resource ids and request paths: each is checked against
+    Azure's naming rules first, so a dot segment or a slash never addresses another resource."""
+    good = {"SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000", "RESOURCE_GROUP_NAME": "rg.1(x)",
+            "STORAGE_ACCOUNT_NAME": "st1", "FILE_SHARE_NAME": "share", "ACA_APP_NAME": "app-1"}
+    assert InferenceConfig(**good).require(*good) is not None
+    with pytest.raises(ConfigFileError) as exc:
+        InferenceConfig(**{**good, key: value}).require(*good)
+    assert "Azure would not accept" in exc.value.message and exc.value.detail.startswith(key)
 
 
 def test_config_template_has_six_nulls_and_require_names_the_missing_keys():
@@ -440,3 +457,18 @@ def test_a_config_or_state_file_nested_too_deeply_is_reported_not_a_crash(tmp_pa
     err = capsys.readouterr().err
     assert err.startswith("aitk: error: inference.config.json is nested too deeply") and err.count("\n") == 1
     assert (root / "infra/inference.config.json").read_text() == deep
+
+
+def test_remembered_names_azure_would_not_accept_are_dropped(tmp_path):
+    """.aitk/state.json feeds --subscription and --resource-group: a '..' there would address
+    the subscription once a client removes the dot segment."""
+    from aitk_tui.config.state import ProjectState
+
+    path = tmp_path / "state.json"
+    sub = "00000000-0000-0000-0000-000000000000"
+    path.write_text(json.dumps({"subscription_id": "../x", "resource_group": "..", "location": "eastus"}))
+    state = ProjectState.load(path)
+    assert (state.subscription_id, state.resource_group, state.location) == (None, None, "eastus")
+    path.write_text(json.dumps({"subscription_id": sub, "resource_group": "rg-1.(a)"}))
+    assert (ProjectState.load(path).subscription_id, ProjectState.load(path).resource_group) == (sub, "rg-1.(a)")
+

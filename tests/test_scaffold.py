@@ -114,3 +114,32 @@ def test_init_summary_counts_files_in_words(tmp_path):
     (src / "inference_server").mkdir()
     (src / "infra" / "a.txt").write_text("v1")
     assert init_project(tmp_path / "p", source=src).summary() == "wrote 1 file, 0 already up to date"
+
+
+def test_init_refuses_to_write_through_symbolic_links_inside_the_project(tmp_path):
+    """A dangling link where a shipped file goes, or a linked folder, would make init write
+    outside the project (or wherever the link points): it refuses, naming each link, and writes
+    nothing."""
+    import pytest
+
+    from aitk_tui.errors import AitkError
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "proj"
+    (dest / "inference_server").mkdir(parents=True)
+    (dest / "inference_server" / "app.py").symlink_to(outside / "planted.py")  # dangling
+    (dest / "inference_server" / "static").symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(AitkError) as e:
+        init_project(dest)
+    assert "inference_server/app.py" in e.value.message and "inference_server/static" in e.value.message
+    assert list(outside.iterdir()) == []  # nothing written through either link
+    assert not (dest / "infra").exists() and not (dest / ".aitk").exists()
+
+    (dest / "inference_server" / "app.py").unlink()
+    (dest / "inference_server" / "static").unlink()
+    (dest / ".aitk").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(AitkError) as e:
+        init_project(dest)
+    assert ".aitk" in e.value.message and list(outside.iterdir()) == []

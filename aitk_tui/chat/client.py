@@ -49,6 +49,13 @@ __all__ = [
 ASLEEP = "the endpoint is asleep or starting; it can take minutes to wake"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=300.0)
 _DETAIL_MAX = 500
+# What is read of an endpoint's answer before it is judged hostile: a model list or a health
+# answer, an error's body (only its first _DETAIL_MAX characters are shown), one SSE line
+# (one token's event is a few hundred bytes).
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_ERROR_BODY_BYTES = 64 * 1024
+MAX_SSE_LINE_CHARS = 1024 * 1024
+_NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
 # --------------------------------------------------------------------------- events
@@ -271,8 +278,8 @@ class ChatClient:
         """``timeout``: for this probe only (waking an endpoint probes often and briefly)."""
         started = time.perf_counter()
         try:
-            response = await self._http.get(f"{self.root_url}/health",
-                                            **({"timeout": timeout} if timeout is not None else {}))
+            response = await self._capped("GET", f"{self.root_url}/health", MAX_ERROR_BODY_BYTES,
+                                          **({"timeout": timeout} if timeout is not None else {}))
         except httpx.HTTPError as exc:
             error = self._transport_error(exc)
             state = "asleep" if error.message == ASLEEP else "unreachable"
@@ -338,9 +345,8 @@ class ChatClient:
         try:
             async with self._http.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
                 if response.status_code != 200:
-                    await response.aread()
-                    raise self._status_error(response)
-                async for line in response.aiter_lines():
+                    raise self._status_error(await _read_capped(response, MAX_ERROR_BODY_BYTES))
+                async for line in _lines(response, MAX_SSE_LINE_CHARS):
                     if not line.startswith("data:"):
                         continue  # blank separators, ": keep-alive" comments, "event:" lines
                     data = line[5:].strip()
@@ -384,12 +390,21 @@ class ChatClient:
     # -- errors -----------------------------------------------------------------
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._http.request(method, url, **kwargs)
+            response = await self._capped(method, url, MAX_BODY_BYTES, **kwargs)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if response.status_code != 200:
             raise self._status_error(response)
+        if response.extensions.get("aitk_truncated"):
+            raise ChatError(f"the endpoint's answer is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB", None,
+                            response.status_code)
         return response
+
+    async def _capped(self, method: str, url: str, limit: int, **kwargs: Any) -> httpx.Response:
+        """The answer with its body read only up to ``limit`` bytes (an error's, to
+        ``MAX_ERROR_BODY_BYTES``): a hostile endpoint's endless body is never held whole."""
+        async with self._http.stream(method, url, **kwargs) as response:
+            return await _read_capped(response, limit if response.status_code == 200 else min(limit, MAX_ERROR_BODY_BYTES))
 
     def _scrub(self, text: str) -> str:
         text = sanitize(text or "")[:_DETAIL_MAX]
@@ -445,6 +460,39 @@ class ChatClient:
         if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
             return ChatError("the connection to the endpoint broke off", text)
         return ChatError("could not talk to the endpoint", text or type(exc).__name__)
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> httpx.Response:
+    """A copy of a streamed ``response`` holding at most ``limit`` bytes of its (decoded) body;
+    ``extensions["aitk_truncated"]`` says whether more was left unread."""
+    body = bytearray()
+    truncated = False
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            del body[limit:]
+            truncated = True
+            break
+    headers = [(k, v) for k, v in response.headers.multi_items()
+               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+    return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=response.request,
+                          extensions={"aitk_truncated": truncated})
+
+
+async def _lines(response: httpx.Response, limit: int) -> AsyncIterator[str]:
+    """The stream's lines (CR, LF or CRLF), refusing one longer than ``limit`` characters
+    instead of buffering it whole (httpx's ``aiter_lines`` keeps a line until its end)."""
+    pending = ""
+    async for text in response.aiter_text():
+        pending += text
+        *lines, pending = _NEWLINE.split(pending)
+        for line in lines:
+            yield line
+        if len(pending) > limit:
+            raise ChatError(f"the endpoint sent a stream line longer than {limit // 1024} KiB; the answer was "
+                            "abandoned", sanitize(pending[:_DETAIL_MAX]))
+    if pending:
+        yield pending
 
 
 def _health_state(status: int | None) -> Literal["asleep", "unauthorized", "error", "unreachable"]:

@@ -67,6 +67,14 @@ def create_resource_group(factory: ClientFactory, subscription_id: str, name: st
 
 
 def resource_group_location(factory: ClientFactory, subscription_id: str, name: str) -> str | None:
+    """The group's region; None when it does not exist. Both names are checked against Azure's
+    rules first: they go into the request path, where a group named '..' would address the
+    subscription itself once a client removes the dot segment."""
+    try:
+        naming.subscription_id(subscription_id)
+        naming.resource_group_name(name)
+    except naming.NameError_ as e:
+        raise InputError(f"{e}.") from None
     try:
         return factory.resources(subscription_id).resource_groups.get(name).location
     except Exception as e:  # noqa: BLE001

@@ -35,6 +35,7 @@ from ..events import Done, Event, Failed, Info, UploadProgress
 from .models import Deployed, pick
 from .sync_plan import (DEFAULT_WARN_BYTES, LocalFile, Skipped, format_size, plural, scan, select,  # noqa: F401
                         skipped_text)
+from .sync_plan import checked_manifest
 from .sdkerrors import describe, failed, is_not_found
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class SyncPlan:
     local: dict[str, LocalFile] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
     large: list[LocalFile] = field(default_factory=list)
+    bad_entries: list[str] = field(default_factory=list)  # manifest paths ignored (not a plain share path)
 
     @property
     def bytes_total(self) -> int:
@@ -222,13 +224,15 @@ def sync_folder(share: Any, root: Path, folder: str = "inference_server", *, wor
     before = json.dumps(cache, sort_keys=True) if cache is not None else ""
     selection = select(root, folder, cache, warn_bytes, dest=dest)  # raises before anything is sent
     _save_hash_cache(hash_cache_path, cache, before)
-    manifest = read_manifest(share, manifest_path)
+    manifest, bad_entries = checked_manifest(read_manifest(share, manifest_path))
     plan = plan_sync(selection.files, manifest, dest or folder)
-    plan.skipped, plan.large = selection.skipped, selection.large
+    plan.skipped, plan.large, plan.bad_entries = selection.skipped, selection.large, bad_entries
     if on_plan is not None:
         on_plan(plan)
     skipped = tuple(plan.skipped)
     if not plan.upload and not plan.remove:
+        if bad_entries:  # rewritten without them, so that the warning is given once
+            write_manifest(share, manifest or {}, manifest_path)
         return SyncResult(0, 0, plan.unchanged, 0, skipped)
     # Record intent before touching anything: entries about to change lose their hash and
     # every upload is listed as pending, so a deploy killed half-way is finished (or its
@@ -420,6 +424,11 @@ async def deploy(session: "OperationContext", config: InferenceConfig, *, restar
         for f in plan.large:
             emit(Info(f"{f.rel} is {format_size(f.size)}: large files slow every cold start; add it to "
                       f"{folder}/.aitkignore if the server does not need it.", "warning"))
+        if plan.bad_entries:
+            shown = ", ".join(repr(e) for e in plan.bad_entries[:5]) + (" ..." if len(plan.bad_entries) > 5 else "")
+            n = len(plan.bad_entries)
+            emit(Info(f"Ignored {n} {'entry' if n == 1 else 'entries'} of the share's manifest that name no plain "
+                      f"path ('..' or '\\'): {shown}; the manifest is rewritten without them.", "warning"))
 
     root = session.project.root
     folder = session.project.server_dir.relative_to(root).as_posix()

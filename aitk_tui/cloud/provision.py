@@ -1,7 +1,7 @@
 """Pre-flight, what-if and provisioning (the ARM deployment of ``inference.json``).
 
-``provision`` submits one resource-group deployment with a fixed name
-(:data:`DEPLOYMENT_NAME`), or re-attaches to it when a previous run left it running
+``provision`` submits one resource-group deployment named after the project
+(``aitk-inference-<project id>``, see :mod:`.ownership`), or re-attaches to it when a previous run left it running
 (aitk crashed, Ctrl-C, a dropped ssh session), follows ``deployment_operations`` while the
 SDK's LRO poller waits, and yields one ``ResourceProgress`` per resource state change.
 On success it writes ``infra/inference.config.json`` atomically from the outputs; on
@@ -27,13 +27,13 @@ from ..errors import AitkError, redact, register_secret
 from ..events import Done, Event, Failed, Info, ResourceProgress
 from ..project import require_file
 from .models import Change, Provisioned, WhatIf, enum_text, pick
+from .ownership import PROJECT_PARAMETER, PROJECT_TAG, deployment_name, resolve_project_id, stored_project_id
 from .sdkerrors import describe, failed, is_not_found, is_unsupported
 
 if TYPE_CHECKING:
     from ..config.parameters import ParametersDocument
     from .context import OperationContext
 
-DEPLOYMENT_NAME = "aitk-inference"
 ACTIVE_STATES = frozenset({"Accepted", "Running", "Creating", "Updating", "Deploying", "Waiting", "Validating"})
 TERMINAL_STATES = frozenset({"Succeeded", "Failed", "Canceled"})
 DEFAULT_GPU_PROFILE = GPU_PROFILE_TYPES[0]
@@ -121,10 +121,38 @@ async def preflight(session: "OperationContext", subscription_id: str, resource_
         yield Info(f"GPU profile {profile} is offered in {location}.")
 
 
-def _arm_parameters(params: "ParametersDocument", api_key: str) -> dict[str, Any]:
+def _arm_parameters(params: "ParametersDocument", api_key: str, template: dict[str, Any] | None = None,
+                    project_id: str | None = None) -> dict[str, Any]:
     out = params.arm_parameters()
     out["inferenceApiKey"] = {"value": api_key}
+    # The tag's value, where the template has the parameter (a project's older copy may not).
+    if project_id and PROJECT_PARAMETER in ((template or {}).get("parameters") or {}):
+        out[PROJECT_PARAMETER] = {"value": project_id}
     return out
+
+
+def _deployment_body(template: dict[str, Any], params: "ParametersDocument", api_key: str,
+                     project_id: str) -> dict[str, Any]:
+    return {"tags": {PROJECT_TAG: project_id},
+            "properties": {"mode": "Incremental", "template": template,
+                           "parameters": _arm_parameters(params, api_key, template, project_id)}}
+
+
+def _project_deployment(session: "OperationContext", client: Any, resource_group: str) -> tuple[str, str]:
+    """(project id, deployment name): the stored id, else the one of this project's deployment
+    in the group (provisioned from another clone), else a new one; stored in .aitk/state.json."""
+    config: InferenceConfig | None
+    try:
+        config = InferenceConfig.load(session.project.config_path)
+    except AitkError:
+        config = None
+    listed = [] if stored_project_id(session.project) else list(client.deployments.list_by_resource_group(resource_group))
+    try:
+        project_id = resolve_project_id(session.project, listed, config)
+    except OSError as e:
+        raise AitkError("Could not record this project's id in .aitk/state.json; nothing was provisioned.",
+                        str(e)) from None
+    return project_id, deployment_name(project_id)
 
 
 # -- what-if -------------------------------------------------------------------------------
@@ -147,14 +175,16 @@ def _parse_resource_id(resource_id: str) -> tuple[str, str]:
 def _what_if_api(session: "OperationContext", subscription_id: str, resource_group: str,
                  template: dict[str, Any], params: "ParametersDocument") -> list[Change]:
     client = session.factory.deployments(subscription_id)
+    project_id, name = _project_deployment(session, client, resource_group)
     # The app's own key (when it exists) so that an unchanged app previews as NoChange.
-    key = _existing_api_key(session, subscription_id, resource_group, params, _get_deployment(client, resource_group))
+    key = _existing_api_key(session, subscription_id, resource_group, params,
+                            _get_deployment(client, resource_group, name))
     if not key:
         key = secrets.token_urlsafe(32)
         register_secret(key)
-    body = {"properties": {"mode": "Incremental", "template": template,
-                           "parameters": _arm_parameters(params, key)}}
-    result = client.deployments.begin_what_if(resource_group, DEPLOYMENT_NAME, body).result()
+    body = _deployment_body(template, params, key, project_id)
+    body.pop("tags")  # what-if takes properties only
+    result = client.deployments.begin_what_if(resource_group, name, body).result()
     changes = []
     for change in pick(result, "changes", default=[]) or []:
         rtype, name = _parse_resource_id(str(pick(change, "resource_id", default="")))
@@ -273,9 +303,9 @@ def _output(deployment: Any, key: str) -> Any:
     return None
 
 
-def _get_deployment(client: Any, resource_group: str) -> Any | None:
+def _get_deployment(client: Any, resource_group: str, name: str) -> Any | None:
     try:
-        return client.deployments.get(resource_group, DEPLOYMENT_NAME)
+        return client.deployments.get(resource_group, name)
     except Exception as e:  # noqa: BLE001
         if is_not_found(e):
             return None
@@ -307,9 +337,9 @@ def _status_text(status_message: Any) -> str | None:
     return str(status) if status else json.dumps(status_message, default=str)[:500]
 
 
-def _operations(client: Any, resource_group: str) -> list[dict[str, Any]]:
+def _operations(client: Any, resource_group: str, name: str) -> list[dict[str, Any]]:
     rows = []
-    for op in client.deployment_operations.list(resource_group, DEPLOYMENT_NAME):
+    for op in client.deployment_operations.list(resource_group, name):
         target = pick(op, "properties", "target_resource")
         if target is None:
             continue  # deployment-level steps (e.g. output evaluation) name no resource
@@ -330,10 +360,11 @@ async def provision(session: "OperationContext", subscription_id: str, resource_
             yield event
         template = checked["template"]
         client = await asyncio.to_thread(session.factory.deployments, subscription_id)
-        previous = await asyncio.to_thread(_get_deployment, client, resource_group)
+        project_id, name = await asyncio.to_thread(_project_deployment, session, client, resource_group)
+        previous = await asyncio.to_thread(_get_deployment, client, resource_group, name)
         poller = None
         if previous is not None and _state_of(previous) in ACTIVE_STATES:
-            yield Info(f"Deployment {DEPLOYMENT_NAME} is already {_state_of(previous)}; following it "
+            yield Info(f"Deployment {name} is already {_state_of(previous)}; following it "
                        "instead of starting another.")
         else:
             api_key = await asyncio.to_thread(_existing_api_key, session, subscription_id, resource_group,
@@ -343,21 +374,20 @@ async def provision(session: "OperationContext", subscription_id: str, resource_
             else:
                 api_key = secrets.token_urlsafe(32)
                 register_secret(api_key)
-            body = {"properties": {"mode": "Incremental", "template": template,
-                                   "parameters": _arm_parameters(params, api_key)}}
+            body = _deployment_body(template, params, api_key, project_id)
             poller = await asyncio.to_thread(client.deployments.begin_create_or_update,
-                                             resource_group, DEPLOYMENT_NAME, body)
-            yield Info(f"Submitted deployment {DEPLOYMENT_NAME} to {resource_group}.")
+                                             resource_group, name, body)
+            yield Info(f"Submitted deployment {name} to {resource_group}.")
     except Exception as e:  # noqa: BLE001
         yield failed(e, "start provisioning")
         return
 
-    async for event in _follow(session, client, resource_group, poller, subscription_id):
+    async for event in _follow(session, client, resource_group, poller, subscription_id, name):
         yield event
 
 
 async def _follow(session: "OperationContext", client: Any, resource_group: str, poller: Any,
-                  subscription_id: str) -> AsyncIterator[Event]:
+                  subscription_id: str, name: str) -> AsyncIterator[Event]:
     start = time.monotonic()
     seen: dict[tuple[str, str], str] = {}
     ops: list[dict[str, Any]] = []
@@ -370,7 +400,7 @@ async def _follow(session: "OperationContext", client: Any, resource_group: str,
             if poller is not None:
                 finished = poller.done()
             else:
-                deployment = await asyncio.to_thread(_get_deployment, client, resource_group)
+                deployment = await asyncio.to_thread(_get_deployment, client, resource_group, name)
                 finished = _state_of(deployment) in TERMINAL_STATES
         except Exception as e:  # noqa: BLE001 - the SDK already retried; keep following
             if not warned:
@@ -378,7 +408,7 @@ async def _follow(session: "OperationContext", client: Any, resource_group: str,
                 yield Info(f"Lost contact with Azure for a moment; still following ({describe(e, 'poll').detail}).",
                            "warning")
         try:
-            ops = await asyncio.to_thread(_operations, client, resource_group)
+            ops = await asyncio.to_thread(_operations, client, resource_group, name)
         except Exception:  # noqa: BLE001 - progress rows are best effort; the deployment decides
             pass
         for op in ops:
@@ -395,7 +425,7 @@ async def _follow(session: "OperationContext", client: Any, resource_group: str,
                 # The deployment itself is the authority: the poller may have given up on a
                 # transport or auth error while the deployment goes on in Azure.
                 try:
-                    deployment = await asyncio.to_thread(_get_deployment, client, resource_group)
+                    deployment = await asyncio.to_thread(_get_deployment, client, resource_group, name)
                 except Exception:  # noqa: BLE001
                     deployment = None
                 if deployment is not None and _state_of(deployment) in ACTIVE_STATES:

@@ -252,7 +252,7 @@ class CloudSession:
         from .sdkerrors import describe
 
         try:
-            return await teardown.plan(self.factory, config, everything=everything)
+            return await teardown.plan(self.factory, config, everything=everything, project=self.project)
         except Exception as e:  # noqa: BLE001 - a plain method raises AitkError (Backend's contract)
             raise describe(e, "list the provisioned resources") from None
 

@@ -3,7 +3,8 @@
 Selection rules (all checked before anything is uploaded):
 
 - Junk and secrets are skipped by default (``DEFAULT_IGNORE``: VCS folders, ``.env``,
-  keys, caches, virtual environments, editor folders); a gitignore-syntax ``.aitkignore``
+  keys and credential stores in any case, caches, virtual environments, editor folders); a
+  gitignore-syntax ``.aitkignore``
   in the folder adds patterns, and ``!pattern`` re-includes a default one. Matching is
   ``pathspec``'s ``GitIgnoreSpec`` (git's own semantics), never a hand-written matcher.
 - A symbolic link whose target lies outside the folder stops the deploy, naming the link:
@@ -31,11 +32,27 @@ from ..errors import AitkError
 IGNORE_FILE = ".aitkignore"
 DEFAULT_WARN_BYTES = 20 * 1024 * 1024
 CHUNK = 1 << 20
+# Credentials, matched in any case (``ID_RSA``, ``SERVER.KEY`` and ``.ENV`` are the same secrets
+# on a case-insensitive file system, and people write them so): keys, dotenv files, the
+# credential stores of git, npm, PyPI, AWS, Azure, Google Cloud, Kubernetes, Docker, ssh, gpg.
+SECRET_IGNORE = (
+    ".env", ".env.*", "*.key", "*.pem", "*.pfx", "*.p12", "*.ppk", "*.jks", "*.keystore", "*.kdbx",
+    "id_rsa*", "id_ed25519*", "id_ecdsa*", "id_dsa*", ".netrc", "_netrc", ".git-credentials", ".npmrc",
+    ".pypirc", ".pgpass", ".htpasswd", ".boto", ".s3cfg", ".dockercfg", "*.tfstate", "*.tfstate.*",
+    ".ssh/", ".gnupg/", ".aws/", ".azure/", ".kube/", ".docker/", "gcloud/",
+)
+
+
+def _any_case(pattern: str) -> str:
+    """A gitignore pattern matching ``pattern`` in any case: each letter as ``[xX]``."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in pattern)
+
+
 DEFAULT_IGNORE = (
     # version control and editors
     ".git", ".hg", ".svn", ".idea/", ".vscode/", "*.swp", "*~", ".DS_Store", "Thumbs.db",
     # secrets
-    ".env", ".env.*", "*.key", "*.pem", "*.pfx", "*.p12", "id_rsa*", "id_ed25519*", ".netrc",
+    *(_any_case(p) for p in SECRET_IGNORE),
     # caches and environments
     "__pycache__/", "*.pyc", "*.pyo", ".venv/", "venv/", "node_modules/", ".mypy_cache/",
     ".pytest_cache/", ".ruff_cache/", ".ipynb_checkpoints/", ".tox/",
@@ -93,7 +110,18 @@ def load_ignore(base: Path) -> Any:
 
     lines = list(DEFAULT_IGNORE)
     path = base / IGNORE_FILE
-    if path.is_file() and not path.is_symlink():
+    if path.is_symlink():
+        # A link is read where it points, but only inside the folder: a link out of it would
+        # let the rules (what stays private) come from a file the project does not hold.
+        target = os.path.realpath(path)
+        if not _inside(target, os.path.realpath(base)):
+            raise AitkError(f"{base.name}/{IGNORE_FILE} is a link to {target}, outside {base.name}/; nothing was "
+                            "uploaded.", f"replace the link with the file itself, or point it at a file inside "
+                            f"{base.name}/")
+        if not os.path.isfile(target):
+            raise AitkError(f"{base.name}/{IGNORE_FILE} is a link to {target}, which is not a file; nothing was "
+                            "uploaded.", "fix or remove the link")
+    if path.is_file():
         try:
             lines += path.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as e:
@@ -241,3 +269,19 @@ def skipped_text(skipped: list[Skipped], limit: int = 8) -> str:
     names = [f"{s.rel} ({s.reason})" for s in skipped[:limit]]
     more = len(skipped) - limit
     return ", ".join(names) + (f" and {more} more" if more > 0 else "")
+
+
+# -- the share's manifest, as read back ---------------------------------------------------
+def _plain_share_path(rel: Any) -> bool:
+    """'a/b/c.py': no '\\', no empty, '.' or '..' segment, no control character."""
+    return (isinstance(rel, str) and "\\" not in rel and not any(ord(c) < 32 for c in rel)
+            and all(part not in ("", ".", "..") for part in rel.split("/")))
+
+
+def checked_manifest(files: dict[str, Any] | None) -> tuple[dict[str, dict[str, Any]] | None, list[str]]:
+    """(the entries that name a plain share path, the others): an entry with '..' or '\\' names no
+    file aitk uploaded, and acting on it (deleting it) would fail every later deploy."""
+    if files is None:
+        return None, []
+    good = {k: v for k, v in files.items() if _plain_share_path(k) and isinstance(v, dict)}
+    return good, sorted(str(k) for k in files if k not in good)

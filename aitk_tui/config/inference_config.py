@@ -105,11 +105,36 @@ class InferenceConfig(BaseModel):
     def missing(self, *keys: str) -> list[str]:
         return [k for k in (keys or KEYS) if not getattr(self, k)]
 
+    def invalid(self, *keys: str) -> list[str]:
+        """Why each given name breaks Azure's naming rules (empty: all valid or absent).
+
+        Names go into resource ids and request paths: a name such as ``x/../../other`` or
+        ``..`` would address another resource once a client removes the dot segments."""
+        from . import naming
+
+        rules = {"SUBSCRIPTION_ID": naming.subscription_id, "RESOURCE_GROUP_NAME": naming.resource_group_name,
+                 "STORAGE_ACCOUNT_NAME": naming.storage_account_name, "FILE_SHARE_NAME": naming.file_share_name,
+                 "ACA_APP_NAME": naming.container_app_name}
+        out = []
+        for key in keys or KEYS:
+            value = getattr(self, key)
+            if value and key in rules:
+                try:
+                    rules[key](value)
+                except naming.NameError_ as e:
+                    out.append(f"{key}: {e}")
+        return out
+
     def require(self, *keys: str) -> "InferenceConfig":
+        """The keys are present, and each is a name Azure accepts (checked before any id is built)."""
         missing = self.missing(*keys)
         if missing:
             raise ConfigFileError(f"inference.config.json is missing {', '.join(missing)}.",
                                   "provision first, or fill the keys by hand (manual provisioning)")
+        bad = self.invalid(*keys)
+        if bad:
+            raise ConfigFileError("inference.config.json names a resource Azure would not accept; aitk did not use "
+                                  "it.", "; ".join(bad) + "; fix the file, or provision again to rewrite it")
         return self
 
     @property

@@ -75,6 +75,14 @@ environment_storage_name = _check(r"[a-z0-9][a-z0-9-]*[a-z0-9]", 2, 32, "Environ
                                   "use lowercase letters, digits and hyphens")
 log_analytics_name = _check(r"[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]", 4, 63, "Log Analytics workspace name",
                             "use letters, digits and hyphens, starting and ending with a letter or digit")
+# A subscription id is a GUID (Azure's subscription resource: /subscriptions/{subscriptionId}).
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+def subscription_id(value: str) -> str:
+    if not isinstance(value, str) or not _GUID.fullmatch(value):
+        raise NameError_(f"Subscription id {value!r} is not a GUID (such as 00000000-0000-0000-0000-000000000000)")
+    return value
 resource_group_name = _check(r"[-\w._()]*[-\w_()]", 1, 90, "Resource group name",
                              "use letters, digits, '-', '_', '.', '(' and ')', not ending with '.'")
 

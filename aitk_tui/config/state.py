@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..fsutil import atomic_write_text
 
@@ -17,6 +17,25 @@ class ProjectState(BaseModel):
     subscription_name: str | None = None
     resource_group: str | None = None
     location: str | None = None
+    # Names this project's provisioning deployment and tags what it creates (cloud/ownership.py).
+    project_id: str | None = None
+
+    @field_validator("subscription_id", "resource_group", mode="after")
+    @classmethod
+    def _no_path(cls, value: str | None, info: object) -> str | None:
+        """A remembered name that could address something else in a request path (``..``,
+        ``rg/x``) is dropped, not used; a group name must also be one Azure accepts (the
+        subscription's own GUID rule is checked where a request is made, accounts.py)."""
+        from . import naming
+
+        if value is None or value in (".", "..") or "/" in value or "\\" in value or "%" in value:
+            return None
+        if getattr(info, "field_name", "") == "resource_group":
+            try:
+                naming.resource_group_name(value)
+            except naming.NameError_:
+                return None
+        return value
 
     @classmethod
     def load(cls, path: Path) -> "ProjectState":

@@ -191,6 +191,7 @@ class DeploymentEngine:
             "state": "Accepted", "mode": mode, "template": template, "given": given, "values": values,
             "started": time.time(), "finished": None, "timestamp": now_iso(), "outputs": None, "error": None,
             "operations": [], "output_resources": [],
+            "tags": {str(k): str(v) for k, v in ((body or {}).get("tags") or {}).items()},
         }
         self.store.put_deployment(record)
         self._launch(record)
@@ -350,7 +351,7 @@ class DeploymentEngine:
         if d.get("error"):
             props["error"] = d["error"]
         return {"id": self._id(d["subscription"], d["group"], d["name"]), "name": d["name"],
-                "type": "Microsoft.Resources/deployments", "properties": props}
+                "type": "Microsoft.Resources/deployments", "tags": d.get("tags") or {}, "properties": props}
 
     def operations_view(self, d: dict) -> list[dict]:
         out = []

@@ -96,6 +96,40 @@ def _range(text: str | None, size: int | None = None) -> tuple[int, int] | None:
     return start, end
 
 
+
+def _clear(f, start: int, stop: int) -> None:
+    """Zero ``[start, stop)`` without writing zeros where the file has none to replace: a
+    range reaching the end becomes a hole (truncate, then extend), and inside the file only
+    the extents that hold data are overwritten (SEEK_DATA/SEEK_HOLE). So clearing a range of
+    a sparse 4 TiB file costs what the file actually holds, not the range's size."""
+    fd = f.fileno()
+    size = os.fstat(fd).st_size
+    if stop >= size:
+        f.truncate(start)
+        f.truncate(size)
+        return
+    seek_data, seek_hole = getattr(os, "SEEK_DATA", None), getattr(os, "SEEK_HOLE", None)
+    pos = start
+    while pos < stop:
+        if seek_data is None or seek_hole is None:  # no sparse-file support: plain zeros
+            data, hole = pos, stop
+        else:
+            try:
+                data = os.lseek(fd, pos, seek_data)
+            except OSError:  # ENXIO: no data after pos
+                return
+            if data >= stop:
+                return
+            hole = os.lseek(fd, data, seek_hole)
+        upto = min(hole, stop)
+        f.seek(data)
+        while data < upto:
+            n = min(CHUNK, upto - data)
+            f.write(b"\0" * n)
+            data += n
+        pos = upto
+
+
 class FilesService:
     def __init__(self, files_root: Path, meta_root: Path, account_keys: Callable[[str], list[str] | None],
                  bearer_ok: Callable[[str], bool], base_url: Callable[[], str],
@@ -415,10 +449,7 @@ class FilesService:
         with open(target, "r+b") as f:
             f.seek(start)
             if write == "clear":
-                left = end - start + 1
-                while left > 0:
-                    f.write(b"\0" * min(CHUNK, left))
-                    left -= CHUNK
+                _clear(f, start, end + 1)
             else:
                 if len(req.body) != end - start + 1:
                     raise _err(400, "InvalidHeaderValue", f"The range is {end - start + 1} bytes but the body has {len(req.body)}.")

@@ -37,15 +37,20 @@ param adapters array = []
 @description('Serve the base model too (under its folder name): the adapters stay unmerged.')
 param serveBase bool = false
 
+@description('The aitk project that provisions these resources (aitk sets it): the value of their aitk-project tag, so that one project\'s teardown never takes another\'s resources in a shared group.')
+param aitkProject string = ''
+
 @secure()
 @description('Bearer key clients must send; stored as the container-app secret inference-api-key.')
 param inferenceApiKey string
 
 var defaultCommand = join(defaultCommands, ' && ')
+var tags = { 'aitk-project': aitkProject }
 
 resource storageAccount 'Microsoft.Storage/storageAccounts@2023-01-01' = {
   name: storageAccountName
   location: location
+  tags: tags
   sku: { name: 'Standard_LRS' }
   kind: 'StorageV2'
   // Hardened, and still usable by AI Toolkit's fine-tuning on the same account:
@@ -87,12 +92,14 @@ resource fileShare 'Microsoft.Storage/storageAccounts/fileServices/shares@2023-0
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2022-10-01' = {
   name: acaLogAnalyticsName
   location: location
+  tags: tags
   properties: { sku: { name: 'PerGB2018' } }
 }
 
 resource environment 'Microsoft.App/managedEnvironments@2023-11-02-preview' = {
   name: acaEnvironmentName
   location: location
+  tags: tags
   properties: {
     zoneRedundant: false
     appLogsConfiguration: {
@@ -126,6 +133,7 @@ resource environmentStorage 'Microsoft.App/managedEnvironments/storages@2023-11-
 resource acaApp 'Microsoft.App/containerApps@2023-11-02-preview' = {
   name: acaAppName
   location: location
+  tags: tags
   properties: {
     environmentId: environment.id
     workloadProfileName: 'GPU'

@@ -157,3 +157,27 @@ async def test_missing_config_keys_fail_without_touching_the_cloud(session):
     events = [e async for e in session.deploy(InferenceConfig(SUBSCRIPTION_ID=SUB))]
     assert len(events) == 1 and isinstance(events[0], Failed)
     assert events[0].message.startswith("inference.config.json is missing RESOURCE_GROUP_NAME")
+
+
+async def test_manifest_entries_with_dot_dot_or_backslash_are_ignored_with_a_warning(session, local_cloud):
+    """A manifest on the share listing 'inference_server/../x' made every later deploy fail (it
+    tried to delete that path): such entries are dropped on read, said once, and the manifest is
+    written back without them."""
+    from aitk_tui.events import Info
+
+    config = await provisioned(session)
+    await deploy_all(session, config)
+    path = share_dir(local_cloud, config) / ".aitk" / "manifest.json"
+    doc = json.loads(path.read_text())
+    bad = ["inference_server/../escape.py", "inference_server\\..\\x.py", "inference_server//a.py",
+           "inference_server/./b.py"]
+    doc["files"].update({k: {"sha256": "0" * 64, "size": 1} for k in bad})
+    path.write_text(json.dumps(doc))
+
+    events = await deploy_all(session, config)
+    assert isinstance(events[-1], Done), events[-1]
+    warning = next(e for e in events if isinstance(e, Info) and "Ignored 4 entries" in e.message)
+    assert warning.level == "warning" and "'inference_server/../escape.py'" in warning.message
+    assert not set(bad) & set(json.loads(path.read_text())["files"])
+    again = await deploy_all(session, config)
+    assert isinstance(again[-1], Done) and not any("Ignored" in getattr(e, "message", "") for e in again)

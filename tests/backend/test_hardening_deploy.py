@@ -297,3 +297,98 @@ def test_the_ignore_prefilter_agrees_with_pathspec(tmp_path):
              "a/top.txt", "sub/x.bin", "a/sub/x.bin", "app.py", "node_modules/", ".env.local", "x/cache/y.py",
              "m.ckpt", "important.ckpt", "a.log", "c.log", "dir.with.dots/f", "ünïcode/.env", "a b/.venv/"]
     assert [p for p in paths if ours.match_file(p)] == [p for p in paths if ref.match_file(p)]
+
+
+SECRETS = ("id_rsa", "id_rsa.pub", "upper/ID_RSA", "id_ed25519", "keys/id_ed25519_sk", "id_ecdsa", "id_dsa", "me.ppk",
+           ".git-credentials", ".npmrc", ".pypirc", ".netrc", "_netrc", ".pgpass", ".aws/credentials", ".aws/config",
+           ".azure/msal_token_cache.json", ".azure/accessTokens.json", ".kube/config", ".docker/config.json",
+           ".ssh/known_hosts", ".gnupg/private-keys-v1.d/x.key", "gcloud/application_default_credentials.json",
+           "SERVER.KEY", "tls/Server.Pem", "cert.P12", "store.pfx", ".ENV", ".Env.Local", "sub/.env.production",
+           "terraform.tfstate", "app.keystore", ".htpasswd")
+
+
+def test_the_default_ignore_list_skips_credential_files_in_any_case(tmp_path):
+    """25 of 33 planted secrets were uploaded: each of these is skipped, whatever its case, and
+    the server's own files are not."""
+    from aitk_tui.cloud.sync_plan import select
+
+    server = tmp_path / "inference_server"
+    for rel in (*SECRETS, "app.py", "static/index.html", "config.json", "keyboard.py", "envelope.txt", "aws.py"):
+        path = server / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"content of {rel}\n")
+    selected = {rel.removeprefix("inference_server/") for rel in select(tmp_path, "inference_server").files}
+    assert selected == {"app.py", "static/index.html", "config.json", "keyboard.py", "envelope.txt", "aws.py"}
+
+
+def test_an_aitkignore_that_is_a_link_is_read_inside_the_folder_and_stops_the_deploy_outside(tmp_path):
+    """A linked .aitkignore was silently not read, so everything it kept private was uploaded."""
+    from aitk_tui.cloud.sync_plan import select
+    from aitk_tui.errors import AitkError
+
+    server = tmp_path / "inference_server"
+    (server / "rules").mkdir(parents=True)
+    (server / "data").mkdir()
+    (server / "data" / "train.jsonl").write_text("private\n")
+    (server / "app.py").write_text("x = 1\n")
+    (server / "rules" / "ignore.txt").write_text("data/\nrules/\n")
+    (server / ".aitkignore").symlink_to(server / "rules" / "ignore.txt")
+    selected = set(select(tmp_path, "inference_server").files)
+    assert selected == {"inference_server/app.py", "inference_server/.aitkignore"}
+
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("data/\n")
+    for target in (outside, server / "missing.txt"):
+        (server / ".aitkignore").unlink()
+        (server / ".aitkignore").symlink_to(target)
+        with pytest.raises(AitkError) as e:
+            select(tmp_path, "inference_server")
+        assert "inference_server/.aitkignore is a link to" in e.value.message and str(target) in e.value.message
+
+
+def test_a_link_into_a_sibling_folder_with_the_same_prefix_stops_the_deploy(tmp_path):
+    """inference_server_old/ starts with "inference_server": an "inside the folder" check done as
+    a string prefix would upload what the link points at."""
+    from aitk_tui.cloud.sync_plan import select
+    from aitk_tui.errors import AitkError
+
+    server = tmp_path / "inference_server"
+    old = tmp_path / "inference_server_old"
+    server.mkdir()
+    old.mkdir()
+    (old / "secret.txt").write_text("not for the share\n")
+    (server / "app.py").write_text("x = 1\n")
+    (server / "notes.txt").symlink_to(old / "secret.txt")
+    with pytest.raises(AitkError) as e:
+        select(tmp_path, "inference_server")
+    assert "inference_server/notes.txt is a link to" in e.value.message and "outside inference_server/" in e.value.message
+
+
+def test_a_file_swapped_for_a_link_after_the_scan_is_not_followed(local_cloud, local_factory, tmp_path):
+    """The scan checks every link; a file replaced by a link (to ~/.ssh/...) between the scan
+    and its upload must not be followed: O_NOFOLLOW makes the open fail instead."""
+    from aitk_tui.cloud.deploy import sync_folder
+    from tests.fixtures_local import make_share
+
+    share = make_share(local_factory)
+    server = tmp_path / "inference_server"
+    server.mkdir()
+    (server / "app.py").write_text("x = 1\n")
+    (server / "notes.txt").write_text("harmless\n")
+    secret = tmp_path / "home" / ".ssh" / "id_rsa"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY----- not for the share\n")
+
+    def swap(plan) -> None:  # after the scan, before any upload
+        assert "inference_server/notes.txt" in plan.local
+        (server / "notes.txt").unlink()
+        (server / "notes.txt").symlink_to(secret)
+
+    from aitk_tui.errors import AitkError
+
+    with pytest.raises(AitkError) as e:
+        sync_folder(share, tmp_path, "inference_server", on_plan=swap, workers=1)
+    assert "Could not upload inference_server/notes.txt" in e.value.message
+    on_share = local_cloud.files_root / "acct1" / "share1"
+    leaked = [p for p in on_share.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]
+    assert leaked == []

@@ -281,7 +281,9 @@ def test_down_all_deletes_only_what_provisioning_created(cli_cloud, local_projec
 def test_down_all_without_a_deployment_deletes_nothing(cli_cloud, local_project, local_factory, capsys):
     root = Path(local_project)
     config = _provision(capsys, root, "rg-nodep")
-    local_factory.deployments(SUB).deployments.begin_delete("rg-nodep", "aitk-inference").result()
+    deployments = local_factory.deployments(SUB).deployments
+    for d in deployments.list_by_resource_group("rg-nodep"):
+        deployments.begin_delete("rg-nodep", d.name).result()
     rc, _, err = _aitk(capsys, root, "down", "--local", "--all", "--yes")
     assert rc == 2 and "cannot tell which resources it created" in err
     names = {r.name for r in local_factory.resources(SUB).resources.list_by_resource_group("rg-nodep")}
@@ -330,8 +332,7 @@ def test_scale_and_down_refuse_the_local_clouds_config_without_local(tmp_path, c
 
     root = tmp_path / "p"
     (root / "infra" / "provision").mkdir(parents=True)
-    config = dict.fromkeys(KEYS, "x")
-    config["ACA_APP_ENDPOINT"] = "127.0.0.1:49321"
+    config = dict(zip(KEYS, (SUB, "rg", "acct", "share", "app", "127.0.0.1:49321")))
     (root / "infra" / "inference.config.json").write_text(json.dumps(config))
     for argv in (["scale", "--keep-warm"], ["down", "--yes"], ["down", "--all", "--yes"]):
         rc, out, err = _aitk(capsys, root, *argv)
@@ -349,3 +350,25 @@ def test_interrupted_down_says_the_deletion_goes_on(tmp_path, capsys, monkeypatc
     assert rc == 130 and out == ""
     assert err == ("aitk: interrupted (a deletion already sent continues in Azure; run `aitk down` again to see "
                    "what is left)\n")
+
+
+def test_the_cost_estimate_uses_the_apps_own_cpu_and_memory(cli_cloud, local_project, capsys):
+    """An app sized apart from its profile (12 vCPU, 100 GiB on an A100 profile of 24 and 220)
+    is estimated at its own size, in the what-if and in status."""
+    root = Path(local_project)
+    path = root / "infra/provision/inference.parameters.json"
+    doc = json.loads(path.read_text())
+    doc["parameters"].update({"containerCpu": {"value": 12}, "containerMemory": {"value": "100Gi"}})
+    path.write_text(json.dumps(doc, indent=2))
+    template = json.loads((root / "infra/provision/inference.json").read_text())
+    planned = prices.estimate_for_parameters({k: v["value"] for k, v in doc["parameters"].items()}, template)
+    assert (planned.vcpus, planned.memory_gib) == (12, 100)
+
+    _provision(capsys, root, "rg-size")
+    rc, out, err = _aitk(capsys, root, "status", "--local", "--json")
+    assert rc == 0, err
+    cost = json.loads(out)["cost_estimate"]
+    own = prices.estimate("Consumption-GPU-NC24-A100", 0, 2, vcpus=12, memory=100)
+    profile = prices.estimate("Consumption-GPU-NC24-A100", 0, 2)
+    assert own.max_per_month != profile.max_per_month
+    assert cost["max_per_month"] == pytest.approx(own.max_per_month)

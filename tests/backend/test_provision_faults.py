@@ -13,6 +13,7 @@ from aitk_tui.cloud import provision as prov
 from aitk_tui.cloud.session import CloudSession
 from aitk_tui.config.inference_config import KEYS, InferenceConfig
 from aitk_tui.config.parameters import ParametersDocument
+from aitk_tui.config.state import ProjectState
 from aitk_tui.events import Done, Failed, Info, ResourceProgress
 from aitk_tui.local.credential import LOCAL_SUBSCRIPTION_ID as SUB
 from aitk_tui.project import Project
@@ -23,6 +24,8 @@ HAND_FILLED = json.dumps({k: f"previous-{k.lower()}" for k in KEYS}, indent=2) +
 
 
 async def _provision(session: CloudSession, group: str = "rg-demo") -> list:
+    # A known project id, so that the deployment's name (aitk-inference-<id>) can be faulted by path.
+    ProjectState.update(session.project.state_path, project_id="demo")
     await session.create_resource_group(SUB, group, "eastus")
     params = ParametersDocument.load(session.project.parameters_path)
     return [e async for e in session.provision(SUB, group, params)]
@@ -60,7 +63,7 @@ async def test_provision_writes_config_and_reports_each_resource(session, local_
 ])
 async def test_provision_survives_transient_faults_mid_poll(session, local_cloud, kind, opts, issued_tokens):
     local_cloud.inject(kind, path_contains="operationStatuses", **opts)
-    local_cloud.inject(kind, path_contains="/deployments/aitk-inference/operations", **opts)
+    local_cloud.inject(kind, path_contains="/deployments/aitk-inference-demo/operations", **opts)
     events = await _provision(session)
     _ok(events)
     assert local_cloud.faults.list() == []  # every injected fault was hit, and survived
@@ -68,8 +71,8 @@ async def test_provision_survives_transient_faults_mid_poll(session, local_cloud
 
 
 async def test_provision_survives_faults_on_the_submit(session, local_cloud):
-    local_cloud.inject("throttle", count=1, path_contains="deployments/aitk-inference", retry_after=0)
-    local_cloud.inject("server_error", count=2, path_contains="deployments/aitk-inference", status=502)
+    local_cloud.inject("throttle", count=1, path_contains="deployments/aitk-inference-demo", retry_after=0)
+    local_cloud.inject("server_error", count=2, path_contains="deployments/aitk-inference-demo", status=502)
     local_cloud.inject("token_expired", count=1, path_contains="resourcegroups")
     _ok(await _provision(session))
     assert local_cloud.faults.list() == []
@@ -107,14 +110,15 @@ async def test_cancel_then_reattach_to_the_running_deployment(make_local_cloud, 
     assert project.config_path.read_bytes() == before  # nothing half-written
     assert [p.name for p in project.config_path.parent.iterdir() if p.name.endswith(".tmp")] == []
     client = first.factory.deployments(SUB)
-    submitted = client.deployments.get("rg-demo", prov.DEPLOYMENT_NAME)
+    name = "aitk-inference-" + ProjectState.load(project.state_path).project_id
+    submitted = client.deployments.get("rg-demo", name)
     assert submitted.properties.provisioning_state in ("Accepted", "Running")
 
     second = CloudSession.for_cloud(project, cloud.endpoints, cloud.credential())  # a new aitk process
     events = [e async for e in second.provision(SUB, "rg-demo", ParametersDocument.load(project.parameters_path))]
     _ok(events)
     assert any(isinstance(e, Info) and "following it instead of starting another" in e.message for e in events)
-    after = client.deployments.get("rg-demo", prov.DEPLOYMENT_NAME)
+    after = client.deployments.get("rg-demo", name)
     assert after.properties.correlation_id == submitted.properties.correlation_id  # not submitted twice
     assert not InferenceConfig.load(project.config_path).missing()
 
@@ -127,7 +131,7 @@ async def test_gpu_profile_missing_in_region_fails_before_deploying(session, mon
     assert "westus3" in events[-1].detail
     assert not any(isinstance(e, ResourceProgress) for e in events)
     client = session.factory.deployments(SUB)
-    assert prov._get_deployment(client, "rg-demo") is None
+    assert list(client.deployments.list_by_resource_group("rg-demo")) == []
 
 
 async def test_gpu_check_unanswered_is_a_warning_only(session, monkeypatch):

@@ -171,7 +171,8 @@ def test_existing_resources_are_reused(local_factory, local_project):
     out = deploy(local_factory, "rg1", local_project, storageAccountName="mystore")
     assert out["STORAGE_ACCOUNT_NAME"] == "mystore"
     assert storage.storage_accounts.list_keys("rg1", "mystore").as_dict()["keys"][0]["value"] == key
-    assert TEST_API_KEY  # the container app got the key as a secret (see test_local_apps)
+    secrets = local_factory.container_apps(SUB).container_apps.list_secrets("rg1", out["ACA_APP_NAME"]).value
+    assert [(s.name, s.value) for s in secrets] == [("inference-api-key", TEST_API_KEY)]  # the app got the key
 
 
 def test_cancel_a_running_deployment(make_local_cloud, local_project):

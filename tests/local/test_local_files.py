@@ -104,3 +104,32 @@ def test_five_hundred_files_from_eight_threads_all_land(share, tmp_path):
     assert sum(1 for _ in share.get_directory_client("up/d3").list_directories_and_files()) == 50
     assert all(share.get_file_client(f"up/d{i % 10}/f{i}.txt").get_file_properties().size == 2000
                for i in range(0, 500, 37))
+
+
+def test_clear_range_costs_what_the_file_holds_not_the_ranges_size(local_cloud, share):
+    """Clear Range wrote real zeros over the whole range (256 MB in 0.1 s, up to 4 TiB): a
+    range reaching the end becomes a hole, and inside the file only data is overwritten."""
+    mib = 1024 * 1024
+    fc = share.get_file_client("sparse.bin")
+    fc.create_file(size=64 * mib)
+    data = os.urandom(4 * mib)
+    fc.upload_range(data, offset=0, length=len(data))
+    fc.upload_range(data, offset=60 * mib, length=len(data))
+    path = local_cloud.files_root / "acct1" / "share1" / "sparse.bin"
+
+    fc.clear_range(offset=mib, length=62 * mib)  # inside: only the two data extents are touched
+    assert os.stat(path).st_blocks * 512 <= 9 * mib  # not the 62 MiB of the range
+    assert fc.download_file(offset=0, length=mib).readall() == data[:mib]
+    assert fc.download_file(offset=mib, length=3 * mib).readall() == b"\0" * (3 * mib)
+    assert fc.download_file(offset=63 * mib, length=mib).readall() == data[3 * mib:]
+
+    fc.clear_range(offset=0, length=64 * mib)  # to the end: a hole
+    assert os.stat(path).st_size == 64 * mib and os.stat(path).st_blocks * 512 <= mib
+    assert fc.download_file(offset=63 * mib, length=mib).readall() == b"\0" * mib
+
+    big = share.get_file_client("huge.bin")  # the largest file Azure allows, cleared whole
+    big.create_file(size=4 * 1024 ** 4)
+    big.upload_range(b"x" * 512, offset=1024 ** 4, length=512)
+    big.clear_range(offset=0, length=4 * 1024 ** 4 - 512)
+    assert big.download_file(offset=1024 ** 4, length=512).readall() == b"\0" * 512
+    assert os.stat(path.parent / "huge.bin").st_blocks * 512 <= mib

@@ -228,3 +228,31 @@ def test_an_account_without_shared_key_access_refuses_the_key(local_factory):
     with pytest.raises(HttpResponseError) as e:
         local_factory.share("nokeyacct", "share1", key).create_share()
     assert e.value.status_code == 403 and str(getattr(e.value.error_code, "value", e.value.error_code)) == "KeyBasedAuthenticationNotPermitted"
+
+
+def _arm_put(cloud, path: str, body: bytes, chunked: bool) -> bytes:
+    token = cloud.credential().get_token("https://management.azure.com/.default").token
+    if chunked:
+        piece = 1024 * 1024
+        framed = b"".join(b"%x\r\n" % len(body[i:i + piece]) + body[i:i + piece] + b"\r\n"
+                          for i in range(0, len(body), piece)) + b"0\r\n\r\n"
+        head = (f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+                "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+        return _raw(cloud, head, framed, read_timeout=30)[1]
+    head = (f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    return _raw(cloud, head, body, read_timeout=30)[1]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_the_4_mib_body_cap_holds_for_arm_routes_too(local_cloud, chunked):
+    """Not only Put Range (which checks its range itself): an ARM PUT with a body over 4 MiB is
+    413, whether the length is announced or the body chunked (the server's own cap)."""
+    from aitk_tui.local.credential import LOCAL_SUBSCRIPTION_ID
+
+    path = f"/subscriptions/{LOCAL_SUBSCRIPTION_ID}/resourcegroups/rg-big?api-version=2024-03-01"
+    over = json.dumps({"location": "eastus", "tags": {"pad": "x" * (4 * 1024 * 1024)}}).encode()
+    answer = _arm_put(local_cloud, path, over, chunked)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    under = json.dumps({"location": "eastus", "tags": {"pad": "x" * 1000}}).encode()
+    assert _arm_put(local_cloud, path, under, chunked).split(b" ", 2)[1] in (b"200", b"201")

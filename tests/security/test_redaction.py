@@ -209,3 +209,19 @@ async def _provision_existing(session: CloudSession) -> InferenceConfig:
     events = [e async for e in session.provision(SUB, "rg-cae", params)]
     assert isinstance(events[-1], Done), events[-1]
     return InferenceConfig.load(session.project.config_path)
+
+
+def test_a_secret_containing_another_is_redacted_whole():
+    """Registered shortest-first, the short secret inside the long one was replaced first and
+    the rest of the long one leaked; checking only that each whole secret is absent missed it."""
+    from aitk_tui.errors import redact, register_secret
+
+    inner = "k3y-inner-7f2a"
+    outer = "prefix-QWERTY-" + inner + "-suffix-ZXCVBN"
+    for order in ((inner, outer), (outer, inner)):
+        for s in order:
+            register_secret(s)
+        text = redact(f"key={outer}; again {inner}.")
+        assert text == "key=***; again ***.", order
+        for fragment in ("prefix-QWERTY", "suffix-ZXCVBN", "7f2a"):
+            assert fragment not in text

@@ -162,7 +162,15 @@ def test_contradicting_adapter_settings_stop_start_up(tiny_model, second_adapter
 
 def test_a_merged_single_adapter_may_share_the_base_folder_name(tiny_model):
     # Merged, the base is not served, so an adapter named like it collides with nothing.
-    check_paths(make_settings(tiny_model, adapters=[f"demo-model={tiny_model.adapter_dir}"], merge=None))
+    settings = make_settings(tiny_model, adapters=[f"demo-model={tiny_model.adapter_dir}"], merge=None)
+    assert check_paths(settings) is None
+    with serve(settings) as running:
+        models = httpx.get(running.base_url + "/v1/models", headers=running.headers(), timeout=30).json()["data"]
+        assert [m["id"] for m in models] == ["demo-model"]
+        reply = httpx.post(running.base_url + "/v1/chat/completions", headers=running.headers(), timeout=60,
+                           json={"model": "demo-model", "messages": [{"role": "user", "content": "hi"}],
+                                 "max_tokens": 2})
+        assert reply.status_code == 200 and reply.json()["model"] == "demo-model"
 
 
 def test_cli_takes_repeated_adapters_and_reports_conflicts(tiny_model, second_adapter, capsys, monkeypatch):

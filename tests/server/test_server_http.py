@@ -340,3 +340,26 @@ def test_access_logs_carry_no_prompts_and_no_keys(tiny_server, caplog, capfd):
     everything = caplog.text + out + err + " ".join(json.dumps(r.fields) for r in access)
     for leak in (TEST_KEY, "wrong-key-0042", secret_prompt):
         assert leak not in everything
+
+
+def test_without_a_key_on_loopback_only_loopback_hosts_and_json_bodies_are_answered(tiny_model):
+    """A web page can reach a keyless loopback server: by DNS rebinding (its own name resolving
+    to 127.0.0.1, so the Host header is the page's) or by a cross-origin text/plain POST, which
+    needs no CORS preflight. Both are refused; curl and the OpenAI clients are not affected."""
+    with serve(make_settings(tiny_model, api_key=None, allow_no_auth=True, max_batch_size=1)) as running:
+        url = running.base_url + "/v1/chat/completions"
+        body = json.dumps({"messages": HELLO, "max_tokens": 2})
+        port = running.base_url.rsplit(":", 1)[1]
+        for host in ("attacker.example", f"attacker.example:{port}", "127.0.0.1.nip.io", "10.0.0.1"):
+            for method, path in (("GET", "/v1/models"), ("GET", "/"), ("GET", "/health")):
+                reply = httpx.request(method, running.base_url + path, headers={"Host": host})
+                assert reply.status_code == 403, (host, path)
+            reply = httpx.post(url, content=body, headers={"Host": host, "Content-Type": "application/json"})
+            assert assert_error(reply, 403)["code"] == "host_not_allowed"
+        for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+            reply = httpx.post(url, content=body, headers={"Content-Type": ctype} if ctype else {})
+            assert assert_error(reply, 415)["code"] == "unsupported_media_type", ctype
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST", f"[::1]:{port}"):
+            reply = httpx.post(url, content=body, headers={"Host": host, "Content-Type": "application/json; charset=utf-8"})
+            assert reply.status_code == 200, host
+        assert oai(running).models.list().data  # the OpenAI client sends JSON to 127.0.0.1

@@ -89,6 +89,17 @@ def test_the_page_is_served_without_the_key_with_a_strict_policy(server):
     assert httpx.get(server.base_url + "/v1/models", timeout=10).status_code == 401
 
 
+def test_the_page_policy_allows_nothing_beyond_this_origin(server):
+    """Every directive, not only default-src and script-src: a connect-src * (the page could
+    then send the key and the conversation anywhere) or an img-src that lets output beacon out
+    would pass a check of those two."""
+    csp = httpx.get(server.base_url + "/", timeout=10).headers["content-security-policy"]
+    directives = {part.split()[0]: part.split()[1:] for part in csp.split(";") if part.strip()}
+    assert directives == {"default-src": ["'none'"], "script-src": ["'self'"], "style-src": ["'self'"],
+                          "connect-src": ["'self'"], "img-src": ["'none'"], "base-uri": ["'none'"],
+                          "form-action": ["'none'"], "frame-ancestors": ["'none'"]}
+
+
 def test_key_models_streamed_answer_and_a_second_turn(page, server):
     enter_key(page)
     page.wait_for_selector("#chat-form:not([hidden])")
@@ -168,7 +179,10 @@ def test_a_wrong_key_is_refused_and_forgotten(page, server):
 
 HOSTILE = ("Here: <script>window.pwned = 1</script> and <img src=x onerror=\"window.pwned = 2\">\n\n"
            "- **bold <b>not bold</b>** and `<i>code</i>`\n"
-           "- [click](javascript:window.pwned=3) and [docs](https://example.org/a?b=<c>)\n\n"
+           "- [click](javascript:window.pwned=3) and [docs](https://example.org/a?b=<c>)\n"
+           "- [d](data:text/html,<script>window.pwned=5</script>) [v](vbscript:msgbox) [f](file:///etc/passwd) "
+           "[J](JaVaScRiPt:window.pwned=6) [b](blob:https://example.org/x) [w](ws://example.org) "
+           "[m](mailto:a@example.org)\n\n"
            "```html\n<iframe src=\"https://example.org\"></iframe>\n```\n")
 
 
@@ -197,6 +211,11 @@ def test_model_output_never_becomes_markup(page, server):
     links = answer.locator("a")
     assert links.count() == 1 and links.first.get_attribute("href") == "https://example.org/a?b=%3Cc%3E"
     assert "[click](javascript:window.pwned=3)" in text
+    # An allow-list (http and https only), not a deny-list of javascript: every other scheme stays text.
+    for shown in ("[d](data:text/html,<script>window.pwned=5</script>)", "[v](vbscript:msgbox)",
+                  "[f](file:///etc/passwd)", "[J](JaVaScRiPt:window.pwned=6)", "[b](blob:https://example.org/x)",
+                  "[w](ws://example.org)", "[m](mailto:a@example.org)"):
+        assert shown in text, shown
     assert page.locator(".msg.user").inner_text() == '<img src=x onerror="window.pwned = 4">'
 
 

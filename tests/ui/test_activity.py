@@ -137,6 +137,7 @@ async def test_replica_logs_follow_until_esc(make_app, ui_project):
             await pilot.pause(0.02)
             if any("replica line 2" in line for line in app.activity.log_pane.lines):
                 break
+        assert any("replica line 2" in line for line in app.activity.log_pane.lines)  # the stream arrived
         assert app.state.running == "Replica logs"
         await pilot.press("escape")
         await settle(pilot)

@@ -97,6 +97,9 @@ async def test_esc_while_the_answer_is_closing_still_gives_the_prompt_back(make_
         await _wait_for(pilot, first.closing.is_set)
         assert app.chat.streaming and prompt.busy
         await pilot.press("escape")
+        # A short explicit wait: if Esc did not stop the answer, settle() would wait on the held
+        # connection until the suite's timeout instead of failing here.
+        await _wait_for(pilot, lambda: not app.chat.streaming, 1000)
         await settle(pilot)
         assert not app.chat.streaming and not prompt.read_only
         assert app.focused is prompt

@@ -88,6 +88,9 @@ async def test_esc_while_waking_gives_the_message_back(make_app):
         await pilot.press(*"hello there", "enter")
         await _wait_for(pilot, lambda: bool(_texts(app, ".chat-waking")), 2000)
         await pilot.press("escape")
+        # A short explicit wait: if Esc did not cancel the wake-up, settle() would wait for the
+        # replica (it never wakes in this test) until the suite's timeout.
+        await _wait_for(pilot, lambda: not app.chat.streaming, 1000)
         await settle(pilot)
         assert not app.chat.streaming and not prompt.read_only and app.focused is prompt
         assert prompt.text == "hello there"  # given back, selected: Enter sends it again
