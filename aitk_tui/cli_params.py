@@ -36,6 +36,19 @@ def _save(doc: ParametersDocument) -> None:
         raise UsageError(e.message, e.detail) from None
 
 
+def _fit_resources(doc: ParametersDocument, keys: set[str]) -> dict[str, object]:
+    """Choosing a smaller GPU profile brings the container's CPU/memory down to fit it,
+    unless this same command sets them; a size given here that does not fit is refused."""
+    resources = {"containerCpu", "containerMemory"}
+    if "gpuProfileType" in keys and not keys & resources:
+        return doc.fit_resources_to_profile()
+    fit = doc.resource_fit()
+    if fit is not None and keys & (resources | {"gpuProfileType"}):
+        raise UsageError(f"{fit[0]}: {fit[1]}; nothing was written.",
+                         "Azure refuses a container larger than its GPU profile (ContainerAppInvalidResourceTotal)")
+    return {}
+
+
 def _fmt(value: object) -> str:
     if value is None:
         return "null"
@@ -81,10 +94,13 @@ def run(project: Project, args: argparse.Namespace) -> int:
             except AitkError as e:
                 raise UsageError(e.message, e.detail) from None
             changes.append((key, value))
+        fitted = _fit_resources(doc, {key for key, _ in changes})
         _save(doc)
         for key, value in changes:
             note = " (template default)" if value is None else ""
             print(f"{key} = {_fmt(value)}{note}")
+        for key, value in fitted.items():
+            print(f"{key} = {_fmt(value)} (to fit {doc.effective('gpuProfileType')})")
         return EXIT_OK
     if action == "unset":
         lines = []

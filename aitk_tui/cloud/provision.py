@@ -26,6 +26,7 @@ from ..config.naming import GPU_LOCATIONS, GPU_PROFILE_TYPES
 from ..errors import AitkError, redact, register_secret
 from ..events import Done, Event, Failed, Info, ResourceProgress
 from ..project import require_file
+from . import armerrors
 from .models import Change, Provisioned, WhatIf, enum_text, pick
 from .sdkerrors import describe, failed, is_not_found, is_unsupported
 
@@ -119,6 +120,11 @@ async def preflight(session: "OperationContext", subscription_id: str, resource_
                         f"offered in {hint}; set gpuProfileType or location (`aitk params set location=westus3`)")
     else:
         yield Info(f"GPU profile {profile} is offered in {location}.")
+
+
+def _resource_names(params: "ParametersDocument") -> dict[str, str]:
+    """Resource type -> the name the parameters give it (for naming a refused resource)."""
+    return {rtype: str(params.get(param)) for rtype, (param, _prefix) in _NAMES.items() if params.get(param)}
 
 
 def _arm_parameters(params: "ParametersDocument", api_key: str) -> dict[str, Any]:
@@ -287,7 +293,8 @@ def _state_of(deployment: Any) -> str | None:
 
 
 def _status_text(status_message: Any) -> str | None:
-    """statusMessage as one line: error code + message when there is one."""
+    """statusMessage as one line: the deepest cause(s) of its error (ARM nests the provider's
+    error under ResourceDeploymentFailure), else its status."""
     if status_message is None:
         return None
     if isinstance(status_message, str):
@@ -296,15 +303,50 @@ def _status_text(status_message: Any) -> str | None:
         except ValueError:
             return status_message
     err = pick(status_message, "error") or status_message
-    code, msg = pick(err, "code"), pick(err, "message")
-    details = pick(err, "details", default=None)
-    if details and not msg:
-        first = details[0] if isinstance(details, list) and details else None
-        code, msg = pick(first, "code", default=code), pick(first, "message")
-    if msg:
-        return f"{code}: {msg}" if code else str(msg)
+    if pick(err, "code") or pick(err, "message") or pick(err, "details"):
+        text, _hint, found = armerrors.explain(err)
+        if found:
+            return text.rstrip(".")
     status = pick(status_message, "status")
     return str(status) if status else json.dumps(status_message, default=str)[:500]
+
+
+def _failure(deployment: Any, ops: list[dict[str, Any]], state: str | None) -> tuple[str, str | None]:
+    """(message, detail) of a deployment that did not succeed: each failed resource with the
+    deepest cause of its failure, and what to do where aitk knows."""
+    error = pick(deployment, "properties", "error") if deployment is not None else None
+    parts, hints = [], []
+    for op in ops:
+        if op["state"] != "Failed":
+            continue
+        label = f"{op['type']} '{op['name']}'"
+        text, hint, _found = armerrors.explain(op.get("error") or {"message": op["message"] or "no message"},
+                                              resource=label)
+        parts.append(text)
+        hints.append(hint)
+    if not parts and error is not None:
+        text, hint, _found = armerrors.explain(error)
+        parts.append(text)
+        hints.append(hint)
+    detail = armerrors.chain(error) if error is not None else None
+    if error is not None:
+        top = armerrors.first_line(pick(error, "message"))
+        detail = f"{detail} ({top})" if detail and top else detail or top
+    if not parts:
+        return (f"Provisioning {state.lower() if state else 'failed'}; inference.config.json was not changed.",
+                detail)
+    hint_text = " ".join(dict.fromkeys(h for h in hints if h))
+    return f"Provisioning failed: {' '.join(parts)}" + (f" {hint_text}" if hint_text else ""), detail
+
+
+def _status_error(status_message: Any) -> Any:
+    """The error object of a statusMessage (a dict, a JSON string, or an SDK model), or None."""
+    if isinstance(status_message, str):
+        try:
+            status_message = json.loads(status_message)
+        except ValueError:
+            return None
+    return pick(status_message, "error")
 
 
 def _operations(client: Any, resource_group: str) -> list[dict[str, Any]]:
@@ -318,6 +360,7 @@ def _operations(client: Any, resource_group: str) -> list[dict[str, Any]]:
             "name": str(pick(target, "resource_name", default="")),
             "state": enum_text(pick(op, "properties", "provisioning_state")) or "Unknown",
             "message": _status_text(pick(op, "properties", "status_message")),
+            "error": _status_error(pick(op, "properties", "status_message")),
         })
     return rows
 
@@ -349,7 +392,7 @@ async def provision(session: "OperationContext", subscription_id: str, resource_
                                              resource_group, DEPLOYMENT_NAME, body)
             yield Info(f"Submitted deployment {DEPLOYMENT_NAME} to {resource_group}.")
     except Exception as e:  # noqa: BLE001
-        yield failed(e, "start provisioning")
+        yield failed(e, "start provisioning", _resource_names(params))
         return
 
     async for event in _follow(session, client, resource_group, poller, subscription_id):
@@ -408,16 +451,8 @@ async def _follow(session: "OperationContext", client: Any, resource_group: str,
 
     state = _state_of(deployment) if deployment is not None else "Failed"
     if state != "Succeeded":
-        bad = next((op for op in ops if op["state"] == "Failed"), None)
-        if deployment is not None and pick(deployment, "properties", "error") is not None:
-            err = pick(deployment, "properties", "error")
-            error_detail = _status_text({"error": err}) if err is not None else f"state {state}"
-        if bad is not None:
-            yield Failed(f"Provisioning failed: {bad['type']} '{bad['name']}' failed: {bad['message'] or 'no message'}.",
-                         error_detail)
-        else:
-            yield Failed(f"Provisioning {state.lower() if state else 'failed'}; inference.config.json was not changed.",
-                         error_detail)
+        message, detail = _failure(deployment, ops, state)
+        yield Failed(redact(message), redact(detail or error_detail) if (detail or error_detail) else None)
         return
 
     values = {k: _output(deployment, k) for k in KEYS}
