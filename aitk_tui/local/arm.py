@@ -131,8 +131,9 @@ class ArmApi:
         if not rest and m == "GET":
             return json_response(200, {"value": [self._provider(sub, p) for p in PROVIDERS]})
         if len(rest) == 2 and low[1] == "register" and m == "POST":
+            pending = not self.engine.faults.is_registered(rest[0])
             self.engine.faults.register(rest[0])
-            return json_response(200, self._provider(sub, rest[0]))
+            return json_response(200, self._provider(sub, rest[0], "Registering" if pending else None))
         if len(rest) == 1 and m == "GET":
             return json_response(200, self._provider(sub, rest[0]))
         if len(rest) >= 2:
@@ -154,10 +155,10 @@ class ArmApi:
                 for n, c, cores, mem, gpus in WORKLOAD_PROFILES]})
         raise not_served(req)
 
-    def _provider(self, sub: str, ns: str) -> dict:
+    def _provider(self, sub: str, ns: str, state: str | None = None) -> dict:
         name = next((p for p in PROVIDERS if p.lower() == ns.lower()), ns)
         return {"id": f"/subscriptions/{sub}/providers/{name}", "namespace": name,
-                "registrationState": self.engine.faults.registration_state(name),
+                "registrationState": state or self.engine.faults.registration_state(name),
                 "registrationPolicy": "RegistrationRequired", "resourceTypes": []}
 
     # -- resource groups ---------------------------------------------------------------------------
