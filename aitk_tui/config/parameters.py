@@ -169,8 +169,10 @@ class ParametersDocument:
         """The value a deployment would use: the file's, else the template's literal default
         (None where the default is an expression such as ``[resourceGroup().location]``)."""
         value = self.get(name)
-        if value is not None:
-            return value
+        return value if value is not None else self.template_default(name)
+
+    def template_default(self, name: str) -> Any:
+        """The template's literal default for ``name`` (None for none, or an expression)."""
         decl = self._template_decls().get(name)
         default = decl.get("defaultValue") if isinstance(decl, dict) else None
         if isinstance(default, str) and default.startswith("[") and not default.startswith("[["):
