@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from aitk_tui.cloud import preflight as preflight_mod
 from aitk_tui.cloud import provision as prov
 from aitk_tui.cloud.session import CloudSession
 from aitk_tui.config.inference_config import KEYS, InferenceConfig
@@ -120,7 +121,7 @@ async def test_cancel_then_reattach_to_the_running_deployment(make_local_cloud, 
 
 
 async def test_gpu_profile_missing_in_region_fails_before_deploying(session, monkeypatch):
-    monkeypatch.setattr(prov, "_gpu_profiles", lambda _s, _sub, location: ["Consumption-GPU-NC24-A100"]
+    monkeypatch.setattr(preflight_mod, "_gpu_profiles", lambda _s, _sub, location: ["Consumption-GPU-NC24-A100"]
                         if location == "westus3" else ["Consumption-GPU-NC8as-T4"])
     events = await _provision(session)
     assert isinstance(events[-1], Failed)
@@ -134,7 +135,7 @@ async def test_gpu_profile_missing_in_region_fails_before_deploying(session, mon
 
 
 async def test_gpu_check_unanswered_is_a_warning_only(session, monkeypatch):
-    monkeypatch.setattr(prov, "_gpu_profiles", lambda *a: None)
+    monkeypatch.setattr(preflight_mod, "_gpu_profiles", lambda *a: None)
     events = await _provision(session)
     _ok(events)
     assert any(isinstance(e, Info) and e.level == "warning" and "GPU" in e.message for e in events)
