@@ -50,8 +50,8 @@ class Cause:
             return None
         return resource_label(self.target)
 
-    def sentence(self) -> str:
-        where = f"{self.resource}: " if self.resource else ""
+    def sentence(self, with_resource: bool = True) -> str:
+        where = f"{self.resource}: " if self.resource and with_resource else ""
         code = f"{self.code}: " if self.code else ""
         text = _first_sentences(self.message)
         return f"{where}{code}{text}"
@@ -230,6 +230,12 @@ def _guess_resource(code: str | None, names: dict[str, str] | None) -> str | Non
             name = (names or {}).get(rtype)
             return f"{rtype} '{name}'" if name else rtype
     return None
+
+
+def causes_text(error: Any) -> str | None:
+    """The deepest causes as 'Code: message' (no resource: for a row that already names it)."""
+    found = causes(error)
+    return " ".join(_end(c.sentence(with_resource=False)) for c in found[:2]).rstrip(".") if found else None
 
 
 def explain(error: Any, *, resource: str | None = None,

@@ -230,9 +230,9 @@ def _status_text(status_message: Any) -> str | None:
             return status_message
     err = pick(status_message, "error") or status_message
     if pick(err, "code") or pick(err, "message") or pick(err, "details"):
-        text, _hint, found = armerrors.explain(err)
-        if found:
-            return text.rstrip(".")
+        text = armerrors.causes_text(err)
+        if text:
+            return text
     status = pick(status_message, "status")
     return str(status) if status else json.dumps(status_message, default=str)[:500]
 
@@ -257,7 +257,7 @@ def _failure(deployment: Any, ops: list[dict[str, Any]], state: str | None) -> t
     detail = armerrors.chain(error) if error is not None else None
     if error is not None:
         top = armerrors.first_line(pick(error, "message"))
-        detail = f"{detail} ({top})" if detail and top else detail or top
+        detail = f"{detail}; {top}" if detail and top else detail or top
     if not parts:
         return (f"Provisioning {state.lower() if state else 'failed'}; inference.config.json was not changed.",
                 detail)

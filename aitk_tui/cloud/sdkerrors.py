@@ -69,7 +69,7 @@ def _arm_error(exc: BaseException, doing: str, names: dict[str, str] | None = No
     detail = f"Azure answered {status or 'an error'}: {armerrors.chain(body)}"
     top_message = _first_lines(str(armerrors.field_of(top, "message") or ""), 2)
     if top_message:
-        detail += f" ({top_message})"
+        detail += f"; {top_message}"
     return AitkError(f"Could not {doing}: {text}" + (f" {hint}" if hint else ""), detail)
 
 
