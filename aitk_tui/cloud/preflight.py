@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -162,6 +163,12 @@ def _environment_conflict(session: "OperationContext", subscription_id: str, res
         given = pick(previous, "properties", "parameters", default=None) or {}
         entry = given.get("acaEnvironmentName") if isinstance(given, dict) else None
         names.append(entry.get("value") if isinstance(entry, dict) else pick(entry, "value"))
+        if not names[-1]:  # the template's default, aienv + 5 characters (fine-tuning's environment too)
+            try:
+                names.extend(str(pick(e, "name")) for e in client.managed_environments.list_by_resource_group(
+                    resource_group) if re.fullmatch(r"aienv[a-z0-9]{5}", str(pick(e, "name", default=""))))
+            except Exception:  # noqa: BLE001 - advisory: the deployment decides
+                pass
     for name in dict.fromkeys(n for n in names if n):
         try:
             env = client.managed_environments.get(resource_group, name)

@@ -150,7 +150,7 @@ class ArmApi:
                 {"id": f"/subscriptions/{sub}/providers/Microsoft.App/locations/{rest[2]}/"
                        f"availableManagedEnvironmentsWorkloadProfileTypes/{n}", "name": n, "location": rest[2],
                  "type": "Microsoft.App/locations/availableManagedEnvironmentsWorkloadProfileTypes",
-                 "properties": {"code": n, "displayName": n, "category": c, "cores": cores, "memoryInGiB": mem,
+                 "properties": {"displayName": n, "category": c, "cores": cores, "memoryGiB": mem,
                                 "gpus": gpus, "applicability": "LocationDefault"}}
                 for n, c, cores, mem, gpus in WORKLOAD_PROFILES]})
         raise not_served(req)

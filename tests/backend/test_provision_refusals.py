@@ -132,3 +132,20 @@ async def test_registration_refused_says_how_to_register(session, local_cloud, m
     assert failed.message == ("The subscription is not registered for Microsoft.App, and aitk could not register it: "
                               "run `az provider register --namespace Microsoft.App --wait` (needs Contributor on the "
                               "subscription).")
+
+
+async def test_an_environment_made_elsewhere_under_the_default_name_is_checked_too(session):
+    """AI Toolkit's fine-tuning deployment makes the same default-named environment (aienv +
+    5 characters); one made with the T4 refuses the A100 before anything is sent."""
+    from aitk_tui.local.template import unique_string
+
+    await session.create_resource_group(SUB, "rg-demo", "eastus")
+    name = "aienv" + unique_string(f"/subscriptions/{SUB}/resourceGroups/rg-demo")[:5]
+    envs = session.factory.container_apps(SUB).managed_environments
+    envs.begin_create_or_update("rg-demo", name, {"location": "eastus", "properties": {"workloadProfiles": [
+        {"name": "Consumption", "workloadProfileType": "Consumption"},
+        {"name": "GPU", "workloadProfileType": T4}]}}).result()
+    failed = (await _provision(session))[-1]
+    assert isinstance(failed, Failed)
+    assert failed.message.startswith(f"Environment {name} was created with the GPU profile {T4}")
+    assert _deployments(session) == []
