@@ -106,6 +106,32 @@ def _regions_offering(session: "OperationContext", subscription_id: str, profile
     return [r for r, a in zip(regions, answers) if a and profile in a]
 
 
+# The GPU model a profile's quota names carry (usage names are not documented; a usage whose
+# name holds "gpu" and this model is taken for the profile's quota).
+_GPU_MODEL = {"consumption-gpu-nc24-a100": "a100", "consumption-gpu-nc8as-t4": "t4"}
+
+
+def _gpu_quota_left(session: "OperationContext", subscription_id: str, location: str,
+                    profile: str) -> tuple[str, float, float] | None:
+    """(usage name, used, limit) of ``profile``'s GPU quota in ``location`` when none is left;
+    None when some is left, or when the usages API does not say."""
+    model = _GPU_MODEL.get(profile.lower())
+    if model is None:
+        return None
+    try:
+        usages = list(session.factory.container_apps(subscription_id).usages.list(location))
+    except Exception:  # noqa: BLE001 - advisory: the deployment decides
+        return None
+    for u in usages:
+        name = str(pick(u, "name", "value", default="") or "")
+        low = name.lower()
+        if "gpu" in low and model in low.replace("nca100", "a100"):
+            used, limit = float(pick(u, "current_value", default=0) or 0), float(pick(u, "limit", default=0) or 0)
+            if limit - used < 1:
+                return name, used, limit
+    return None
+
+
 QUOTA_HOW = ("serverless GPUs also need quota: request it in the Azure portal (Quotas > Azure Container Apps, "
              "or a support request of type 'Service and subscription limits (quotas)')")
 GPU_TYPES_LOWER = frozenset(t.lower() for t in GPU_PROFILE_TYPES)
@@ -217,4 +243,10 @@ async def preflight(session: "OperationContext", subscription_id: str, resource_
                         f"set location (`aitk params set location={example}`) or gpuProfileType; {QUOTA_HOW}")
     else:
         yield Info(f"GPU profile {profile} is offered in {location}.")
+        quota = await asyncio.to_thread(_gpu_quota_left, session, subscription_id, location, profile)
+        if quota is not None:
+            name, used, limit = quota
+            raise AitkError(f"This subscription has no {profile} quota left in {location} ({name}: {used:g} of "
+                            f"{limit:g} used), so Azure would refuse the container app.",
+                            f"{QUOTA_HOW[0].upper()}{QUOTA_HOW[1:]}; or choose another region")
     await asyncio.to_thread(_environment_conflict, session, subscription_id, resource_group, params, profile)

@@ -144,6 +144,8 @@ class ArmApi:
             return json_response(200, {"value": [self.handlers.view(r) for r in items]})
         if low[:2] == ["microsoft.resources", "operationresults"] and len(rest) == 3:
             return self._op_result(rest[2])
+        if low[:2] == ["microsoft.app", "locations"] and len(rest) == 4 and low[3] == "usages" and m == "GET":
+            return json_response(200, {"value": self._usages()})
         if (low[:2] == ["microsoft.app", "locations"] and len(rest) == 4
                 and low[3] == "availablemanagedenvironmentsworkloadprofiletypes"):
             return json_response(200, {"value": [
@@ -154,6 +156,17 @@ class ArmApi:
                                 "gpus": gpus, "applicability": "LocationDefault"}}
                 for n, c, cores, mem, gpus in WORKLOAD_PROFILES]})
         raise not_served(req)
+
+    def _usages(self) -> list[dict]:
+        """Microsoft.App's usages of a region (the spec's Usages_List shape). The two serverless
+        GPU quotas are named here as the local cloud models them; ``no_gpu_quota`` sets them to 0."""
+        gpu_limit = 0 if self.engine.faults.no_gpu_quota else 4
+        envs = len(self.store.resources(full_type="Microsoft.App/managedEnvironments"))
+        rows = [("ManagedEnvironmentCount", envs, 15), ("ManagedEnvironmentCores", 0, 100),
+                ("ManagedEnvironmentConsumptionNCA100Gpus", 0, gpu_limit),
+                ("ManagedEnvironmentConsumptionT4Gpus", 0, gpu_limit)]
+        return [{"currentValue": cur, "limit": limit, "unit": "Count",
+                 "name": {"value": name, "localizedValue": name}} for name, cur, limit in rows]
 
     def _provider(self, sub: str, ns: str, state: str | None = None) -> dict:
         name = next((p for p in PROVIDERS if p.lower() == ns.lower()), ns)

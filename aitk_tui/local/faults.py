@@ -23,6 +23,8 @@ Kinds (each is consumed ``count`` times, optionally only by requests whose path 
   Microsoft.OperationalInsights and Microsoft.Storage) are not registered. Their routes, and
   deployments of templates that use them, answer 409 ``MissingSubscriptionRegistration``
   until ``POST .../providers/{namespace}/register``; ``clear`` turns it off.
+- ``no_gpu_quota``: a switch: the Microsoft.App usages of every region show the serverless
+  GPU quotas used up (limit 0), as a subscription that never asked for GPU quota sees them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 HTTP_KINDS = ("throttle", "server_error", "drop_connection", "token_expired", "latency")
-KINDS = (*HTTP_KINDS, "fail_resource", "unregistered_providers")
+KINDS = (*HTTP_KINDS, "fail_resource", "unregistered_providers", "no_gpu_quota")
 DEFAULT_UNREGISTERED = ("Microsoft.App", "Microsoft.OperationalInsights", "Microsoft.Storage")
 _ids = itertools.count(1)
 
@@ -60,6 +62,7 @@ class Faults:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._unregistered: dict[str, str] = {}  # namespace (lower) -> "NotRegistered" | "Registering"
+        self.no_gpu_quota = False
 
     def inject(self, kind: str, count: int = 1, path_contains: str | None = None, **options: Any) -> Fault:
         if kind not in KINDS:
@@ -70,6 +73,9 @@ class Faults:
             raise ValueError("fail_resource needs resource=<resource name or type>")
         if kind == "fail_resource" and options.get("at", "run") not in ("run", "preflight"):
             raise ValueError("fail_resource's at= is 'run' or 'preflight'")
+        if kind == "no_gpu_quota":
+            self.no_gpu_quota = True
+            return Fault(kind, 1, None, {})
         if kind == "unregistered_providers":
             names = options.get("namespaces") or DEFAULT_UNREGISTERED
             if isinstance(names, str):
@@ -92,6 +98,7 @@ class Faults:
             n = len(self._faults)
             self._faults.clear()
             self._unregistered.clear()
+            self.no_gpu_quota = False
             return n
 
     # -- provider registration (the unregistered_providers switch) ---------------------------

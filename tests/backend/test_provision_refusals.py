@@ -149,3 +149,16 @@ async def test_an_environment_made_elsewhere_under_the_default_name_is_checked_t
     assert isinstance(failed, Failed)
     assert failed.message.startswith(f"Environment {name} was created with the GPU profile {T4}")
     assert _deployments(session) == []
+
+
+async def test_no_gpu_quota_is_said_before_anything_is_created(session, local_cloud):
+    local_cloud.inject("no_gpu_quota")
+    events = await _provision(session)
+    failed = events[-1]
+    assert isinstance(failed, Failed)
+    assert failed.message == ("This subscription has no Consumption-GPU-NC24-A100 quota left in eastus "
+                              "(ManagedEnvironmentConsumptionNCA100Gpus: 0 of 0 used), so Azure would refuse the "
+                              "container app.")
+    assert failed.detail.startswith("Serverless GPUs also need quota: request it in the Azure portal (Quotas")
+    assert _deployments(session) == []
+    assert not any(isinstance(e, ResourceProgress) for e in events)

@@ -11,7 +11,8 @@ Shapes:
   detail (Azure/reddog-containerapps#12);
 - 429 with Retry-After on the submit; a cancelled deployment;
 - AvailableWorkloadProfiles_Get (azure-rest-api-specs, Microsoft.App 2025-01-01), whose
-  entries' ``name`` is not always their type.
+  entries' ``name`` is not always their type; Usages_List (same version), which names no GPU
+  quota, so the quota check stays silent.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ def _baseline(profiles: dict | None = None) -> list[Reply]:
               [(200, {"namespace": "Microsoft.App", "registrationState": "Registered"})]),
         Reply("GET", r"availableManagedEnvironmentsWorkloadProfileTypes",
               [(200, profiles or _profiles(_gpu_entry("Consumption-GPU-NC24-A100")))]),
+        Reply("GET", r"/providers/Microsoft\.App/locations/[^/]+/usages\?", [(200, {"value": [  # Usages_List example
+            {"currentValue": 5, "limit": 10, "unit": "Count",
+             "name": {"localizedValue": "ManagedEnvironmentCount", "value": "ManagedEnvironmentCount"}},
+            {"currentValue": 3, "limit": 20, "unit": "Count",
+             "name": {"localizedValue": "ManagedEnvironmentCores", "value": "ManagedEnvironmentCores"}}]})]),
         Reply("POST", r"/listSecrets", [not_found]),
         Reply("GET", r"/managedEnvironments/", [not_found]),
     ]
@@ -201,9 +207,11 @@ async def test_workload_profile_whose_name_is_not_its_type_is_still_found(local_
     rules = _baseline(profiles) + [Reply("GET", DEP + r"\?", [(404, {"error": {"code": "DeploymentNotFound",
                                                                                   "message": "no"}})]),
                                    Reply("PUT", DEP + r"\?", [refusal])]
-    events, _ = await _run(local_project, rules)
+    events, transport = await _run(local_project, rules)
     assert any(isinstance(e, Info) and e.message == "GPU profile Consumption-GPU-NC24-A100 is offered in westus3."
                for e in events)
+    assert transport.count("GET", r"/usages\?") == 1  # read, and silent: the example names no GPU quota
+    assert isinstance(events[-1], Failed) and transport.count("PUT", DEP) == 1
 
 
 async def test_region_without_the_profile_fails_before_submitting(local_project):
