@@ -472,3 +472,53 @@ def test_remembered_names_azure_would_not_accept_are_dropped(tmp_path):
     path.write_text(json.dumps({"subscription_id": sub, "resource_group": "rg-1.(a)"}))
     assert (ProjectState.load(path).subscription_id, ProjectState.load(path).resource_group) == (sub, "rg-1.(a)")
 
+
+# -- container size against the GPU profile (issue 18 #2) ---------------------------------------------
+T4 = "Consumption-GPU-NC8as-T4"
+
+
+def test_params_validate_catches_a_container_larger_than_the_gpu_profile(tmp_path, capsys):
+    raw = json.loads(AITK_ORIGINAL)
+    raw["parameters"]["gpuProfileType"] = {"value": T4}  # the template's defaults: 24 vCPU, 220Gi (the A100's)
+    root = _with_template(_project(tmp_path, json.dumps(raw, indent=2) + "\n"))
+    assert main(["--project", str(root), "params", "validate"]) == 2
+    out, _err = capsys.readouterr()
+    assert out == ("containerCpu: 24 vCPU is more than the Consumption-GPU-NC8as-T4 profile offers (8 vCPU, 56 GiB); "
+                   "use 8 or less\n")
+    raw["parameters"]["containerCpu"] = {"value": 8}
+    (root / "infra/provision/inference.parameters.json").write_text(json.dumps(raw))
+    assert main(["--project", str(root), "params", "validate"]) == 2
+    assert capsys.readouterr().out.startswith("containerMemory: 220Gi is more than the Consumption-GPU-NC8as-T4")
+
+
+def test_params_set_t4_brings_the_container_size_down_to_fit(tmp_path, capsys):
+    root = _with_template(_project(tmp_path))
+    path = root / "infra/provision/inference.parameters.json"
+    assert main(["--project", str(root), "params", "set", f"gpuProfileType={T4}"]) == 0
+    out, _ = capsys.readouterr()
+    assert out == (f"gpuProfileType = {T4}\ncontainerCpu = 8 (to fit {T4})\ncontainerMemory = 56Gi (to fit {T4})\n")
+    values = {k: v["value"] for k, v in json.loads(path.read_text())["parameters"].items()}
+    assert (values["containerCpu"], values["containerMemory"]) == (8, "56Gi")
+    assert main(["--project", str(root), "params", "validate"]) == 0
+    # back to the A100: the smaller size still fits, so nothing else changes
+    assert main(["--project", str(root), "params", "set", "gpuProfileType=Consumption-GPU-NC24-A100"]) == 0
+    assert capsys.readouterr().out.endswith("gpuProfileType = Consumption-GPU-NC24-A100\n")
+
+
+def test_params_set_refuses_a_size_the_profile_cannot_give(tmp_path, capsys):
+    root = _with_template(_project(tmp_path))
+    path = root / "infra/provision/inference.parameters.json"
+    rc = main(["--project", str(root), "params", "set", f"gpuProfileType={T4}", "containerCpu=12"])
+    _out, err = capsys.readouterr()
+    assert rc == 2 and "containerCpu: 12 vCPU is more than the Consumption-GPU-NC8as-T4 profile offers" in err
+    assert "nothing was written" in err
+    assert path.read_text() == AITK_ORIGINAL
+
+
+def test_container_size_rules():
+    assert naming.memory_gib("56Gi") == 56 and naming.memory_gib("512Mi") == 0.5 and naming.memory_gib("56") is None
+    assert naming.resource_fit_error(T4, 8, "56Gi") is None
+    assert naming.resource_fit_error(T4, 8, "57Gi")[0] == "containerMemory"
+    assert naming.resource_fit_error("Consumption-GPU-NC24-A100", 24, "220Gi") is None
+    with pytest.raises(naming.NameError_):
+        naming.container_memory("lots")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ._output import EXIT_OK, UsageError
 
 if TYPE_CHECKING:
+    from ..config.parameters import ParametersDocument
     from ..project import Project
 
 
@@ -30,6 +31,19 @@ def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argpars
             psub)
     c.add_argument("names", nargs="+", metavar="KEY")
     cmd("validate", "check every parameter against Azure's naming rules", psub)
+
+
+def _fit_resources(doc: "ParametersDocument", keys: set[str]) -> dict[str, object]:
+    """Choosing a smaller GPU profile brings the container's CPU/memory down to fit it,
+    unless this same command sets them; a size given here that does not fit is refused."""
+    resources = {"containerCpu", "containerMemory"}
+    if "gpuProfileType" in keys and not keys & resources:
+        return doc.fit_resources_to_profile()
+    fit = doc.resource_fit()
+    if fit is not None and keys & (resources | {"gpuProfileType"}):
+        raise UsageError(f"{fit[0]}: {fit[1]}; nothing was written.",
+                         "Azure refuses a container larger than its GPU profile (ContainerAppInvalidResourceTotal)")
+    return {}
 
 
 def _fmt(value: object) -> str:
@@ -77,10 +91,13 @@ def run(project: "Project", args: argparse.Namespace) -> int:
             value = parse_cli_value(key, text)
             doc.set(key, value)
             changes.append((key, value))
+        fitted = _fit_resources(doc, {key for key, _ in changes})
         doc.save()  # a file that cannot be written: exit 1, the file is as it was
         for key, value in changes:
             note = " (template default)" if value is None else ""
             print(f"{key} = {_fmt(value)}{note}")
+        for key, value in fitted.items():
+            print(f"{key} = {_fmt(value)} (to fit {doc.effective('gpuProfileType')})")
         return EXIT_OK
     if action == "unset":
         lines = []

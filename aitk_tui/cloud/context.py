@@ -32,4 +32,4 @@ class OperationContext(Protocol):
     def remember(self, **values: Any) -> "ProjectState": ...
 
 
-OPERATION_MODULES = ("provision", "deploy", "health", "logs", "endpoint_status", "models_upload")
+OPERATION_MODULES = ("provision", "preflight", "deploy", "health", "logs", "endpoint_status", "models_upload")

@@ -1,4 +1,4 @@
-"""Pre-flight, what-if and provisioning (the ARM deployment of ``inference.json``).
+"""What-if and provisioning (the ARM deployment of ``inference.json``); the pre-flight is ``preflight.py``.
 
 ``provision`` submits one resource-group deployment named after the project
 (``aitk-inference-<project id>``, see :mod:`.ownership`), or re-attaches to it when a previous run left it running
@@ -22,12 +22,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..config.inference_config import KEYS, InferenceConfig
-from ..config.naming import GPU_LOCATIONS, GPU_PROFILE_TYPES
 from ..errors import AitkError, redact, register_secret
 from ..events import Done, Event, Failed, Info, ResourceProgress
-from ..project import require_file
+from . import armerrors
 from .models import Change, Provisioned, WhatIf, enum_text, pick
 from .ownership import PROJECT_PARAMETER, PROJECT_TAG, deployment_name, resolve_project_id, stored_project_id
+from .preflight import DEFAULT_GPU_PROFILE, load_template, preflight  # noqa: F401 - re-exported
 from .sdkerrors import describe, failed, is_not_found, is_unsupported
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 ACTIVE_STATES = frozenset({"Accepted", "Running", "Creating", "Updating", "Deploying", "Waiting", "Validating"})
 TERMINAL_STATES = frozenset({"Succeeded", "Failed", "Canceled"})
-DEFAULT_GPU_PROFILE = GPU_PROFILE_TYPES[0]
 
 # Template resource type -> (name parameter, AI Toolkit default prefix); for what-if estimates.
 _NAMES = {
@@ -49,76 +48,9 @@ _NAMES = {
 }
 
 
-# -- pre-flight ----------------------------------------------------------------------------
-def load_template(session: "OperationContext") -> dict[str, Any]:
-    path = require_file(session.project.template_path, "ARM template (infra/provision/inference.json)")
-    try:
-        template = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AitkError("The ARM template is not valid JSON.", f"{path}: {e}") from None
-    if not isinstance(template, dict) or "resources" not in template:
-        raise AitkError("The ARM template has no resources.", str(path))
-    return template
-
-
-def _check_inputs(session: "OperationContext", subscription_id: str, resource_group: str,
-                  params: "ParametersDocument") -> tuple[dict[str, Any], str]:
-    """Blocking part of the pre-flight: params, template, resource group. -> (template, location)."""
-    if not subscription_id:
-        raise AitkError("No subscription chosen.", "pass --subscription ID (see `aitk subscriptions`)")
-    if not resource_group:
-        raise AitkError("No resource group chosen.", "pass --resource-group NAME (see `aitk groups`)")
-    params.validate()
-    template = load_template(session)
-    unknown = [n for n in params.arm_parameters() if n not in template.get("parameters", {})]
-    if unknown:
-        raise AitkError(f"The parameters file names {', '.join(unknown)}, which the template does not have.",
-                        "remove them or set them to null")
-    from .accounts import resource_group_location
-
-    rg_location = resource_group_location(session.factory, subscription_id, resource_group)
-    if rg_location is None:
-        raise AitkError(f"Resource group {resource_group} does not exist in subscription {subscription_id}.",
-                        f"create it with `aitk groups create {resource_group} --location LOCATION`")
-    return template, (params.get("location") or rg_location)
-
-
-def _gpu_profiles(session: "OperationContext", subscription_id: str, location: str) -> list[str] | None:
-    """GPU workload-profile types offered in ``location``; None when the API does not answer."""
-    try:
-        client = session.factory.container_apps(subscription_id)
-        profiles = list(client.available_workload_profiles.get(location))
-    except Exception:  # noqa: BLE001 - the check is advisory: any failure means "unknown"
-        return None
-    names = []
-    for p in profiles:
-        name = pick(p, "name")
-        category = str(pick(p, "properties", "category", default="") or "")
-        gpus = pick(p, "properties", "gpus", default=0) or 0
-        if name and ("GPU" in str(name).upper() or "gpu" in category.lower() or gpus):
-            names.append(str(name))
-    return names
-
-
-async def preflight(session: "OperationContext", subscription_id: str, resource_group: str,
-                    params: "ParametersDocument", out: dict[str, Any]) -> AsyncIterator[Event]:
-    """Info events; raises AitkError with the first problem. Fills ``out`` with the
-    parsed ``template`` and the target ``location``."""
-    template, location = await asyncio.to_thread(_check_inputs, session, subscription_id, resource_group, params)
-    out.update(template=template, location=location)
-    yield Info(f"Parameters are valid; target: resource group {resource_group} in {location}.")
-    profile = params.get("gpuProfileType") or DEFAULT_GPU_PROFILE
-    offered = await asyncio.to_thread(_gpu_profiles, session, subscription_id, location)
-    if offered is None:
-        yield Info(f"Could not check GPU availability in {location} (this cloud does not answer the "
-                   "workload-profiles query); continuing.", "warning")
-    elif profile not in offered:
-        hint = ", ".join(sorted(GPU_LOCATIONS))
-        raise AitkError(f"The GPU profile {profile} is not offered in {location}.",
-                        f"offered there: {', '.join(offered) or 'no GPU profiles'}; serverless GPUs are "
-                        f"offered in {hint}; set gpuProfileType or location (`aitk params set location=westus3`)")
-    else:
-        yield Info(f"GPU profile {profile} is offered in {location}.")
+def _resource_names(params: "ParametersDocument") -> dict[str, str]:
+    """Resource type -> the name the parameters give it (for naming a refused resource)."""
+    return {rtype: str(params.get(param)) for rtype, (param, _prefix) in _NAMES.items() if params.get(param)}
 
 
 def _arm_parameters(params: "ParametersDocument", api_key: str, template: dict[str, Any] | None = None,
@@ -178,7 +110,7 @@ def _what_if_api(session: "OperationContext", subscription_id: str, resource_gro
     project_id, name = _project_deployment(session, client, resource_group)
     # The app's own key (when it exists) so that an unchanged app previews as NoChange.
     key = _existing_api_key(session, subscription_id, resource_group, params,
-                            _get_deployment(client, resource_group, name))
+                            get_deployment(client, resource_group, name))
     if not key:
         key = secrets.token_urlsafe(32)
         register_secret(key)
@@ -303,7 +235,7 @@ def _output(deployment: Any, key: str) -> Any:
     return None
 
 
-def _get_deployment(client: Any, resource_group: str, name: str) -> Any | None:
+def get_deployment(client: Any, resource_group: str, name: str) -> Any | None:
     try:
         return client.deployments.get(resource_group, name)
     except Exception as e:  # noqa: BLE001
@@ -317,7 +249,8 @@ def _state_of(deployment: Any) -> str | None:
 
 
 def _status_text(status_message: Any) -> str | None:
-    """statusMessage as one line: error code + message when there is one."""
+    """statusMessage as one line: the deepest cause(s) of its error (ARM nests the provider's
+    error under ResourceDeploymentFailure), else its status."""
     if status_message is None:
         return None
     if isinstance(status_message, str):
@@ -326,15 +259,50 @@ def _status_text(status_message: Any) -> str | None:
         except ValueError:
             return status_message
     err = pick(status_message, "error") or status_message
-    code, msg = pick(err, "code"), pick(err, "message")
-    details = pick(err, "details", default=None)
-    if details and not msg:
-        first = details[0] if isinstance(details, list) and details else None
-        code, msg = pick(first, "code", default=code), pick(first, "message")
-    if msg:
-        return f"{code}: {msg}" if code else str(msg)
+    if pick(err, "code") or pick(err, "message") or pick(err, "details"):
+        text = armerrors.causes_text(err)
+        if text:
+            return text
     status = pick(status_message, "status")
     return str(status) if status else json.dumps(status_message, default=str)[:500]
+
+
+def _failure(deployment: Any, ops: list[dict[str, Any]], state: str | None) -> tuple[str, str | None]:
+    """(message, detail) of a deployment that did not succeed: each failed resource with the
+    deepest cause of its failure, and what to do where aitk knows."""
+    error = pick(deployment, "properties", "error") if deployment is not None else None
+    parts, hints = [], []
+    for op in ops:
+        if op["state"] != "Failed":
+            continue
+        label = f"{op['type']} '{op['name']}'"
+        text, hint, _found = armerrors.explain(op.get("error") or {"message": op["message"] or "no message"},
+                                              resource=label)
+        parts.append(text)
+        hints.append(hint)
+    if not parts and error is not None:
+        text, hint, _found = armerrors.explain(error)
+        parts.append(text)
+        hints.append(hint)
+    detail = armerrors.chain(error) if error is not None else None
+    if error is not None:
+        top = armerrors.first_line(pick(error, "message"))
+        detail = f"{detail}; {top}" if detail and top else detail or top
+    if not parts:
+        return (f"Provisioning {state.lower() if state else 'failed'}; inference.config.json was not changed.",
+                detail)
+    hint_text = " ".join(dict.fromkeys(h for h in hints if h))
+    return f"Provisioning failed: {' '.join(parts)}" + (f" {hint_text}" if hint_text else ""), detail
+
+
+def _status_error(status_message: Any) -> Any:
+    """The error object of a statusMessage (a dict, a JSON string, or an SDK model), or None."""
+    if isinstance(status_message, str):
+        try:
+            status_message = json.loads(status_message)
+        except ValueError:
+            return None
+    return pick(status_message, "error")
 
 
 def _operations(client: Any, resource_group: str, name: str) -> list[dict[str, Any]]:
@@ -348,6 +316,7 @@ def _operations(client: Any, resource_group: str, name: str) -> list[dict[str, A
             "name": str(pick(target, "resource_name", default="")),
             "state": enum_text(pick(op, "properties", "provisioning_state")) or "Unknown",
             "message": _status_text(pick(op, "properties", "status_message")),
+            "error": _status_error(pick(op, "properties", "status_message")),
         })
     return rows
 
@@ -361,7 +330,7 @@ async def provision(session: "OperationContext", subscription_id: str, resource_
         template = checked["template"]
         client = await asyncio.to_thread(session.factory.deployments, subscription_id)
         project_id, name = await asyncio.to_thread(_project_deployment, session, client, resource_group)
-        previous = await asyncio.to_thread(_get_deployment, client, resource_group, name)
+        previous = await asyncio.to_thread(get_deployment, client, resource_group, name)
         poller = None
         if previous is not None and _state_of(previous) in ACTIVE_STATES:
             yield Info(f"Deployment {name} is already {_state_of(previous)}; following it "
@@ -379,7 +348,7 @@ async def provision(session: "OperationContext", subscription_id: str, resource_
                                              resource_group, name, body)
             yield Info(f"Submitted deployment {name} to {resource_group}.")
     except Exception as e:  # noqa: BLE001
-        yield failed(e, "start provisioning")
+        yield failed(e, "start provisioning", _resource_names(params))
         return
 
     async for event in _follow(session, client, resource_group, poller, subscription_id, name):
@@ -400,7 +369,7 @@ async def _follow(session: "OperationContext", client: Any, resource_group: str,
             if poller is not None:
                 finished = poller.done()
             else:
-                deployment = await asyncio.to_thread(_get_deployment, client, resource_group, name)
+                deployment = await asyncio.to_thread(get_deployment, client, resource_group, name)
                 finished = _state_of(deployment) in TERMINAL_STATES
         except Exception as e:  # noqa: BLE001 - the SDK already retried; keep following
             if not warned:
@@ -425,7 +394,7 @@ async def _follow(session: "OperationContext", client: Any, resource_group: str,
                 # The deployment itself is the authority: the poller may have given up on a
                 # transport or auth error while the deployment goes on in Azure.
                 try:
-                    deployment = await asyncio.to_thread(_get_deployment, client, resource_group, name)
+                    deployment = await asyncio.to_thread(get_deployment, client, resource_group, name)
                 except Exception:  # noqa: BLE001
                     deployment = None
                 if deployment is not None and _state_of(deployment) in ACTIVE_STATES:
@@ -438,16 +407,8 @@ async def _follow(session: "OperationContext", client: Any, resource_group: str,
 
     state = _state_of(deployment) if deployment is not None else "Failed"
     if state != "Succeeded":
-        bad = next((op for op in ops if op["state"] == "Failed"), None)
-        if deployment is not None and pick(deployment, "properties", "error") is not None:
-            err = pick(deployment, "properties", "error")
-            error_detail = _status_text({"error": err}) if err is not None else f"state {state}"
-        if bad is not None:
-            yield Failed(f"Provisioning failed: {bad['type']} '{bad['name']}' failed: {bad['message'] or 'no message'}.",
-                         error_detail)
-        else:
-            yield Failed(f"Provisioning {state.lower() if state else 'failed'}; inference.config.json was not changed.",
-                         error_detail)
+        message, detail = _failure(deployment, ops, state)
+        yield Failed(redact(message), redact(detail or error_detail) if (detail or error_detail) else None)
         return
 
     values = {k: _output(deployment, k) for k in KEYS}

@@ -6,7 +6,10 @@ user never sees a raw SDK message (which may quote request headers) or a traceba
 
 from __future__ import annotations
 
+import json
+
 from ..errors import AitkError
+from . import armerrors
 from ..events import Failed
 
 class InputError(AitkError):
@@ -39,8 +42,44 @@ def _code_and_message(exc: BaseException) -> tuple[str | None, str]:
     return code, _first_lines(message)
 
 
-def describe(exc: BaseException, doing: str) -> AitkError:
-    """``doing`` completes "Could not ..." e.g. "list subscriptions"."""
+def _error_body(exc: BaseException) -> object:
+    """The response's ``error`` as sent (every level of ``details``), else azure-core's parse of it."""
+    response = getattr(exc, "response", None)
+    try:
+        text = response.text() if response is not None else None
+    except Exception:  # noqa: BLE001 - a body that cannot be read: use what the SDK parsed
+        text = None
+    if text:
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            return body["error"]
+    return getattr(exc, "error", None)
+
+
+def _arm_error(exc: BaseException, doing: str, names: dict[str, str] | None = None) -> AitkError | None:
+    """The deepest causes of a nested ARM error (or one with a known remedy), in a sentence or
+    two plus what to do; None for a plain one-level error."""
+    body = _error_body(exc)
+    if body is None:
+        return None
+    text, hint, found = armerrors.explain(body, names=names)
+    if not found or not (armerrors.is_wrapped(body) or hint):
+        return None
+    status = getattr(exc, "status_code", None)
+    top = armerrors.error_of(body)
+    detail = f"Azure answered {status or 'an error'}: {armerrors.chain(body)}"
+    top_message = _first_lines(str(armerrors.field_of(top, "message") or ""), 2)
+    if top_message:
+        detail += f"; {top_message}"
+    return AitkError(f"Could not {doing}: {text}" + (f" {hint}" if hint else ""), detail)
+
+
+def describe(exc: BaseException, doing: str, names: dict[str, str] | None = None) -> AitkError:
+    """``doing`` completes "Could not ..." e.g. "list subscriptions". ``names`` (resource type ->
+    name) lets a nested ARM error name the resource its cause concerns."""
     if isinstance(exc, AitkError):
         return exc
     try:
@@ -58,6 +97,9 @@ def describe(exc: BaseException, doing: str) -> AitkError:
             code, msg = _code_and_message(exc)
             return AitkError(f"Could not {doing}: it was not found.", f"{code or 'NotFound'}: {msg}")
         if isinstance(exc, az.HttpResponseError):
+            nested = _arm_error(exc, doing, names)
+            if nested is not None:
+                return nested
             code, msg = _code_and_message(exc)
             status = getattr(exc, "status_code", None)
             return AitkError(f"Could not {doing}: Azure answered {status or 'an error'}.",
@@ -79,8 +121,8 @@ def describe(exc: BaseException, doing: str) -> AitkError:
     return AitkError(f"Could not {doing}.", f"{type(exc).__name__}: {_first_lines(str(exc))}")
 
 
-def failed(exc: BaseException, doing: str) -> Failed:
-    err = describe(exc, doing)
+def failed(exc: BaseException, doing: str, names: dict[str, str] | None = None) -> Failed:
+    err = describe(exc, doing, names)
     return failed_event(err)
 
 

@@ -23,6 +23,13 @@ LOCATIONS: tuple[str, ...] = (
 # Regions where serverless GPU workload profiles were offered (azure-container-apps #1512).
 GPU_LOCATIONS: frozenset[str] = frozenset({"westus3", "australiaeast", "swedencentral"})
 GPU_PROFILE_TYPES: tuple[str, ...] = ("Consumption-GPU-NC24-A100", "Consumption-GPU-NC8as-T4")
+# What one replica of each serverless GPU profile may use: (vCPU, GiB). Azure refuses a
+# container app asking for more (ContainerAppInvalidResourceTotal). Microsoft Learn's
+# workload-profiles table; the T4 profile is the NC8as_T4_v3 size (8 vCPU, 56 GiB).
+GPU_PROFILE_SIZES: dict[str, tuple[int, int]] = {
+    "Consumption-GPU-NC24-A100": (24, 220),
+    "Consumption-GPU-NC8as-T4": (8, 56),
+}
 
 
 class NameError_(ValueError):
@@ -112,6 +119,60 @@ def gpu_profile(value: str) -> str:
     return value
 
 
+def container_cpu(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value))
+        except ValueError:
+            raise NameError_(f"Container CPU must be a whole number of vCPUs (got {value!r})") from None
+    if value < 1:
+        raise NameError_(f"Container CPU must be at least 1 vCPU (got {value})")
+    return value
+
+
+_MEMORY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(Gi|Mi)")
+
+
+def memory_gib(text: Any) -> float | None:
+    """ACA's memory strings ("56Gi", "0.5Gi", "512Mi") as GiB; None when it is not one."""
+    m = _MEMORY.fullmatch(str(text or "").strip())
+    if not m:
+        return None
+    value = float(m.group(1))
+    return value / 1024 if m.group(2) == "Mi" else value
+
+
+def container_memory(value: Any) -> str:
+    if not isinstance(value, str) or memory_gib(value) is None:
+        raise NameError_(f"Container memory must be a size such as 56Gi or 512Mi (got {value!r})")
+    if memory_gib(value) <= 0:
+        raise NameError_(f"Container memory must be more than 0 (got {value!r})")
+    return value.strip()
+
+
+def resource_fit_error(profile: Any, cpu: Any, memory: Any) -> tuple[str, str] | None:
+    """(parameter, why) when the container asks for more than ``profile`` offers; None when it fits
+    or when the values are not readable (their own rules report that)."""
+    size = GPU_PROFILE_SIZES.get(str(profile))
+    if size is None:
+        return None
+    max_cpu, max_gib = size
+    if isinstance(cpu, (int, float)) and not isinstance(cpu, bool) and cpu > max_cpu:
+        return ("containerCpu", f"{cpu} vCPU is more than the {profile} profile offers ({max_cpu} vCPU, "
+                                f"{max_gib} GiB); use {max_cpu} or less")
+    gib = memory_gib(memory)
+    if gib is not None and gib > max_gib:
+        return ("containerMemory", f"{memory} is more than the {profile} profile offers ({max_cpu} vCPU, "
+                                   f"{max_gib} GiB); use {max_gib}Gi or less")
+    return None
+
+
+def fitting_resources(profile: str) -> dict[str, Any]:
+    """The container size that uses the whole of ``profile``: {"containerCpu": 8, "containerMemory": "56Gi"}."""
+    cpu, gib = GPU_PROFILE_SIZES[profile]
+    return {"containerCpu": cpu, "containerMemory": f"{gib}Gi"}
+
+
 def command_list(value: Any) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
         raise NameError_("Commands must be a non-empty list of non-empty command lines")
@@ -180,6 +241,8 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("acaAppName", "Container app", "The inference container app.", "text", container_app_name, default_hint="aiacaapp + suffix"),
     ParameterSpec("acaLogAnalyticsName", "Log Analytics workspace", "Workspace receiving the app's logs.", "text", log_analytics_name, default_hint="ailog + suffix"),
     ParameterSpec("gpuProfileType", "GPU profile", "Serverless GPU workload profile (only settable when the environment is created).", "choice", gpu_profile, choices=GPU_PROFILE_TYPES, default_hint="Consumption-GPU-NC24-A100"),
+    ParameterSpec("containerCpu", "Container CPU (vCPU)", "vCPUs for the inference container; at most the GPU profile's (T4: 8, A100: 24).", "int", container_cpu, default_hint="24 (the A100's)"),
+    ParameterSpec("containerMemory", "Container memory", "Memory for the inference container, e.g. 56Gi; at most the GPU profile's (T4: 56Gi, A100: 220Gi).", "text", container_memory, default_hint="220Gi (the A100's)"),
     ParameterSpec("modelPath", "Base model path", "Folder of the base model on the share.", "text", share_path, default_hint="/mount/model-cache/microsoft/Phi-3-mini-4k-instruct"),
     ParameterSpec("adapterPath", "Adapter path", "Folder of the LoRA adapter on the share.", "text", share_path, default_hint="/mount/models/qlora/qlora/gpu_model/adapter"),
     ParameterSpec("adapters", "Adapters", "Several LoRA adapters on the one base, one NAME=PATH per line (PATH on the share); each answers as model NAME. Empty: the adapter path above alone.", "list", adapter_list, default_hint="the adapter path alone"),

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import AitkError
 from ..fsutil import atomic_write_bytes, shown_path
-from .naming import PARAMETER_SPECS, SPECS_BY_NAME, NameError_
+from .naming import GPU_PROFILE_SIZES, PARAMETER_SPECS, SPECS_BY_NAME, NameError_, fitting_resources, resource_fit_error
 
 SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#"
 
@@ -163,14 +163,49 @@ class ParametersDocument:
         return self.values().get(name)
 
     # -- known names ---------------------------------------------------------------
-    def template_parameters(self) -> set[str]:
-        """Parameters the ARM template next to this file declares (empty if there is none)."""
+    def _template_decls(self) -> dict[str, Any]:
         try:
             template = json.loads((self.path.parent / "inference.json").read_text(encoding="utf-8"))
             params = template.get("parameters") if isinstance(template, dict) else None
-            return set(params) if isinstance(params, dict) else set()
+            return params if isinstance(params, dict) else {}
         except (OSError, ValueError, RecursionError):
-            return set()
+            return {}
+
+    def template_parameters(self) -> set[str]:
+        """Parameters the ARM template next to this file declares (empty if there is none)."""
+        return set(self._template_decls())
+
+    def effective(self, name: str) -> Any:
+        """The value a deployment would use: the file's, else the template's literal default
+        (None where the default is an expression such as ``[resourceGroup().location]``)."""
+        value = self.get(name)
+        return value if value is not None else self.template_default(name)
+
+    def template_default(self, name: str) -> Any:
+        """The template's literal default for ``name`` (None for none, or an expression)."""
+        decl = self._template_decls().get(name)
+        default = decl.get("defaultValue") if isinstance(decl, dict) else None
+        if isinstance(default, str) and default.startswith("[") and not default.startswith("[["):
+            return None
+        return default
+
+    def resource_fit(self) -> tuple[str, str] | None:
+        """(parameter, why) when containerCpu/containerMemory exceed the GPU profile's size."""
+        return resource_fit_error(self.effective("gpuProfileType") or next(iter(GPU_PROFILE_SIZES)),
+                                  self.effective("containerCpu"), self.effective("containerMemory"))
+
+    def fit_resources_to_profile(self) -> dict[str, Any]:
+        """Set containerCpu/containerMemory to the GPU profile's size where they exceed it
+        (what choosing the T4 means); returns what changed."""
+        if self.resource_fit() is None:
+            return {}
+        profile = str(self.effective("gpuProfileType") or next(iter(GPU_PROFILE_SIZES)))
+        changed = {}
+        for name, value in fitting_resources(profile).items():
+            if self.effective(name) != value:
+                self.set(name, value)
+                changed[name] = value
+        return changed
 
     def known_names(self) -> set[str]:
         if self._known is None:  # read once: `set` and `errors` ask for every name
@@ -213,6 +248,9 @@ class ParametersDocument:
                 spec.check(value)
             except NameError_ as e:
                 out[spec.name] = str(e)
+        fit = self.resource_fit()
+        if fit is not None and fit[0] not in out:
+            out[fit[0]] = fit[1]
         return out
 
     def validate(self) -> None:

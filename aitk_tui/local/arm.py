@@ -15,20 +15,18 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from . import providers
 from .apps import AppsApi
 from .credential import LOCAL_SUBSCRIPTION_ID, LOCAL_SUBSCRIPTION_NAME, LOCAL_TENANT_ID
 from .deployments import DeploymentEngine
 from .httpd import HttpError, Request, Response, json_response
-from .resources import STORAGE, ResourceHandlers
+from .resources import STORAGE, WORKLOAD_PROFILES, ResourceHandlers
 from .store import Store, make_ref
 
 log = logging.getLogger("aitk_tui.local")
 LOCATIONS = [("eastus", "East US"), ("westus3", "West US 3"), ("swedencentral", "Sweden Central"),
              ("australiaeast", "Australia East"), ("westeurope", "West Europe"), ("northeurope", "North Europe")]
 PROVIDERS = ["Microsoft.Resources", "Microsoft.Storage", "Microsoft.App", "Microsoft.OperationalInsights"]
-WORKLOAD_PROFILES = [("Consumption", "Consumption", 4, 8, 0), ("D4", "GeneralPurpose", 4, 16, 0),
-                     ("Consumption-GPU-NC24-A100", "GPU", 24, 220, 1), ("Consumption-GPU-NC8as-T4", "GPU", 8, 56, 1),
-                     ("NC24-A100", "GPU", 24, 220, 1)]
 
 
 def not_served(req: Request) -> HttpError:
@@ -113,17 +111,41 @@ class ArmApi:
                 "regionalDisplayName": f"({display.split()[-1]}) {display}", "type": "Region",
                 "metadata": {"regionType": "Physical", "regionCategory": "Recommended"}}
 
+    def _check_provider(self, req: Request, namespace: str, rest: list[str], location: str) -> None:
+        """ARM's gate before a provider's route: the api-version must be one the provider
+        serves, and the subscription must be registered for it."""
+        if namespace.lower() == "microsoft.resources" or namespace.lower() not in {p.lower() for p in PROVIDERS}:
+            return  # a namespace the local cloud does not know ends in its 501 below
+        version = req.query.get("api-version", "")
+        if not version:
+            raise HttpError(400, "MissingApiVersionParameter",
+                            "The api-version query parameter (?api-version=) is required for all requests.")
+        if not providers.serves(namespace, version):
+            rtype = "/".join(rest[0::2]) or namespace
+            raise providers.no_registered_provider(namespace, rtype, version, location)
+        if not self.engine.faults.is_registered(namespace):
+            raise providers.missing_registration(namespace)
+
     def _providers(self, req: Request, sub: str, rest: list[str], low: list[str]) -> Response:
         m = req.method
         if not rest and m == "GET":
             return json_response(200, {"value": [self._provider(sub, p) for p in PROVIDERS]})
-        if (len(rest) == 1 and m == "GET") or (len(rest) == 2 and low[1] == "register" and m == "POST"):
+        if len(rest) == 2 and low[1] == "register" and m == "POST":
+            pending = not self.engine.faults.is_registered(rest[0])
+            self.engine.faults.register(rest[0])
+            return json_response(200, self._provider(sub, rest[0], "Registering" if pending else None))
+        if len(rest) == 1 and m == "GET":
             return json_response(200, self._provider(sub, rest[0]))
+        if len(rest) >= 2:
+            self._check_provider(req, rest[0], rest[1:], rest[2] if low[1:2] == ["locations"] and len(rest) > 2
+                                 else "global")
         if len(rest) == 2 and m == "GET":  # e.g. every container app of the subscription
             items = self.store.resources(f"/subscriptions/{sub}", full_type=f"{rest[0]}/{rest[1]}")
             return json_response(200, {"value": [self.handlers.view(r) for r in items]})
         if low[:2] == ["microsoft.resources", "operationresults"] and len(rest) == 3:
             return self._op_result(rest[2])
+        if low[:2] == ["microsoft.app", "locations"] and len(rest) == 4 and low[3] == "usages" and m == "GET":
+            return json_response(200, {"value": self._usages()})
         if (low[:2] == ["microsoft.app", "locations"] and len(rest) == 4
                 and low[3] == "availablemanagedenvironmentsworkloadprofiletypes"):
             return json_response(200, {"value": [
@@ -136,10 +158,21 @@ class ArmApi:
                 for n, c, cores, mem, gpus in WORKLOAD_PROFILES]})
         raise not_served(req)
 
-    @staticmethod
-    def _provider(sub: str, ns: str) -> dict:
+    def _usages(self) -> list[dict]:
+        """Microsoft.App's usages of a region (the spec's Usages_List shape). The two serverless
+        GPU quotas are named here as the local cloud models them; ``no_gpu_quota`` sets them to 0."""
+        gpu_limit = 0 if self.engine.faults.no_gpu_quota else 4
+        envs = len(self.store.resources(full_type="Microsoft.App/managedEnvironments"))
+        rows = [("ManagedEnvironmentCount", envs, 15), ("ManagedEnvironmentCores", 0, 100),
+                ("ManagedEnvironmentConsumptionNCA100Gpus", 0, gpu_limit),
+                ("ManagedEnvironmentConsumptionT4Gpus", 0, gpu_limit)]
+        return [{"currentValue": cur, "limit": limit, "unit": "Count",
+                 "name": {"value": name, "localizedValue": name}} for name, cur, limit in rows]
+
+    def _provider(self, sub: str, ns: str, state: str | None = None) -> dict:
         name = next((p for p in PROVIDERS if p.lower() == ns.lower()), ns)
-        return {"id": f"/subscriptions/{sub}/providers/{name}", "namespace": name, "registrationState": "Registered",
+        return {"id": f"/subscriptions/{sub}/providers/{name}", "namespace": name,
+                "registrationState": state or self.engine.faults.registration_state(name),
                 "registrationPolicy": "RegistrationRequired", "resourceTypes": []}
 
     # -- resource groups ---------------------------------------------------------------------------
@@ -195,6 +228,7 @@ class ArmApi:
         if low[:1] == ["providers"] and len(rest) >= 2:
             if low[1] == "microsoft.resources" and low[2:3] == ["deployments"]:
                 return self._deployments(req, sub, group, rest[3:], low[3:])
+            self._check_provider(req, rest[1], rest[2:], g["location"])
             if low[1] == "microsoft.app" and low[2:3] == ["containerapps"] and len(rest) >= 4:
                 resp = self.apps.handle(req, sub, group, rest[3], rest[4:], [s.lower() for s in rest[4:]])
                 if resp is not None:
@@ -247,7 +281,7 @@ class ArmApi:
             except HttpError as e:
                 if e.status != 400:
                     raise
-                return json_response(400, {"error": {"code": e.code, "message": e.message}})
+                return json_response(400, {"error": e.error_body()})
         if action == "whatif" and m == "POST":
             result = self.engine.what_if(sub, group, name, req.json())
             return Response(202, b"", {"Location": self.async_result(result=result)})

@@ -11,6 +11,7 @@ when it starts again (resources already Succeeded are not redone).
 from __future__ import annotations
 
 import heapq
+import re
 import logging
 import secrets
 import threading
@@ -18,9 +19,10 @@ import time
 import uuid
 from typing import Any
 
+from . import providers
 from .faults import Faults
 from .httpd import HttpError
-from .resources import ResourceHandlers, template_hash
+from .resources import CONTAINER_APPS, ENVIRONMENTS, PROFILE_SIZES, ResourceHandlers, template_hash
 from .store import ResourceRef, Store, iso_duration, make_ref, now_iso
 from .template import Context, TemplateError, Unresolved, evaluate
 
@@ -31,6 +33,24 @@ _PY = {"string": str, "securestring": str, "int": int, "bool": bool, "array": li
 ACTIVE = ("Accepted", "Running")
 DEPLOYMENT_FAILED = ("At least one resource deployment operation failed. Please list deployment operations for "
                      "details. Please see https://aka.ms/arm-deployment-operations for usage details.")
+TERMINAL_FAILED = ("The resource write operation failed to complete successfully, because it reached terminal "
+                   "provisioning state 'Failed'.")
+_MEMORY = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(Gi|Mi)?\s*")
+
+
+def _gib(text: Any) -> float | None:
+    m = _MEMORY.fullmatch(str(text if text is not None else ""))
+    if not m:
+        return None
+    value = float(m.group(1))
+    return value / 1024 if m.group(2) == "Mi" else value
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _bad(message: str, code: str = "InvalidTemplate") -> HttpError:
@@ -138,11 +158,63 @@ class DeploymentEngine:
             plan = self._plan(ctx)
         except TemplateError as e:
             raise _bad(e.message, e.code) from None
-        for _, ref in plan:
+        for decl, ref in plan:
             err = self.handlers.name_error(ref)
             if err:
                 raise err
+            version = str(decl.get("apiVersion") or "")
+            if not providers.serves(ref.namespace, version):
+                raise providers.no_registered_provider(ref.namespace, "/".join(ref.types), version,
+                                                       str(evaluate(decl.get("location"), ctx) or ctx.group_location))
+            if not self.faults.is_registered(ref.namespace):
+                raise providers.missing_registration(ref.namespace)
+        for decl, ref in plan:
+            if ref.is_type(CONTAINER_APPS):
+                cause = self._resource_total_error(ctx, plan, decl, ref)
+                if cause:
+                    raise providers.validation_failed(name, cause)
         return template, given, mode, ctx, values, plan
+
+    def _workload_profile_type(self, ctx: Context, plan: list, env_id: str, profile_name: str) -> str | None:
+        """The type of workload profile ``profile_name`` of environment ``env_id``: from the
+        template when it declares the environment, else from the environment as it is."""
+        profiles = None
+        for decl, ref in plan:
+            if ref.is_type(ENVIRONMENTS) and ref.id.lower() == env_id.lower():
+                profiles = evaluate((decl.get("properties") or {}).get("workloadProfiles"), ctx)
+        if profiles is None:
+            existing = self.store.resource(env_id)
+            profiles = ((existing or {}).get("properties") or {}).get("workloadProfiles")
+        for p in profiles or []:
+            if isinstance(p, dict) and str(p.get("name", "")).lower() == profile_name.lower():
+                return str(p.get("workloadProfileType") or "")
+        return None
+
+    def _resource_total_error(self, ctx: Context, plan: list, decl: dict, ref: ResourceRef) -> dict | None:
+        """ContainerAppInvalidResourceTotal when the app's containers ask for more than its
+        workload profile offers (Azure refuses it at pre-flight, nested; Azure/bicep#14569)."""
+        props = evaluate(decl.get("properties") or {}, ctx)
+        profile_name = props.get("workloadProfileName")
+        env_id = props.get("environmentId") or props.get("managedEnvironmentId")
+        if not isinstance(profile_name, str) or not isinstance(env_id, str):
+            return None
+        ptype = self._workload_profile_type(ctx, plan, env_id, profile_name)
+        size = PROFILE_SIZES.get((ptype or "").lower())
+        if size is None:
+            return None
+        cpu = mem = 0.0
+        for c in (props.get("template") or {}).get("containers") or []:
+            res = (c or {}).get("resources") or {}
+            cpu += _number(res.get("cpu")) or 0.0
+            mem += _gib(res.get("memory")) or 0.0
+        max_cpu, max_gib = size
+        if cpu <= max_cpu and mem <= max_gib:
+            return None
+        return {"code": "ContainerAppInvalidResourceTotal",
+                "message": f"The total requested CPU and memory resources for this application (CPU: {cpu:g}, "
+                           f"memory: {mem:g}) is invalid. Total CPU and memory for all containers defined in a "
+                           f"Container App must not exceed the size of workload profile '{profile_name}' "
+                           f"({ptype}): CPU {max_cpu}, memory {max_gib}Gi."}
 
     # -- validate / what-if --------------------------------------------------------------
     def validate(self, sub: str, group: str, name: str, body: dict) -> dict:
@@ -182,6 +254,13 @@ class DeploymentEngine:
 
     def start(self, sub: str, group: str, name: str, body: dict) -> tuple[dict, bool]:
         template, given, mode, _, values, plan = self._preflight(sub, group, name, body)
+        for _, ref in plan:
+            fault = self.faults.take_resource(ref.full_name, ref.full_type, at="preflight")
+            if fault:
+                raise providers.validation_failed(name, {
+                    "code": fault.option("code", "MaxRegionalQuotaExceeded"),
+                    "message": fault.option("message", f"The resource '{ref.full_name}' was refused at validation "
+                                                       "(fault injected by the local cloud).")})
         old = self.store.deployment(sub, group, name)
         if old and old["state"] in ACTIVE:
             raise HttpError(409, "DeploymentActive", f"The deployment '{name}' is still active; wait for it or cancel it.")
@@ -296,10 +375,11 @@ class DeploymentEngine:
                     self._set_op(sub, group, name, op, provisioningState=next_state)
             fault = self.faults.take_resource(ref.full_name, ref.full_type)
             error = None
-            if fault:
-                error = {"code": fault.option("code", "ResourceDeploymentFailure"),
-                         "message": fault.option("message", f"The resource '{ref.full_name}' failed to provision "
-                                                 "(fault injected by the local cloud).")}
+            if fault:  # accepted, then the provider reached Failed: ARM wraps its error once more
+                error = {"code": "ResourceDeploymentFailure", "target": ref.id, "message": TERMINAL_FAILED,
+                         "details": [{"code": fault.option("code", "InternalServerError"),
+                                      "message": fault.option("message", f"The resource '{ref.full_name}' failed to "
+                                                              "provision (fault injected by the local cloud).")}]}
             else:
                 try:
                     body = evaluate({k: v for k, v in decl.items() if k not in ("dependsOn", "condition")}, ctx)

@@ -33,12 +33,21 @@ _LINGER_S = 1.0  # how long an unread body is drained after the answer, so the c
 class HttpError(Exception):
     """An error answer: status, error code (ARM ``error.code`` / Storage ``x-ms-error-code``), message."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.details = details  # ARM's nested error.details (the cause is often two levels down)
+
+    def error_body(self) -> dict[str, Any]:
+        """ARM's ``error`` object: code, message and (when there are any) details."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
 
 
 class DropConnection(Exception):

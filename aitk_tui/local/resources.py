@@ -33,6 +33,12 @@ WORKSPACES = "Microsoft.OperationalInsights/workspaces"
 ENVIRONMENTS = "Microsoft.App/managedEnvironments"
 ENV_STORAGES = "Microsoft.App/managedEnvironments/storages"
 CONTAINER_APPS = "Microsoft.App/containerApps"
+# Workload profile types the local cloud offers in every region: (type, category, vCPU, GiB, GPUs).
+WORKLOAD_PROFILES = [("Consumption", "Consumption", 4, 8, 0), ("D4", "GeneralPurpose", 4, 16, 0),
+                     ("Consumption-GPU-NC24-A100", "GPU", 24, 220, 1), ("Consumption-GPU-NC8as-T4", "GPU", 8, 56, 1),
+                     ("NC24-A100", "GPU", 24, 220, 1)]
+PROFILE_SIZES = {n.lower(): (cores, mem) for n, _c, cores, mem, _g in WORKLOAD_PROFILES}
+GPU_PROFILE_TYPES = {n.lower() for n, _c, _cores, _mem, gpus in WORKLOAD_PROFILES if gpus}
 SPEC_KEYS = ("location", "sku", "kind", "tags", "identity", "properties", "zones", "extendedLocation")
 
 _NAME_RULES: dict[str, tuple[re.Pattern, str, str]] = {
@@ -142,10 +148,31 @@ class ResourceHandlers:
 
     def _put_managedenvironments(self, ref: ResourceRef, record: dict, old: dict | None) -> None:
         props = record["properties"]
+        if old is not None:
+            self._check_gpu_profiles_kept(ref, (old.get("properties") or {}).get("workloadProfiles"),
+                                          props.get("workloadProfiles"))
         shared = props.get("appLogsConfiguration", {}).get("logAnalyticsConfiguration", {})
         if shared.pop("sharedKey", None) is not None:
             self.store.update_secrets(ref.id, logAnalyticsSharedKey=True)
         props.update({"defaultDomain": "local.aitk", "staticIp": "127.0.0.1"})
+
+    @staticmethod
+    def _check_gpu_profiles_kept(ref: ResourceRef, before: Any, after: Any) -> None:
+        """A GPU workload profile is set only when the environment is created (Microsoft Learn,
+        "Workload profiles"): a PUT that changes or adds one on an existing environment is refused."""
+        def gpu(profiles: Any) -> dict[str, str]:
+            return {str(p.get("name")).lower(): str(p.get("workloadProfileType"))
+                    for p in profiles or [] if isinstance(p, dict)
+                    and str(p.get("workloadProfileType", "")).lower() in GPU_PROFILE_TYPES}
+        old, new = gpu(before), gpu(after)
+        for name, wanted in new.items():
+            had = old.get(name)
+            if had is None or had.lower() != wanted.lower():
+                was = f"'{had}'" if had else "no GPU profile"
+                raise HttpError(400, "WorkloadProfileTypeCannotBeChanged",
+                                f"Managed environment '{ref.name}' has {was} in workload profile '{name}'; a GPU "
+                                f"workload profile can only be set when the environment is created, so it cannot "
+                                f"become '{wanted}'. Create a new environment for it.")
 
     def _put_managedenvironments_storages(self, ref: ResourceRef, record: dict, old: dict | None) -> None:
         af = record["properties"].get("azureFile") or {}

@@ -58,7 +58,7 @@ def make_endpoints(url: str, ca_bundle: str) -> CloudEndpoints:
 def _arm_error(e: HttpError) -> Response:
     headers = dict(e.headers)
     headers.setdefault("x-ms-failure-cause", "gateway" if e.status >= 500 else "service")
-    return json_response(e.status, {"error": {"code": e.code, "message": e.message}}, headers)
+    return json_response(e.status, {"error": e.error_body()}, headers)
 
 
 class LocalCloud:

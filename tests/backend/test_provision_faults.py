@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from aitk_tui.cloud import preflight as preflight_mod
 from aitk_tui.cloud import provision as prov
 from aitk_tui.cloud.session import CloudSession
 from aitk_tui.config.inference_config import KEYS, InferenceConfig
@@ -124,18 +125,21 @@ async def test_cancel_then_reattach_to_the_running_deployment(make_local_cloud, 
 
 
 async def test_gpu_profile_missing_in_region_fails_before_deploying(session, monkeypatch):
-    monkeypatch.setattr(prov, "_gpu_profiles", lambda *a: ["Consumption-GPU-NC8as-T4"])
+    monkeypatch.setattr(preflight_mod, "_gpu_profiles", lambda _s, _sub, location: ["Consumption-GPU-NC24-A100"]
+                        if location == "westus3" else ["Consumption-GPU-NC8as-T4"])
     events = await _provision(session)
     assert isinstance(events[-1], Failed)
-    assert events[-1].message == "The GPU profile Consumption-GPU-NC24-A100 is not offered in eastus."
-    assert "westus3" in events[-1].detail
+    # the regions that offer it, as the API answers them now, and how to ask for quota
+    assert events[-1].message == ("The GPU profile Consumption-GPU-NC24-A100 is not offered in eastus "
+                                  "(Consumption-GPU-NC8as-T4 there); Azure offers it in westus3.")
+    assert "aitk params set location=westus3" in events[-1].detail and "Quotas" in events[-1].detail
     assert not any(isinstance(e, ResourceProgress) for e in events)
     client = session.factory.deployments(SUB)
     assert list(client.deployments.list_by_resource_group("rg-demo")) == []
 
 
 async def test_gpu_check_unanswered_is_a_warning_only(session, monkeypatch):
-    monkeypatch.setattr(prov, "_gpu_profiles", lambda *a: None)
+    monkeypatch.setattr(preflight_mod, "_gpu_profiles", lambda *a: None)
     events = await _provision(session)
     _ok(events)
     assert any(isinstance(e, Info) and e.level == "warning" and "GPU" in e.message for e in events)

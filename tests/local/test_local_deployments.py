@@ -124,11 +124,17 @@ def test_fail_resource_fails_the_deployment_with_the_resource_message(local_clou
     dc = local_factory.deployments(SUB)
     d = dc.deployments.get("rg1", "aitk-inference")
     assert d.properties.provisioning_state == "Failed"
-    assert d.properties.error.details[0].code == "MaxRegionalQuotaExceeded"
+    # ARM's nesting: DeploymentFailed > ResourceDeploymentFailure (naming the resource) > the provider's error
+    wrapper = d.properties.error.details[0]
+    assert wrapper.code == "ResourceDeploymentFailure" and "terminal provisioning state 'Failed'" in wrapper.message
+    assert wrapper.target.endswith("/Microsoft.App/managedEnvironments/" + wrapper.target.rsplit("/", 1)[-1])
+    assert wrapper.details[0].code == "MaxRegionalQuotaExceeded"
     failed = [o for o in dc.deployment_operations.list("rg1", "aitk-inference") if o.properties.provisioning_state == "Failed"]
     assert len(failed) == 1
     assert failed[0].properties.target_resource.resource_type == "Microsoft.App/managedEnvironments"
-    assert failed[0].properties.status_message["error"]["message"] == "The subscription has no GPU quota in eastus."
+    error = failed[0].properties.status_message["error"]
+    assert error["code"] == "ResourceDeploymentFailure"
+    assert error["details"][0]["message"] == "The subscription has no GPU quota in eastus."
     # the fault was used up: the same deployment now succeeds, reusing what was made
     assert deploy(local_factory, "rg1", local_project)["ACA_APP_NAME"].startswith("aiacaapp")
 

@@ -123,3 +123,26 @@ async def test_corrupt_file_is_shown_and_left_byte_for_byte_unchanged(make_app, 
         await settle(pilot)
         assert "fix the parameters file first" in app.state.why_not("provision")
     assert ui_project.parameters_path.read_bytes() == corrupt
+
+
+async def test_choosing_the_t4_fits_the_container_to_it(make_app, ui_project):
+    """The template's defaults are the A100's size (24 vCPU, 220Gi); Azure refuses them on the T4."""
+    app, _ = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        form = await app.ensure_pane("parameters")
+        assert form.editor("containerCpu").value == "" and form.editor("containerMemory").value == ""
+        form.editor("gpuProfileType").value = "Consumption-GPU-NC8as-T4"
+        await settle(pilot)
+        assert (form.editor("containerCpu").value, form.editor("containerMemory").value) == ("8", "56Gi")
+        assert field_error(form, "containerCpu") == "" and not app.state.params_invalid
+        form.editor("containerCpu").value = "16"  # more than the T4 gives: shown beside the field
+        await settle(pilot)
+        assert "more than the Consumption-GPU-NC8as-T4 profile offers (8 vCPU, 56 GiB)" in field_error(form, "containerCpu")
+        assert not form.save()
+        form.editor("containerCpu").value = "8"
+        await settle(pilot)
+        assert form.save()
+    saved = {k: v["value"] for k, v in json.loads(ui_project.parameters_path.read_text())["parameters"].items()}
+    assert (saved["gpuProfileType"], saved["containerCpu"], saved["containerMemory"]) == (
+        "Consumption-GPU-NC8as-T4", 8, "56Gi")

@@ -20,7 +20,8 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Label, Select, Static
 
-from ...config.naming import PARAMETER_SPECS, SPECS_BY_NAME, NameError_, ParameterSpec
+from ...config.naming import (GPU_PROFILE_SIZES, PARAMETER_SPECS, SPECS_BY_NAME, NameError_, ParameterSpec,
+                              fitting_resources, resource_fit_error)
 from ...config.parameters import ParametersDocument
 from ...errors import AitkError
 from ..commands import bindings_for
@@ -196,7 +197,36 @@ The inference deployment parameters (`infra/provision/inference.parameters.json`
 
     # -- state ---------------------------------------------------------------------
     def field_values(self) -> dict[str, tuple[Any, str | None]]:
-        return {spec.name: read_editor(spec, self.editor(spec.name)) for spec in PARAMETER_SPECS}
+        values = {spec.name: read_editor(spec, self.editor(spec.name)) for spec in PARAMETER_SPECS}
+        fit = self._fit_error(values)
+        if fit is not None and not values[fit[0]][1]:
+            values[fit[0]] = (values[fit[0]][0], fit[1])
+        return values
+
+    def _effective(self, values: dict[str, tuple[Any, str | None]], name: str) -> Any:
+        """A field's value, or the template's default when it is empty."""
+        value = values[name][0]
+        if value is None and self.doc is not None:
+            return self.doc.template_default(name)
+        return value
+
+    def _fit_error(self, values: dict[str, tuple[Any, str | None]]) -> tuple[str, str] | None:
+        profile = self._effective(values, "gpuProfileType") or next(iter(GPU_PROFILE_SIZES))
+        return resource_fit_error(profile, self._effective(values, "containerCpu"),
+                                  self._effective(values, "containerMemory"))
+
+    def _fit_to_profile(self) -> None:
+        """Choosing a GPU profile whose size the container exceeds (the T4 after the A100's
+        defaults) brings containerCpu/containerMemory down to the profile's size, and says so."""
+        values = {spec.name: read_editor(spec, self.editor(spec.name)) for spec in PARAMETER_SPECS}
+        if self._fit_error(values) is None:
+            return
+        profile = str(self._effective(values, "gpuProfileType"))
+        fitting = fitting_resources(profile)
+        for name, value in fitting.items():
+            self.editor(name).value = str(value)  # type: ignore[attr-defined]
+        self.notify(f"Container CPU and memory set to {fitting['containerCpu']} vCPU and "
+                    f"{fitting['containerMemory']} to fit {profile} (ctrl+r reverts).", timeout=6)
 
     def dirty(self) -> bool:
         if self.doc is None:
@@ -239,6 +269,9 @@ The inference deployment parameters (`infra/provision/inference.parameters.json`
     def _edited(self, event: Message) -> None:
         event.stop()
         if not self._loading and self.is_mounted:
+            if (isinstance(event, Select.Changed) and event.select.id == "field-gpuProfileType"
+                    and self.doc is not None and event.value != self.doc.get("gpuProfileType")):
+                self._fit_to_profile()  # a choice made now, not the file's value coming back on revert
             self._refresh_all()
 
     # -- saving --------------------------------------------------------------------
