@@ -6,7 +6,7 @@ exchanges it expects as ``Reply`` rules (method, a regular expression on the URL
 answers in order; the last answer repeats), builds a session whose client factory uses the
 :class:`ReplayTransport`, and checks what the back-end tells the user.
 
-    transport = ReplayTransport([Reply("PUT", r"/deployments/aitk-inference\\?", [(400, error_body)])])
+    transport = ReplayTransport([Reply("PUT", r"/deployments/aitk-inference-replay\\?", [(400, error_body)])])
     session = replay_session(project, transport)
 
 Bodies are Microsoft's examples (azure-rest-api-specs) and shapes public reports show
@@ -28,6 +28,7 @@ from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
 from aitk_tui.cloud.clients import ClientFactory
 from aitk_tui.cloud.session import CloudSession
+from aitk_tui.config.state import ProjectState
 from aitk_tui.endpoints import CloudEndpoints
 from aitk_tui.project import Project
 
@@ -113,9 +114,15 @@ class ReplayFactory(ClientFactory):
         return {**super()._mgmt_kwargs(), "transport": self.transport}
 
 
+REPLAY_DEPLOYMENT = "aitk-inference-replay"
+
+
 def replay_session(project_dir: Path | str, transport: ReplayTransport) -> CloudSession:
     """A session over ``project_dir`` whose every SDK client talks to ``transport``."""
-    session = CloudSession(Project(Path(project_dir)), ReplayFactory(transport).endpoints, _Credential())
+    project = Project(Path(project_dir))
+    # A known project id: its deployment is ``aitk-inference-replay`` (REPLAY_DEPLOYMENT).
+    ProjectState.update(project.state_path, project_id="replay")
+    session = CloudSession(project, ReplayFactory(transport).endpoints, _Credential())
     session.factory = ReplayFactory(transport)
     session.poll_interval_s = 0.01
     return session

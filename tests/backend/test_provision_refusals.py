@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from aitk_tui.config.parameters import ParametersDocument
+from aitk_tui.config.state import ProjectState
 from aitk_tui.events import Done, Failed, Info, ResourceProgress
 from aitk_tui.local.credential import LOCAL_SUBSCRIPTION_ID as SUB
 
@@ -15,6 +16,7 @@ T4 = "Consumption-GPU-NC8as-T4"
 
 
 async def _provision(session, params: ParametersDocument | None = None, group: str = "rg-demo") -> list:
+    ProjectState.update(session.project.state_path, project_id="demo")  # its deployment: aitk-inference-demo
     await session.create_resource_group(SUB, group, "eastus")
     params = params or ParametersDocument.load(session.project.parameters_path)
     return [e async for e in session.provision(SUB, group, params)]
@@ -57,7 +59,7 @@ async def test_local_cloud_refusal_of_the_size_reaches_the_user_with_its_cause(s
 
 async def test_gpu_profile_change_is_refused_before_sending_naming_the_environment(session):
     assert isinstance((await _provision(session))[-1], Done)  # the A100 environment
-    before = session.factory.deployments(SUB).deployments.get("rg-demo", "aitk-inference")
+    before = session.factory.deployments(SUB).deployments.get("rg-demo", "aitk-inference-demo")
     events = await _provision(session, _params(session, gpuProfileType=T4, containerCpu=8, containerMemory="56Gi"))
     failed = events[-1]
     env = next(iter(session.factory.container_apps(SUB).managed_environments.list_by_resource_group("rg-demo")))
@@ -66,7 +68,7 @@ async def test_gpu_profile_change_is_refused_before_sending_naming_the_environme
                               "and Azure sets a GPU profile only when an environment is created, so it cannot "
                               f"become {T4}.")
     assert "acaEnvironmentName=" in failed.detail and "aitk down --all" in failed.detail
-    after = session.factory.deployments(SUB).deployments.get("rg-demo", "aitk-inference")
+    after = session.factory.deployments(SUB).deployments.get("rg-demo", "aitk-inference-demo")
     assert after.properties.correlation_id == before.properties.correlation_id  # nothing was submitted
     # a new environment name is the way out: it provisions
     again = await _provision(session, _params(session, gpuProfileType=T4, containerCpu=8, containerMemory="56Gi",

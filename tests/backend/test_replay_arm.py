@@ -29,7 +29,7 @@ from .replay import SUB, Reply, ReplayTransport, arm_error, replay_session
 
 pytestmark = pytest.mark.timeout(60)
 RG = "rg-infer"
-DEP = r"/resourcegroups/rg-infer/providers/Microsoft\.Resources/deployments/aitk-inference"
+DEP = r"/resourcegroups/rg-infer/providers/Microsoft\.Resources/deployments/aitk-inference-replay"
 APP_ID = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.App/containerApps/aiacaappx"
 TERMINAL = ("The resource write operation failed to complete successfully, because it reached terminal "
             "provisioning state 'Failed'.")
@@ -98,8 +98,8 @@ def _deployment(state: str, error: dict | None = None) -> dict:
     props: dict = {"provisioningState": state, "mode": "Incremental", "correlationId": "c"}
     if error:
         props["error"] = error
-    return {"id": f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Resources/deployments/aitk-inference",
-            "name": "aitk-inference", "properties": props}
+    return {"id": f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Resources/deployments/aitk-inference-replay",
+            "name": "aitk-inference-replay", "properties": props}
 
 
 def _submitted(final_status: str, deployment: dict, operations: list[dict]) -> list[Reply]:
@@ -110,7 +110,7 @@ def _submitted(final_status: str, deployment: dict, operations: list[dict]) -> l
         Reply("GET", r"/operationStatuses/", [(200, {"status": "Running"}), (200, {"status": final_status,
                                                                                     **({"error": deployment["properties"]["error"]}
                                                                                        if "error" in deployment["properties"] else {})})]),
-        Reply("GET", rf"/resourcegroups/{RG}/deployments/aitk-inference/operations\?", [(200, {"value": operations})]),
+        Reply("GET", rf"/resourcegroups/{RG}/deployments/aitk-inference-replay/operations\?", [(200, {"value": operations})]),
     ]
 
 
@@ -126,7 +126,7 @@ def _operation(resource_type: str, name: str, state: str, status_message: object
 
 async def test_preflight_refusal_shows_the_cause_two_levels_down(local_project):
     refusal = {"error": arm_error(
-        "InvalidTemplateDeployment", "The template deployment 'aitk-inference' is not valid according to the "
+        "InvalidTemplateDeployment", "The template deployment 'aitk-inference-replay' is not valid according to the "
         "validation procedure. The tracking id is 'f185185a'. See inner errors for details.",
         [arm_error("ValidationForResourceFailed", "Validation failed for a resource. Check 'Error.Details[0]' "
                    "for more information.", [arm_error("ContainerAppInvalidResourceTotal", INVALID_TOTAL)])])}
