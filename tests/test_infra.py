@@ -72,3 +72,21 @@ def test_container_app_reads_the_key_from_a_secret_and_mounts_the_share():
     assert env["INFERENCE_API_KEY"] == {"name": "INFERENCE_API_KEY", "secretRef": "inference-api-key"}
     assert container["volumeMounts"][0]["mountPath"] == "/mount"
     assert app["properties"]["configuration"]["ingress"]["targetPort"] == 7860
+
+
+def test_the_templates_probes_are_inside_what_azure_accepts():
+    """failureThreshold 1-30 is Azure's own bound (it answers ContainerAppProbeFailureThresholdOutOfRange,
+    microsoft/azure-container-apps#1100); periodSeconds 1-240 and initialDelaySeconds 0-60 are the spec's.
+    The Startup probe still allows a slow first start (pip step, weights over SMB): 10 minutes."""
+    template = json.loads((REPO / "infra/provision/inference.json").read_text())
+    app = next(r for r in template["resources"] if r["type"] == "Microsoft.App/containerApps")
+    probes = app["properties"]["template"]["containers"][0]["probes"]
+    for p in probes:
+        assert 1 <= p.get("failureThreshold", 3) <= 30, p
+        assert 1 <= p.get("periodSeconds", 10) <= 240, p
+        assert 0 <= p.get("initialDelaySeconds", 0) <= 60, p
+    startup = next(p for p in probes if p["type"] == "Startup")
+    assert startup.get("initialDelaySeconds", 0) + startup["periodSeconds"] * startup["failureThreshold"] >= 600
+    bicep = (REPO / "infra/provision/inference.bicep").read_text()
+    assert (f"initialDelaySeconds: {startup['initialDelaySeconds']}, periodSeconds: {startup['periodSeconds']}, "
+            f"failureThreshold: {startup['failureThreshold']}") in bicep

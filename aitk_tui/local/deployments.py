@@ -170,7 +170,7 @@ class DeploymentEngine:
                 raise providers.missing_registration(ref.namespace)
         for decl, ref in plan:
             if ref.is_type(CONTAINER_APPS):
-                cause = self._resource_total_error(ctx, plan, decl, ref)
+                cause = self._resource_total_error(ctx, plan, decl, ref) or _probe_error(ctx, decl)
                 if cause:
                     raise providers.validation_failed(name, cause)
         return template, given, mode, ctx, values, plan
@@ -459,3 +459,23 @@ def _diff(before: dict, after: dict, path: str = "") -> list[dict]:
         elif v != before[k]:
             out.append({"path": p, "propertyChangeType": "Modify", "before": before[k], "after": v})
     return out
+
+
+# Azure's own bound for a probe's failureThreshold (the spec's text says 10; Azure answers 1-30):
+# microsoft/azure-container-apps#1100 quotes the refusal of a PUT with failureThreshold 48.
+PROBE_FAILURE_THRESHOLD = (1, 30)
+
+
+def _probe_error(ctx: Context, decl: dict) -> dict | None:
+    """ContainerAppProbeFailureThresholdOutOfRange for a probe Azure would refuse (the template
+    once asked for 120: every real provision would have failed while the local cloud took it)."""
+    props = evaluate(decl.get("properties") or {}, ctx)
+    low, high = PROBE_FAILURE_THRESHOLD
+    for c in (props.get("template") or {}).get("containers") or []:
+        for probe in (c or {}).get("probes") or []:
+            value = (probe or {}).get("failureThreshold")
+            if isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high:
+                return {"code": "ContainerAppProbeFailureThresholdOutOfRange",
+                        "message": f"Container '{c.get('name')}' '{probe.get('type')}' probe's FailureThreshold "
+                                   f"must be in the range of ['{low}', '{high}']."}
+    return None

@@ -167,7 +167,7 @@ resource acaApp 'Microsoft.App/containerApps@2023-11-02-preview' = {
             { name: 'INFERENCE_API_KEY', secretRef: 'inference-api-key' }
           ]
           probes: [
-            { type: 'Startup', httpGet: { path: '/health', port: 7860 }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 120 }
+            { type: 'Startup', httpGet: { path: '/health', port: 7860 }, initialDelaySeconds: 10, periodSeconds: 20, failureThreshold: 30 }
             { type: 'Liveness', httpGet: { path: '/health', port: 7860 }, periodSeconds: 30, failureThreshold: 3 }
           ]
           volumeMounts: [ { volumeName: '${fileShareName}volume', mountPath: '/mount' } ]

@@ -89,3 +89,21 @@ def test_unregistered_subscription_answers_missing_registration_until_registered
     assert states == ["Registering", "Registered"]
     assert _raw(local_cloud, "GET", path, token)[0] == 200
     assert rc.providers.get("Microsoft.Storage").registration_state == "NotRegistered"  # still, until registered
+
+
+def test_a_probe_failure_threshold_azure_refuses_is_refused_at_preflight(local_factory, local_project):
+    """Azure answers a probe failureThreshold outside 1-30 with ContainerAppProbeFailureThresholdOutOfRange
+    (microsoft/azure-container-apps#1100); the template once asked for 120 and only Azure refused it."""
+    local_factory.resources(SUB).resource_groups.create_or_update("rg1", {"location": "eastus"})
+    body = _body(local_project)
+    app = next(r for r in body["properties"]["template"]["resources"] if r["type"] == "Microsoft.App/containerApps")
+    startup = next(p for p in app["properties"]["template"]["containers"][0]["probes"] if p["type"] == "Startup")
+    startup["failureThreshold"] = 120
+    dc = local_factory.deployments(SUB)
+    with pytest.raises(HttpResponseError) as err:
+        dc.deployments.begin_create_or_update("rg1", "aitk-inference", body)
+    cause = _error(err)["details"][0]["details"][0]
+    assert cause["code"] == "ContainerAppProbeFailureThresholdOutOfRange"
+    assert "'Startup' probe's FailureThreshold must be in the range of ['1', '30']" in cause["message"]
+    startup["failureThreshold"] = 30
+    assert dc.deployments.begin_validate("rg1", "d", body).result().properties.provisioning_state == "Succeeded"
