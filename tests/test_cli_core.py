@@ -26,7 +26,7 @@ def _raised_to_main(monkeypatch, tmp_path, error: AitkError) -> int:
     monkeypatch.setattr(aitk_tui.backend, "open_session", refuse)
     (tmp_path / "infra").mkdir(exist_ok=True)
     (tmp_path / "infra" / "inference.config.json").write_text(
-        '{"SUBSCRIPTION_ID": "s", "RESOURCE_GROUP_NAME": "g", "ACA_APP_NAME": "a", "ACA_APP_ENDPOINT": "a.example"}')
+        '{"SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000", "RESOURCE_GROUP_NAME": "g", "ACA_APP_NAME": "app", "ACA_APP_ENDPOINT": "a.example"}')
     return main(["--project", str(tmp_path), "status"])
 
 

@@ -61,8 +61,8 @@ class InferenceConfig(BaseModel):
         """A host name or an https URL (http only on this machine), and nothing a terminal or a
         browser would act on: control characters reached the terminal raw through ``aitk
         snippet`` (OSC 52 set the clipboard), and "Open in browser" handed on any scheme."""
-        if value is None:
-            return None
+        if value is None or not value.strip():
+            return value  # empty: not provisioned yet (endpoint_url is None)
         if any(ch in _CONTROL for ch in value) or any(ch.isspace() for ch in value.strip()):
             raise ValueError("holds control characters or spaces; it must be a host name or an https:// URL")
         url = value.strip()

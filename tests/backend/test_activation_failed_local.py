@@ -15,7 +15,7 @@ import pytest
 
 from aitk_tui.chat.client import ChatClient, ChatError
 from aitk_tui.chat.wake import wake
-from aitk_tui.cli_status import status_lines
+from aitk_tui.cli.status import status_lines
 from aitk_tui.cloud.endpoint_status import health_words
 from aitk_tui.config.inference_config import InferenceConfig
 from tests.fixtures_local import LOCAL_SUBSCRIPTION_ID as SUB

@@ -236,8 +236,13 @@ The inference deployment parameters (`infra/provision/inference.parameters.json`
 
     def _show_field_error(self, name: str, error: str | None) -> None:
         row = self.query_one(f"#row-{name}")
+        appeared = bool(error) and not row.has_class("-invalid")
         row.set_class(bool(error), "-invalid")
         row.query_one(".field-error", Static).update(f"✕ {error}" if error else "")
+        if appeared and self.screen.focused is not None and row in self.screen.focused.ancestors:
+            # The field being typed in: its new error line is below it, often just off screen
+            # at 80x24 (focus scrolled only the field itself into view).
+            self.call_after_refresh(self.scroll_to_widget, row, animate=False)
 
     def _refresh_all(self) -> None:
         status = self.query_one("#params-status", Static)
