@@ -415,6 +415,8 @@ class ReplicaManager:
             # the app's port is its ingress's; the replica serves behind it on a port of its own
             "AITK_HOST": "127.0.0.1", "AITK_PORT": str(free_port()), "AITK_INGRESS_PORT": str(app["port"]),
             "AITK_TORCH_THREADS": "1",
+            # The app's GPU profile runs here on the CPU: the server must not refuse for want of CUDA.
+            "AITK_REQUIRE_GPU": "false",
             "AITK_SSL_CERTFILE": str(self.tls.replica_cert), "AITK_SSL_KEYFILE": str(self.tls.replica_key),
             "CONTAINER_APP_NAME": record["name"], "CONTAINER_APP_REVISION": revs[-1]["name"] if revs else "",
             "CONTAINER_APP_REPLICA_NAME": replica_name(revs[-1]["name"] if revs else record["name"], app_id),
