@@ -1,8 +1,9 @@
 """Container-app replicas as local processes.
 
 One supervisor thread per app runs the app's command the way the container would:
-``/mount`` mapped to the share's folder (cwd, command, env values), ``python``/``python3``
-resolving to the current interpreter, ``pip install`` steps skipped (logged), the app's env
+``/mount`` mapped to the share's folder (cwd, command, env values), ``pip install`` steps run
+for real in an environment cached by the requirements' hash and ``python``/``python3``
+resolving to it (:mod:`.replica_env`, :mod:`.replica_deps`), the app's env
 vars and secrets, and ``AITK_HOST``/``AITK_PORT``/``AITK_SSL_*`` so the inference server
 serves HTTPS on the app's stable port with a certificate from the local CA. A replica that
 exits is restarted with exponential back-off (1 s .. 30 s) like a crash-looping
@@ -403,7 +404,7 @@ class ReplicaManager:
         app = self.store.app(app_id) or {}
         secrets = self.store.secrets(app_id).get("secrets") or {}
         revs = app.get("revisions") or []
-        env = replica_env.base_env(self.state_dir, mount)
+        env = replica_env.base_env(self.state_dir, mount, app_id)
         for e in c.get("env") or []:
             if "secretRef" in e:
                 if e["secretRef"] not in secrets:
