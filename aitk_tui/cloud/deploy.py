@@ -395,26 +395,6 @@ async def relay_sync(work: Callable[[Callable[[Event], None], threading.Event], 
 
 
 
-#: While waiting for /health, how often to ask whether the replica crash-loops (then the deploy ends).
-CRASH_CHECK_S = 5.0
-
-
-async def _crash_loop_reason(session: "OperationContext", config: InferenceConfig, *, min_restarts: int = 2) -> str | None:
-    """Why the new replica fails, once it restarted ``min_restarts`` times without becoming
-    ready (the sentence ``aitk status`` shows); None while it may still come up."""
-    from .endpoint_status import read_endpoint_status
-
-    try:
-        st = await read_endpoint_status(session, config)
-    except Exception:  # noqa: BLE001 - the status only explains; the wait goes on without it
-        return None
-    if not st.failure_reason:
-        return None
-    if min_restarts and not any(r.restart_count >= min_restarts and not r.ready for r in st.replicas):
-        return None
-    return st.failure_reason
-
-
 async def deploy(session: "OperationContext", config: InferenceConfig, *, restart: bool = True, wait: bool = True,
                  health_timeout_s: float | None = None, workers: int = DEFAULT_WORKERS, force_restart: bool = False,
                  warn_bytes: int | None = DEFAULT_WARN_BYTES) -> AsyncIterator[Event]:
@@ -484,7 +464,7 @@ async def deploy(session: "OperationContext", config: InferenceConfig, *, restar
         deployed = dataclasses.replace(deployed, revision=revision, restarted=True)
         yield Info(f"Restarted revision {revision}.")
     if restart and wait:
-        from .health import wait_healthy
+        from .health import CRASH_CHECK_S, crash_loop_reason, wait_healthy
 
         timeout = health_timeout_s if health_timeout_s is not None else session.health_timeout_s
         last = None
@@ -495,14 +475,14 @@ async def deploy(session: "OperationContext", config: InferenceConfig, *, restar
                 yield event
                 if event.status != "ok" and time.monotonic() - checked >= CRASH_CHECK_S:
                     checked = time.monotonic()
-                    reason = await _crash_loop_reason(session, config)
+                    reason = await crash_loop_reason(session, config)
                     if reason:  # e.g. the pip step cannot install: waiting longer changes nothing
                         yield Failed(reason, "the files were synced and the revision restarted; fix the cause "
                                      "and deploy again (`aitk logs` shows the replica's output)")
                         return
         if last is None or last.status != "ok":
             budget = f"{timeout / 60:.0f} min" if timeout >= 120 else f"{timeout:.0f} s"
-            reason = await _crash_loop_reason(session, config, min_restarts=0)
+            reason = await crash_loop_reason(session, config, min_restarts=0)
             yield Failed(f"The endpoint did not become healthy within {budget} "
                          f"(last: {last.status if last else 'no answer'}).",
                          f"{reason + ' ' if reason else ''}"

@@ -184,3 +184,23 @@ async def api_key(session: "OperationContext", config: InferenceConfig, endpoint
         raise
     except Exception as e:  # noqa: BLE001
         raise describe(e, f"read the API key of container app {config.ACA_APP_NAME}") from None
+
+
+#: While waiting for /health, how often to ask whether the replica crash-loops (then the deploy ends).
+CRASH_CHECK_S = 5.0
+
+
+async def crash_loop_reason(session: "OperationContext", config: InferenceConfig, *, min_restarts: int = 2) -> str | None:
+    """Why the new replica fails, once it restarted ``min_restarts`` times without becoming
+    ready (the sentence ``aitk status`` shows); None while it may still come up."""
+    from .endpoint_status import read_endpoint_status
+
+    try:
+        st = await read_endpoint_status(session, config)
+    except Exception:  # noqa: BLE001 - the status only explains; the wait goes on without it
+        return None
+    if not st.failure_reason:
+        return None
+    if min_restarts and not any(r.restart_count >= min_restarts and not r.ready for r in st.replicas):
+        return None
+    return st.failure_reason

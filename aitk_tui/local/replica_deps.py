@@ -23,8 +23,8 @@ against the image's Python, whose torch comes with the image. Here a replica's `
   written to the file ``AITK_LOCAL_PYTHON_FILE`` names (one per replica, emptied at each
   start, so a command with no pip step runs on aitk's interpreter as before).
 
-``AITK_LOCAL_DEPS_CACHE=0`` (in the host's environment when the local cloud starts) makes
-every start build its environment afresh, as a container does today (benchmarks/cold_start.py).
+``AITK_LOCAL_DEPS_CACHE=0`` (in the local cloud's environment) makes every start build its
+environment afresh, as a container does on Azure (benchmarks/cold_start.py's "before").
 """
 
 from __future__ import annotations
@@ -72,7 +72,12 @@ class Env:
 
 
 def base_layers() -> list[str]:
-    """aitk's interpreter's site-packages: the layer every replica environment sits on."""
+    """aitk's interpreter's site-packages: the layer every replica environment sits on
+    (``AITK_LOCAL_BASE_LAYERS``, os.pathsep-separated, replaces it: benchmarks/cold_start.py
+    passes a folder with only torch and pip, as the image has)."""
+    moved = os.environ.get("AITK_LOCAL_BASE_LAYERS")
+    if moved:
+        return [d for d in moved.split(os.pathsep) if d]
     dirs = [p for p in site.getsitepackages() if os.path.isdir(p)]
     user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
     if user and os.path.isdir(user):

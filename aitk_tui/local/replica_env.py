@@ -111,6 +111,7 @@ def base_env(state_dir: Path, mount: Path, app_id: str = "") -> dict[str, str]:
     env["AITK_LOCAL_MOUNT"] = str(mount)
     env["AITK_LOCAL_PYTHON_FILE"] = str(pointer)
     env["AITK_LOCAL_ENVS"] = str(envs_root(state_dir))
-    if os.environ.get("AITK_LOCAL_DEPS_CACHE"):
-        env["AITK_LOCAL_DEPS_CACHE"] = os.environ["AITK_LOCAL_DEPS_CACHE"]
+    for name in ("AITK_LOCAL_DEPS_CACHE", "AITK_LOCAL_BASE_LAYERS"):  # replica_deps' knobs (benchmarks)
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     return env
