@@ -112,7 +112,7 @@ class GpuMemory(threading.Thread):
 def run_waves(name: str, url: str, model: str | None, encode) -> list[tuple]:
     rows = []
     for n in CONCURRENCY:
-        clients = workload(encode, n=n, stagger=0.05, seed=n, variant=n)
+        clients = workload(encode, n=max(n, 2), stagger=0.05, seed=n, variant=n)[:n]  # (n=1: one of two)
         mem = GpuMemory()
         mem.start()
         wall, results = asyncio.run(wave(url, {}, model, clients, temperature=1.0))
