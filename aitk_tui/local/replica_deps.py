@@ -38,7 +38,6 @@ import site
 import subprocess
 import sys
 import time
-import venv
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +145,8 @@ def _locked(path: Path):
 
 
 def _create(root: Path, key: str, parent: Env | None) -> Env:
+    import venv
+
     venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(root)
     python = root / "bin" / "python"
     own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
@@ -180,7 +181,24 @@ def _say(text: str) -> None:
     print(f"[aitk-local] {text}", flush=True)
 
 
+def _missing_requirements_file(args: list[str]) -> str | None:
+    """A requirements file the arguments name that does not exist (nothing deployed yet)."""
+    for i, a in enumerate(args):
+        name = args[i + 1] if a in ("-r", "--requirement") and i + 1 < len(args) else \
+            a.split("=", 1)[1] if a.startswith("--requirement=") else None
+        if name is not None and not os.path.exists(name):
+            return name
+    return None
+
+
 def install(args: list[str], root: Path, pointer: Path, parent: Env | None, *, cache: bool = True) -> int:
+    missing = _missing_requirements_file(args)
+    if missing is not None:
+        # pip's own first words for this case, without paying for an environment and pip's
+        # start at each restart of a crash-looping replica (a share with no code yet).
+        print(f"ERROR: Could not open requirements file: [Errno 2] No such file or directory: {missing!r}",
+              file=sys.stderr, flush=True)
+        return 1
     key = env_key(args, Path.cwd(), parent)
     env_dir = root / key
     started = time.monotonic()

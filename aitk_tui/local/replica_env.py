@@ -66,7 +66,7 @@ exec "$py" "$@"
 """
 _PIP_SHIM = """#!/bin/sh
 # aitk local cloud: the container's pip step, run for real in a replica environment (replica_deps).
-exec {python} -m aitk_tui.local.replica_deps "$@"
+exec {python} {deps} "$@"
 """
 
 
@@ -83,7 +83,7 @@ def _ensure_support(state_dir: Path) -> tuple[Path, Path]:
     shims = {"python": _PYTHON_SHIM, "python3": _PYTHON_SHIM, "pip": _PIP_SHIM, "pip3": _PIP_SHIM}
     for name, text in shims.items():
         p = bin_dir / name
-        shim = text.format(python=python)
+        shim = text.format(python=python, deps=shlex.quote(str(Path(__file__).with_name("replica_deps.py"))))
         if not p.is_file() or p.read_text() != shim:
             atomic_write_text(p, shim)
             os.chmod(p, 0o755)
