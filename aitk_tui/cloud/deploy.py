@@ -455,6 +455,7 @@ async def deploy(session: "OperationContext", config: InferenceConfig, *, restar
     if restart:
         try:
             revision = await asyncio.to_thread(_latest_revision, session, config)
+            restarted_at = time.time()
             await asyncio.to_thread(_restart, session, config, revision)
         except Exception as e:  # noqa: BLE001
             err = describe(e, f"restart container app {config.ACA_APP_NAME}")
@@ -475,7 +476,7 @@ async def deploy(session: "OperationContext", config: InferenceConfig, *, restar
                 yield event
                 if event.status != "ok" and time.monotonic() - checked >= CRASH_CHECK_S:
                     checked = time.monotonic()
-                    reason = await crash_loop_reason(session, config)
+                    reason = await crash_loop_reason(session, config, since=restarted_at)
                     if reason:  # e.g. the pip step cannot install: waiting longer changes nothing
                         yield Failed(reason, "the files were synced and the revision restarted; fix the cause "
                                      "and deploy again (`aitk logs` shows the replica's output)")

@@ -190,10 +190,21 @@ async def api_key(session: "OperationContext", config: InferenceConfig, endpoint
 CRASH_CHECK_S = 5.0
 
 
-async def crash_loop_reason(session: "OperationContext", config: InferenceConfig, *, min_restarts: int = 2) -> str | None:
-    """Why the new replica fails, once it restarted ``min_restarts`` times without becoming
-    ready (the sentence ``aitk status`` shows); None while it may still come up."""
+async def crash_loop_reason(session: "OperationContext", config: InferenceConfig, *, min_restarts: int = 2,
+                            since: float | None = None) -> str | None:
+    """Why the new replica fails, once a replica created after ``since`` (the deploy's
+    restart; older ones are the code it replaced) restarted ``min_restarts`` times without
+    becoming ready: the sentence ``aitk status`` shows. None while it may still come up."""
+    from datetime import datetime, timezone
+
     from .endpoint_status import read_endpoint_status
+
+    def created(value: str | None) -> float | None:
+        try:
+            then = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (then if then.tzinfo else then.replace(tzinfo=timezone.utc)).timestamp()
 
     try:
         st = await read_endpoint_status(session, config)
@@ -201,6 +212,8 @@ async def crash_loop_reason(session: "OperationContext", config: InferenceConfig
         return None
     if not st.failure_reason:
         return None
-    if min_restarts and not any(r.restart_count >= min_restarts and not r.ready for r in st.replicas):
-        return None
+    if min_restarts:
+        fresh = [r for r in st.replicas if since is None or (created(r.created) or 0.0) >= since]
+        if not any(r.restart_count >= min_restarts and not r.ready for r in fresh):
+            return None
     return st.failure_reason

@@ -131,6 +131,8 @@ class _Supervisor(threading.Thread):
                 with self._wake_lock:
                     self.asleep = self.wake_for_request = False
                 first, self.restart_count = True, 0  # a new replica, not a restart of the old one
+            if self.restart_requested:  # a revision restart makes a new replica (restart count 0), as on ACA
+                first, self.restart_count = True, 0
             if not first:
                 self.restart_count += 1
             first = False
