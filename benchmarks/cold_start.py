@@ -114,16 +114,22 @@ def wake(cloud, app_id: str, endpoint: str, api_key: str, ca: str) -> dict[str, 
     t0 = time.perf_counter()
     first_token = None
     body = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 8, "temperature": 0, "stream": True}
-    with httpx.Client(verify=ca, timeout=600) as client, client.stream(
-            "POST", f"https://{endpoint}/v1/chat/completions", json=body,
-            headers={"Authorization": f"Bearer {api_key}"}) as resp:
-        resp.raise_for_status()
-        for line in resp.iter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                chunk = json.loads(line[6:])
-                if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
-                    first_token = time.perf_counter()
-                    break
+    with httpx.Client(verify=ca, timeout=600) as client:
+        while first_token is None:
+            # The ingress passes the request on once the replica answers HTTP; while the
+            # model loads the server says 503: ask again, as a waking client does.
+            with client.stream("POST", f"https://{endpoint}/v1/chat/completions", json=body,
+                               headers={"Authorization": f"Bearer {api_key}"}) as resp:
+                if resp.status_code == 503:
+                    time.sleep(0.05)
+                    continue
+                resp.raise_for_status()
+                for line in resp.iter_lines():
+                    if line.startswith("data: ") and line != "data: [DONE]":
+                        chunk = json.loads(line[6:])
+                        if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                            first_token = time.perf_counter()
+                            break
     time.sleep(0.05)
     stamper.stop.set()
     stamper.join()

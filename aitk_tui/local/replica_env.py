@@ -24,7 +24,6 @@ from ..fsutil import atomic_write_text
 
 _SITECUSTOMIZE = '''\
 """aitk local cloud: a replica imports inference_server only from its /mount folder."""
-import hashlib
 import os
 import shlex
 import sys
