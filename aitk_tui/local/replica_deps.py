@@ -211,8 +211,8 @@ def install(args: list[str], root: Path, pointer: Path, parent: Env | None, *, c
             return 0
         shutil.rmtree(env_dir, ignore_errors=True)
         env = _create(env_dir, key, parent)
-        _say(f"pip install {' '.join(args)}: into a new environment {env_dir}, layered on "
-             f"{'the environment ' + parent.key if parent else 'aitk interpreter ' + sys.executable}")
+        below = f"the environment {parent.key}" if parent else f"{sys.executable}'s {', '.join(base_layers())}"
+        _say(f"pip install {' '.join(args)}: into a new environment {env_dir}, layered on {below}")
         pip_env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
         pip_env.pop("PYTHONPATH", None)  # the replica's sitecustomize is for the server, not for pip
         code = subprocess.call([env.python, "-m", "pip", "install", *args], env=pip_env)
