@@ -26,6 +26,7 @@ def _run(tiny_model, env_extra: dict[str, str], pythonpath: list[str] | None = N
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AITK_") and k != "INFERENCE_API_KEY"}
     env.update(PYTHONPATH=os.pathsep.join([*(pythonpath or []), str(ROOT)]), HF_HUB_OFFLINE="1",
+               CUDA_VISIBLE_DEVICES="",  # no CUDA device, even on a machine with a GPU
                AITK_TORCH_THREADS="1", INFERENCE_API_KEY=TEST_KEY, AITK_HOST="127.0.0.1", AITK_PORT="1",
                AITK_MODEL_PATH=str(tiny_model.model_dir), AITK_ADAPTER_PATH=str(tiny_model.adapter_dir), **env_extra)
     return subprocess.run([sys.executable, "-m", "inference_server"], capture_output=True, text=True, env=env,
