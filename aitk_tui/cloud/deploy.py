@@ -465,7 +465,7 @@ async def deploy(session: "OperationContext", config: InferenceConfig, *, restar
         deployed = dataclasses.replace(deployed, revision=revision, restarted=True)
         yield Info(f"Restarted revision {revision}.")
     if restart and wait:
-        from .health import CRASH_CHECK_S, crash_loop_reason, wait_healthy
+        from .health import crash_check_s, crash_loop_reason, wait_healthy
 
         timeout = health_timeout_s if health_timeout_s is not None else session.health_timeout_s
         last = None
@@ -474,7 +474,7 @@ async def deploy(session: "OperationContext", config: InferenceConfig, *, restar
             async for event in waits:
                 last = event
                 yield event
-                if event.status != "ok" and time.monotonic() - checked >= CRASH_CHECK_S:
+                if event.status != "ok" and time.monotonic() - checked >= crash_check_s(session):
                     checked = time.monotonic()
                     reason = await crash_loop_reason(session, config, since=restarted_at)
                     if reason:  # e.g. the pip step cannot install: waiting longer changes nothing

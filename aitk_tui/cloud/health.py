@@ -186,8 +186,14 @@ async def api_key(session: "OperationContext", config: InferenceConfig, endpoint
         raise describe(e, f"read the API key of container app {config.ACA_APP_NAME}") from None
 
 
-#: While waiting for /health, how often to ask whether the replica crash-loops (then the deploy ends).
-CRASH_CHECK_S = 5.0
+#: While waiting for /health, how often to ask whether the replica crash-loops (then the deploy
+#: ends): every 5 s on the local cloud, every 30 s on Azure (6 probes; each look reads the
+#: replicas and, while one is not ready, the log tails).
+CRASH_CHECK_PROBES = 6
+
+
+def crash_check_s(session: "OperationContext") -> float:
+    return max(5.0, CRASH_CHECK_PROBES * session.health_interval_s)
 
 
 async def crash_loop_reason(session: "OperationContext", config: InferenceConfig, *, min_restarts: int = 2,
