@@ -123,3 +123,23 @@ def _try(fn):
         return fn()
     except Exception:  # noqa: BLE001 - not up yet
         return None
+
+
+def test_the_status_reads_pips_own_error_lines():
+    from aitk_tui.cloud.endpoint_status import console_cause
+
+    lead = "pip could not install the requirements: "
+    assert console_cause([
+        "Collecting aitk-no-such-package==1.0",
+        "ERROR: Could not find a version that satisfies the requirement aitk-no-such-package==1.0 (from versions: none)",
+        "ERROR: No matching distribution found for aitk-no-such-package==1.0",
+        "2026-12-07T10:00:00.000000Z [aitk-local] replica exited with code 1; restarting in 2 s",
+    ]) == lead + "No matching distribution found for aitk-no-such-package==1.0"
+    assert console_cause([
+        "ERROR: Cannot install accelerate==1.16.0 and torch==2.4.0 because these package versions have conflicting "
+        "dependencies.",
+        "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/dependency-resolution/",
+    ]) == lead + ("Cannot install accelerate==1.16.0 and torch==2.4.0 because these package versions have "
+                  "conflicting dependencies.")
+    assert console_cause(["ERROR: Invalid requirement: 'fastapi=0.1': Expected end or semicolon"]) == \
+        lead + "Invalid requirement: 'fastapi=0.1': Expected end or semicolon"
