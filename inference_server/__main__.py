@@ -2,7 +2,7 @@
 
 Flags override the environment (``AITK_*``, ``INFERENCE_API_KEY``); see ``--help``.
 Exit codes: 0 after a normal shutdown, 2 for a configuration error (bad flag, unsafe auth
-setting, missing path: reported before anything is served), 3 when the model failed to
+setting, missing path, or a torch the server cannot use: reported before anything is served), 3 when the model failed to
 load (the server first answers ``/health`` with 503 and the error for
 ``--load-failure-exit-s`` seconds so a client can read why, then exits so a supervisor
 restarts or reports it).
@@ -143,6 +143,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
 
     configure_logging(settings)
+    # Said once, then refused in one sentence when the image's torch cannot work (runtime.py).
+    from .runtime import inspect_runtime, refusal, require_gpu
+
+    rt = inspect_runtime()
+    logging.getLogger("inference_server").info(rt.line(), extra={"fields": rt.fields()})
+    why = refusal(rt, gpu_required=require_gpu(), device=settings.device)
+    if why:
+        print(f"inference_server: {why}", file=sys.stderr)
+        return EXIT_CONFIG
+
     import uvicorn
 
     from .app import create_app

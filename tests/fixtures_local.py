@@ -121,7 +121,8 @@ def upload_folder(share, folder: Path, prefix: str = "") -> int:
 
 
 def upload_stand_in(share) -> None:
-    """Put the stand-in server on the share as ``inference_server/`` (replaces what is there)."""
+    """Put the stand-in server on the share as ``inference_server/`` (replaces what is there),
+    with the real ``requirements.txt``: the container command's pip step runs for real."""
     from azure.core.exceptions import ResourceExistsError
 
     try:
@@ -130,6 +131,8 @@ def upload_stand_in(share) -> None:
         pass
     share.get_file_client("inference_server/__init__.py").upload_file(b"")
     share.get_file_client("inference_server/__main__.py").upload_file(STAND_IN_SERVER.encode())
+    share.get_file_client("inference_server/requirements.txt").upload_file(
+        (REPO_ROOT / "inference_server" / "requirements.txt").read_bytes())
 
 
 def pid_alive(pid: int) -> bool:
@@ -165,6 +168,22 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition", interval
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_replica_envs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache of replica environments (keyed by the requirements' hash) for every local
+    cloud of the session, across xdist workers: the containers' pip step (all satisfied by
+    the machine's packages) is paid once, not by each test's cloud."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "aitk-replica-envs"
+    old = os.environ.get("AITK_LOCAL_REPLICA_ENVS")
+    os.environ["AITK_LOCAL_REPLICA_ENVS"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("AITK_LOCAL_REPLICA_ENVS", None)
+    else:
+        os.environ["AITK_LOCAL_REPLICA_ENVS"] = old
 
 
 @pytest.fixture(scope="session")

@@ -463,6 +463,7 @@ async def deploy(session: "OperationContext", config: InferenceConfig, *, restar
     if restart:
         try:
             revision = await asyncio.to_thread(_latest_revision, session, config)
+            restarted_at = time.time()
             await asyncio.to_thread(_restart, session, config, revision)
         except Exception as e:  # noqa: BLE001
             err = describe(e, f"restart container app {config.ACA_APP_NAME}")
@@ -472,17 +473,28 @@ async def deploy(session: "OperationContext", config: InferenceConfig, *, restar
         deployed = dataclasses.replace(deployed, revision=revision, restarted=True)
         yield Info(f"Restarted revision {revision}.")
     if restart and wait:
-        from .health import wait_healthy
+        from .health import crash_check_s, crash_loop_reason, wait_healthy
 
         timeout = health_timeout_s if health_timeout_s is not None else session.health_timeout_s
         last = None
-        async for event in wait_healthy(session, config.endpoint_url, timeout_s=timeout):
-            last = event
-            yield event
+        checked = time.monotonic()
+        async with aclosing(wait_healthy(session, config.endpoint_url, timeout_s=timeout)) as waits:
+            async for event in waits:
+                last = event
+                yield event
+                if event.status != "ok" and time.monotonic() - checked >= crash_check_s(session):
+                    checked = time.monotonic()
+                    reason = await crash_loop_reason(session, config, since=restarted_at)
+                    if reason:  # e.g. the pip step cannot install: waiting longer changes nothing
+                        yield Failed(reason, "the files were synced and the revision restarted; fix the cause "
+                                     "and deploy again (`aitk logs` shows the replica's output)")
+                        return
         if last is None or last.status != "ok":
             budget = f"{timeout / 60:.0f} min" if timeout >= 120 else f"{timeout:.0f} s"
+            reason = await crash_loop_reason(session, config, min_restarts=0)
             yield Failed(f"The endpoint did not become healthy within {budget} "
                          f"(last: {last.status if last else 'no answer'}).",
+                         f"{reason + ' ' if reason else ''}"
                          f"{last.detail + '; ' if last and last.detail else ''}a GPU replica's cold start "
                          "(image pull, pip install, model load from the share) can take 20 minutes; "
                          "run `aitk logs` to see what the replica is doing")

@@ -305,6 +305,12 @@ _CAUSE = re.compile(r"(model load failed: .+|inference_server: .+|cannot start t
                     r"\b[A-Z]\w*(?:Error|Exception|Exit): .+)")
 
 
+# pip's own errors (the container's pip step): the line that names what could not be installed.
+_PIP_CAUSE = re.compile(r"^ERROR: ((?:No matching distribution found for|Could not find a version that satisfies|"
+                        r"Cannot install|Invalid requirement|Could not open requirements file|"
+                        r"Could not install packages|Failed to build)\b.+)")
+
+
 def console_cause(lines: Iterable[str]) -> str | None:
     """The last line of the console output that says why the process failed."""
     found = None
@@ -324,6 +330,10 @@ def console_cause(lines: Iterable[str]) -> str | None:
         else:
             # "2025-06-01T10:00:00Z [aitk-local] cannot start ..." / "... ERROR name: ..."
             message = re.sub(r"^\S+Z \[aitk-local\] ", "", text)
+        pip = _PIP_CAUSE.match(message)
+        if pip:
+            found = f"pip could not install the requirements: {pip.group(1).strip()}"
+            continue
         m = _CAUSE.search(message)
         if m:
             found = m.group(1).strip()

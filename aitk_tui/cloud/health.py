@@ -195,3 +195,42 @@ async def api_key(session: "OperationContext", config: InferenceConfig, endpoint
         raise
     except Exception as e:  # noqa: BLE001
         raise describe(e, f"read the API key of container app {config.ACA_APP_NAME}") from None
+
+
+#: While waiting for /health, how often to ask whether the replica crash-loops (then the deploy
+#: ends): every 5 s on the local cloud, every 30 s on Azure (6 probes; each look reads the
+#: replicas and, while one is not ready, the log tails).
+CRASH_CHECK_PROBES = 6
+
+
+def crash_check_s(session: "OperationContext") -> float:
+    return max(5.0, CRASH_CHECK_PROBES * session.health_interval_s)
+
+
+async def crash_loop_reason(session: "OperationContext", config: InferenceConfig, *, min_restarts: int = 2,
+                            since: float | None = None) -> str | None:
+    """Why the new replica fails, once a replica created after ``since`` (the deploy's
+    restart; older ones are the code it replaced) restarted ``min_restarts`` times without
+    becoming ready: the sentence ``aitk status`` shows. None while it may still come up."""
+    from datetime import datetime, timezone
+
+    from .endpoint_status import read_endpoint_status
+
+    def created(value: str | None) -> float | None:
+        try:
+            then = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (then if then.tzinfo else then.replace(tzinfo=timezone.utc)).timestamp()
+
+    try:
+        st = await read_endpoint_status(session, config)
+    except Exception:  # noqa: BLE001 - the status only explains; the wait goes on without it
+        return None
+    if not st.failure_reason:
+        return None
+    if min_restarts:
+        fresh = [r for r in st.replicas if since is None or (created(r.created) or 0.0) >= since]
+        if not any(r.restart_count >= min_restarts and not r.ready for r in fresh):
+            return None
+    return st.failure_reason

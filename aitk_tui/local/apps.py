@@ -210,8 +210,8 @@ class AppsApi:
         if not rev["active"]:
             return []
         st = self.replicas.status(ref.id)
-        if st["state"] in ("Stopped", "ScaledToZero"):
-            return []
+        if st["state"] in ("Stopped", "ScaledToZero") or (self.store.app(ref.id) or {}).get("stopped"):
+            return []  # a stopped app has no replica, even while its last one is being ended
         containers = (record["properties"].get("template") or {}).get("containers") or [{}]
         cname = containers[0].get("name") or ref.name
         name = replica_name(rev["name"], ref.id)

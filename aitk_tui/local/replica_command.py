@@ -1,15 +1,14 @@
 """What a local replica runs: the container's command with ``/mount`` mapped to the share's
-folder and ``pip install`` steps skipped (replicas run in aitk's own environment)."""
+folder. Its ``pip install`` steps run for real: ``pip`` on the replica's PATH makes the
+replica's environment (:mod:`.replica_deps`)."""
 
 from __future__ import annotations
 
 import os
 import re
 import shlex
-import sys
 from pathlib import Path
 
-_PIP = re.compile(r"^(?:pip3?|python3?\s+-m\s+pip)\s+install\b")
 _SEP = re.compile(r"(\s*(?:&&|;)\s*)")
 
 
@@ -35,8 +34,8 @@ def adapters_exist(value: str) -> bool:
     return bool(specs) and all(spec.path.exists() for spec in specs)
 
 
-def build_command(argv: list[str], mount: Path, note) -> list[str]:
-    """The container command for a local run: ``/mount`` mapped, ``pip install`` skipped."""
+def build_command(argv: list[str], mount: Path, note=None) -> list[str]:
+    """The container command for a local run, ``/mount`` mapped in each step."""
     if not argv:
         raise ReplicaError("the container has no command; the local cloud runs only an explicit command")
     if len(argv) >= 3 and os.path.basename(argv[0]) in ("bash", "sh") and argv[1] == "-c":
@@ -44,10 +43,6 @@ def build_command(argv: list[str], mount: Path, note) -> list[str]:
         kept: list[str] = []
         for i in range(0, len(parts), 2):
             step = parts[i].strip()
-            if _PIP.match(step):
-                note(f"skipped `{step}`: replicas run in aitk's own Python environment ({sys.prefix}), which already "
-                     "has the inference server's dependencies")
-                continue
             if step:
                 if kept:
                     kept.append(f" {parts[i - 1].strip()} ")

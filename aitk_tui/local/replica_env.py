@@ -1,7 +1,10 @@
 """The environment a replica process starts from: what a container would have, locally.
 
-- ``python``/``python3`` on PATH are shims for the local cloud's own interpreter, so the
-  container's ``python3 -m inference_server`` runs with aitk's dependencies.
+- ``pip``/``pip3`` on PATH run the container's pip step for real (:mod:`.replica_deps`): in
+  an environment keyed by the requirements' hash, layered on aitk's interpreter (whose torch
+  stands in for the image's), reused as built while the requirements do not change.
+- ``python``/``python3`` on PATH are shims for that environment's interpreter once a pip
+  step made one, else for the local cloud's own (``python3 -m pip`` is the pip shim).
 - A ``sitecustomize`` makes ``inference_server`` importable only from the mount: a replica
   runs the code deployed to the share, never aitk's installed copy (else a replica would
   "work" before anything was deployed).
@@ -11,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import sys
@@ -52,12 +56,33 @@ _DROP_PREFIXES = ("AITK_", "INFERENCE_")
 _DROP = {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"}
 
 
+_PYTHON_SHIM = """#!/bin/sh
+# aitk local cloud: the container's python3 is the environment its pip step made, else aitk's.
+if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then shift 2; exec "$(dirname "$0")/pip" "$@"; fi
+py={python}
+if [ -n "$AITK_LOCAL_PYTHON_FILE" ] && [ -s "$AITK_LOCAL_PYTHON_FILE" ]; then py=$(cat "$AITK_LOCAL_PYTHON_FILE"); fi
+exec "$py" "$@"
+"""
+_PIP_SHIM = """#!/bin/sh
+# aitk local cloud: the container's pip step, run for real in a replica environment (replica_deps).
+exec {python} {deps} "$@"
+"""
+
+
+def envs_root(state_dir: Path) -> Path:
+    """Where replica environments are cached: ``AITK_LOCAL_REPLICA_ENVS``, else under the state folder."""
+    moved = os.environ.get("AITK_LOCAL_REPLICA_ENVS")
+    return Path(moved) if moved else Path(state_dir) / "replica" / "envs"
+
+
 def _ensure_support(state_dir: Path) -> tuple[Path, Path]:
     bin_dir = state_dir / "replica" / "bin"
     site_dir = state_dir / "replica" / "site"
-    shim = f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n"
-    for name in ("python", "python3"):
+    python = shlex.quote(sys.executable)
+    shims = {"python": _PYTHON_SHIM, "python3": _PYTHON_SHIM, "pip": _PIP_SHIM, "pip3": _PIP_SHIM}
+    for name, text in shims.items():
         p = bin_dir / name
+        shim = text.format(python=python, deps=shlex.quote(str(Path(__file__).with_name("replica_deps.py"))))
         if not p.is_file() or p.read_text() != shim:
             atomic_write_text(p, shim)
             os.chmod(p, 0o755)
@@ -67,8 +92,15 @@ def _ensure_support(state_dir: Path) -> tuple[Path, Path]:
     return bin_dir, site_dir
 
 
-def base_env(state_dir: Path, mount: Path) -> dict[str, str]:
+def python_pointer(state_dir: Path, app_id: str) -> Path:
+    """The file naming the interpreter a replica's pip step chose (see :mod:`.replica_deps`)."""
+    return Path(state_dir) / "replica" / "run" / f"{hashlib.sha256(app_id.lower().encode()).hexdigest()[:12]}.python"
+
+
+def base_env(state_dir: Path, mount: Path, app_id: str = "") -> dict[str, str]:
     bin_dir, site_dir = _ensure_support(Path(state_dir))
+    pointer = python_pointer(state_dir, app_id)
+    pointer.unlink(missing_ok=True)  # each start begins on the image's interpreter, as a new container does
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES) and k not in _DROP}
     env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "/usr/bin:/bin")])
     env["PYTHONPATH"] = str(site_dir)
@@ -76,4 +108,9 @@ def base_env(state_dir: Path, mount: Path) -> dict[str, str]:
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
     env["AITK_LOCAL_MOUNT"] = str(mount)
+    env["AITK_LOCAL_PYTHON_FILE"] = str(pointer)
+    env["AITK_LOCAL_ENVS"] = str(envs_root(state_dir))
+    for name in ("AITK_LOCAL_DEPS_CACHE", "AITK_LOCAL_BASE_LAYERS"):  # replica_deps' knobs (benchmarks)
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     return env

@@ -1,8 +1,9 @@
 """Container-app replicas as local processes.
 
 One supervisor thread per app runs the app's command the way the container would:
-``/mount`` mapped to the share's folder (cwd, command, env values), ``python``/``python3``
-resolving to the current interpreter, ``pip install`` steps skipped (logged), the app's env
+``/mount`` mapped to the share's folder (cwd, command, env values), ``pip install`` steps run
+for real in an environment cached by the requirements' hash and ``python``/``python3``
+resolving to it (:mod:`.replica_env`, :mod:`.replica_deps`), the app's env
 vars and secrets, and ``AITK_HOST``/``AITK_PORT``/``AITK_SSL_*`` so the inference server
 serves HTTPS on the app's stable port with a certificate from the local CA. A replica that
 exits is restarted with exponential back-off (1 s .. 30 s) like a crash-looping
@@ -174,9 +175,11 @@ class _Supervisor(threading.Thread):
                 with self._wake_lock:
                     self.asleep = self.wake_for_request = False
                 first, self.restart_count = True, 0  # a new replica, not a restart of the old one
-            if first or self.restart_requested:
+            if self.restart_requested:  # a revision restart makes a new replica (restart count 0), as on ACA
+                first, self.restart_count = True, 0
+            if first:
                 self._begin_activation()
-            if not first:
+            else:
                 self.restart_count += 1
             first = False
             self.restart_requested = False
@@ -456,7 +459,7 @@ class ReplicaManager:
         app = self.store.app(app_id) or {}
         secrets = self.store.secrets(app_id).get("secrets") or {}
         revs = app.get("revisions") or []
-        env = replica_env.base_env(self.state_dir, mount)
+        env = replica_env.base_env(self.state_dir, mount, app_id)
         for e in c.get("env") or []:
             if "secretRef" in e:
                 if e["secretRef"] not in secrets:
@@ -468,6 +471,8 @@ class ReplicaManager:
             # the app's port is its ingress's; the replica serves behind it on a port of its own
             "AITK_HOST": "127.0.0.1", "AITK_PORT": str(free_port()), "AITK_INGRESS_PORT": str(app["port"]),
             "AITK_TORCH_THREADS": "1",
+            # The app's GPU profile runs here on the CPU: the server must not refuse for want of CUDA.
+            "AITK_REQUIRE_GPU": "false",
             "AITK_SSL_CERTFILE": str(self.tls.replica_cert), "AITK_SSL_KEYFILE": str(self.tls.replica_key),
             "CONTAINER_APP_NAME": record["name"], "CONTAINER_APP_REVISION": revs[-1]["name"] if revs else "",
             "CONTAINER_APP_REPLICA_NAME": replica_name(revs[-1]["name"] if revs else record["name"], app_id),

@@ -24,7 +24,7 @@ param acaLogAnalyticsName string = 'ailog${resourceSuffix}'
 @description('Serverless GPU workload profile type.')
 @allowed(['Consumption-GPU-NC24-A100', 'Consumption-GPU-NC8as-T4'])
 param gpuProfileType string = 'Consumption-GPU-NC24-A100'
-param containerImage string = 'docker.io/pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime'
+param containerImage string = 'docker.io/pytorch/pytorch:2.13.0-cuda12.6-cudnn9-runtime'
 param containerCpu int = 24
 param containerMemory string = '220Gi'
 param modelPath string = '/mount/model-cache/microsoft/Phi-3-mini-4k-instruct'
@@ -162,6 +162,8 @@ resource acaApp 'Microsoft.App/containerApps@2023-11-02-preview' = {
             { name: 'AITK_ADAPTER_NAME', value: empty(adapters) ? adapterName : '' }
             { name: 'AITK_SERVE_BASE', value: string(serveBase) }
             { name: 'AITK_PORT', value: '7860' }
+            // The app runs on the GPU profile: the server refuses (one sentence) when torch sees no CUDA device.
+            { name: 'AITK_REQUIRE_GPU', value: 'true' }
             { name: 'HF_HOME', value: '/mount/.cache/huggingface' }
             { name: 'PIP_CACHE_DIR', value: '/mount/.cache/pip' }
             { name: 'INFERENCE_API_KEY', secretRef: 'inference-api-key' }

@@ -118,12 +118,12 @@ def test_status_cli_json_text_and_logs_system(cli_cloud, local_project, local_fa
     assert "replicas:     " in text and "scale:        min 0, max 2" in text
     assert max(len(line) for line in text.splitlines()) <= 80
 
-    def why() -> str | None:  # nothing deployed yet: the replica's own output says so
+    def why() -> str | None:  # nothing deployed yet: the container's pip step says so (as on Azure)
         assert main(["--project", str(root), "status", "--local", "--json"]) == 0
         return json.loads(capsys.readouterr().out)["failure_reason"]
-    reason = wait_for(lambda: (r := why()) and "deploy the code first" in r and r, timeout=30, what="the cause")
-    assert reason == ("The replica keeps restarting: ModuleNotFoundError: No module named 'inference_server' on the "
-                      "share (deploy the code first).")
+    reason = wait_for(lambda: (r := why()) and "requirements" in r and r, timeout=30, what="the cause")
+    assert reason == ("The replica keeps restarting: pip could not install the requirements: Could not open "
+                      "requirements file: [Errno 2] No such file or directory: 'inference_server/requirements.txt'.")
 
     wait_for(lambda: cli_cloud.replicas.system_log_path(cli_cloud.store.resources(
         full_type="Microsoft.App/containerApps")[0]["id"]).is_file(), what="a system event")
@@ -192,7 +192,7 @@ def test_status_watch_redraws_until_ctrl_c(cli_cloud, local_project, local_facto
 
     async def watch_a_while():
         try:
-            await asyncio.wait_for(cli_status.show(session, config, as_json=True, watch=0.2), 1.5)
+            await asyncio.wait_for(cli_status.show(session, config, as_json=True, watch=0.2), 8)
         except asyncio.TimeoutError:
             pass
     asyncio.run(watch_a_while())
