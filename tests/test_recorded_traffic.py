@@ -75,3 +75,39 @@ def test_every_fixture_names_its_source_api_version_and_commit():
         source = json.loads(path.read_text())["source"]
         assert source["repository"].startswith("Azure/") and len(source["commit"]) == 40, path.name
         assert source["path"] and source["api-version"], path.name
+
+
+def test_the_preflight_and_ownership_reads_are_checked(tmp_path):
+    """The pre-flight's provider registration and GPU quota reads, and the per-project listings
+    (deployments, environments of the group), are operations with their schemas, not unknowns."""
+    sub = "/subscriptions/s1"
+    provider = {"id": sub + "/providers/Microsoft.App", "namespace": "Microsoft.App", "registrationState": "Registered",
+                "registrationPolicy": "RegistrationRequired",
+                "resourceTypes": [{"resourceType": "managedEnvironments", "locations": ["East US"],
+                                   "apiVersions": ["2026-01-01"], "capabilities": "SupportsTags, SupportsLocation"}]}
+    usage = {"unit": "Count", "currentValue": 0, "limit": 4,
+             "name": {"value": "ManagedEnvironmentConsumptionT4Gpus", "localizedValue": "T4 GPUs"}}
+    report = _report(
+        tmp_path,
+        {"method": "GET", "path": sub + "/providers/Microsoft.App", "status": 200, "response": provider},
+        {"method": "POST", "path": sub + "/providers/Microsoft.App/register", "status": 200,
+         "response": {**provider, "registrationState": "Registering"}},
+        {"method": "GET", "path": sub + "/providers/Microsoft.App/locations/eastus/usages", "status": 200,
+         "response": {"value": [usage, {**usage, "unit": "Gpus"}]}},
+        {"method": "GET", "path": sub + "/providers/Microsoft.App/locations/westus/usages", "status": 200,
+         "response": {"value": [{k: v for k, v in usage.items() if k != "limit"}]}},
+        {"method": "GET", "path": RG + "/providers/Microsoft.Resources/deployments/", "status": 200,
+         "response": {"value": [{"id": RG + "/providers/Microsoft.Resources/deployments/d", "name": "d",
+                                 "properties": {"provisioningState": "Succeeded", "mode": "Incremental"}}]}},
+        {"method": "GET", "path": RG + "/providers/Microsoft.App/managedEnvironments", "status": 200,
+         "response": {"value": [{"id": RG + "/providers/Microsoft.App/managedEnvironments/env", "name": "env",
+                                 "location": "eastus", "properties": {"provisioningState": "Succeeded"},
+                                 "replicaCount": 1}]}})
+    assert report.unknown == [] and report.unvalidated == set()
+    assert {"Providers_Get", "Providers_Register", "Usages_List", "Deployments_ListByResourceGroup",
+            "ManagedEnvironments_ListByResourceGroup"} <= report.operations
+    assert sorted(p.split(" (response): ")[1] for p in report.problems) == [
+        "value/0: 'limit' is a required property",
+        "value/0: Additional properties are not allowed ('replicaCount' was unexpected)",
+        'value/1/unit: fails enum ["Count"]',  # UsageUnit is a closed enum
+    ]
