@@ -66,10 +66,9 @@ OPERATIONS: list[tuple[str, str, str, str | None, str | None, str | None]] = [
      _RG + r"/providers/microsoft.app/containerapps/[^/]+/revisions/[^/]+/restart$", None, None, None),
     ("StorageAccounts_ListKeys", "POST", _RG + r"/providers/microsoft.storage/storageaccounts/[^/]+/listkeys$",
      "storageAccounts.listKeys.2026-04-01", None, "response"),
-    # No schema extracted yet; named so the test says so (an operation missing from this table fails it).
     ("Subscriptions_List", "GET", r"/subscriptions$", "subscriptions.2022-12-01", None, "response"),
     ("ContainerApps_GetAuthToken", "POST", _RG + r"/providers/microsoft.app/containerapps/[^/]+/getauthtoken$",
-     None, None, None),
+     "containerApps.getAuthToken.2026-01-01", None, "response"),
 
 
 ]

@@ -40,6 +40,8 @@ WANTED = [
      "Microsoft.App/managedEnvironments", "ManagedEnvironments_Get, _ListByResourceGroup", False),
     ("containerApps.listSecrets", "generated/app_0/microsoft.app/2026-01-01/types.json",
      "Microsoft.App/containerApps:listSecrets", "ContainerApps_ListSecrets", False),
+    ("containerApps.getAuthToken", "generated/app_0/microsoft.app/2026-01-01/types.json",
+     "Microsoft.App/containerApps:getAuthtoken", "ContainerApps_GetAuthToken", False),
     ("resourceGroups", "generated/resources_11/microsoft.resources/2025-04-01/types.json",
      "Microsoft.Resources/resourceGroups", "ResourceGroups_Get, ResourceGroups_CreateOrUpdate", True),
     ("deployments", "generated/resources_7/microsoft.resources/2025-04-01/types.json",
