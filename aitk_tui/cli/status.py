@@ -143,8 +143,12 @@ async def status(session: "Backend", args: argparse.Namespace, printer: EventPri
 
 async def logs(session: "Backend", args: argparse.Namespace, printer: EventPrinter, config: Any) -> int:
     kind = "system" if args.system else "console"
+    hidden = 0
     async for event in session.replica_logs(config, follow=not args.no_follow, tail_lines=args.tail, kind=kind):
         if isinstance(event, LogLine) and event.probe and not args.probes:
+            hidden += 1
+            if hidden == 1:  # a tail of nothing but probes printed nothing, and said nothing
+                print("(health-probe lines are hidden: --probes shows them)", file=sys.stderr, flush=True)
             continue
         printer(event)
         if isinstance(event, Failed):

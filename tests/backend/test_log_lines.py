@@ -68,3 +68,26 @@ def test_the_cli_prints_time_level_message_or_the_raw_line():
     EventPrinter(out=out, err=io.StringIO())(console_line(raw, "r"))
     EventPrinter(out=out, err=io.StringIO(), raw_logs=True)(console_line(raw, "r"))
     assert out.getvalue().splitlines() == [f"{local('2026-12-07T10:00:01+00:00')} WARNING slow", raw]
+
+
+async def test_aitk_logs_says_when_every_line_it_had_was_a_hidden_probe(capsys):
+    """A tail of nothing but /health probes printed nothing and said nothing ("prints none")."""
+    import argparse
+
+    from aitk_tui.cli.status import logs
+
+    probe = json.dumps({"ts": "2026-12-07T10:00:01Z", "level": "info", "logger": "inference_server.access",
+                        "method": "GET", "path": "/health", "status": 200})
+
+    class Session:
+        async def replica_logs(self, config, **kw):
+            for _ in range(3):
+                yield console_line(probe, "r")
+
+    args = argparse.Namespace(system=False, no_follow=True, tail=3, probes=False)
+    assert await logs(Session(), args, EventPrinter(), None) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == "(health-probe lines are hidden: --probes shows them)\n"
+    args.probes = True
+    await logs(Session(), args, EventPrinter(), None)
+    assert capsys.readouterr().out.count("path=/health") == 3

@@ -261,6 +261,7 @@ The container app as it is now, read again every few seconds while this tab is s
     # -- toggles (keys s and p on this tab) -----------------------------------------------------
     def toggle_log_kind(self) -> str:
         self.log_kind = "system" if self.log_kind == "console" else "console"
+        self.hidden_probes = 0  # the new stream says again that its probe lines are hidden
         self.workers.cancel_group(self, "endpoint-logs")
         self.flush()
         self.log_pane.write_lines([f"── {self.log_kind} log ──"])
