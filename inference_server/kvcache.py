@@ -36,13 +36,13 @@ class SlabLayer(DynamicLayer):
 
     is_croppable = False
 
-    def __init__(self, keys, values, rows_capacity: int = 0) -> None:
+    def __init__(self, keys, values, rows_capacity: int = 0, columns_capacity: int = 0) -> None:
         super().__init__()
         self.device = keys.device
         self.is_initialized = True
         rows, _, width, _ = keys.shape
         self.rows = rows
-        self._alloc(max(rows, rows_capacity), width + SPARE_COLUMNS, 0, keys, values, width)
+        self._alloc(max(rows, rows_capacity), max(width + SPARE_COLUMNS, columns_capacity), 0, keys, values, width)
 
     def _alloc(self, rows_cap: int, cols_cap: int, start: int, keys, values, width: int) -> None:
         """New slabs holding ``keys/values`` (all their rows, ``width`` columns) from column ``start``."""
@@ -115,11 +115,13 @@ class SlabLayer(DynamicLayer):
         raise NotImplementedError("a slab cache is not croppable")  # DynamicLayer's would desync the slabs
 
 
-def to_slabs(cache: Any, rows_capacity: int = 0) -> Any:
+def to_slabs(cache: Any, rows_capacity: int = 0, columns_capacity: int = 0) -> Any:
     """Turn a filled ``DynamicCache`` (a prefill's) into slab layers, in place; returns it.
     ``rows_capacity``: rows to make room for at once (the batch size), so joining rows do
-    not regrow the slabs one doubling at a time."""
-    cache.layers = [SlabLayer(layer.keys, layer.values, rows_capacity) for layer in cache.layers]
+    not regrow the slabs one doubling at a time. ``columns_capacity``: columns to make room
+    for at once (a prompt prefilled in pieces: its whole length, so no piece copies the
+    cache again)."""
+    cache.layers = [SlabLayer(layer.keys, layer.values, rows_capacity, columns_capacity) for layer in cache.layers]
     return cache
 
 

@@ -139,6 +139,11 @@ class ServerSettings(BaseSettings):
     max_prefill_tokens: int = Field(
         4096, ge=1, description="prompt tokens admitted per decode step (bounds others' stalls)"
     )
+    prefill_chunk: int = Field(
+        0, ge=0, le=1_048_576,
+        description="prompt tokens prefilled between two decode steps; a longer prompt is prefilled in pieces "
+        "so running streams keep flowing (0: by device, 32 on a CPU, 512 on a GPU)",
+    )
     min_step_interval: float = Field(
         0.0, ge=0.0, le=1.0,
         description="least seconds per decode step, to slow a tiny model to a readable pace "
