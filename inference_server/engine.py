@@ -43,7 +43,7 @@ from .handles import (Finished, QueueFull, RequestHandle, SamplingParams, TextCh
                       _deliver, _failure_message)
 from .loading import LoadedModel, LoadError, drop_leaked_adapter_hooks, load_model  # noqa: F401  (re-exported)
 from .prefill_plan import prefill_chunks
-from .sampling import GREEDY_BELOW_TEMPERATURE, sample_row
+from .sampling import GREEDY_BELOW_TEMPERATURE, INVALID, draw, sample_rows
 from .textstream import Detokenizer, StopMatcher
 
 log = logging.getLogger("inference_server.engine")
@@ -496,15 +496,46 @@ class Engine:
         return logits
 
     def _sample(self, rows: list[_Row], logits) -> list[int]:
-        tokens = logits.argmax(dim=-1).tolist()
+        """The step's tokens, read back in one transfer: greedy rows take the argmax, sampled
+        rows are drawn together (``sampling.sample_rows``), each from its own generator."""
+        import torch
+
+        tokens = logits.argmax(dim=-1)
+        sampled, uniforms = [], []
         for i, row in enumerate(rows):
             if row.done or row.handle.params.temperature < GREEDY_BELOW_TEMPERATURE:
                 continue
             try:
-                tokens[i] = sample_row(row, logits[i])
-            except Exception as exc:  # this row's numbers (or a bug hit by them) fail this row only
+                uniforms.append(draw(row.generator, logits.device))
+                sampled.append(i)
+            except Exception as exc:  # this row's generator (or a bug hit by it) fails this row only
                 self._fail_row(row, exc)
-        return tokens
+        if sampled:
+            idx = torch.tensor(sampled, device=logits.device)
+            params = [rows[i].handle.params for i in sampled]
+            try:
+                picked = sample_rows(logits.index_select(0, idx), [p.temperature for p in params],
+                                     [p.top_p for p in params], torch.cat(uniforms))
+            except Exception as exc:  # one row's numbers may be to blame: each row alone
+                log.warning("sampling %d rows together failed (%s); sampling each alone", len(sampled),
+                            type(exc).__name__)
+                picked = torch.cat([self._sample_alone(rows[i], logits[i:i + 1], u) for i, u in zip(
+                    sampled, uniforms, strict=True)])
+            tokens = tokens.index_copy(0, idx, picked)
+        out = tokens.tolist()
+        for i in sampled:
+            if out[i] == INVALID and not rows[i].done:
+                self._fail_row(rows[i], ValueError("the next-token probabilities are not finite"))
+        return out
+
+    def _sample_alone(self, row: _Row, logits, uniform):
+        import torch
+
+        try:
+            return sample_rows(logits, [row.handle.params.temperature], [row.handle.params.top_p], uniform)
+        except Exception as exc:
+            self._fail_row(row, exc)
+            return torch.full((1,), INVALID, dtype=torch.long, device=logits.device)
 
     def _fail_row(self, row: _Row, exc: Exception) -> None:
         log.error("generation failed for one request (the others go on)", exc_info=exc)
