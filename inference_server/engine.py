@@ -59,6 +59,9 @@ log = logging.getLogger("inference_server.engine")
 CPU_PREFILL_CHUNK = 32
 GPU_PREFILL_CHUNK = 512
 ALONE_FACTOR = 4
+# A prompt of up to WHOLE_FACTOR pieces is prefilled whole (with the other arrivals of its
+# length): a chat turn of 40 tokens in two forwards would cost a second pass over the weights.
+WHOLE_FACTOR = 2
 
 
 def default_prefill_chunk(device_type: str) -> int:
@@ -246,7 +249,7 @@ class Engine:
 
     def _plan_prefill(self) -> list[list[_Prefill]]:
         """This iteration's prefill forwards (chunked prefill): every waiting prompt of at most
-        ``prefill_chunk`` tokens whole, grouped by similar length (``prefill_chunks``), then one
+        ``WHOLE_FACTOR * prefill_chunk`` tokens whole, grouped by similar length (``prefill_chunks``), then one
         piece of at most ``prefill_chunk`` tokens of one longer prompt (a forward of its own,
         going on from the cache its earlier pieces left). So a long prompt never holds the
         running rows' next decode step, or a short arrival's first token, for more than one
@@ -263,7 +266,7 @@ class Engine:
                 live.append(p)
         self._prefilling = live
         chunk = self.prefill_chunk if self._batch.rows or len(live) > 1 else self.prefill_chunk * ALONE_FACTOR
-        whole = [p for p in live if p.done == 0 and p.remaining <= chunk]
+        whole = [p for p in live if p.done == 0 and p.remaining <= WHOLE_FACTOR * chunk]
         longer = [p for p in live if p not in whole]
         plan = prefill_chunks(whole, lambda p: p.remaining, max_tokens=self.max_prefill_tokens,
                               device_type=self.loaded.device.type)
