@@ -1,13 +1,20 @@
 """Generation (no HTTP): continuous batching over a hand-written decode loop.
 
-One worker thread owns the model. At every iteration it admits waiting requests (shortest
-prompt first, within a prompt-token budget so running rows are not starved; prompts of
-similar length are prefilled together, and each prefill's first tokens go out at once),
-then runs one decode step for every active row, and drops rows that finished, were
-cancelled or ran out of time. Rows join and leave the running batch between steps: the
-batch's KV cache is left-padded to a common length and an attention mask hides the
-padding, with explicit per-row position ids, so a row computes what it would compute
-alone. The cache lives in preallocated slabs (``kvcache``): a step writes in place rather
+One worker thread owns the model. At every iteration it admits waiting requests, prefills
+(shortest first; prompts of similar length together, and each prefill's first tokens go
+out at once), then runs one decode step for every active row, and drops rows that
+finished, were cancelled or ran out of time.
+
+Chunked prefill: a prompt longer than two ``prefill_chunk`` pieces is prefilled one piece
+per iteration, each piece a forward of its own on top of the cache the earlier pieces
+left (slabs sized for the whole prompt at the first piece), with the running rows' decode
+step in between; its last piece samples its first token and the row joins the batch. So
+a long prompt holds running streams, and a short request that arrives behind it, for one
+piece at a time, not for its whole prefill.
+
+Rows join and leave the running batch between steps: the batch's KV cache is left-padded
+to a common length and an attention mask hides the padding, with explicit per-row
+position ids, so a row computes what it would compute alone. The cache lives in preallocated slabs (``kvcache``): a step writes in place rather
 than copying every row's cache as ``DynamicCache`` does.
 
 Every row names the adapter it runs with (None: the weights as loaded). With unmerged
@@ -23,8 +30,9 @@ and cannot be batched away, and a wave of staggered clients ends with its longes
 decoding alone. On the realistic workload the engine's CPU time comes within a few
 percent of the bound that script prints for any engine, and that bound is below 3x.
 
-Results go back to asyncio through ``loop.call_soon_threadsafe`` once per step, with each
-request's text decoded incrementally (``tokenizers.decoders.DecodeStream``) and partial
+Sampling draws the whole batch at once (``sampling.sample_rows``) and every step reads its
+tokens back in one transfer. Results go back to asyncio through
+``loop.call_soon_threadsafe`` once per step, with each request's text decoded incrementally (``tokenizers.decoders.DecodeStream``) and partial
 stop strings held back until they are ruled out (``textstream``).
 """
 
@@ -514,17 +522,18 @@ class Engine:
             except Exception as exc:  # this row's generator (or a bug hit by it) fails this row only
                 self._fail_row(row, exc)
         if sampled:
-            idx = torch.tensor(sampled, device=logits.device)
+            every = len(sampled) == len(rows)  # the usual case at a chat's defaults: no gather
+            idx = None if every else torch.tensor(sampled).to(logits.device, non_blocking=True)
             params = [rows[i].handle.params for i in sampled]
             try:
-                picked = sample_rows(logits.index_select(0, idx), [p.temperature for p in params],
-                                     [p.top_p for p in params], torch.cat(uniforms))
+                picked = sample_rows(logits if every else logits.index_select(0, idx),
+                                     [p.temperature for p in params], [p.top_p for p in params], torch.cat(uniforms))
             except Exception as exc:  # one row's numbers may be to blame: each row alone
                 log.warning("sampling %d rows together failed (%s); sampling each alone", len(sampled),
                             type(exc).__name__)
                 picked = torch.cat([self._sample_alone(rows[i], logits[i:i + 1], u) for i, u in zip(
                     sampled, uniforms, strict=True)])
-            tokens = tokens.index_copy(0, idx, picked)
+            tokens = picked if every else tokens.index_copy(0, idx, picked)
         out = tokens.tolist()
         for i in sampled:
             if out[i] == INVALID and not rows[i].done:

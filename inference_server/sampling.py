@@ -30,37 +30,38 @@ def draw(generator: Any, device: Any):
 def sample_rows(logits, temperatures: list[float], top_ps: list[float], uniforms):
     """Tokens for the rows of ``logits`` [rows, vocab] (float), with each row's temperature,
     top_p and uniform draw (``uniforms``: a tensor of [rows]); a tensor of [rows] on the
-    device. Which rows need a sort is known on the host, so nothing here waits for the device."""
+    device. The per-row settings go to the device in one copy and nothing here waits for it."""
     import torch
 
     device = logits.device
-    tokens = torch.full((logits.shape[0],), INVALID, dtype=torch.long, device=device)
-    scores = logits / torch.tensor(temperatures, dtype=logits.dtype, device=device).unsqueeze(1)
-    # Each row takes one of two paths by its own top_p, never by its neighbours'.
-    for sort in (True, False):
-        chosen = [i for i, p in enumerate(top_ps) if (p < 1.0) == sort]
-        if not chosen:
-            continue
-        idx = torch.tensor(chosen, device=device)
-        rows = scores.index_select(0, idx)
+    settings = torch.tensor([temperatures, top_ps], dtype=logits.dtype).to(device, non_blocking=True)
+    scores = logits / settings[0].unsqueeze(1)
+    # Each row takes one path by its own top_p, never by its neighbours': rows with a top_p
+    # below 1 pick from their sorted nucleus, the others from the vocabulary as it stands.
+    nucleus = [p < 1.0 for p in top_ps]
+    picks = {}
+    for sort in {*nucleus}:
+        rows = scores
         if sort:
             rows, order = torch.sort(rows, dim=-1, descending=True)
         probs = torch.softmax(rows, dim=-1)
         if sort:
             # Drop a token once the mass before it reaches top_p. The top one always stays: a
             # top_p below float32's resolution (1e-300 rounds to 0) would otherwise cut it too.
-            top_p = torch.tensor([top_ps[i] for i in chosen], dtype=probs.dtype, device=device).unsqueeze(1)
-            cut = probs.cumsum(dim=-1) - probs >= top_p
+            cut = probs.cumsum(dim=-1) - probs >= settings[1].unsqueeze(1)
             cut[:, 0] = False
             probs = probs.masked_fill(cut, 0.0)
         cdf = probs.cumsum(dim=-1)
         total = cdf[:, -1]
-        target = (uniforms.index_select(0, idx) * total).unsqueeze(1)
         # The first token whose cumulative probability passes the draw: never one of
         # probability 0 (its cumulative value equals the one before it).
-        picked = torch.searchsorted(cdf, target, right=True).squeeze(1).clamp(max=cdf.shape[1] - 1)
+        picked = torch.searchsorted(cdf, (uniforms * total).unsqueeze(1), right=True).squeeze(1)
+        picked = picked.clamp(max=cdf.shape[1] - 1)
         if sort:
             picked = order.gather(1, picked.unsqueeze(1)).squeeze(1)
         valid = torch.isfinite(total) & (total > 0)
-        tokens.index_copy_(0, idx, torch.where(valid, picked, torch.full_like(picked, INVALID)))
-    return tokens
+        picks[sort] = torch.where(valid, picked, torch.full_like(picked, INVALID))
+    if len(picks) == 1:
+        return next(iter(picks.values()))
+    mask = torch.tensor(nucleus).to(device, non_blocking=True)
+    return torch.where(mask, picks[True], picks[False])
