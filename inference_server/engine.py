@@ -61,8 +61,8 @@ log = logging.getLogger("inference_server.engine")
 # README): whole 2.8 s; pieces of 256 tokens 3.1 s (+12 %), 128 3.4 s (+21 %), 64 3.6 s
 # (+29 %), 32 4.4 s (+57 %), 16 6.1 s. A piece of 32 costs 140-180 ms, about two 4-row decode
 # steps, so running streams' worst gap stays near 3x their usual one; 64 would make it 4-5x.
-# With no row decoding and nobody else waiting, pieces are ALONE_FACTOR times larger (a
-# newcomer waits for at most one of them). A GPU prefills hundreds of tokens in the time of
+# With no row decoding, pieces are ALONE_FACTOR times larger (a newcomer waits for one of
+# them at most). A GPU prefills hundreds of tokens in the time of
 # a decode step (not measured here).
 CPU_PREFILL_CHUNK = 32
 GPU_PREFILL_CHUNK = 512
@@ -273,7 +273,8 @@ class Engine:
             else:
                 live.append(p)
         self._prefilling = live
-        chunk = self.prefill_chunk if self._batch.rows or len(live) > 1 else self.prefill_chunk * ALONE_FACTOR
+        # With no row decoding nobody's next token waits; a newcomer still waits for one piece at most.
+        chunk = self.prefill_chunk if self._batch.rows else self.prefill_chunk * ALONE_FACTOR
         whole = [p for p in live if p.done == 0 and p.remaining <= WHOLE_FACTOR * chunk]
         longer = [p for p in live if p not in whole]
         plan = prefill_chunks(whole, lambda p: p.remaining, max_tokens=self.max_prefill_tokens,
