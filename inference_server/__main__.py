@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--prefill-chunk", type=int, metavar="TOKENS",
         help="prompt tokens prefilled between two decode steps; longer prompts go in pieces so running "
         "streams keep flowing; default 0: 32 on a CPU, 512 on a GPU [AITK_PREFILL_CHUNK]")
+    add("--prefix-cache-tokens", type=int, metavar="TOKENS",
+        help="tokens of finished requests' KV cache kept so a chat's next turn is not prefilled again; "
+        "default: the context length; 0: off [AITK_PREFIX_CACHE_TOKENS]")
     add("--min-step-interval", type=float, metavar="SECONDS",
         help="least seconds per generated token, so a tiny demo model streams at a readable pace; "
         "default 0 (full speed) [AITK_MIN_STEP_INTERVAL]")

@@ -88,6 +88,8 @@ class _Row:
     generated: int = 0
     first_token_at: float | None = None
     done: bool = False
+    reason: str = ""
+    tokens: list[int] = field(default_factory=list)  # generated so far
 
 
 @dataclass(eq=False)
@@ -121,8 +123,12 @@ class _Group:
 class Engine:
     def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 8, max_queue: int = 64,
                  max_prefill_tokens: int = 4096, metrics: Any = None, min_step_interval: float = 0.0,
-                 prefill_chunk: int | None = None):
+                 prefill_chunk: int | None = None, prefix_cache_tokens: int | None = None):
+        from .kvcache import PrefixStore
+
         self.loaded = loaded
+        # Finished requests' caches, for a later prompt that starts the same (a chat's next turn).
+        self.prefix_store = PrefixStore(loaded.context_len if prefix_cache_tokens is None else prefix_cache_tokens)
         # Prompt tokens prefilled between two decode steps; a longer prompt goes in pieces.
         self.prefill_chunk = prefill_chunk or default_prefill_chunk(loaded.device.type)
         self.min_step_interval = min_step_interval
@@ -239,7 +245,7 @@ class Engine:
                         break
                     admitted = self._take_admissible()
                 step_started = time.monotonic()
-                self._prefilling.extend(_Prefill(handle) for handle in admitted)
+                self._prefilling.extend(self._from_store(handle) for handle in admitted)
                 pieces = self._plan_prefill()
                 for i, piece in enumerate(pieces):
                     self._run_piece(piece)
@@ -566,6 +572,7 @@ class Engine:
     def _accept(self, row: _Row, token: int) -> None:
         handle, params = row.handle, row.handle.params
         row.generated += 1
+        row.tokens.append(token)
         row.last_token = token
         now = time.monotonic()
         if row.first_token_at is None:
@@ -588,6 +595,7 @@ class Engine:
 
     def _finish(self, row: _Row, reason: str, *, error: str | None = None, timed_out: bool = False) -> None:
         row.done = True
+        row.reason = reason
         handle = row.handle
         # Held-back text that never completed a stop string is real output (e.g. eos came
         # right after a partial match); after a cancel or error nobody wants it.
@@ -612,6 +620,8 @@ class Engine:
         keep = [i for i, r in enumerate(group.rows) if not r.done]
         if len(keep) == len(group.rows):
             return
+        if self.prefix_store.max_tokens:
+            self._store_finished(group)
         self._active -= len(group.rows) - len(keep)
         if not keep:
             group.rows, group.cache, group.mask = [], None, None
@@ -622,6 +632,42 @@ class Engine:
         group.mask = mask[:, start:]
         kvcache.keep_rows(group.cache, keep, start)
         group.rows = [group.rows[i] for i in keep]
+
+    def _store_finished(self, group: _Group) -> None:
+        """Keep the cache of rows that ended well (``kvcache.PrefixStore``) for a later turn."""
+        width = group.mask.shape[1]
+        for i, row in enumerate(group.rows):
+            if not row.done or row.reason not in ("stop", "length") or row.position > width:
+                continue
+            tokens = row.handle.prompt_ids + row.tokens[:-1]
+            if len(tokens) != row.position:
+                continue
+            try:
+                layers = [(layer.keys[i:i + 1, :, width - row.position:].clone(),
+                           layer.values[i:i + 1, :, width - row.position:].clone()) for layer in group.cache.layers]
+            except Exception:  # a cache to keep is an optimisation, never a failure
+                log.exception("keeping a finished request's cache failed")
+                continue
+            self.prefix_store.add(row.handle.adapter, tokens, layers)
+
+    def _from_store(self, handle: RequestHandle) -> _Prefill:
+        """An arrival, with the part of its prompt that a finished request's cache holds."""
+        p = _Prefill(handle)
+        if not self.prefix_store.max_tokens:
+            return p
+        from transformers import DynamicCache
+
+        from . import kvcache
+
+        try:
+            n, layers = self.prefix_store.match(handle.adapter, handle.prompt_ids)
+            if n >= self.prefill_chunk and layers is not None:
+                p.cache = kvcache.to_slabs(DynamicCache(layers), 1, len(handle.prompt_ids))
+                p.done = n
+        except Exception:  # prefill it whole instead
+            log.exception("reusing a cached prefix failed")
+            p.cache, p.done = None, 0
+        return p
 
     def _fail_all(self, message: str, include_waiting: bool = False) -> None:
         group = self._batch

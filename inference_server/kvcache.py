@@ -134,3 +134,50 @@ def join(cache: Any, other: Any) -> None:
 def keep_rows(cache: Any, keep: list[int], drop_columns: int) -> None:
     for layer in cache.layers:
         layer.keep_rows(keep, drop_columns)
+
+
+class PrefixStore:
+    """The KV cache of finished requests, kept so that a later prompt that starts with the same
+    tokens (the next turn of a chat: the history, then the answer fed back) is prefilled from
+    where they end instead of from its first token.
+
+    An entry is one finished row: its adapter, the tokens in its cache (prompt, then every
+    generated token but the last) and each layer's keys and values [1, heads, tokens, dim].
+    At most ``max_tokens`` tokens are kept in all, least recently used out first; an entry
+    that is a prefix of a newer one is dropped (the newer one serves it).
+    """
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self._entries: list[tuple[str | None, list[int], list[tuple[Any, Any]]]] = []  # most recent last
+        self.hits = 0  # prompt tokens served from the store so far (tests and benchmarks read it)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(tokens) for _, tokens, _ in self._entries)
+
+    def add(self, adapter: str | None, tokens: list[int], layers: list[tuple[Any, Any]]) -> None:
+        if not self.max_tokens or len(tokens) > self.max_tokens:
+            return
+        self._entries = [e for e in self._entries if not (e[0] == adapter and tokens[:len(e[1])] == e[1])]
+        self._entries.append((adapter, tokens, layers))
+        while self.tokens > self.max_tokens:
+            self._entries.pop(0)
+
+    def match(self, adapter: str | None, prompt: list[int]) -> tuple[int, list[tuple[Any, Any]] | None]:
+        """(tokens of ``prompt`` found cached, those tokens' keys and values per layer); always
+        leaves at least the prompt's last token to prefill (its logits give the first token)."""
+        best, found = 0, None
+        for i, (owner, tokens, layers) in enumerate(self._entries):
+            if owner != adapter:
+                continue
+            n = min(len(tokens), len(prompt) - 1)
+            same = next((j for j in range(n) if tokens[j] != prompt[j]), n)
+            if same > best:
+                best, found = same, i
+        if found is None:
+            return 0, None
+        entry = self._entries.pop(found)
+        self._entries.append(entry)  # most recently used
+        self.hits += best
+        return best, [(k[:, :, :best], v[:, :, :best]) for k, v in entry[2]]

@@ -144,6 +144,11 @@ class ServerSettings(BaseSettings):
         description="prompt tokens prefilled between two decode steps; a longer prompt is prefilled in pieces "
         "so running streams keep flowing (0: by device, 32 on a CPU, 512 on a GPU)",
     )
+    prefix_cache_tokens: int | None = Field(
+        None, ge=0,
+        description="tokens of finished requests' KV cache kept for a later prompt that starts the same "
+        "(a chat's next turn); default: the context length; 0: off",
+    )
     min_step_interval: float = Field(
         0.0, ge=0.0, le=1.0,
         description="least seconds per decode step, to slow a tiny model to a readable pace "

@@ -74,8 +74,8 @@ async def test_a_chunked_prefill_gives_the_same_greedy_text_as_an_unchunked_one(
     prompts = [f"prompt number {i} " + f"{SUBJECTS[i]} " * (i * 9 + 3) for i in range(len(SUBJECTS))]
     lengths = [len(ids(loaded, p)) for p in prompts]
     assert max(lengths) > 6 * CHUNK and min(lengths) < CHUNK * 4  # several pieces, and whole prompts too
-    whole = Engine(loaded, max_batch_size=8, prefill_chunk=4096)
-    chunked = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK)
+    whole = Engine(loaded, max_batch_size=8, prefill_chunk=4096, prefix_cache_tokens=0)
+    chunked = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0)
     traced: list[tuple] = []
     chunked.trace = lambda *a: traced.append(a)
     whole.start()
@@ -103,7 +103,7 @@ async def test_a_chunked_prefill_gives_the_same_greedy_text_as_an_unchunked_one(
 async def test_a_long_prompt_is_prefilled_between_decode_steps_of_the_running_rows(unmerged):
     loaded = unmerged
     chunk = 2 * CHUNK  # the short prompt fits in one piece
-    engine = Engine(loaded, max_batch_size=8, prefill_chunk=chunk)
+    engine = Engine(loaded, max_batch_size=8, prefill_chunk=chunk, prefix_cache_tokens=0)
     long_ids = ids(loaded, "tell me everything about " + "streaming tokens " * 40)
     short_ids = ids(loaded, "quota?")
     assert 1 < len(short_ids) <= chunk and len(long_ids) > 6 * chunk
@@ -154,7 +154,7 @@ async def test_a_long_prompt_is_prefilled_between_decode_steps_of_the_running_ro
 
 async def test_a_piece_that_raises_fails_only_its_request(unmerged):
     loaded = unmerged
-    engine = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK)
+    engine = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0)
     prompts = ["hello", "count to five"]
     poisoned_ids = ids(loaded, "tell me everything about " + "poison " * 30)
     marker = next(t for t in poisoned_ids[3 * CHUNK:] if all(t not in ids(loaded, p) for p in prompts))
