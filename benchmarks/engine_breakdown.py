@@ -168,6 +168,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--stagger", type=float, default=0.25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--chunk-cost", type=int, default=0, metavar="TOKENS",
+                        help="only measure prefilling a prompt of TOKENS in pieces of 512 ... 16 tokens (the cost "
+                             "to its time to first token that chose the engine's prefill chunk)")
     parser.add_argument("--shape", choices=["realistic", "burst", "sampled"], default="realistic",
                         help="the workload: server_bench's realistic one, or traffic shape (a) or (f)")
     parser.add_argument("--packed", choices=["on", "off", "both"], default="both",
@@ -191,6 +194,10 @@ def main() -> int:
     def encode(text: str) -> list[int]:
         return loaded.encode_chat([{"role": "user", "content": text}])
 
+    if args.chunk_cost:
+        chunk_cost(loaded, args.chunk_cost)
+        return 0
+
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, torch threads {args.threads}, "
           f"load {os.getloadavg()[0]:.1f}")
     both = ["off", "on"]
@@ -213,6 +220,36 @@ def main() -> int:
               + ", ".join(f"{b['conc_tps'] / a['conc_tps']:.2f}x" for a, b in zip(first, last, strict=True))
               + "; sequential " + ", ".join(f"{b['seq_tps'] / a['seq_tps']:.2f}x" for a, b in zip(first, last, strict=True)))
     return 0
+
+
+def chunk_cost(loaded, length: int) -> None:
+    """Prefill one prompt of ``length`` tokens whole, then in pieces of each size (each piece a
+    forward on top of the cache the earlier ones left, as the engine does)."""
+    import torch
+    from transformers import DynamicCache
+
+    ids = torch.randint(10, len(loaded.tokenizer) - 10, (1, length), generator=torch.Generator().manual_seed(0))
+
+    def run(size: int) -> tuple[float, list[float]]:
+        cache, pieces = DynamicCache(), []
+        with torch.inference_mode():
+            for start in range(0, length, size):
+                end = min(length, start + size)
+                t = time.perf_counter()
+                loaded.model(input_ids=ids[:, start:end], attention_mask=torch.ones((1, end), dtype=torch.long),
+                             position_ids=torch.arange(start, end).unsqueeze(0), past_key_values=cache, use_cache=True,
+                             logits_to_keep=1)
+                pieces.append(time.perf_counter() - t)
+        return sum(pieces), pieces
+
+    run(64)  # warm up
+    whole, _ = run(length)
+    print(f"prefill of {length} tokens whole: {whole:.2f} s (load {os.getloadavg()[0]:.1f})")
+    for size in (512, 256, 128, 64, 32, 16):
+        if size < length:
+            total, pieces = run(size)
+            print(f"  pieces of {size:>3}: {total:.2f} s ({100 * (total / whole - 1):+.0f} %), one piece median "
+                  f"{1000 * statistics.median(pieces):.0f} ms, worst {1000 * max(pieces):.0f} ms")
 
 
 def run_rounds(args, loaded, encode) -> list[dict]:
