@@ -660,8 +660,8 @@ class Engine:
         from . import kvcache
 
         try:
-            n, layers = self.prefix_store.match(handle.adapter, handle.prompt_ids)
-            if n >= self.prefill_chunk and layers is not None:
+            n, layers = self.prefix_store.match(handle.adapter, handle.prompt_ids, min_tokens=self.prefill_chunk)
+            if layers is not None:
                 p.cache = kvcache.to_slabs(DynamicCache(layers), 1, len(handle.prompt_ids))
                 p.done = n
         except Exception:  # prefill it whole instead

@@ -164,9 +164,10 @@ class PrefixStore:
         while self.tokens > self.max_tokens:
             self._entries.pop(0)
 
-    def match(self, adapter: str | None, prompt: list[int]) -> tuple[int, list[tuple[Any, Any]] | None]:
-        """(tokens of ``prompt`` found cached, those tokens' keys and values per layer); always
-        leaves at least the prompt's last token to prefill (its logits give the first token)."""
+    def match(self, adapter: str | None, prompt: list[int], min_tokens: int = 1) -> tuple[int, list[tuple[Any, Any]] | None]:
+        """(tokens of ``prompt`` found cached, those tokens' keys and values per layer), or (0,
+        None) below ``min_tokens``; always leaves at least the prompt's last token to prefill
+        (its logits give the first token)."""
         best, found = 0, None
         for i, (owner, tokens, layers) in enumerate(self._entries):
             if owner != adapter:
@@ -175,7 +176,7 @@ class PrefixStore:
             same = next((j for j in range(n) if tokens[j] != prompt[j]), n)
             if same > best:
                 best, found = same, i
-        if found is None:
+        if found is None or best < min_tokens:
             return 0, None
         entry = self._entries.pop(found)
         self._entries.append(entry)  # most recently used
