@@ -14,8 +14,9 @@ piece at a time, not for its whole prefill.
 
 Rows join and leave the running batch between steps: the batch's KV cache is left-padded
 to a common length and an attention mask hides the padding, with explicit per-row
-position ids, so a row computes what it would compute alone. The cache lives in preallocated slabs (``kvcache``): a step writes in place rather
-than copying every row's cache as ``DynamicCache`` does.
+position ids, so a row computes what it would compute alone. The cache lives in
+preallocated slabs (``kvcache``): a step writes in place rather than copying every row's
+cache as ``DynamicCache`` does.
 
 Every row names the adapter it runs with (None: the weights as loaded). With unmerged
 adapters (several, or the base served too) all rows still share one batch and one cache:
@@ -32,8 +33,9 @@ percent of the bound that script prints for any engine, and that bound is below 
 
 Sampling draws the whole batch at once (``sampling.sample_rows``) and every step reads its
 tokens back in one transfer. Results go back to asyncio through
-``loop.call_soon_threadsafe`` once per step, with each request's text decoded incrementally (``tokenizers.decoders.DecodeStream``) and partial
-stop strings held back until they are ruled out (``textstream``).
+``loop.call_soon_threadsafe`` once per step, with each request's text decoded
+incrementally (``tokenizers.decoders.DecodeStream``) and partial stop strings held back
+until they are ruled out (``textstream``).
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ log = logging.getLogger("inference_server.engine")
 # (+29 %), 32 4.4 s (+57 %), 16 6.1 s. A piece of 32 costs 140-180 ms, about two 4-row decode
 # steps, so running streams' worst gap stays near 3x their usual one; 64 would make it 4-5x.
 # With no row decoding, pieces are ALONE_FACTOR times larger (a newcomer waits for one of
-# them at most). A GPU prefills hundreds of tokens in the time of
-# a decode step (not measured here).
+# them at most). A GPU prefills hundreds of tokens in the time of a decode step (not
+# measured here).
 CPU_PREFILL_CHUNK = 32
 GPU_PREFILL_CHUNK = 512
 ALONE_FACTOR = 4
@@ -263,11 +265,11 @@ class Engine:
 
     def _plan_prefill(self) -> list[list[_Prefill]]:
         """This iteration's prefill forwards (chunked prefill): every waiting prompt of at most
-        ``WHOLE_FACTOR * prefill_chunk`` tokens whole, grouped by similar length (``prefill_chunks``), then one
-        piece of at most ``prefill_chunk`` tokens of one longer prompt (a forward of its own,
-        going on from the cache its earlier pieces left). So a long prompt never holds the
-        running rows' next decode step, or a short arrival's first token, for more than one
-        piece; shortest first (the lowest mean time to first token)."""
+        ``WHOLE_FACTOR * prefill_chunk`` tokens whole, grouped by similar length
+        (``prefill_chunks``), then one piece of at most ``prefill_chunk`` tokens of one longer
+        prompt (a forward of its own, going on from the cache its earlier pieces left). So a
+        long prompt never holds the running rows' next decode step, or a short arrival's first
+        token, for more than one piece; shortest first (the lowest mean time to first token)."""
         now = time.monotonic()
         live: list[_Prefill] = []
         for p in self._prefilling:

@@ -164,7 +164,8 @@ class PrefixStore:
         while self.tokens > self.max_tokens:
             self._entries.pop(0)
 
-    def match(self, adapter: str | None, prompt: list[int], min_tokens: int = 1) -> tuple[int, list[tuple[Any, Any]] | None]:
+    def match(self, adapter: str | None, prompt: list[int],
+              min_tokens: int = 1) -> tuple[int, list[tuple[Any, Any]] | None]:
         """(tokens of ``prompt`` found cached, those tokens' keys and values per layer), or (0,
         None) below ``min_tokens``; always leaves at least the prompt's last token to prefill
         (its logits give the first token)."""
