@@ -137,7 +137,8 @@ class ServerSettings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body (above: 413)")
     max_messages: int = Field(256, ge=1, description="most messages per request (above: 400)")
     max_prefill_tokens: int = Field(
-        4096, ge=1, description="prompt tokens admitted per decode step (bounds others' stalls)"
+        4096, ge=1, description="most prompt tokens (padding included) in one prefill forward of several prompts "
+        "(what a step prefills is bounded by prefill_chunk)"
     )
     prefill_chunk: int = Field(
         0, ge=0, le=1_048_576,
