@@ -63,12 +63,13 @@ log = logging.getLogger("inference_server.engine")
 # README): whole 2.8 s; pieces of 256 tokens 3.1 s (+12 %), 128 3.4 s (+21 %), 64 3.6 s
 # (+29 %), 32 4.4 s (+57 %), 16 6.1 s. A piece of 32 costs 140-180 ms, about two 4-row decode
 # steps, so running streams' worst gap stays near 3x their usual one; 64 would make it 4-5x.
-# With no row decoding, pieces are ALONE_FACTOR times larger (a newcomer waits for one of
-# them at most). A GPU prefills hundreds of tokens in the time of a decode step (not
-# measured here).
+# With no row decoding, pieces are ALONE_FACTOR times larger: 256 tokens on a CPU (+12 %;
+# a newcomer waits for one piece at most, under 1 s here), and a lone chat prompt under 512
+# tokens is prefilled whole, so a single stream pays nothing. A GPU prefills hundreds of
+# tokens in the time of a decode step (not measured here).
 CPU_PREFILL_CHUNK = 32
 GPU_PREFILL_CHUNK = 512
-ALONE_FACTOR = 4
+ALONE_FACTOR = 8
 # A prompt of up to WHOLE_FACTOR pieces is prefilled whole (with the other arrivals of its
 # length): a chat turn of 40 tokens in two forwards would cost a second pass over the weights.
 WHOLE_FACTOR = 2
