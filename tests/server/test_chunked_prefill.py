@@ -65,8 +65,9 @@ class Forwards:
 
 
 async def run_all(engine, loaded, prompts: list[str], params: SamplingParams) -> list[str]:
-    handles = [engine.submit(ids(loaded, p), params, use_adapter=adapter_of(loaded, i), timeout_s=60)
-               for i, p in enumerate(prompts)]
+    with engine._cv:  # all wait together, so one iteration admits them all
+        handles = [engine.submit(ids(loaded, p), params, use_adapter=adapter_of(loaded, i), timeout_s=60)
+                   for i, p in enumerate(prompts)]
     return [text for text, _ in await asyncio.gather(*(h.result() for h in handles))]
 
 
@@ -82,12 +83,13 @@ async def test_a_chunked_prefill_gives_the_same_greedy_text_as_an_unchunked_one(
     whole.start()
     chunked.start()
     try:
-        expected = [(await run_all(whole, loaded, [p], greedy()))[0] for p in prompts]
-        alone = [(await run_all(chunked, loaded, [p], greedy()))[0] for p in prompts]
+        # Long enough that the short prompts' rows still decode when the long ones join.
+        expected = [(await run_all(whole, loaded, [p], greedy(120)))[0] for p in prompts]
+        alone = [(await run_all(chunked, loaded, [p], greedy(120)))[0] for p in prompts]
         # All at once: pieces of the long ones between decode steps of the rows already in,
         # rows of the adapter and of the base in one batch where the adapter is unmerged.
         chunked.peak_batch = 0
-        together = await run_all(chunked, loaded, prompts, greedy())
+        together = await run_all(chunked, loaded, prompts, greedy(120))
     finally:
         whole.stop()
         chunked.stop()
