@@ -2,6 +2,7 @@
 
     python benchmarks/engine_breakdown.py [--rounds 2] [--stagger 0.25] [--packed on|off|both]
                                           [--skip-padding on|off|both] [--threads 1]
+                                          [--shape realistic|burst|sampled]
 
 ``--packed`` and ``--skip-padding`` switch the engine's two CPU paths (``cpu_linear.py``,
 ``cpu_attention.py``) in this process; with ``both`` the workload runs once per setting and
@@ -45,11 +46,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import realistic_load  # noqa: E402
 import server_bench  # noqa: E402
+import traffic_shapes  # noqa: E402
 
 from inference_server.demo_model import build_demo_model  # noqa: E402
 
 
-async def run_wave(loaded, clients, seeds, concurrent: bool) -> dict:
+def shape_workload(shape: str, encode, variant: int) -> tuple[list, dict]:
+    """The clients (prompt, max_tokens, start_s) of a shape and the sampling they all use
+    (each client also gets its own seed): ``realistic`` (the default), or the ``burst`` and
+    ``sampled`` shapes of ``traffic_shapes.py``."""
+    if shape == "realistic":
+        return realistic_load.workload(encode, stagger=STAGGER[0], variant=variant), {"temperature": 1.0}
+    maker = traffic_shapes.burst if shape == "burst" else traffic_shapes.sampled
+    requests = maker(encode, variant)
+    clients = [realistic_load.Client(r.messages[0]["content"], 0, r.max_tokens, r.start_s, 0) for r in requests]
+    if shape == "burst":
+        return clients, {"temperature": 0.0, "ignore_eos": True}
+    return clients, {"temperature": 0.7, "top_p": 0.9}
+
+
+STAGGER = [0.25]
+
+
+async def run_wave(loaded, clients, seeds, concurrent: bool, sampling: dict | None = None) -> dict:
     from inference_server.engine import Engine, SamplingParams
 
     trace: list[tuple] = []
@@ -63,7 +82,8 @@ async def run_wave(loaded, clients, seeds, concurrent: bool) -> dict:
             if concurrent:
                 await asyncio.sleep(max(0.0, c.start_s - (time.perf_counter() - t0)))
             ids = loaded.encode_chat([{"role": "user", "content": c.prompt}])
-            handle = engine.submit(ids, SamplingParams(max_tokens=c.max_tokens, temperature=1.0, seed=seeds[i]),
+            handle = engine.submit(ids, SamplingParams(max_tokens=c.max_tokens, seed=seeds[i],
+                                                       **(sampling or {"temperature": 1.0})),
                                    use_adapter=False, timeout_s=3600)
             _, done = await handle.result()
             return len(ids), done
@@ -148,6 +168,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--stagger", type=float, default=0.25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--chunk-cost", type=int, default=0, metavar="TOKENS",
+                        help="only measure prefilling a prompt of TOKENS in pieces of 512 ... 16 tokens (the cost "
+                             "to its time to first token that chose the engine's prefill chunk)")
+    parser.add_argument("--shape", choices=["realistic", "burst", "sampled"], default="realistic",
+                        help="the workload: server_bench's realistic one, or traffic shape (a) or (f)")
     parser.add_argument("--packed", choices=["on", "off", "both"], default="both",
                         help="linear weights packed for batched decode (cpu_linear.py): on, off, or each in turn")
     parser.add_argument("--skip-padding", choices=["on", "off", "both"], default="on",
@@ -168,6 +193,10 @@ def main() -> int:
 
     def encode(text: str) -> list[int]:
         return loaded.encode_chat([{"role": "user", "content": text}])
+
+    if args.chunk_cost:
+        chunk_cost(loaded, args.chunk_cost)
+        return 0
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, torch threads {args.threads}, "
           f"load {os.getloadavg()[0]:.1f}")
@@ -193,13 +222,44 @@ def main() -> int:
     return 0
 
 
+def chunk_cost(loaded, length: int) -> None:
+    """Prefill one prompt of ``length`` tokens whole, then in pieces of each size (each piece a
+    forward on top of the cache the earlier ones left, as the engine does)."""
+    import torch
+    from transformers import DynamicCache
+
+    ids = torch.randint(10, len(loaded.tokenizer) - 10, (1, length), generator=torch.Generator().manual_seed(0))
+
+    def run(size: int) -> tuple[float, list[float]]:
+        cache, pieces = DynamicCache(), []
+        with torch.inference_mode():
+            for start in range(0, length, size):
+                end = min(length, start + size)
+                t = time.perf_counter()
+                loaded.model(input_ids=ids[:, start:end], attention_mask=torch.ones((1, end), dtype=torch.long),
+                             position_ids=torch.arange(start, end).unsqueeze(0), past_key_values=cache, use_cache=True,
+                             logits_to_keep=1)
+                pieces.append(time.perf_counter() - t)
+        return sum(pieces), pieces
+
+    run(64)  # warm up
+    whole, _ = run(length)
+    print(f"prefill of {length} tokens whole: {whole:.2f} s (load {os.getloadavg()[0]:.1f})")
+    for size in (512, 256, 128, 64, 32, 16):
+        if size < length:
+            total, pieces = run(size)
+            print(f"  pieces of {size:>3}: {total:.2f} s ({100 * (total / whole - 1):+.0f} %), one piece median "
+                  f"{1000 * statistics.median(pieces):.0f} ms, worst {1000 * max(pieces):.0f} ms")
+
+
 def run_rounds(args, loaded, encode) -> list[dict]:
     ratios, cpu_ratios, bounds, fulls, rounds = [], [], [], [], []
     for r in range(args.rounds):
-        clients = realistic_load.workload(encode, stagger=args.stagger, variant=100 + r)
+        STAGGER[0] = args.stagger
+        clients, sampling = shape_workload(args.shape, encode, 100 + r)
         seeds = [1000 * r + i for i in range(len(clients))]
-        conc = asyncio.run(run_wave(loaded, clients, seeds, concurrent=True))
-        seq = asyncio.run(run_wave(loaded, clients, seeds, concurrent=False))
+        conc = asyncio.run(run_wave(loaded, clients, seeds, concurrent=True, sampling=sampling))
+        seq = asyncio.run(run_wave(loaded, clients, seeds, concurrent=False, sampling=sampling))
         print(f"\n== round {r + 1} (load {os.getloadavg()[0]:.1f}): completion tokens {conc['tokens']} "
               f"(sequential: {seq['tokens']}); prompts {conc['prompt']}")
         fc = describe("8 staggered", conc)
@@ -221,6 +281,8 @@ def run_rounds(args, loaded, encode) -> list[dict]:
     print(f"\nconcurrent/sequential: wall {', '.join(f'{x:.2f}x' for x in ratios)}; CPU "
           f"{', '.join(f'{x:.2f}x' for x in cpu_ratios)}; "
           f"bound {', '.join(f'{x:.2f}x' for x in bounds)}; full-batch bound {', '.join(f'{x:.2f}x' for x in fulls)}")
+    print(f"engine CPU ratio / bound ({args.shape}): "
+          + ", ".join(f"{100 * c / b:.0f} %" for c, b in zip(cpu_ratios, bounds, strict=True)) + " (goal >= 90 %)")
     return rounds
 
 

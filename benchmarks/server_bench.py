@@ -3,6 +3,13 @@
     python benchmarks/server_bench.py              # tiny demo model (about 1 ms/token)
     python benchmarks/server_bench.py --medium     # also a random 1024x8 Phi-3 (tens of ms/token)
     python benchmarks/server_bench.py --realistic  # staggered clients, mixed lengths, EOS; vs the peer
+    python benchmarks/server_bench.py --shapes abcdef --reps 2   # every traffic shape, vs the peer
+
+``--shapes`` runs the traffic shapes of ``traffic_shapes.py`` (a burst of short prompts, the
+realistic workload, long prompts, a multi-turn conversation to the context limit, a very long
+prompt among running streams, sampled decoding), each on our server and on the peer in the
+same run (order alternating between rounds), and prints ours/peer throughput, time to first
+token and worst gap between tokens per shape, with the load average before and after each wave.
 
 ``--realistic`` runs only the realistic workload (``realistic_load.py`` says how it is
 modelled) on our server and on ``transformers serve --continuous-batching``, same model,
@@ -41,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 import realistic_load  # noqa: E402  (beside this file)
+import traffic_shapes as shapes  # noqa: E402  (beside this file)
 
 from inference_server.demo_model import build_demo_model  # noqa: E402
 
@@ -343,6 +351,125 @@ def report_realistic(r: dict, args) -> None:
     print("  the bound on concurrent / sequential for any engine: python benchmarks/engine_breakdown.py")
 
 
+SHAPE_NAMES = {"a": "burst of 8 short", "b": "realistic (staggered)", "c": "long prompts 1-4k",
+               "d": "multi-turn to the context limit", "e": "very long prompt among running streams",
+               "f": "sampled, temperature 0.7 + top_p 0.9"}
+
+
+def shape_models(args) -> dict[str, Path]:
+    """The model folder of each shape (see traffic_shapes.py)."""
+    tiny = build_demo_model(args.cache / "tiny")
+    realistic = realistic_load.build_realistic(args.cache / "realistic", tiny.model_dir, build_medium)
+    medium, _ = build_medium(args.cache / "medium", tiny.model_dir)
+    long = shapes.model_variant(medium, args.cache / "medium-8k", context=8192)
+    sampled = shapes.model_variant(realistic, args.cache / "realistic-sampled",
+                                   sampling={"do_sample": True, "temperature": 0.7, "top_p": 0.9})
+    return {"a": medium, "d": medium, "c": long, "e": long, "b": realistic, "f": sampled}
+
+
+async def run_shape(letter: str, target, encode_chat, variant: int, context: int) -> dict:
+    """One wave of a shape on one server: figures, with the load average before and after."""
+    def encode(text: str) -> list[int]:
+        return encode_chat(shapes.chat(text))
+
+    load = os.getloadavg()[0]
+    out: dict = {}
+    if letter == "a":
+        wall, streams = await shapes.wave(target, shapes.burst(encode, variant))
+    elif letter == "b":
+        clients = realistic_load.workload(encode, variant=variant)
+        wall, streams = await shapes.wave(target, [shapes.Request(shapes.chat(c.prompt), c.max_tokens, c.start_s, {
+            "temperature": 1.0, "seed": c.seed}) for c in clients])
+    elif letter == "c":
+        wall, streams = await shapes.wave(target, shapes.long_prompts(encode, variant))
+    elif letter == "d":
+        wall, streams = await shapes.conversations(target, encode_chat, variant, context)
+        out["turns"] = len(streams)
+        out["last_ttft"] = max(s.ttft_s for s in streams[-2:])
+    elif letter == "e":
+        with_long, alone, short_alone = shapes.long_among_running(encode, variant)
+        _, base = await shapes.wave(target, alone)
+        _, short_base = await shapes.wave(target, [short_alone])
+        wall, streams = await shapes.wave(target, with_long)
+        running = [s for s in streams if s.tag == "running"]
+        out.update(base_gap=max(s.worst_gap for s in base), running_gap=max(s.worst_gap for s in running),
+                   short_alone=short_base[0].ttft_s, short_ttft=next(s for s in streams if s.tag == "short").ttft_s,
+                   long_ttft=next(s for s in streams if s.tag == "long").ttft_s)
+    else:
+        wall, streams = await shapes.wave(target, shapes.sampled(encode, variant))
+    out.update(shapes.figures(wall, streams), load=(load, os.getloadavg()[0]))
+    return out
+
+
+async def bench_shapes(args) -> dict:
+    from transformers import AutoTokenizer
+
+    models = shape_models(args)
+    wanted = [x for x in "abcdef" if x in args.shapes]
+    out: dict = {x: [] for x in wanted}
+    by_model: dict[Path, list[str]] = {}
+    for letter in wanted:
+        by_model.setdefault(models[letter], []).append(letter)
+    auth = {"Authorization": f"Bearer {KEY}"}
+    for model_dir, letters in by_model.items():
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        context = json.loads((model_dir / "config.json").read_text())["max_position_embeddings"]
+
+        def encode_chat(messages, tok=tok):
+            return list(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                return_dict=False))
+
+        ours = Server(model_dir, None, args.threads)
+        peer = realistic_load.Peer(model_dir, free_port(), args.threads, num_blocks=max(128, 2 * context // 64 + 64))
+        targets = {"ours": (ours.url, auth, None), "peer": (peer.url, {}, peer.model)}
+        try:
+            async with httpx.AsyncClient(timeout=600) as http:
+                for url, headers, model in targets.values():  # the peer sets up its batching on the first request
+                    await realistic_load.stream_chat(http, url, headers, model, "warm up", 8)
+            for letter in letters:
+                for rep in range(args.reps):
+                    round_ = {}
+                    for k, name in enumerate(("ours", "peer") if rep % 2 == 0 else ("peer", "ours")):
+                        # Words neither server has seen (the peer caches prompt prefixes).
+                        variant = 10 * rep + k + (100 if name == "peer" else 0)
+                        round_[name] = await run_shape(letter, targets[name], encode_chat, variant, context)
+                        print(f"  [{letter} round {rep + 1} {name}: {round_[name]['tps']:.1f} tok/s, load "
+                              f"{round_[name]['load'][0]:.1f} -> {round_[name]['load'][1]:.1f}]", flush=True)
+                    out[letter].append(round_)
+        finally:
+            ours.close()
+            peer.close()
+    return out
+
+
+def report_shapes(r: dict, args) -> None:
+    print(f"\n== traffic shapes, ours vs `transformers serve --continuous-batching`, random Phi-3 (hidden 1024 x 8 "
+          f"layers), {args.threads} torch thread(s), {args.reps} round(s) each; per round: ours / peer")
+    print(f"  {'shape':<42} {'throughput':<14} {'TTFT median':<14} {'worst gap':<14} load (1-min) before->after, "
+          "ours | peer")
+    for letter, rounds in r.items():
+        def col(key: str) -> str:
+            return ", ".join(f"{x['ours'][key] / x['peer'][key]:.2f}x" for x in rounds)
+
+        loads = "; ".join(f"{x['ours']['load'][0]:.1f}->{x['ours']['load'][1]:.1f} | "
+                          f"{x['peer']['load'][0]:.1f}->{x['peer']['load'][1]:.1f}" for x in rounds)
+        print(f"  ({letter}) {SHAPE_NAMES[letter]:<38} {col('tps'):<14} {col('ttft_med'):<14} {col('gap'):<14} {loads}")
+        for x in rounds:
+            for name in ("ours", "peer"):
+                f = x[name]
+                extra = ""
+                if letter == "d":
+                    extra = f", {f['turns']} turns, last turn's TTFT {f['last_ttft']:.2f} s"
+                if letter == "e":
+                    extra = (f"; running streams' worst gap {f['running_gap']:.2f} s vs {f['base_gap']:.2f} s without "
+                             f"the long prompt ({f['running_gap'] / f['base_gap']:.1f}x, goal <= 3x); short TTFT "
+                             f"{f['short_ttft']:.2f} s vs {f['short_alone']:.2f} s alone "
+                             f"({f['short_ttft'] / f['short_alone']:.1f}x, goal <= 3x); long TTFT {f['long_ttft']:.1f} s")
+                print(f"      {name}: {f['tps']:.1f} tok/s ({f['tokens']} tokens in {f['wall']:.1f} s), TTFT median "
+                      f"{f['ttft_med']:.2f} s worst {f['ttft_max']:.2f} s, worst gap {f['gap']:.2f} s{extra}")
+    print("  the bound on concurrent / sequential (realistic shape): python benchmarks/engine_breakdown.py")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--medium", action="store_true", help="also benchmark a random hidden-1024 x 8-layer model")
@@ -355,8 +482,13 @@ def main() -> int:
     parser.add_argument("--realistic", action="store_true",
                         help="only the realistic workload, ours vs `transformers serve --continuous-batching`")
     parser.add_argument("--stagger", type=float, default=0.25, help="seconds between client starts (realistic)")
+    parser.add_argument("--shapes", default="", metavar="LETTERS",
+                        help="traffic shapes to run against the peer (traffic_shapes.py), e.g. abcdef")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, torch threads {args.threads}")
+    if args.shapes:
+        report_shapes(asyncio.run(bench_shapes(args)), args)
+        return 0
     if args.realistic:
         report_realistic(asyncio.run(bench_realistic(args)), args)
         return 0

@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-queue", type=int, help="requests waiting before 429; default 64 [AITK_MAX_QUEUE]")
     add("--max-tokens-cap", type=int, help="largest max_tokens accepted; default 2048 [AITK_MAX_TOKENS_CAP]")
     add("--request-timeout", type=float, help="seconds per request; default 300 [AITK_REQUEST_TIMEOUT]")
+    add("--prefill-chunk", type=int, metavar="TOKENS",
+        help="prompt tokens prefilled between two decode steps; longer prompts go in pieces so running "
+        "streams keep flowing; default 0: 32 on a CPU, 512 on a GPU [AITK_PREFILL_CHUNK]")
+    add("--prefix-cache-tokens", type=int, metavar="TOKENS",
+        help="tokens of finished requests' KV cache kept so a chat's next turn is not prefilled again; "
+        "default: the context length; 0: off [AITK_PREFIX_CACHE_TOKENS]")
     add("--min-step-interval", type=float, metavar="SECONDS",
         help="least seconds per generated token, so a tiny demo model streams at a readable pace; "
         "default 0 (full speed) [AITK_MIN_STEP_INTERVAL]")

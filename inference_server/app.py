@@ -169,7 +169,9 @@ def create_app(settings: ServerSettings, *, loader: Loader | None = None,
             loaded = load(settings)
             engine = Engine(loaded, max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
                             max_prefill_tokens=settings.max_prefill_tokens, metrics=metrics,
-                            min_step_interval=settings.min_step_interval)
+                            min_step_interval=settings.min_step_interval,
+                            prefill_chunk=settings.prefill_chunk or None,
+                            prefix_cache_tokens=settings.prefix_cache_tokens)
             engine.start()
             state.prompt_char_limit = prompt_char_limit(loaded.tokenizer, loaded.context_len)
             state.loaded, state.engine, state.status = loaded, engine, "ready"

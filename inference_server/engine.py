@@ -1,14 +1,22 @@
 """Generation (no HTTP): continuous batching over a hand-written decode loop.
 
-One worker thread owns the model. At every iteration it admits waiting requests (shortest
-prompt first, within a prompt-token budget so running rows are not starved; prompts of
-similar length are prefilled together, and each prefill's first tokens go out at once),
-then runs one decode step for every active row, and drops rows that finished, were
-cancelled or ran out of time. Rows join and leave the running batch between steps: the
-batch's KV cache is left-padded to a common length and an attention mask hides the
-padding, with explicit per-row position ids, so a row computes what it would compute
-alone. The cache lives in preallocated slabs (``kvcache``): a step writes in place rather
-than copying every row's cache as ``DynamicCache`` does.
+One worker thread owns the model. At every iteration it admits waiting requests, prefills
+(shortest first; prompts of similar length together, and each prefill's first tokens go
+out at once), then runs one decode step for every active row, and drops rows that
+finished, were cancelled or ran out of time.
+
+Chunked prefill: a prompt longer than two ``prefill_chunk`` pieces is prefilled one piece
+per iteration, each piece a forward of its own on top of the cache the earlier pieces
+left (slabs sized for the whole prompt at the first piece), with the running rows' decode
+step in between; its last piece samples its first token and the row joins the batch. So
+a long prompt holds running streams, and a short request that arrives behind it, for one
+piece at a time, not for its whole prefill.
+
+Rows join and leave the running batch between steps: the batch's KV cache is left-padded
+to a common length and an attention mask hides the padding, with explicit per-row
+position ids, so a row computes what it would compute alone. The cache lives in
+preallocated slabs (``kvcache``): a step writes in place rather than copying every row's
+cache as ``DynamicCache`` does.
 
 Every row names the adapter it runs with (None: the weights as loaded). With unmerged
 adapters (several, or the base served too) all rows still share one batch and one cache:
@@ -23,9 +31,11 @@ and cannot be batched away, and a wave of staggered clients ends with its longes
 decoding alone. On the realistic workload the engine's CPU time comes within a few
 percent of the bound that script prints for any engine, and that bound is below 3x.
 
-Results go back to asyncio through ``loop.call_soon_threadsafe`` once per step, with each
-request's text decoded incrementally (``tokenizers.decoders.DecodeStream``) and partial
-stop strings held back until they are ruled out (``textstream``).
+Sampling draws the whole batch at once (``sampling.sample_rows``) and every step reads its
+tokens back in one transfer. Results go back to asyncio through
+``loop.call_soon_threadsafe`` once per step, with each request's text decoded
+incrementally (``tokenizers.decoders.DecodeStream``) and partial stop strings held back
+until they are ruled out (``textstream``).
 """
 
 from __future__ import annotations
@@ -43,10 +53,30 @@ from .handles import (Finished, QueueFull, RequestHandle, SamplingParams, TextCh
                       _deliver, _failure_message)
 from .loading import LoadedModel, LoadError, drop_leaked_adapter_hooks, load_model  # noqa: F401  (re-exported)
 from .prefill_plan import prefill_chunks
-from .sampling import GREEDY_BELOW_TEMPERATURE, sample_row
+from .sampling import GREEDY_BELOW_TEMPERATURE, INVALID, draw, sample_rows
 from .textstream import Detokenizer, StopMatcher
 
 log = logging.getLogger("inference_server.engine")
+
+# Prompt tokens prefilled between two decode steps (``--prefill-chunk``), by device. Measured
+# on one CPU thread (the benchmarks' hidden-1024 x 8-layer model, a 1,024-token prompt alone;
+# README): whole 2.8 s; pieces of 256 tokens 3.1 s (+12 %), 128 3.4 s (+21 %), 64 3.6 s
+# (+29 %), 32 4.4 s (+57 %), 16 6.1 s. A piece of 32 costs 140-180 ms, about two 4-row decode
+# steps, so running streams' worst gap stays near 3x their usual one; 64 would make it 4-5x.
+# With no row decoding, pieces are ALONE_FACTOR times larger: 256 tokens on a CPU (+12 %;
+# a newcomer waits for one piece at most, under 1 s here), and a lone chat prompt under 512
+# tokens is prefilled whole, so a single stream pays nothing. A GPU prefills hundreds of
+# tokens in the time of a decode step (not measured here).
+CPU_PREFILL_CHUNK = 32
+GPU_PREFILL_CHUNK = 512
+ALONE_FACTOR = 8
+# A prompt of up to WHOLE_FACTOR pieces is prefilled whole (with the other arrivals of its
+# length): a chat turn of 40 tokens in two forwards would cost a second pass over the weights.
+WHOLE_FACTOR = 2
+
+
+def default_prefill_chunk(device_type: str) -> int:
+    return CPU_PREFILL_CHUNK if device_type == "cpu" else GPU_PREFILL_CHUNK
 
 
 
@@ -61,6 +91,22 @@ class _Row:
     generated: int = 0
     first_token_at: float | None = None
     done: bool = False
+    reason: str = ""
+    tokens: list[int] = field(default_factory=list)  # generated so far
+
+
+@dataclass(eq=False)
+class _Prefill:
+    """An admitted prompt not yet in the batch: prefilled whole, or in pieces (chunked prefill)."""
+
+    handle: RequestHandle
+    done: int = 0  # prompt tokens already in ``cache``
+    cache: Any = None  # the pieces done so far (slab layers with room for the whole prompt)
+    next: int = 0  # tokens of this iteration's piece
+
+    @property
+    def remaining(self) -> int:
+        return len(self.handle.prompt_ids) - self.done
 
 
 @dataclass(eq=False)
@@ -79,8 +125,15 @@ class _Group:
 # --------------------------------------------------------------------------- engine
 class Engine:
     def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 8, max_queue: int = 64,
-                 max_prefill_tokens: int = 4096, metrics: Any = None, min_step_interval: float = 0.0):
+                 max_prefill_tokens: int = 4096, metrics: Any = None, min_step_interval: float = 0.0,
+                 prefill_chunk: int | None = None, prefix_cache_tokens: int | None = None):
+        from .kvcache import PrefixStore
+
         self.loaded = loaded
+        # Finished requests' caches, for a later prompt that starts the same (a chat's next turn).
+        self.prefix_store = PrefixStore(loaded.context_len if prefix_cache_tokens is None else prefix_cache_tokens)
+        # Prompt tokens prefilled between two decode steps; a longer prompt goes in pieces.
+        self.prefill_chunk = prefill_chunk or default_prefill_chunk(loaded.device.type)
         self.min_step_interval = min_step_interval
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
@@ -88,6 +141,7 @@ class Engine:
         self.metrics = metrics
         self._cv = threading.Condition()
         self._waiting: deque[RequestHandle] = deque()
+        self._prefilling: list[_Prefill] = []  # admitted, not decoding yet (shortest first each iteration)
         self._batch = _Group()
         self._active = 0
         self._stopping = False
@@ -194,21 +248,13 @@ class Engine:
                         break
                     admitted = self._take_admissible()
                 step_started = time.monotonic()
-                chunks = self._prefill_chunks(admitted)
-                for i, chunk in enumerate(chunks):
-                    try:
-                        lengths = [len(h.prompt_ids) for h in chunk]
-                        with self._traced("prefill", len(chunk), sum(lengths), len(chunk) * max(lengths)):
-                            self._prefill(chunk)
-                    except Exception as exc:  # a bug outside the per-row guards: fail this chunk only
-                        log.exception("prefill failed")
-                        self._active -= len(chunk)
-                        for handle in chunk:
-                            self._outbox.append((handle, Finished(
-                                "error", len(handle.prompt_ids), 0, error=_failure_message(exc))))
-                    if i < len(chunks) - 1:
+                self._prefilling.extend(self._from_store(handle) for handle in admitted)
+                pieces = self._plan_prefill()
+                for i, piece in enumerate(pieces):
+                    self._run_piece(piece)
+                    if i < len(pieces) - 1:
                         # Running rows (and the rows just prefilled, whose first token is often
-                        # no text yet: a partial UTF-8 sequence) advance between long prefills.
+                        # no text yet: a partial UTF-8 sequence) advance between prefills.
                         self._decode_guarded()
                     self._flush()  # first tokens go out now, not after the other arrivals' prefills
                 self._decode_guarded()
@@ -217,6 +263,92 @@ class Engine:
                     time.sleep(max(0.0, step_started + self.min_step_interval - time.monotonic()))
         self._fail_all("the server is shutting down", include_waiting=True)
         self._flush()
+
+    def _plan_prefill(self) -> list[list[_Prefill]]:
+        """This iteration's prefill forwards (chunked prefill): every waiting prompt of at most
+        ``WHOLE_FACTOR * prefill_chunk`` tokens whole, grouped by similar length
+        (``prefill_chunks``), then one piece of at most ``prefill_chunk`` tokens of one longer
+        prompt (a forward of its own, going on from the cache its earlier pieces left). So a
+        long prompt never holds the running rows' next decode step, or a short arrival's first
+        token, for more than one piece; shortest first (the lowest mean time to first token)."""
+        now = time.monotonic()
+        live: list[_Prefill] = []
+        for p in self._prefilling:
+            handle = p.handle
+            if handle.cancelled:
+                self._end_prefill(p, Finished("cancelled", len(handle.prompt_ids), 0))
+            elif now >= handle.deadline:
+                self._end_prefill(p, Finished("length", len(handle.prompt_ids), 0, timed_out=True))
+            else:
+                live.append(p)
+        self._prefilling = live
+        # With no row decoding nobody's next token waits; a newcomer still waits for one piece at most.
+        chunk = self.prefill_chunk if self._batch.rows else self.prefill_chunk * ALONE_FACTOR
+        whole = [p for p in live if p.done == 0 and p.remaining <= WHOLE_FACTOR * chunk]
+        longer = [p for p in live if p not in whole]
+        plan = prefill_chunks(whole, lambda p: p.remaining, max_tokens=self.max_prefill_tokens,
+                              device_type=self.loaded.device.type)
+        for p in whole:
+            p.next = p.remaining
+        if longer:
+            piece = min(longer, key=lambda p: p.remaining)
+            piece.next = min(piece.remaining, chunk)
+            plan.append([piece])
+        return plan
+
+    def _run_piece(self, group: list[_Prefill]) -> None:
+        for p in group:
+            self._prefilling.remove(p)
+        handles = [p.handle for p in group]
+        try:
+            with self._traced("prefill", len(group), sum(p.next for p in group),
+                              len(group) * max(p.next for p in group)):
+                if len(group) == 1 and (group[0].done or group[0].next < group[0].remaining):
+                    self._prefill_part(group[0])
+                else:
+                    self._prefill(handles)
+        except Exception as exc:  # a bug outside the per-row guards: fail this piece's requests only
+            log.exception("prefill failed")
+            for p in group:
+                self._end_prefill(p, Finished("error", len(p.handle.prompt_ids), 0, error=_failure_message(exc)))
+
+    def _end_prefill(self, p: _Prefill, done: Finished) -> None:
+        if p in self._prefilling:
+            self._prefilling.remove(p)
+        p.cache = None
+        self._active -= 1
+        self._outbox.append((p.handle, done))
+
+    def _prefill_part(self, p: _Prefill) -> None:
+        """One piece of a prompt prefilled in pieces: its next ``p.next`` tokens, on top of the
+        cache its earlier pieces left; the last piece samples the first token and joins the batch."""
+        import torch
+        from transformers import DynamicCache
+
+        from . import kvcache
+
+        device = self.loaded.device
+        handle = p.handle
+        start, end = p.done, p.done + p.next
+        ids = torch.tensor([handle.prompt_ids[start:end]], device=device)
+        positions = torch.arange(start, end, device=device).unsqueeze(0)
+        mask = torch.ones((1, end), dtype=torch.long, device=device)
+        first = p.cache is None
+        cache = DynamicCache() if first else p.cache
+        try:
+            logits = self._forward([handle.adapter], ids, mask, positions, cache)
+        except Exception as exc:
+            log.exception("prefill failed")
+            self._end_prefill(p, Finished("error", len(handle.prompt_ids), 0, error=_failure_message(exc)))
+            return
+        if first:  # room for the whole prompt once, so later pieces write in place
+            cache = kvcache.to_slabs(cache, 1, len(handle.prompt_ids))
+        p.cache, p.done = cache, end
+        if p.remaining:
+            self._prefilling.append(p)
+            return
+        p.cache = None
+        self._start_rows([handle], logits, cache, mask)
 
     def _decode_guarded(self) -> None:
         group = self._batch
@@ -243,7 +375,6 @@ class Engine:
         now = time.monotonic()
         kept: deque[RequestHandle] = deque()
         admitted: list[RequestHandle] = []
-        budget = self.max_prefill_tokens
         for handle in self._waiting:
             if handle.cancelled:
                 self._finish_waiting(handle, Finished("cancelled", len(handle.prompt_ids), 0))
@@ -251,9 +382,7 @@ class Engine:
                 self._finish_waiting(handle, Finished(
                     "error", len(handle.prompt_ids), 0, error="timed out waiting for a free slot",
                     timed_out=True, queue_timeout=True))
-            elif (self._active < self.max_batch_size
-                  and (not admitted or len(handle.prompt_ids) <= budget)):
-                budget -= len(handle.prompt_ids)
+            elif self._active < self.max_batch_size:
                 self._active += 1
                 admitted.append(handle)
             else:
@@ -263,10 +392,6 @@ class Engine:
 
     def _finish_waiting(self, handle: RequestHandle, done: Finished) -> None:
         self._outbox.append((handle, done))
-
-    def _prefill_chunks(self, admitted: list[RequestHandle]) -> list[list[RequestHandle]]:
-        return prefill_chunks(admitted, lambda h: len(h.prompt_ids), max_tokens=self.max_prefill_tokens,
-                              device_type=self.loaded.device.type)
 
     def _prefill(self, handles: list[RequestHandle]) -> None:
         import torch
@@ -296,8 +421,16 @@ class Engine:
             for handle in handles:
                 self._prefill([handle])
             return
+        self._start_rows(handles, logits, cache, mask)
+
+    def _start_rows(self, handles: list[RequestHandle], logits, cache, mask) -> None:
+        """Prefilled prompts become rows: each samples its first token and joins the batch."""
+        import torch
+
+        device = self.loaded.device
         rows = []
-        for handle, n in zip(handles, lengths, strict=True):
+        for handle in handles:
+            n = len(handle.prompt_ids)
             row = _Row(handle, Detokenizer(self.loaded.tokenizer), StopMatcher(handle.params.stop), None, position=n)
             try:
                 seed = handle.params.seed if handle.params.seed is not None else secrets.randbits(62)
@@ -384,15 +517,47 @@ class Engine:
         return logits
 
     def _sample(self, rows: list[_Row], logits) -> list[int]:
-        tokens = logits.argmax(dim=-1).tolist()
+        """The step's tokens, read back in one transfer: greedy rows take the argmax, sampled
+        rows are drawn together (``sampling.sample_rows``), each from its own generator."""
+        import torch
+
+        tokens = logits.argmax(dim=-1)
+        sampled, uniforms = [], []
         for i, row in enumerate(rows):
             if row.done or row.handle.params.temperature < GREEDY_BELOW_TEMPERATURE:
                 continue
             try:
-                tokens[i] = sample_row(row, logits[i])
-            except Exception as exc:  # this row's numbers (or a bug hit by them) fail this row only
+                uniforms.append(draw(row.generator, logits.device))
+                sampled.append(i)
+            except Exception as exc:  # this row's generator (or a bug hit by it) fails this row only
                 self._fail_row(row, exc)
-        return tokens
+        if sampled:
+            every = len(sampled) == len(rows)  # the usual case at a chat's defaults: no gather
+            idx = None if every else torch.tensor(sampled).to(logits.device, non_blocking=True)
+            params = [rows[i].handle.params for i in sampled]
+            try:
+                picked = sample_rows(logits if every else logits.index_select(0, idx),
+                                     [p.temperature for p in params], [p.top_p for p in params], torch.cat(uniforms))
+            except Exception as exc:  # one row's numbers may be to blame: each row alone
+                log.warning("sampling %d rows together failed (%s); sampling each alone", len(sampled),
+                            type(exc).__name__)
+                picked = torch.cat([self._sample_alone(rows[i], logits[i:i + 1], u) for i, u in zip(
+                    sampled, uniforms, strict=True)])
+            tokens = picked if every else tokens.index_copy(0, idx, picked)
+        out = tokens.tolist()
+        for i in sampled:
+            if out[i] == INVALID and not rows[i].done:
+                self._fail_row(rows[i], ValueError("the next-token probabilities are not finite"))
+        return out
+
+    def _sample_alone(self, row: _Row, logits, uniform):
+        import torch
+
+        try:
+            return sample_rows(logits, [row.handle.params.temperature], [row.handle.params.top_p], uniform)
+        except Exception as exc:
+            self._fail_row(row, exc)
+            return torch.full((1,), INVALID, dtype=torch.long, device=logits.device)
 
     def _fail_row(self, row: _Row, exc: Exception) -> None:
         log.error("generation failed for one request (the others go on)", exc_info=exc)
@@ -410,6 +575,7 @@ class Engine:
     def _accept(self, row: _Row, token: int) -> None:
         handle, params = row.handle, row.handle.params
         row.generated += 1
+        row.tokens.append(token)
         row.last_token = token
         now = time.monotonic()
         if row.first_token_at is None:
@@ -432,6 +598,7 @@ class Engine:
 
     def _finish(self, row: _Row, reason: str, *, error: str | None = None, timed_out: bool = False) -> None:
         row.done = True
+        row.reason = reason
         handle = row.handle
         # Held-back text that never completed a stop string is real output (e.g. eos came
         # right after a partial match); after a cancel or error nobody wants it.
@@ -456,6 +623,8 @@ class Engine:
         keep = [i for i, r in enumerate(group.rows) if not r.done]
         if len(keep) == len(group.rows):
             return
+        if self.prefix_store.max_tokens:
+            self._store_finished(group)
         self._active -= len(group.rows) - len(keep)
         if not keep:
             group.rows, group.cache, group.mask = [], None, None
@@ -467,6 +636,42 @@ class Engine:
         kvcache.keep_rows(group.cache, keep, start)
         group.rows = [group.rows[i] for i in keep]
 
+    def _store_finished(self, group: _Group) -> None:
+        """Keep the cache of rows that ended well (``kvcache.PrefixStore``) for a later turn."""
+        width = group.mask.shape[1]
+        for i, row in enumerate(group.rows):
+            if not row.done or row.reason not in ("stop", "length") or row.position > width:
+                continue
+            tokens = row.handle.prompt_ids + row.tokens[:-1]
+            if len(tokens) != row.position:
+                continue
+            try:
+                layers = [(layer.keys[i:i + 1, :, width - row.position:].clone(),
+                           layer.values[i:i + 1, :, width - row.position:].clone()) for layer in group.cache.layers]
+            except Exception:  # a cache to keep is an optimisation, never a failure
+                log.exception("keeping a finished request's cache failed")
+                continue
+            self.prefix_store.add(row.handle.adapter, tokens, layers)
+
+    def _from_store(self, handle: RequestHandle) -> _Prefill:
+        """An arrival, with the part of its prompt that a finished request's cache holds."""
+        p = _Prefill(handle)
+        if not self.prefix_store.max_tokens:
+            return p
+        from transformers import DynamicCache
+
+        from . import kvcache
+
+        try:
+            n, layers = self.prefix_store.match(handle.adapter, handle.prompt_ids, min_tokens=self.prefill_chunk)
+            if layers is not None:
+                p.cache = kvcache.to_slabs(DynamicCache(layers), 1, len(handle.prompt_ids))
+                p.done = n
+        except Exception:  # prefill it whole instead
+            log.exception("reusing a cached prefix failed")
+            p.cache, p.done = None, 0
+        return p
+
     def _fail_all(self, message: str, include_waiting: bool = False) -> None:
         group = self._batch
         for row in group.rows:
@@ -474,6 +679,8 @@ class Engine:
                 self._finish(row, "error", error=message)
         self._active -= len(group.rows)
         group.rows, group.cache, group.mask = [], None, None
+        for p in list(self._prefilling):
+            self._end_prefill(p, Finished("error", len(p.handle.prompt_ids), 0, error=message))
         self._active = max(0, self._active)
         if include_waiting:
             with self._cv:

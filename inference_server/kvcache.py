@@ -36,13 +36,13 @@ class SlabLayer(DynamicLayer):
 
     is_croppable = False
 
-    def __init__(self, keys, values, rows_capacity: int = 0) -> None:
+    def __init__(self, keys, values, rows_capacity: int = 0, columns_capacity: int = 0) -> None:
         super().__init__()
         self.device = keys.device
         self.is_initialized = True
         rows, _, width, _ = keys.shape
         self.rows = rows
-        self._alloc(max(rows, rows_capacity), width + SPARE_COLUMNS, 0, keys, values, width)
+        self._alloc(max(rows, rows_capacity), max(width + SPARE_COLUMNS, columns_capacity), 0, keys, values, width)
 
     def _alloc(self, rows_cap: int, cols_cap: int, start: int, keys, values, width: int) -> None:
         """New slabs holding ``keys/values`` (all their rows, ``width`` columns) from column ``start``."""
@@ -115,11 +115,13 @@ class SlabLayer(DynamicLayer):
         raise NotImplementedError("a slab cache is not croppable")  # DynamicLayer's would desync the slabs
 
 
-def to_slabs(cache: Any, rows_capacity: int = 0) -> Any:
+def to_slabs(cache: Any, rows_capacity: int = 0, columns_capacity: int = 0) -> Any:
     """Turn a filled ``DynamicCache`` (a prefill's) into slab layers, in place; returns it.
     ``rows_capacity``: rows to make room for at once (the batch size), so joining rows do
-    not regrow the slabs one doubling at a time."""
-    cache.layers = [SlabLayer(layer.keys, layer.values, rows_capacity) for layer in cache.layers]
+    not regrow the slabs one doubling at a time. ``columns_capacity``: columns to make room
+    for at once (a prompt prefilled in pieces: its whole length, so no piece copies the
+    cache again)."""
+    cache.layers = [SlabLayer(layer.keys, layer.values, rows_capacity, columns_capacity) for layer in cache.layers]
     return cache
 
 
@@ -132,3 +134,52 @@ def join(cache: Any, other: Any) -> None:
 def keep_rows(cache: Any, keep: list[int], drop_columns: int) -> None:
     for layer in cache.layers:
         layer.keep_rows(keep, drop_columns)
+
+
+class PrefixStore:
+    """The KV cache of finished requests, kept so that a later prompt that starts with the same
+    tokens (the next turn of a chat: the history, then the answer fed back) is prefilled from
+    where they end instead of from its first token.
+
+    An entry is one finished row: its adapter, the tokens in its cache (prompt, then every
+    generated token but the last) and each layer's keys and values [1, heads, tokens, dim].
+    At most ``max_tokens`` tokens are kept in all, least recently used out first; an entry
+    that is a prefix of a newer one is dropped (the newer one serves it).
+    """
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self._entries: list[tuple[str | None, list[int], list[tuple[Any, Any]]]] = []  # most recent last
+        self.hits = 0  # prompt tokens served from the store so far (tests and benchmarks read it)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(tokens) for _, tokens, _ in self._entries)
+
+    def add(self, adapter: str | None, tokens: list[int], layers: list[tuple[Any, Any]]) -> None:
+        if not self.max_tokens or len(tokens) > self.max_tokens:
+            return
+        self._entries = [e for e in self._entries if not (e[0] == adapter and tokens[:len(e[1])] == e[1])]
+        self._entries.append((adapter, tokens, layers))
+        while self.tokens > self.max_tokens:
+            self._entries.pop(0)
+
+    def match(self, adapter: str | None, prompt: list[int],
+              min_tokens: int = 1) -> tuple[int, list[tuple[Any, Any]] | None]:
+        """(tokens of ``prompt`` found cached, those tokens' keys and values per layer), or (0,
+        None) below ``min_tokens``; always leaves at least the prompt's last token to prefill
+        (its logits give the first token)."""
+        best, found = 0, None
+        for i, (owner, tokens, layers) in enumerate(self._entries):
+            if owner != adapter:
+                continue
+            n = min(len(tokens), len(prompt) - 1)
+            same = next((j for j in range(n) if tokens[j] != prompt[j]), n)
+            if same > best:
+                best, found = same, i
+        if found is None or best < min_tokens:
+            return 0, None
+        entry = self._entries.pop(found)
+        self._entries.append(entry)  # most recently used
+        self.hits += best
+        return best, [(k[:, :, :best], v[:, :, :best]) for k, v in entry[2]]

@@ -137,7 +137,18 @@ class ServerSettings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body (above: 413)")
     max_messages: int = Field(256, ge=1, description="most messages per request (above: 400)")
     max_prefill_tokens: int = Field(
-        4096, ge=1, description="prompt tokens admitted per decode step (bounds others' stalls)"
+        4096, ge=1, description="most prompt tokens (padding included) in one prefill forward of several prompts "
+        "(what a step prefills is bounded by prefill_chunk)"
+    )
+    prefill_chunk: int = Field(
+        0, ge=0, le=1_048_576,
+        description="prompt tokens prefilled between two decode steps; a longer prompt is prefilled in pieces "
+        "so running streams keep flowing (0: by device, 32 on a CPU, 512 on a GPU)",
+    )
+    prefix_cache_tokens: int | None = Field(
+        None, ge=0,
+        description="tokens of finished requests' KV cache kept for a later prompt that starts the same "
+        "(a chat's next turn); default: the context length; 0: off",
     )
     min_step_interval: float = Field(
         0.0, ge=0.0, le=1.0,

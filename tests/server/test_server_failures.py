@@ -93,17 +93,17 @@ async def test_a_row_whose_sampling_raises_mid_decode_fails_alone(engine, loaded
     seeded = SamplingParams(max_tokens=40, temperature=1.0, top_p=0.9, seed=7, ignore_eos=True)
     seeded_alone, _ = await run(engine, loaded, "what is your name?", seeded)
 
-    real_multinomial = torch.multinomial
+    real_rand = torch.rand
     poisoned_draws = []
 
-    def multinomial(probs, num_samples, *args, generator=None, **kwargs):
+    def rand(*args, generator=None, **kwargs):  # each sampled row's draw comes from its own generator
         if generator is not None and generator.initial_seed() == POISON_SEED:
             poisoned_draws.append(1)
             if len(poisoned_draws) > 3:  # a few tokens in, inside the decode loop
                 raise RuntimeError("injected sampling failure")
-        return real_multinomial(probs, num_samples, *args, generator=generator, **kwargs)
+        return real_rand(*args, generator=generator, **kwargs)
 
-    monkeypatch.setattr(torch, "multinomial", multinomial)
+    monkeypatch.setattr(torch, "rand", rand)
     engine.peak_batch = 0
     poisoned = SamplingParams(max_tokens=40, temperature=1.0, seed=POISON_SEED, ignore_eos=True)
     *together, seeded_result, (_, poisoned_done) = await asyncio.gather(

@@ -27,8 +27,9 @@ async def test_a_short_prompts_first_token_is_not_held_behind_a_long_prefill(loa
     short_seen = threading.Event()
     long_prefill_saw_short = []
 
-    def hook(module, args):  # runs on the engine thread, before the long prompt's prefill
-        if args[0].shape[1] >= len(long_ids):
+    def hook(module, args):  # runs on the engine thread, before the long prompt's (first) prefill
+        n = args[0].shape[1]
+        if n > 1 and args[0][0].tolist() == long_ids[:n] and not long_prefill_saw_short:
             long_prefill_saw_short.append(short_seen.wait(timeout=10))
 
     handle = loaded.model.get_input_embeddings().register_forward_pre_hook(hook)

@@ -1,0 +1,189 @@
+"""Chunked prefill (issue 21): a prompt longer than the engine's ``prefill_chunk`` is prefilled
+in pieces, with decode steps of the running rows in between, and makes the same text as a
+prompt prefilled in one forward, merged or unmerged, alone or in a mixed-adapter batch.
+
+Every forward is seen through a hook on the input embeddings (no timing): a prefill piece is
+one row of several tokens, a decode step one token per row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+import torch
+
+from inference_server.engine import ALONE_FACTOR, WHOLE_FACTOR, Engine, SamplingParams, load_model
+from tests.fixtures_model import make_settings
+
+CHUNK = 8
+SUBJECTS = ["adapters", "quota", "tokens", "deploying", "streaming", "temperature"]
+
+
+@pytest.fixture(scope="module", params=["merged", "unmerged"])
+def loaded(request, tiny_model):
+    torch.set_num_threads(1)
+    return load_model(make_settings(tiny_model, merge=request.param == "merged"))
+
+
+@pytest.fixture(scope="module")
+def unmerged(tiny_model):
+    torch.set_num_threads(1)
+    return load_model(make_settings(tiny_model, merge=False))
+
+
+def ids(loaded, text: str) -> list[int]:
+    return loaded.encode_chat([{"role": "user", "content": text}])
+
+
+def greedy(max_tokens: int = 40) -> SamplingParams:
+    return SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+
+
+def adapter_of(loaded, i: int):
+    return i % 2 == 0 if loaded.peft_adapters else True  # unmerged: the adapter and the base, mixed
+
+
+class Forwards:
+    """Every forward's input ids (on the engine thread), in order."""
+
+    def __init__(self, loaded):
+        self.seen: list[list[list[int]]] = []
+        self.hook = loaded.model.get_input_embeddings().register_forward_pre_hook(
+            lambda module, args: self.seen.append(args[0].tolist()))
+
+    def pieces_of(self, prompt: list[int]) -> list[int]:
+        """Indexes of the forwards that prefilled ``prompt``'s consecutive pieces (one row each)."""
+        found, done = [], 0
+        for i, batch in enumerate(self.seen):
+            if len(batch) == 1 and len(batch[0]) > 1 and batch[0] == prompt[done:done + len(batch[0])]:
+                found.append(i)
+                done += len(batch[0])
+        assert done == len(prompt), "the prompt was not prefilled piece by piece"
+        return found
+
+
+async def run_all(engine, loaded, prompts: list[str], params: SamplingParams) -> list[str]:
+    with engine._cv:  # all wait together, so one iteration admits them all
+        handles = [engine.submit(ids(loaded, p), params, use_adapter=adapter_of(loaded, i), timeout_s=60)
+                   for i, p in enumerate(prompts)]
+    return [text for text, _ in await asyncio.gather(*(h.result() for h in handles))]
+
+
+async def test_a_chunked_prefill_gives_the_same_greedy_text_as_an_unchunked_one(loaded):
+    prompts = [f"prompt number {i} " + f"{SUBJECTS[i]} " * (i * 30 + 3) for i in range(len(SUBJECTS))]
+    lengths = [len(ids(loaded, p)) for p in prompts]
+    # Pieces even with no row decoding (over two lone pieces), and prompts prefilled whole too.
+    assert max(lengths) > CHUNK * ALONE_FACTOR * WHOLE_FACTOR and min(lengths) < CHUNK * 4
+    whole = Engine(loaded, max_batch_size=8, prefill_chunk=4096, prefix_cache_tokens=0)
+    chunked = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0)
+    traced: list[tuple] = []
+    chunked.trace = lambda *a: traced.append(a)
+    whole.start()
+    chunked.start()
+    try:
+        # Long enough that the short prompts' rows still decode when the long ones join.
+        expected = [(await run_all(whole, loaded, [p], greedy(120)))[0] for p in prompts]
+        alone = [(await run_all(chunked, loaded, [p], greedy(120)))[0] for p in prompts]
+        # All at once: pieces of the long ones between decode steps of the rows already in,
+        # rows of the adapter and of the base in one batch where the adapter is unmerged.
+        chunked.peak_batch = 0
+        together = await run_all(chunked, loaded, prompts, greedy(120))
+    finally:
+        whole.stop()
+        chunked.stop()
+    assert len(set(expected)) == len(prompts), "each prompt should produce its own text"
+    assert alone == expected
+    assert together == expected
+    assert chunked.peak_batch >= 4, "the rows were not decoded together"
+    prefills = [t for t in traced if t[0] == "prefill"]
+    # No prompt took more in one forward than a prompt prefilled whole may (two lone pieces).
+    assert all(t[5] // t[3] <= CHUNK * ALONE_FACTOR * WHOLE_FACTOR for t in prefills)
+    assert sum(1 for t in prefills if t[3] == 1) > len(prompts) * 3  # the long prompts went in pieces
+
+
+async def test_a_long_prompt_is_prefilled_between_decode_steps_of_the_running_rows(unmerged):
+    loaded = unmerged
+    chunk = 2 * CHUNK  # the short prompt fits in one piece
+    engine = Engine(loaded, max_batch_size=8, prefill_chunk=chunk, prefix_cache_tokens=0)
+    long_ids = ids(loaded, "tell me everything about " + "streaming tokens " * 40)
+    short_ids = ids(loaded, "quota?")
+    assert 1 < len(short_ids) <= chunk and len(long_ids) > 6 * chunk
+    first_piece_seen, short_submitted = threading.Event(), threading.Event()
+    forwards = Forwards(loaded)
+
+    def hold_first_piece(module, args):  # the short request arrives while the long one is under way
+        batch = args[0]
+        if batch.shape[0] == 1 and batch.shape[1] > 1 and batch[0].tolist() == long_ids[:batch.shape[1]]:
+            first_piece_seen.set()
+            short_submitted.wait(timeout=10)
+
+    hold = loaded.model.get_input_embeddings().register_forward_pre_hook(hold_first_piece)
+    engine.start()
+    try:
+        running = [engine.submit(ids(loaded, p), greedy(400), use_adapter=i % 2 == 0, timeout_s=120)
+                   for i, p in enumerate(["count to five", "what is your name?"])]
+        while engine.active < 2 or len(forwards.seen) < 4:  # both decoding before the long prompt comes
+            await asyncio.sleep(0.005)
+        long = engine.submit(long_ids, greedy(4), use_adapter=True, timeout_s=120)
+        while not first_piece_seen.is_set():
+            await asyncio.sleep(0.005)
+        short = engine.submit(short_ids, greedy(4), use_adapter=False, timeout_s=120)
+        short_submitted.set()
+        await asyncio.gather(long.result(), short.result())
+        for handle in running:
+            handle.cancel()
+        await asyncio.gather(*(h.result() for h in running))
+    finally:
+        hold.remove()
+        forwards.hook.remove()
+        engine.stop()
+
+    seen = forwards.seen
+    pieces = forwards.pieces_of(long_ids)
+    assert len(pieces) >= len(long_ids) // chunk
+    assert all(len(seen[i][0]) <= chunk for i in pieces)
+    # Between every two pieces the running rows took a decode step (one token per row, two rows at least).
+    for a, b in zip(pieces, pieces[1:], strict=False):
+        assert any(len(batch) >= 2 and all(len(row) == 1 for row in batch) for batch in seen[a + 1:b]), (a, b)
+    # The short request, sent after the long one's first piece, was prefilled and decoding
+    # long before the long prompt's last piece.
+    short_prefill = next(i for i, batch in enumerate(seen) if [short_ids] == batch)
+    assert pieces[0] < short_prefill < pieces[2]
+    three_rows = next(i for i, batch in enumerate(seen) if i > short_prefill and len(batch) >= 3)
+    assert three_rows < pieces[-1]
+
+
+async def test_a_piece_that_raises_fails_only_its_request(unmerged):
+    loaded = unmerged
+    engine = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0)
+    prompts = ["hello", "count to five"]
+    poisoned_ids = ids(loaded, "tell me everything about " + "poison " * 30)
+    marker = next(t for t in poisoned_ids[3 * CHUNK:] if all(t not in ids(loaded, p) for p in prompts))
+    assert marker not in poisoned_ids[:CHUNK]  # its first piece goes through, a later one raises
+
+    def hook(module, args):
+        batch = args[0]
+        if batch.shape[1] > 1 and bool((batch == marker).any()):
+            raise RuntimeError("injected prefill failure")
+
+    engine.start()
+    try:
+        expected = await run_all(engine, loaded, prompts, greedy())
+        handle = loaded.model.get_input_embeddings().register_forward_pre_hook(hook)
+        try:
+            running = [engine.submit(ids(loaded, p), greedy(), use_adapter=adapter_of(loaded, i), timeout_s=60)
+                       for i, p in enumerate(prompts)]
+            poisoned = engine.submit(poisoned_ids, greedy(), use_adapter=True, timeout_s=60)
+            (_, poisoned_done), *results = await asyncio.gather(poisoned.result(), *(h.result() for h in running))
+        finally:
+            handle.remove()
+        again = await run_all(engine, loaded, prompts, greedy())
+    finally:
+        engine.stop()
+    assert poisoned_done.reason == "error" and "RuntimeError" in poisoned_done.error
+    assert poisoned_done.completion_tokens == 0
+    assert [text for text, _ in results] == expected
+    assert again == expected
+    assert engine.active == 0
