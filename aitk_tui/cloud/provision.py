@@ -26,7 +26,7 @@ from ..errors import AitkError, redact, register_secret
 from ..events import Done, Event, Failed, Info, ResourceProgress
 from . import armerrors
 from .models import Change, Provisioned, WhatIf, enum_text, pick
-from .ownership import PROJECT_PARAMETER, PROJECT_TAG, deployment_name, resolve_project_id, stored_project_id
+from .ownership import PROJECT_PARAMETER, PROJECT_TAG, deployment_name, output, resolve_project_id, stored_project_id
 from .preflight import DEFAULT_GPU_PROFILE, load_template, preflight  # noqa: F401 - re-exported
 from .sdkerrors import describe, failed, is_not_found, is_unsupported
 
@@ -200,7 +200,7 @@ async def what_if(session: "OperationContext", subscription_id: str, resource_gr
 def _existing_api_key(session: "OperationContext", subscription_id: str, resource_group: str,
                       params: "ParametersDocument", previous: Any) -> str | None:
     """The running app's inference-api-key, so that re-provisioning keeps clients working."""
-    names = [params.get("acaAppName"), _output(previous, "ACA_APP_NAME")]
+    names = [params.get("acaAppName"), output(previous, "ACA_APP_NAME")]
     try:
         cfg = InferenceConfig.load(session.project.config_path)
         if cfg.SUBSCRIPTION_ID == subscription_id and cfg.RESOURCE_GROUP_NAME == resource_group:
@@ -219,19 +219,6 @@ def _existing_api_key(session: "OperationContext", subscription_id: str, resourc
             raise
         if key is not None:
             return key
-    return None
-
-
-def _output(deployment: Any, key: str) -> Any:
-    outputs = pick(deployment, "properties", "outputs", default=None) or {}
-    if not isinstance(outputs, dict):
-        try:
-            outputs = dict(outputs)
-        except (TypeError, ValueError):
-            return None
-    for k, v in outputs.items():
-        if k.lower() == key.lower():
-            return v.get("value") if isinstance(v, dict) else pick(v, "value")
     return None
 
 
@@ -411,7 +398,7 @@ async def _follow(session: "OperationContext", client: Any, resource_group: str,
         yield Failed(redact(message), redact(detail or error_detail) if (detail or error_detail) else None)
         return
 
-    values = {k: _output(deployment, k) for k in KEYS}
+    values = {k: output(deployment, k) for k in KEYS}
     missing = [k for k, v in values.items() if not v]
     if missing:
         yield Failed("The deployment succeeded but did not return every output; inference.config.json was not changed.",

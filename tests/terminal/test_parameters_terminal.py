@@ -21,10 +21,12 @@ def test_choosing_the_t4_in_the_form_fits_the_container(aitk_terminal, local_pro
     term.send_keys("enter")
     term.wait_for_text(T4)  # the choices are open
     term.send_keys("down", "down", "enter")  # past the blank "default" row and the A100
-    term.wait_until(lambda s: f"{T4}   " in s and "\n 8\n" in s, what="the T4 chosen and the CPU at its size")
-    # Into the CPU field: emptied first (the A100's default then shows, refused beside it), so
-    # that what is typed next never races the field's select-all on focus.
-    term.send_keys("tab", "end", "backspace")
+    term.wait_for_text(f"{T4}   ")
+    term.send_keys("tab")  # into the CPU field, which scrolls into view: the T4's size, not the A100's
+    term.wait_until(lambda s: "\n 8\n" in s, what="the CPU at the T4's size")
+    # Emptied first (the A100's default then shows, refused beside it), so that what is typed
+    # next never races the field's select-all on focus.
+    term.send_keys("end", "backspace")
     term.wait_for_text("default: 24 (the A100's)")
     term.wait_for_text("24 vCPU is more than the Consumption-GPU-NC8as-T4 profile offers")
     term.send_keys("1", "6")
