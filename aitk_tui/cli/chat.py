@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import math
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
@@ -19,6 +20,9 @@ from ._session import endpoint_and_key, run_async
 if TYPE_CHECKING:
     from ..events import Event
     from ..project import Project
+
+
+MAX_TOKENS_LIMIT = 1_000_000  # past any context a model has; 2**64 is a typo, not a budget
 
 
 def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argparse.ArgumentParser]) -> None:
@@ -38,7 +42,21 @@ def add_parser(name: str, p: argparse.ArgumentParser, cmd: Callable[..., argpars
                    help="send the message to two models and print both answers, labelled")
 
 
+def _check_request(args: argparse.Namespace) -> None:
+    """Usage errors (exit 2) before anything is sent: an empty message went out with exit 0, and a
+    temperature or token count the endpoint refuses cost a sign-in and a round trip first."""
+    if not args.message.strip():
+        raise UsageError("The message is empty: nothing was sent.", 'pass the text to send: aitk chat "hello"')
+    t = args.temperature
+    if t is not None and not (math.isfinite(t) and 0.0 <= t <= 2.0):
+        raise UsageError(f"--temperature must be a number from 0 to 2, not {t}.", "0 is greedy; the chat uses 0.7")
+    if args.max_tokens is not None and not 1 <= args.max_tokens <= MAX_TOKENS_LIMIT:
+        raise UsageError(f"--max-tokens must be a whole number from 1 to {MAX_TOKENS_LIMIT:,}, not {args.max_tokens}.",
+                         "the model's context bounds it further")
+
+
 def run(project: "Project", args: argparse.Namespace) -> int:
+    _check_request(args)
     if args.compare is not None:
         compare_models(args.compare)  # a usage error now, before any sign-in
         if args.chat_model:

@@ -253,7 +253,7 @@ def test_down_all_deletes_only_what_provisioning_created(cli_cloud, local_projec
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     monkeypatch.setattr(sys, "stdin", _Lines("rg-other\n", isatty=True))
     rc, out, err = _aitk(capsys, root, "down", "--local", "--all")
-    assert rc == 0 and "Nothing was deleted." in err and "Type rg-all to confirm" in err
+    assert rc == 1 and "Nothing was deleted." in err and "Type rg-all to confirm" in err  # declined: not a success
     assert sorted(r.id for r in listing("rg-all")) == before
 
     monkeypatch.setattr(sys, "stdin", _Lines("rg-all\n", isatty=True))
