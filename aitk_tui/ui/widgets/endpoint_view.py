@@ -335,7 +335,8 @@ The container app as it is now, read again every few seconds while this tab is s
         else:
             for row in rows:
                 for column, value in zip(table.columns, row, strict=True):
-                    table.update_cell(row[0], column, Text(value))
+                    # update_width: a column sized for "Running" cut "ScaledToZero" and "ActivationFailed"
+                    table.update_cell(row[0], column, Text(value), update_width=True)
         table.styles.height = len(rows) + 1
 
 
