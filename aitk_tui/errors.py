@@ -58,3 +58,15 @@ class AitkError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.detail else f"{self.message} ({self.detail})"
+
+
+class AppGone(AitkError):
+    """The container app the config names does not exist (torn down, or never provisioned there):
+    waiting or retrying cannot help, provisioning can."""
+
+    config_error = True
+
+    @classmethod
+    def named(cls, app: str | None) -> "AppGone":
+        return cls(f"Container app {app} does not exist (torn down?), so there is nothing to send to.",
+                   "provision it again: F5, or `aitk provision`")

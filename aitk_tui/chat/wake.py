@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from ..errors import redact
+from ..errors import AppGone, redact
 from ..events import Awake, Event, Failed, LogLine, Waking
 from .client import ChatError, HealthStatus
 
@@ -158,7 +158,12 @@ def looks_asleep(status: HealthStatus) -> bool:
 
 def _raise_if_cannot_start(check: asyncio.Future) -> None:
     """The platform says no replica will come (the revision failed to activate): stop waiting."""
-    if check.cancelled() or check.exception() is not None:
+    if check.cancelled():
+        return
+    if isinstance(check.exception(), AppGone):  # torn down: no replica will ever come
+        gone = check.exception()
+        raise ChatError(gone.message, gone.detail)
+    if check.exception() is not None:
         return  # the check is a nicety: a failed ARM read must not end a wake that may succeed
     why = check.result()
     if why:

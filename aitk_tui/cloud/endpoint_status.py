@@ -26,7 +26,7 @@ from ..events import LogLine
 from .operate import ScaleSettings, app_json, profile_and_cost, rest_json, settings_of
 from .prices import CostEstimate
 from .revision_state import RevisionState, latest_revision_name
-from .sdkerrors import describe
+from .sdkerrors import app_not_found, describe
 
 if TYPE_CHECKING:
     from .context import OperationContext
@@ -236,7 +236,8 @@ async def revision_failure(session: "OperationContext", config: InferenceConfig)
     try:
         failed = await asyncio.to_thread(read)
     except Exception as e:  # noqa: BLE001
-        raise describe(e, f"read the revisions of container app {config.ACA_APP_NAME}") from None
+        gone = app_not_found(e, config)
+        raise gone or describe(e, f"read the revisions of container app {config.ACA_APP_NAME}") from None
     return failed.state.sentence() if failed is not None else None
 
 

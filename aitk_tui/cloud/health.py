@@ -18,7 +18,7 @@ from ..events import HealthWait
 from .models import AppStatus, enum_text, pick
 from .operate import rest_json
 from .revision_state import latest_revision_name, revision_state
-from .sdkerrors import describe
+from .sdkerrors import app_not_found, describe
 
 if TYPE_CHECKING:
     from .context import OperationContext
@@ -194,7 +194,8 @@ async def api_key(session: "OperationContext", config: InferenceConfig, endpoint
     except AitkError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise describe(e, f"read the API key of container app {config.ACA_APP_NAME}") from None
+        gone = app_not_found(e, config)
+        raise gone or describe(e, f"read the API key of container app {config.ACA_APP_NAME}") from None
 
 
 #: While waiting for /health, how often to ask whether the replica crash-loops (then the deploy

@@ -139,6 +139,13 @@ def is_not_found(exc: BaseException) -> bool:
     return isinstance(exc, ResourceNotFoundError) or getattr(exc, "status_code", None) == 404
 
 
+def app_not_found(exc: BaseException, config: Any) -> BaseException | None:
+    """AppGone when ``exc`` is ARM's 404 for the config's container app, else None."""
+    from ..errors import AppGone
+
+    return AppGone.named(config.ACA_APP_NAME) if is_not_found(exc) else None
+
+
 def is_unsupported(exc: BaseException) -> bool:
     """An API the (local) cloud does not implement: 404/405/501 without a resource error."""
     return getattr(exc, "status_code", None) in (404, 405, 501)

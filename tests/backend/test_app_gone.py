@@ -1,0 +1,38 @@
+"""After the container app is torn down, chatting says it is gone and to provision, in both
+faces: the wake path stopped waiting for a replica of an app that no longer exists (it said
+"asleep, send again shortly"), and the CLI's key lookup said only "not found"."""
+
+from __future__ import annotations
+
+import pytest
+
+from aitk_tui.chat.client import ChatError, HealthStatus
+from aitk_tui.chat.wake import wake
+from aitk_tui.errors import AppGone
+from aitk_tui.local.credential import LOCAL_SUBSCRIPTION_ID as SUB
+
+from .deploy_helpers import provisioned
+
+
+class Asleep:
+    """An ingress that does not answer: what the endpoint of a deleted app looks like."""
+
+    async def health(self, *, timeout=None) -> HealthStatus:
+        return HealthStatus(False, "asleep", "the endpoint is asleep or starting", transport="ConnectError")
+
+
+async def test_a_torn_down_app_stops_the_wake_and_the_key_lookup_naming_provision(session):
+    config = await provisioned(session)
+    apps = session.factory.container_apps(SUB)
+    apps.container_apps.begin_delete(config.RESOURCE_GROUP_NAME, config.ACA_APP_NAME).result()
+
+    with pytest.raises(AppGone) as gone:
+        await session.api_key(config)
+    assert config.ACA_APP_NAME in gone.value.message and "provision" in gone.value.detail
+    assert gone.value.config_error  # the CLI exits 2: the user's to fix
+
+    with pytest.raises(ChatError) as stopped:
+        async for _event in wake(Asleep(), platform=lambda: session.revision_failure(config), tick_s=0.05,
+                                 timeout_s=30):
+            pass
+    assert "does not exist" in stopped.value.message and "provision" in (stopped.value.detail or "")
