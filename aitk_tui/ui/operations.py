@@ -149,6 +149,18 @@ class OperationsMixin:
             return
         self.check_health(quiet=True)
 
+    def on_endpoint_view_health_seen(self: "AitkApp", event: Any) -> None:
+        """The Endpoint tab's read is the header's too: it lagged it by a 20 s refresh."""
+        if self.state.running:  # an operation (a deploy's probes) speaks for the health meanwhile
+            return
+        changed = event.health != self.state.health or (
+            event.keeps_warm is not None and event.keeps_warm != self.state.gpu_billing)
+        self.state.health = event.health
+        if event.keeps_warm is not None:
+            self.state.gpu_billing = event.keeps_warm
+        if changed:
+            self.refresh_state()
+
     def on_health_checked(self: "AitkApp", event: HealthChecked) -> None:
         self.state.health = event.health
         if event.gpu_billing is not None:

@@ -49,6 +49,11 @@ def short_replica(name: str) -> str:
     return short(name)
 
 
+# The Endpoint view's health words as the header's (operations.health_from_status's vocabulary).
+HEADER_HEALTH = {"ok": "healthy", "asleep": "asleep", "loading": "waking", "starting": "waking", "failed": "failed",
+                 "unreachable": "unhealthy", "error": "unhealthy"}
+
+
 @dataclass
 class EndpointRead(Message):
     status: EndpointStatus
@@ -95,6 +100,14 @@ The container app as it is now, read again every few seconds while this tab is s
     EndpointView #ep-log-title { height: 1; padding: 0 1; color: $text-muted; }
     EndpointView LogPane { margin: 0 1; border-top: solid $panel-lighten-2; }
     """
+
+    class HealthSeen(Message):
+        """What a read of the app said of its health, for the header (in the header's words)."""
+
+        def __init__(self, health: str, keeps_warm: bool | None) -> None:
+            super().__init__()
+            self.health = health
+            self.keeps_warm = keeps_warm
 
     def __init__(self, *, clock: Callable[[], datetime] | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -210,6 +223,9 @@ The container app as it is now, read again every few seconds while this tab is s
         self.reads += 1
         self._render_status(message.status)
         st = message.status
+        if st.provisioned:  # the header reads the same answer: one source, not a 20 s-old probe
+            self.post_message(self.HealthSeen(HEADER_HEALTH.get(st.health, "unknown"),
+                                              st.scale.keeps_warm if st.scale is not None else None))
         if not self._log_running and time.monotonic() >= self._log_retry_at and st.provisioned and \
                 (self.log_kind == "system" or st.replicas):
             self._start_logs()
