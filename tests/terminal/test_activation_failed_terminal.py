@@ -68,5 +68,6 @@ def test_a_revision_that_cannot_start_is_shown_failed_and_the_chat_says_why(aitk
     term.type_text("hello")
     term.wait_for_text("hello")
     term.send_keys("enter", pause=0)
-    screen = term.wait_for_text("cannot wake: no replica can start", timeout=60)
-    assert "Deployment Progress Deadline Exceeded" in screen and "Not sent" in screen
+    # One frame with the sentence and its detail (they can reach the terminal in two frames).
+    term.wait_until(lambda s: "cannot wake: no replica can start" in s and "Deployment Progress Deadline Exceeded"
+                    in s and "Not sent" in s, timeout=60, what="the chat's why, with Azure's words")
