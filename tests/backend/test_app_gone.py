@@ -36,3 +36,27 @@ async def test_a_torn_down_app_stops_the_wake_and_the_key_lookup_naming_provisio
                                  timeout_s=30):
             pass
     assert "does not exist" in stopped.value.message and "provision" in (stopped.value.detail or "")
+
+
+async def test_a_deploys_restart_makes_a_new_replica_whose_restarts_start_at_zero(session):
+    """A replica that crash-looped before the first deploy (no code on the share yet) is a new
+    replica after the deploy's revision restart, as on ACA: its count does not carry over (the
+    Endpoint view said "keeps restarting (5 restarts)" of a healthy keep-warm replica)."""
+    import asyncio
+
+    from aitk_tui.events import Done
+
+    from .deploy_helpers import deploy_all
+
+    config = await provisioned(session)
+    for _ in range(200):  # nothing deployed: the container's pip step fails, it restarts
+        st = await session.endpoint_status(config)
+        if st.replicas and st.replicas[0].restart_count >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert st.replicas and st.replicas[0].restart_count >= 2
+    events = await deploy_all(session, config, restart=True)
+    assert isinstance(events[-1], Done), events[-1]
+    st = await session.endpoint_status(config)
+    ready = [r for r in st.replicas if r.ready]
+    assert ready and all(r.restart_count == 0 for r in ready), st.replicas
