@@ -1,7 +1,8 @@
 """aitk's bundled inference server: a base causal LM plus a LoRA adapter behind the OpenAI
 chat-completions protocol. Run ``python -m inference_server --help``.
 
-Modules: ``settings`` (config), ``loading`` (model + adapter), ``engine`` (batched
+Modules: ``adapter_spec`` (the NAME=PATH,... list; standard library only, the one module
+aitk imports), ``settings`` (config), ``loading`` (model + adapter), ``engine`` (batched
 generation, no HTTP), ``textstream`` (incremental text, stop strings), ``app`` (FastAPI),
 ``schemas`` (wire format), ``metrics``, ``demo_model`` (offline tiny model for tests and
 aitk's local cloud).

@@ -11,70 +11,19 @@ Also owns the start-up checks that must run before anything is served: the auth 
 from __future__ import annotations
 
 import ipaddress
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .adapter_spec import AdapterSpec, parse_adapters
 
 DEFAULT_PORT = 7860  # AI Toolkit's inference port
 
 
 class ConfigError(Exception):
     """A setting makes start-up impossible; the message says which and what to do."""
-
-
-class AdapterSpec(NamedTuple):
-    """One ``--adapter``: ``name`` is its model id, None for "the folder's name"."""
-
-    name: str | None
-    path: Path
-
-
-# vLLM's --lora-modules shape. A name starts with a letter or digit and holds no "/", so
-# "./a=b" or "/x/a=b" stay plain paths.
-_NAMED = re.compile(r"([A-Za-z0-9][\w.:-]*)=(.*)", re.DOTALL)
-# In a list, a comma starts a new entry only where NAME= follows: commas inside paths survive.
-_NEXT_ENTRY = re.compile(r",(?=\s*[A-Za-z0-9][\w.:-]*=)")
-
-
-def _one_adapter(value: Any) -> AdapterSpec:
-    if isinstance(value, AdapterSpec):
-        return value
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        return AdapterSpec(value[0], Path(value[1]))
-    if isinstance(value, Path):
-        return AdapterSpec(None, value)
-    if not isinstance(value, str):
-        raise ValueError(f"an adapter is NAME=PATH or PATH, not {type(value).__name__}")
-    text = value.strip()
-    if not text:
-        raise ValueError("an adapter entry is empty")
-    named = _NAMED.fullmatch(text)
-    if named is None:
-        return AdapterSpec(None, Path(text))
-    name, path = named.group(1), named.group(2).strip()
-    if not path:
-        raise ValueError(f"adapter `{name}` has no path (expected {name}=PATH)")
-    return AdapterSpec(name, Path(path))
-
-
-def parse_adapters(value: Any) -> list[AdapterSpec]:
-    """``--adapter`` values (a list, one adapter each) or the environment's string: a single
-    PATH, or a comma-separated list of NAME=PATH."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return []
-        if _NAMED.fullmatch(text) is None:  # one path, commas and all
-            return [AdapterSpec(None, Path(text))]
-        return [_one_adapter(part) for part in _NEXT_ENTRY.split(text)]
-    if isinstance(value, (Path, AdapterSpec)):
-        return [_one_adapter(value)]
-    return [_one_adapter(item) for item in value]
 
 
 _ADAPTER_ENV = ("aitk_adapters", "aitk_adapter_path")

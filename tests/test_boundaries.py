@@ -149,3 +149,39 @@ def test_the_back_end_does_not_import_the_local_cloud():
 def test_the_local_cloud_does_not_import_the_back_end():
     """The emulator answers HTTP; it needs none of our client (shared types: aitk_tui.endpoints)."""
     assert _offenders("local", "aitk_tui.cloud") == []
+
+
+# -- the server's one module the client may import (issue 20 section 3) --------------------------
+def test_aitk_imports_only_the_adapter_spec_of_the_server():
+    """aitk_tui checks an adapter list as the server will read it, and nothing more of the server:
+    ``inference_server.adapter_spec`` (standard library only), never its pydantic settings."""
+    found = []
+    for path in sorted((REPO / "aitk_tui").rglob("*.py")):
+        for module in _imports(path, REPO):
+            if module.split(".")[0] == "inference_server" and not (
+                    module == "inference_server.adapter_spec" or module.startswith("inference_server.adapter_spec.")):
+                found.append(f"{path.relative_to(REPO).as_posix()} imports {module}")
+    assert found == []
+
+
+def test_the_adapter_spec_needs_only_the_standard_library():
+    loaded = _loaded_after("import inference_server.adapter_spec")
+    assert not {m.split(".")[0] for m in loaded} & {"pydantic", "pydantic_settings", "torch", "fastapi",
+                                                     "transformers", "peft", "httpx"}
+
+
+def test_an_adapter_list_joins_to_what_it_parses_back_from():
+    from pathlib import Path
+
+    import pytest
+
+    from inference_server.adapter_spec import AdapterSpec, join_adapters, parse_adapters
+
+    lists = [[AdapterSpec(None, Path("/mount/models/a,b/adapter"))],  # a lone path keeps its commas
+             [AdapterSpec("sql", Path("/mount/models/sql/adapter")), AdapterSpec("chat", Path("/m/x,y"))],
+             [AdapterSpec("a.b:c-1", Path("relative/path"))]]
+    for specs in lists:
+        assert parse_adapters(join_adapters(specs)) == specs
+    assert join_adapters(["sql=/m/s", ("chat", "/m/c")]) == "sql=/m/s,chat=/m/c"
+    with pytest.raises(ValueError, match="every entry needs a NAME="):
+        join_adapters([AdapterSpec("a", Path("/m/a")), AdapterSpec(None, Path("/m/b"))])

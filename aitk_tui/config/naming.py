@@ -189,7 +189,7 @@ def adapter_list(value: Any) -> list[str]:
     """Several adapters: NAME=PATH entries (PATH on the share), as the server reads them."""
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise NameError_("Adapters must be a list of NAME=PATH entries")
-    from inference_server.settings import parse_adapters  # the server's own reading of the list
+    from inference_server.adapter_spec import parse_adapters  # the server's own reading of the list
 
     try:
         specs = parse_adapters(value)

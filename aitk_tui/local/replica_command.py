@@ -25,7 +25,7 @@ def map_mount(text: str, mount: Path, shell: bool = False) -> str:
 
 def adapters_exist(value: str) -> bool:
     """Does every folder in an AITK_ADAPTER_PATH value (PATH, or NAME=PATH,...) exist?"""
-    from inference_server.settings import parse_adapters  # the server's own reading of the value
+    from inference_server.adapter_spec import parse_adapters  # the server's own reading of the value
 
     try:
         specs = parse_adapters(value)

@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from inference_server.__main__ import EXIT_CONFIG, main
+from inference_server.adapter_spec import AdapterSpec
 from inference_server.demo_model import DEMO_REPLIES
 from inference_server.loading import LoadError, load_model
-from inference_server.settings import AdapterSpec, ConfigError, ServerSettings, check_paths
+from inference_server.settings import ConfigError, ServerSettings, check_paths
 from tests.fixtures_model import TinyModel, make_settings, serve
 
 # Long text (eos ignored) is where a row computed with the wrong weights would show; the
