@@ -82,12 +82,20 @@ def console_line(text: str, source: str) -> LogLine:
     entry = _json_object(text) if text.startswith("{") else None
     if entry is None or not isinstance(entry.get("level"), str):
         return LogLine(text, source, probe=is_probe(text))
-    parts = [str(entry["msg"])] if entry.get("msg") not in (None, "") else []
-    parts += [f"{k}={v}" for k, v in entry.items() if k not in _SERVER_FIELDS]
+    msg = str(entry["msg"]) if entry.get("msg") not in (None, "") else ""
+    # Fields the message does not already say (the runtime line repeats its versions as fields).
+    parts = [msg] if msg else []
+    parts += [f"{k}={v}" for k, v in entry.items()
+              if k not in _SERVER_FIELDS and v is not None and not (msg and _says(msg, str(v)))]
     if entry.get("exc"):
         parts.append("| " + (str(entry["exc"]).strip().splitlines() or [""])[-1])
     return LogLine(" ".join(parts), source, probe=is_probe(text), time=event_time(entry.get("ts")),
                    level=entry["level"].upper(), raw=text)
+
+
+def _says(msg: str, value: str) -> bool:
+    """Whether ``value`` stands in ``msg`` as a whole word ("2" is not in "2.13.0")."""
+    return re.search(rf"(?<![\w.+-]){re.escape(value)}(?![\w.+-])", msg) is not None
 
 
 _STAMP = re.compile(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:\.\d+)?\s*(Z|[+-]\d\d:?\d\d)?")

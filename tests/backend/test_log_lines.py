@@ -28,6 +28,13 @@ def test_a_server_json_line_reads_as_time_level_message_and_fields():
     assert line.shown(raw=True) == raw and line.raw == raw
 
 
+def test_fields_the_message_already_says_are_not_repeated():
+    raw = json.dumps({"ts": "2026-12-07T10:00:01Z", "level": "info", "logger": "inference_server",
+                      "msg": "runtime: Python 3.11.7, torch 2.13.0+cpu, CPU", "python": "3.11.7",
+                      "torch": "2.13.0+cpu", "gpu": None, "workers": 2})
+    assert console_line(raw, "r").text == "runtime: Python 3.11.7, torch 2.13.0+cpu, CPU workers=2"
+
+
 def test_plain_and_odd_lines_stay_as_they_are():
     for text in ("INFO: Uvicorn running", "{not json", '{"level": 3}', "[1, 2]", '"{}"', "{" * 5000):
         line = console_line(text, "r")
