@@ -25,7 +25,7 @@ from ...chat.context import ContextBudget, parse_context_error
 from ...errors import AitkError
 from ..commands import bindings_for
 from .answer import PacedStream, StreamedAnswer
-from .chat_text import _stop_stream, _warm_client, explain_chat_error, format_stats
+from .chat_text import explain_chat_error, format_stats, stop_stream, warm_client
 from .inputs import Input
 from .prompt import PromptArea
 
@@ -151,7 +151,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         self.query_one("#conversation", VerticalScroll).anchor()
         if self.client_factory is None:
             # The first client's one-off costs, off the event loop, before the first question.
-            self.run_worker(_warm_client, thread=True, group="warm-client", exit_on_error=False)
+            self.run_worker(warm_client, thread=True, group="warm-client", exit_on_error=False)
 
     # -- settings ------------------------------------------------------------------
     def _value(self, ident: str) -> str:
@@ -337,7 +337,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
             answer.error = e
         finally:
             try:
-                answer.stream_stopped = await _stop_stream(answer.stream)
+                answer.stream_stopped = await stop_stream(answer.stream)
             finally:
                 aclose = getattr(client, "aclose", None)
                 if aclose is not None:
@@ -418,7 +418,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         from ...chat.client import ChatError
 
         if not answer.stream_stopped and answer.stream is not None:
-            await _stop_stream(answer.stream)  # cancelled mid-cleanup: finish what the worker could not
+            await stop_stream(answer.stream)  # cancelled mid-cleanup: finish what the worker could not
         if answer.error is None and state == WorkerState.ERROR:
             answer.error = ChatError("the chat failed unexpectedly", f"{type(error).__name__}: {error}")
         # Esc while "waking the replica" was on screen: the message never went, so it comes back.

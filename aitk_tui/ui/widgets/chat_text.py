@@ -29,13 +29,13 @@ def _looks_unreachable(message: str) -> bool:
                                    "loading", "asleep", "starting"))
 
 
-def _warm_client() -> None:
+def warm_client() -> None:
     from ...chat.client import warm_up
 
     warm_up()
 
 
-async def _stop_stream(stream: Any) -> bool:
+async def stop_stream(stream: Any) -> bool:
     """Stop a Markdown stream; False if it could not finish (the caller rewrites the Markdown).
 
     ``MarkdownStream.stop`` raises CancelledError when its task was cancelled before it

@@ -25,7 +25,7 @@ from textual.widgets import Footer, Label, Static
 
 from ...errors import AitkError
 from .answer import PacedStream, StreamedAnswer
-from .chat_text import _stop_stream, explain_chat_error, format_stats
+from .chat_text import explain_chat_error, format_stats, stop_stream
 from .prompt import PromptArea
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class CompareSide(Vertical):
             turn.error = e
         finally:
             stop.cancel()
-            await _stop_stream(turn.stream)
+            await stop_stream(turn.stream)
             with suppress(Exception):
                 await asyncio.shield(client.aclose())
         self.post_message(self.Ended(self, turn))
