@@ -119,18 +119,13 @@ class Result:
     end_s: float  # since the wave started
 
 
-async def stream_chat(client: httpx.AsyncClient, url: str, headers: dict, model: str | None, prompt: str,
-                      max_tokens: int, **extra) -> tuple[float, float, int]:
-    """(time to first content, total time, completion tokens) of one streamed chat request.
-
-    Reads ``usage`` wherever it comes (ours: a chunk with no choices; the peer: on the last
-    choice chunk) and needs no ``data: [DONE]`` (the peer sends none)."""
-    body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "stream": True,
-            "stream_options": {"include_usage": True}, **extra}
-    if model is not None:
-        body["model"] = model
-    started = time.perf_counter()
-    first = None
+async def stream_chunks(client: httpx.AsyncClient, url: str, headers: dict, body: dict
+                        ) -> tuple[list[float], list[str], int]:
+    """POST one streamed chat request: (the arrival time of each content chunk, the chunks,
+    completion tokens). Reads ``usage`` wherever it comes (ours: a chunk with no choices; the
+    peer: on the last choice chunk) and needs no ``data: [DONE]`` (the peer sends none)."""
+    times: list[float] = []
+    parts: list[str] = []
     completion = None
     async with client.stream("POST", url + "/v1/chat/completions", json=body, headers=headers) as response:
         response.raise_for_status()
@@ -143,11 +138,26 @@ async def stream_chat(client: httpx.AsyncClient, url: str, headers: dict, model:
             if event.get("usage"):
                 completion = event["usage"]["completion_tokens"]
             choices = event.get("choices") or []
-            if first is None and choices and (choices[0].get("delta") or {}).get("content"):
-                first = time.perf_counter() - started
+            content = (choices[0].get("delta") or {}).get("content") if choices else None
+            if content:
+                times.append(time.perf_counter())
+                parts.append(content)
     if completion is None:
         raise RuntimeError("the stream carried no usage")
-    return first if first is not None else time.perf_counter() - started, time.perf_counter() - started, completion
+    return times, parts, completion
+
+
+async def stream_chat(client: httpx.AsyncClient, url: str, headers: dict, model: str | None, prompt: str,
+                      max_tokens: int, **extra) -> tuple[float, float, int]:
+    """(time to first content, total time, completion tokens) of one streamed chat request."""
+    body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "stream": True,
+            "stream_options": {"include_usage": True}, **extra}
+    if model is not None:
+        body["model"] = model
+    started = time.perf_counter()
+    times, _parts, completion = await stream_chunks(client, url, headers, body)
+    end = time.perf_counter()
+    return (times[0] if times else end) - started, end - started, completion
 
 
 async def wave(url: str, headers: dict, model: str | None, clients: list[Client], temperature: float = 1.0,

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from realistic_load import stream_chunks  # beside this file: one reader of the SSE stream
 
 WORDS = "the of and a to in is you that it he was for on are as with his they at be this have from".split()
 
@@ -95,24 +96,7 @@ async def stream(http: httpx.AsyncClient, target, request: Request, t0: float) -
         body["model"] = model
     await asyncio.sleep(max(0.0, request.start_s - (time.perf_counter() - t0)))
     started = time.perf_counter()
-    times, parts, completion = [], [], None
-    async with http.stream("POST", url + "/v1/chat/completions", json=body, headers=headers) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            event = json.loads(line[6:])
-            if "error" in event:
-                raise RuntimeError(f"stream error: {event['error']}")
-            if event.get("usage"):
-                completion = event["usage"]["completion_tokens"]
-            choices = event.get("choices") or []
-            content = (choices[0].get("delta") or {}).get("content") if choices else None
-            if content:
-                times.append(time.perf_counter())
-                parts.append(content)
-    if completion is None:
-        raise RuntimeError("the stream carried no usage")
+    times, parts, completion = await stream_chunks(http, url, headers, body)
     end = time.perf_counter()
     ttft = (times[0] if times else end) - started
     return Stream(request.tag, ttft, end - started, completion, [b - a for a, b in zip(times, times[1:])],
