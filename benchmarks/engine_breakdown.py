@@ -69,7 +69,8 @@ STAGGER = [0.25]
 
 
 async def run_wave(loaded, clients, seeds, concurrent: bool, sampling: dict | None = None) -> dict:
-    from inference_server.engine import Engine, SamplingParams
+    from inference_server.engine import Engine
+    from inference_server.handles import SamplingParams
 
     trace: list[tuple] = []
     engine = Engine(loaded, max_batch_size=8)
@@ -182,7 +183,7 @@ def main() -> int:
     import torch
 
     from inference_server import cpu_attention, cpu_linear
-    from inference_server.engine import load_model
+    from inference_server.loading import load_model
     from inference_server.settings import ServerSettings
 
     torch.set_num_threads(args.threads)

@@ -144,7 +144,9 @@ def prompts(n: int) -> list[str]:
 async def bench_model(label: str, model_dir: Path, adapter_dir: Path, args) -> dict:
     import torch
 
-    from inference_server.engine import Engine, SamplingParams, load_model
+    from inference_server.engine import Engine
+    from inference_server.handles import SamplingParams
+    from inference_server.loading import load_model
     from inference_server.settings import ServerSettings
 
     torch.set_num_threads(args.threads)
@@ -240,7 +242,7 @@ async def bench_realistic(args) -> dict:
     within one round, under the same load."""
     import torch
 
-    from inference_server.engine import load_model
+    from inference_server.loading import load_model
     from inference_server.settings import ServerSettings
 
     tiny = build_demo_model(args.cache / "tiny")

@@ -49,9 +49,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .handles import (Finished, QueueFull, RequestHandle, SamplingParams, TextChunk,  # noqa: F401  (re-exported)
-                      _deliver, _failure_message)
-from .loading import LoadedModel, LoadError, drop_leaked_adapter_hooks, load_model  # noqa: F401  (re-exported)
+from .handles import Finished, QueueFull, RequestHandle, SamplingParams, TextChunk, failure_message
+from .loading import LoadedModel, drop_leaked_adapter_hooks
 from .prefill_plan import prefill_chunks
 from .sampling import GREEDY_BELOW_TEMPERATURE, INVALID, draw, sample_rows
 from .textstream import Detokenizer, StopMatcher
@@ -310,7 +309,7 @@ class Engine:
         except Exception as exc:  # a bug outside the per-row guards: fail this piece's requests only
             log.exception("prefill failed")
             for p in group:
-                self._end_prefill(p, Finished("error", len(p.handle.prompt_ids), 0, error=_failure_message(exc)))
+                self._end_prefill(p, Finished("error", len(p.handle.prompt_ids), 0, error=failure_message(exc)))
 
     def _end_prefill(self, p: _Prefill, done: Finished) -> None:
         if p in self._prefilling:
@@ -339,7 +338,7 @@ class Engine:
             logits = self._forward([handle.adapter], ids, mask, positions, cache)
         except Exception as exc:
             log.exception("prefill failed")
-            self._end_prefill(p, Finished("error", len(handle.prompt_ids), 0, error=_failure_message(exc)))
+            self._end_prefill(p, Finished("error", len(handle.prompt_ids), 0, error=failure_message(exc)))
             return
         if first:  # room for the whole prompt once, so later pieces write in place
             cache = kvcache.to_slabs(cache, 1, len(handle.prompt_ids))
@@ -359,7 +358,7 @@ class Engine:
                     self._decode_step(group)
         except Exception as exc:  # last resort (rows are failed one by one below): keep serving
             log.exception("generation step failed")
-            self._fail_all(_failure_message(exc))
+            self._fail_all(failure_message(exc))
 
     @contextlib.contextmanager
     def _traced(self, kind: str, rows: int, tokens: int, padded: int):
@@ -413,7 +412,7 @@ class Engine:
             if len(handles) == 1:
                 log.exception("prefill failed")
                 self._active -= 1
-                self._outbox.append((handles[0], Finished("error", lengths[0], 0, error=_failure_message(exc))))
+                self._outbox.append((handles[0], Finished("error", lengths[0], 0, error=failure_message(exc))))
                 return
             # One prompt may be to blame: prefill each alone so only the culprit fails.
             log.warning("prefill of %d requests together failed (%s); prefilling each alone",
@@ -562,7 +561,7 @@ class Engine:
     def _fail_row(self, row: _Row, exc: Exception) -> None:
         log.error("generation failed for one request (the others go on)", exc_info=exc)
         if not row.done:
-            self._finish(row, "error", error=_failure_message(exc))
+            self._finish(row, "error", error=failure_message(exc))
 
     def _accept_guarded(self, row: _Row, token: int) -> None:
         if row.done:  # failed earlier in this step
@@ -694,8 +693,8 @@ class Engine:
             return
         by_loop: dict[Any, list] = {}
         for handle, item in self._outbox:
-            by_loop.setdefault(handle._loop, []).append((handle, item))
+            by_loop.setdefault(handle.loop, []).append((handle, item))
         self._outbox = []
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is listening any more
-                loop.call_soon_threadsafe(_deliver, items)
+                loop.call_soon_threadsafe(RequestHandle.deliver_all, items)

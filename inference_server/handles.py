@@ -51,7 +51,7 @@ class RequestHandle:
         self.submitted = time.monotonic()
         self.cancelled = False  # set by the event loop, read by the worker (a plain flag suffices)
         self.finished: Finished | None = None
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()  # the event loop its outputs are delivered on
         self._queue: asyncio.Queue[TextChunk | Finished] = asyncio.Queue()
 
     def cancel(self) -> None:
@@ -77,13 +77,20 @@ class RequestHandle:
             if done is not None:
                 return "".join(parts), done
 
+    # -- used by the engine's loop --------------------------------------------------------
+    def deliver(self, item: TextChunk | Finished) -> None:
+        """Hand this request an output (on its event loop)."""
+        self._queue.put_nowait(item)
 
-# -- used by the engine's loop ------------------------------------------------------------
-def _failure_message(exc: Exception) -> str:
-    # What the client reads: the kind of failure, not the exception text (paths, tensors).
+    @staticmethod
+    def deliver_all(items: list[tuple[RequestHandle, TextChunk | Finished]]) -> None:
+        """Deliver one step's outputs (the engine's thread hands them to each event loop in
+        one ``call_soon_threadsafe`` call)."""
+        for handle, item in items:
+            handle.deliver(item)
+
+
+def failure_message(exc: Exception) -> str:
+    """What the client reads when generation fails: the kind of failure, not the exception
+    text (paths, tensors)."""
     return f"generation failed for this request ({type(exc).__name__}); the server log has the details"
-
-
-def _deliver(items) -> None:
-    for handle, item in items:
-        handle._queue.put_nowait(item)

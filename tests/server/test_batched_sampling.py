@@ -9,7 +9,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from inference_server.engine import Engine, SamplingParams, load_model
+from inference_server.engine import Engine
+from inference_server.handles import SamplingParams
+from inference_server.loading import load_model
 from inference_server.sampling import INVALID, sample_rows
 from tests.fixtures_model import make_settings
 

@@ -14,7 +14,9 @@ import threading
 import pytest
 import torch
 
-from inference_server.engine import ALONE_FACTOR, WHOLE_FACTOR, Engine, SamplingParams, load_model
+from inference_server.engine import ALONE_FACTOR, WHOLE_FACTOR, Engine
+from inference_server.handles import SamplingParams
+from inference_server.loading import load_model
 from tests.fixtures_model import make_settings
 
 CHUNK = 8

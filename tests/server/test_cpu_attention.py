@@ -10,7 +10,9 @@ import transformers.integrations.sdpa_attention as sdpa_module
 from transformers import DynamicCache
 
 from inference_server import cpu_attention
-from inference_server.engine import Engine, SamplingParams, load_model
+from inference_server.engine import Engine
+from inference_server.handles import SamplingParams
+from inference_server.loading import load_model
 from tests.fixtures_model import make_settings
 
 

@@ -9,7 +9,9 @@ import torch
 import torch.nn as nn
 
 from inference_server import cpu_linear
-from inference_server.engine import Engine, SamplingParams, load_model
+from inference_server.engine import Engine
+from inference_server.handles import SamplingParams
+from inference_server.loading import load_model
 from inference_server.settings import ServerSettings
 from tests.fixtures_model import make_settings
 

@@ -9,7 +9,9 @@ import pytest
 
 from inference_server.demo_corpus import LISTS, OPENERS, SENTENCES
 from inference_server.demo_model import CONTEXT_TOKENS
-from inference_server.engine import Engine, SamplingParams, load_model
+from inference_server.engine import Engine
+from inference_server.handles import SamplingParams
+from inference_server.loading import load_model
 from tests.fixtures_model import make_settings
 
 QUESTIONS = ["What is a LoRA adapter?", "How do I deploy to Azure?", "Why is the answer slow?",

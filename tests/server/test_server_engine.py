@@ -9,7 +9,10 @@ import time
 import pytest
 
 from inference_server.demo_model import CHAT_TEMPLATE, DEMO_REPLIES
-from inference_server.engine import Engine, QueueFull, SamplingParams, StopMatcher, load_model
+from inference_server.engine import Engine
+from inference_server.handles import QueueFull, SamplingParams
+from inference_server.loading import load_model
+from inference_server.textstream import StopMatcher
 from tests.fixtures_model import make_settings
 
 
@@ -205,7 +208,7 @@ async def test_no_adapter_serves_the_base_alone(tiny_model):
 def test_a_chat_template_is_required_and_can_come_from_a_file(tiny_model, tmp_path):
     import shutil
 
-    from inference_server.engine import LoadError
+    from inference_server.loading import LoadError
 
     bare = tmp_path / "no-template"
     shutil.copytree(tiny_model.model_dir, bare)
@@ -222,7 +225,7 @@ def test_a_chat_template_is_required_and_can_come_from_a_file(tiny_model, tmp_pa
 def test_device_and_dtype_choice_on_a_cpu_machine(tiny_model):
     import torch
 
-    from inference_server.engine import LoadError
+    from inference_server.loading import LoadError
 
     loaded = load_model(make_settings(tiny_model, device="auto"))
     assert (loaded.device.type, loaded.dtype) == ("cpu", torch.float32)

@@ -13,7 +13,9 @@ import asyncio
 import pytest
 import torch
 
-from inference_server.engine import Engine, SamplingParams, load_model
+from inference_server.engine import Engine
+from inference_server.handles import SamplingParams
+from inference_server.loading import load_model
 from tests.fixtures_model import make_settings
 
 POISON_SEED = 4242

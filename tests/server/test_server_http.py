@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from inference_server.demo_model import DEMO_REPLIES
-from inference_server.engine import load_model
+from inference_server.loading import load_model
 from inference_server.settings import ConfigError
 from tests.fixtures_model import TEST_KEY, make_settings, serve, wait_until
 

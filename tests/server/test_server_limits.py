@@ -180,7 +180,7 @@ async def test_long_prompts_share_a_few_tokenizer_threads(tiny_server):
     prompt takes ~160 MB), never one thread per request."""
     import threading
 
-    from inference_server.app import INLINE_ENCODE_BYTES
+    from inference_server.serving import INLINE_ENCODE_BYTES
     from inference_server.limits import ENCODE_THREADS
 
     state = tiny_server.state

@@ -7,7 +7,9 @@ import threading
 
 import pytest
 
-from inference_server.engine import Engine, SamplingParams, load_model
+from inference_server.engine import Engine
+from inference_server.handles import SamplingParams
+from inference_server.loading import load_model
 from tests.fixtures_model import make_settings
 
 
