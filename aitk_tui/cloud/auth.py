@@ -24,8 +24,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ..endpoints import ARM_SCOPE
 from ..errors import AitkError, register_secret
-from .clients import ARM_SCOPE
 from .models import Identity
 from .sdkerrors import NOT_SIGNED_IN, NotSignedInError
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-# The endpoints type is shared with the local cloud, so it lives in a neutral module;
-# re-exported here so that ``from aitk_tui.cloud.clients import CloudEndpoints`` keeps working.
-from ..endpoints import ARM_SCOPE, AZURE, CloudEndpoints
-
-__all__ = ["ARM_SCOPE", "AZURE", "ClientFactory", "CloudEndpoints"]
+# The endpoints type is shared with the local cloud, so it lives in a neutral module.
+from ..endpoints import ARM_SCOPE, CloudEndpoints
 
 
 class ClientFactory:

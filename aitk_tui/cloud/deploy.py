@@ -33,8 +33,7 @@ from ..errors import AitkError, register_secret
 from ..fsutil import atomic_write_text
 from ..events import Done, Event, Failed, Info, UploadProgress
 from .models import Deployed, pick
-from .sync_plan import (DEFAULT_WARN_BYTES, LocalFile, Skipped, format_size, plural, scan, select,  # noqa: F401
-                        skipped_text)
+from .sync_plan import DEFAULT_WARN_BYTES, LocalFile, Skipped, format_size, plural, select, skipped_text
 from .sync_plan import checked_manifest
 from .sdkerrors import describe, failed, is_not_found
 

@@ -41,7 +41,7 @@ from ..config.share_names import component_problem
 from ..errors import AitkError
 from ..events import Done, Event, Failed, Info
 from .sdkerrors import InputError, describe, failed, failed_event, is_not_found
-from .sync_plan import format_size, plural
+from .sync_plan import format_size, plural, skipped_text
 
 if TYPE_CHECKING:
     from ..config.parameters import ParametersDocument
@@ -323,7 +323,7 @@ async def _sync(session: "OperationContext", share: Any, local: Path, dest: str,
                   f"{len(plan.remove)} to remove{note}."))
         if plan.skipped:
             emit(Info(f"Skipped {plural(len(plan.skipped), 'item')} (not uploaded): "
-                      f"{_deploy.skipped_text(plan.skipped)}."))
+                      f"{skipped_text(plan.skipped)}."))
 
     cache = session.project.state_dir / HASH_CACHES_DIR / (re.sub(r"[^A-Za-z0-9._-]", "_", dest) + ".json")
 

@@ -27,7 +27,7 @@ from ..events import Done, Event, Failed, Info, ResourceProgress
 from . import armerrors
 from .models import Change, Provisioned, WhatIf, enum_text, pick
 from .ownership import PROJECT_PARAMETER, PROJECT_TAG, deployment_name, output, resolve_project_id, stored_project_id
-from .preflight import DEFAULT_GPU_PROFILE, load_template, preflight  # noqa: F401 - re-exported
+from .preflight import preflight
 from .sdkerrors import describe, failed, is_not_found, is_unsupported
 
 if TYPE_CHECKING:

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.inference_config import InferenceConfig
 from ..config.state import ProjectState
+from ..endpoints import CloudEndpoints
 from ..errors import AitkError
 from ..events import Done, Event, Info, LogLine
 from ..project import Project
-from .clients import ClientFactory, CloudEndpoints
+from .clients import ClientFactory
 from .models import AppStatus, Identity, ResourceGroupInfo, SignedIn, Subscription
 
 if TYPE_CHECKING:

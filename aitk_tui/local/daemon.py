@@ -195,7 +195,7 @@ def _spawn(state_dir: Path, model_path, adapter_path, timeout_s: float, op_delay
         if data and data.get("pid") == proc.pid and _answering(data, state_dir, timeout_s=1.0):
             return _info(state_dir, data)
         time.sleep(0.05)
-    from .replicas import kill_group
+    from .processes import kill_group
 
     kill_group(proc.pid, timeout_s=2.0)
     raise AitkError(f"The local cloud did not answer within {timeout_s:.0f} s.", f"server log:\n{_log_tail(state_dir)}")
@@ -216,7 +216,7 @@ def _stop_locked(state_dir: Path, timeout_s: float = 10.0) -> bool:
                 break
         stopped = True
     if (state_dir / "cloud.json").is_file():  # replicas of a server that died without cleaning up
-        from .replicas import kill_recorded
+        from .processes import kill_recorded
         from .store import Store
 
         kill_recorded(Store(state_dir))
@@ -312,7 +312,7 @@ def still_running(state_dir: Path | str) -> str | None:
 def _live_replicas(state_dir: Path) -> list[int]:
     if not (state_dir / "cloud.json").is_file():
         return []
-    from .replicas import proc_start_time
+    from .processes import proc_start_time
     from .store import Store
 
     pids = []

@@ -40,13 +40,13 @@ import time
 from pathlib import Path
 
 from .ingress import Ingress, idle_s_from_env, min_replicas
-from .processes import kill_group, kill_recorded, proc_start_time  # noqa: F401 - kill_recorded: re-exported
+from .processes import kill_group, proc_start_time
 from .resources import ResourceHandlers, free_port
 from .store import Store, now_iso
 from .system_log import SystemLog
 from .tls import TlsFiles
 from . import replica_env
-from .replica_command import ReplicaError, adapters_exist, build_command, map_mount  # noqa: F401 - re-exported
+from .replica_command import ReplicaError, adapters_exist, build_command, map_mount
 
 log = logging.getLogger("aitk_tui.local")
 MAX_BACKOFF_S = 30.0

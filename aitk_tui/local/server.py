@@ -38,7 +38,8 @@ from .faults import Fault, Faults
 from .files import FilesService, error_response
 from .httpd import DropConnection, HttpError, HttpsServer, Request, Response, json_response
 from .recorder import Recorder
-from .replicas import ReplicaManager, kill_recorded
+from .processes import kill_recorded
+from .replicas import ReplicaManager
 from .resources import ResourceHandlers
 from .store import Store
 from .tls import ensure_tls

@@ -187,7 +187,7 @@ def test_real_daemon_round_trip(tmp_path):
 
 
 def test_local_stop_all_stops_every_cloud_of_the_user_and_orphaned_replicas(tmp_path):
-    from aitk_tui.local.replicas import proc_start_time
+    from aitk_tui.local.processes import proc_start_time
     from tests.fixtures_local import pid_alive
 
     a, b = tmp_path / "a", tmp_path / "b"

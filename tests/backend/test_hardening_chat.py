@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from aitk_tui.chat.client import ChatClient, ChatError, key_destination_problem
+from aitk_tui.chat.client import ChatClient, ChatError
+from aitk_tui.chat.keys import key_destination_problem
 from aitk_tui.cli import main
 from aitk_tui.cloud.sdkerrors import InputError
 from aitk_tui.config.inference_config import InferenceConfig

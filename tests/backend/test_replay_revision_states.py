@@ -28,7 +28,8 @@ from aitk_tui.chat.client import ChatError, HealthStatus
 from aitk_tui.chat.wake import wake
 from aitk_tui.events import Waking
 from aitk_tui.cli.status import status_lines
-from aitk_tui.cloud.clients import AZURE, ClientFactory
+from aitk_tui.cloud.clients import ClientFactory
+from aitk_tui.endpoints import AZURE
 from aitk_tui.cloud.endpoint_status import health_words, read_endpoint_status
 from aitk_tui.cloud.health import app_status
 from aitk_tui.cloud.logs import replica_logs

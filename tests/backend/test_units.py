@@ -15,10 +15,11 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, 
 
 from aitk_tui.cli._printer import EventPrinter
 from aitk_tui.cloud import auth
-from aitk_tui.cloud.clients import CloudEndpoints
-from aitk_tui.cloud.deploy import SyncResult, plan_sync, scan
+from aitk_tui.cloud.deploy import SyncResult, plan_sync
 from aitk_tui.cloud.sdkerrors import NOT_SIGNED_IN, describe
 from aitk_tui.cloud.session import CloudSession
+from aitk_tui.cloud.sync_plan import scan
+from aitk_tui.endpoints import CloudEndpoints
 from aitk_tui.errors import AitkError, redact
 from aitk_tui.events import Done, Failed, HealthWait, Info, UploadProgress
 from aitk_tui.project import Project

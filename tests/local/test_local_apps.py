@@ -163,7 +163,7 @@ def test_update_makes_a_revision_stop_start_and_group_delete(local_cloud, local_
 
 
 def test_the_container_command_is_mapped_for_a_local_run(tmp_path):
-    from aitk_tui.local.replicas import build_command
+    from aitk_tui.local.replica_command import build_command
 
     mount = tmp_path / "my share"
     notes: list[str] = []

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, OptionList
 
-from aitk_tui.cloud.accounts import ResourceGroupInfo
+from aitk_tui.cloud.models import ResourceGroupInfo
 from aitk_tui.events import Failed, ResourceProgress
 
 from .conftest import settle
