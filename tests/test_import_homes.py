@@ -91,23 +91,43 @@ def reexports_used(path: Path, modules: dict[str, Module], root: Path = REPO) ->
         if module in modules and not modules[module].gives(name) and f"{module}.{name}" not in modules:
             found.add((me, module, name))
 
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
-            module = ".".join(base + ([node.module] if node.module else []))
-            for alias in node.names:
-                if alias.name != "*":
-                    check(module, alias.name)
-                    if f"{module}.{alias.name}" in modules:
-                        aliases[alias.asname or alias.name] = f"{module}.{alias.name}"
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.asname and alias.name in modules:
-                    aliases[alias.asname] = alias.name
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
-            check(aliases[node.value.id], node.attr)
+    def scope(body: ast.AST, outer: dict[str, str]) -> None:
+        """One function's (or the module's) names: a module imported here or outside, unless
+        this scope binds the same name to something else (``app = tmp_path / "app.py"``)."""
+        aliases, nested, nodes = dict(outer), [], []
+        stack = list(ast.iter_child_nodes(body))
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                nested.append(node)
+                continue
+            nodes.append(node)
+            stack += ast.iter_child_nodes(node)
+        for node in nodes:
+            if isinstance(node, ast.ImportFrom):
+                base = package[:len(package) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else []))
+                for alias in node.names:
+                    if alias.name != "*":
+                        check(module, alias.name)
+                        if f"{module}.{alias.name}" in modules:
+                            aliases[alias.asname or alias.name] = f"{module}.{alias.name}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname and alias.name in modules:
+                        aliases[alias.asname] = alias.name
+        bound = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        if isinstance(body, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            bound |= {a.arg for a in ast.walk(body.args) if isinstance(a, ast.arg)}
+        for name in bound:
+            aliases.pop(name, None)
+        for node in nodes:
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+                check(aliases[node.value.id], node.attr)
+        for node in nested:
+            scope(node, aliases)
+
+    scope(ast.parse(path.read_text(encoding="utf-8"), str(path)), {})
     return found
 
 
@@ -164,7 +184,12 @@ def test_the_scan_sees_imports_through_a_reexport(tmp_path):
         "relay.LIMIT\n"                           # the same, as an attribute
         "home.LIMIT\n"
         "def later():\n"
-        "    from .sub import Thing\n")           # lazily, through a package without __all__
+        "    from .sub import Thing\n"            # lazily, through a package without __all__
+        "def shadowed(relay):\n"
+        "    relay.Anything\n"                    # an argument, not the module
+        "def local():\n"
+        "    home = object()\n"
+        "    home.Anything\n")
     modules = project_modules(tmp_path)
     assert reexports_used(pkg / "user.py", modules, tmp_path) == {
         ("aitk_tui.user", "aitk_tui.relay", "Thing"),
