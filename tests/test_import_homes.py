@@ -83,7 +83,7 @@ def reexports_used(path: Path, modules: dict[str, Module], root: Path = REPO) ->
     not bind it: ``from M import X`` (lazy imports included) and ``M.X`` on an imported module."""
     me = _module_name(path, root)
     package = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
-    found, aliases = set(), {}
+    found: set[tuple[str, str, str]] = set()
 
     def check(module: str, name: str) -> None:
         if name.startswith("__"):  # a module's own attributes (__path__, __file__)
