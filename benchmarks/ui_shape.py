@@ -29,6 +29,22 @@ from tests.test_ui_layout import (  # noqa: E402
 )
 
 
+def private_attribute_reads(root: Path) -> list[str]:
+    """``x._name`` in ui/ where ``x`` is not ``self``/``cls``/``super()``: another object's private
+    field (ours, or Textual's: the scan cannot tell types apart)."""
+    found = []
+    for path in _ui_files(root):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                value = node.value
+                if isinstance(value, ast.Name) and value.id in ("self", "cls"):
+                    continue
+                if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "super":
+                    continue
+                found.append(f"{path.stem}:{ast.unparse(node)[-40:]}")
+    return sorted(found)
+
+
 def main(root: Path) -> None:
     files = _ui_files(root)
     total = code = 0
@@ -45,6 +61,8 @@ def main(root: Path) -> None:
     for path in files:
         crossing |= private_crossings(path, root)
     print(f"private names crossing a module (from ui/): {len(crossing)} {sorted(crossing)}")
+    reads = private_attribute_reads(root)
+    print(f"private attributes read off another object (x._name, x not self): {len(reads)} {reads}")
     print(f'self: "AitkApp" annotations: {len(app_mixin_annotations(root))}')
     cmd_handlers = actions = 0
     for path in files:

@@ -139,6 +139,7 @@ class MainScreen(Screen):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.provision_after_what_if: tuple[str, str, Any] | None = None  # F5 waits for its what-if
+        self._built = False  # every tab's first widgets mounted (the state is shown from then on)
 
     # -- layout --------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -182,8 +183,13 @@ class MainScreen(Screen):
                         replica_logs=app.chat_replica_logs, platform_check=app.chat_platform_check, id="chat-pane")
 
     def on_mount(self) -> None:
-        self.call_after_refresh(self.refresh_state)  # once the tabs' contents are mounted too
+        self.call_after_refresh(self._first_frame)
         self.set_interval(self.app.HEALTH_REFRESH_S, self.refresh_health_quietly)
+
+    def _first_frame(self) -> None:
+        """The tabs' contents are mounted now (not yet at on_mount): show the state."""
+        self._built = True
+        self.refresh_state()
 
     async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id:
@@ -271,7 +277,7 @@ class MainScreen(Screen):
     def refresh_state(self) -> None:
         """Re-render everything that shows :class:`UIState` (cheap: a few Statics): each widget
         is given what it shows."""
-        if not self.query(StatusHeader) or not self.query(AzurePane):
+        if not self._built or not self.query(StatusHeader):
             return  # not built yet, or closing (a late health answer)
         state = self.app.state
         self.query_one(StatusHeader).show(state)
@@ -279,7 +285,8 @@ class MainScreen(Screen):
         if self.query("#endpoint-view"):
             from ..widgets.endpoint_view import endpoint_target
 
-            self.query_one("#endpoint-view").target = endpoint_target(self.app.session, state)  # type: ignore[attr-defined]
+            view: Any = self.query_one("#endpoint-view")
+            view.target = endpoint_target(self.app.session, state)
         self.app.refresh_bindings()
 
     # -- commands: keys and palette come here as actions ------------------------------------
