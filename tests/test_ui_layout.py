@@ -137,13 +137,14 @@ def test_the_app_is_one_class_without_mixins():
     assert ours == [] and AitkApp.__bases__ == (App,), "AitkApp's bases are Textual's App only"
 
 
-def test_the_cloud_operations_live_on_the_main_screen():
+def test_the_cloud_operations_live_on_the_main_screen(tmp_path):
     from textual.screen import Screen
 
+    from aitk_tui.project import Project
     from aitk_tui.ui.app import AitkApp
     from aitk_tui.ui.commands import COMMANDS
 
-    main = AitkApp(_project_for_shape()).get_default_screen()
+    main = AitkApp(Project(tmp_path)).get_default_screen()
     assert isinstance(main, Screen)
     for name in ("start_operation", "cancel_operation", "check_health", "ensure_pane", "show_tab"):
         assert callable(getattr(type(main), name, None)), name
@@ -164,14 +165,6 @@ def test_no_import_circle_among_the_ui_modules_at_run_time():
     edges = ui_import_edges()
     assert "aitk_tui.ui.app" in edges
     assert _cycles(edges) == []
-
-
-def _project_for_shape():
-    import tempfile
-
-    from aitk_tui.project import Project
-
-    return Project(Path(tempfile.mkdtemp(prefix="aitk-shape-")))
 
 
 # -- the scans see what they look for --------------------------------------------------------------
