@@ -179,8 +179,8 @@ async def bench_stream(tokens: int, rate: float, shape: str = "prose") -> dict[s
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
-            chat = await app.ensure_pane("chat")
-            app.show_tab("chat")
+            chat = await app.main.ensure_pane("chat")
+            app.main.show_tab("chat")
             chat.set_endpoint(url, "stub-key")
             prompt = app.query_one(PromptArea)
             prompt.focus()
@@ -191,7 +191,7 @@ async def bench_stream(tokens: int, rate: float, shape: str = "prose") -> dict[s
             prompt.action_submit()  # what Enter does (pilot.press would wait for an idle loop)
             last = time.perf_counter()
             last_cpu = time.thread_time()
-            while app.chat.streaming or answer is None:
+            while app.main.chat.streaming or answer is None:
                 await asyncio.sleep(0.005)
                 now = time.perf_counter()
                 cpu = time.thread_time()
@@ -201,19 +201,19 @@ async def bench_stream(tokens: int, rate: float, shape: str = "prose") -> dict[s
                 last = now
                 last_cpu = cpu
                 if answer is None:
-                    found = app.chat.query(".answer")
+                    found = app.main.chat.query(".answer")
                     if found:
                         answer = found.first(StreamedAnswer)
-                samples.append((now, app.chat.chars_streamed, answer.applied_chars if answer else 0))
+                samples.append((now, app.main.chat.chars_streamed, answer.applied_chars if answer else 0))
                 if now - t_send > 120:
                     break
-            final_chars = app.chat.chars_streamed
+            final_chars = app.main.chat.chars_streamed
             while time.perf_counter() - last < 5 and not (paints and paints[-1][1] >= final_chars):
                 await asyncio.sleep(0.005)
             await pilot.pause()
             t_done = time.perf_counter()
             samples.append((t_done, final_chars, answer.applied_chars if answer else 0))
-            stats = str(app.chat.query(".answer-stats").last().render())
+            stats = str(app.main.chat.query(".answer-stats").last().render())
             widgets = len(answer.query("*")) if answer else 0
     finally:
         stub.terminate()

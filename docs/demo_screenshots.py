@@ -50,13 +50,13 @@ async def shoot_compare(base_url: str, project_dir: Path, out: Path) -> None:
                 await pilot.pause()
 
         await settle()
-        chat = await app.ensure_pane("chat")
-        app.show_tab("chat")
+        chat = await app.main.ensure_pane("chat")
+        app.main.show_tab("chat")
         chat.set_endpoint(base_url, TEST_KEY)
         chat.query_one("#chat-temp", Input).value = "0"
         chat.query_one("#chat-max", Input).value = "80"
         await settle()
-        app.run_command("compare_models")
+        await app.main.run_action("compare_models")
         for model in ("demo-adapter", "demo-model"):
             for _ in range(200):
                 await pilot.pause(0.02)

@@ -133,11 +133,7 @@ def test_both_sessions_have_the_attributes_the_faces_read(tmp_path: Path):
         assert session.project is project and session.endpoints.is_local is (session is fake)
 
 
-# -- every command has a handler --------------------------------------------------------------
-def _handler_name(command_id: str) -> str:
-    return "_cmd_" + command_id.replace(".", "_")  # as AitkApp.run_command dispatches
-
-
+# -- every command has an action --------------------------------------------------------------
 def _widget_classes() -> list[type]:
     """Every widget class that binds keys from COMMANDS (``bindings_for(scope)``)."""
     import importlib
@@ -153,36 +149,48 @@ def _widget_classes() -> list[type]:
     return classes
 
 
-def test_every_command_has_a_handler_and_no_handler_lacks_a_command():
+def _action_owner(action: str) -> tuple[type, str]:
     from aitk_tui.ui.app import AitkApp
+    from aitk_tui.ui.screens.main import MainScreen
+
+    target, _, name = action.rpartition(".")
+    return {"app": AitkApp, "screen": MainScreen}[target], name
+
+
+def test_every_command_has_an_action_and_no_screen_action_lacks_a_command():
+    """The palette and the keys dispatch Textual actions (``screen.provision`` ->
+    ``MainScreen.action_provision``), never a handler found by its name."""
     from aitk_tui.ui.commands import COMMANDS
+    from aitk_tui.ui.screens.main import MainScreen
 
     ids = [c.id for c in COMMANDS]
     assert len(set(ids)) == len(ids), "a command id is defined twice"
-    names = {_handler_name(i) for i in ids}
-    assert len(names) == len(ids), "two command ids dispatch to the same handler"
-    # The palette and the app's keys go through run_command -> _cmd_<id>.
-    dispatched = [c for c in COMMANDS if c.scope == "app" or c.palette]
-    missing = [c.id for c in dispatched if not callable(getattr(AitkApp, _handler_name(c.id), None))]
-    assert missing == [], f"commands without an AitkApp._cmd_ handler: {missing}"
-    orphans = sorted(n for n in dir(AitkApp) if n.startswith("_cmd_") and n not in names)
-    assert orphans == [], f"handlers for no command in ui/commands.py COMMANDS: {orphans}"
+    dispatched = [c for c in COMMANDS if c.scope == "screen" or c.palette]
+    missing = []
+    for c in dispatched:
+        owner, name = _action_owner(c.runs)
+        if not callable(getattr(owner, f"action_{name}", None)):
+            missing.append(f"{c.id}: {owner.__name__}.action_{name}")
+    assert missing == [], f"commands whose action does not exist: {missing}"
+    runs = {_action_owner(c.runs)[1] for c in dispatched if c.runs.startswith("screen.")}
+    runs |= {c.action.removeprefix("screen.") for c in COMMANDS if c.action.startswith("screen.")}
+    orphans = sorted(n for n in vars(MainScreen) if n.startswith("action_") and n.removeprefix("action_") not in runs)
+    assert orphans == [], f"MainScreen actions that no command in ui/commands.py runs: {orphans}"
 
 
 def test_every_widget_key_reaches_an_action():
     from aitk_tui.ui.commands import COMMANDS
 
     classes = _widget_classes()
-    for c in (c for c in COMMANDS if c.scope != "app" and c.key):
+    for c in (c for c in COMMANDS if c.scope not in ("app", "screen") and c.key):
         owners = [cls for cls in classes if any(getattr(b, "id", None) == c.id for b in cls.BINDINGS)]
         assert owners, f"no widget binds {c.id} (scope {c.scope!r})"
         for cls in owners:
-            assert callable(getattr(cls, f"action_{c.action}", None)), f"{cls.__name__} has no action_{c.action}"
+            owner, name = _action_owner(c.action) if "." in c.action else (cls, c.action)
+            assert callable(getattr(owner, f"action_{name}", None)), f"{owner.__name__} has no action_{name}"
 
 
 async def test_an_unknown_command_runs_nothing(tmp_path: Path):
-    import pytest
-
     from aitk_tui.ui.app import create_app
     from tests.ui.fakes import factory_for
 
@@ -192,8 +200,7 @@ async def test_an_unknown_command_runs_nothing(tmp_path: Path):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         before = list(session.calls)
-        with pytest.raises(KeyError):
-            app.run_command("deploy_everything")
+        await app.main.run_action("deploy_everything")  # no such action: nothing runs
         await pilot.pause()
         assert session.calls == before and app.state.running is None
 

@@ -1,97 +1,48 @@
 """The full-screen app: ``aitk`` with no arguments.
 
-The shell (header, tabs Azure / Parameters / Activity / Endpoint / Chat, footer), the command
-dispatch every palette entry and key goes through, and :func:`run` for the CLI.
-:func:`create_app` is the factory tests use (fake or local sessions, fixed clock).
-The app holds no Azure logic: it renders what the session (a :class:`~aitk_tui.backend.Backend`)
+:class:`AitkApp` holds what the whole app shares: the project, the cloud session (a
+:class:`~aitk_tui.backend.Backend`, opened here), the :class:`UIState`, the settings and the
+app-wide keys (help, palette, quit). Its default screen,
+:class:`~aitk_tui.ui.screens.main.MainScreen`, shows the tabs and runs every command and cloud
+operation. :func:`create_app` is the factory tests use (fake or local sessions, fixed clock);
+:func:`run` runs it for the CLI. The app holds no Azure logic: it renders what the session
 and the chat client yield.
 """
 
 from __future__ import annotations
 
-import inspect
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from textual.app import App, ComposeResult
-from textual.binding import ActiveBinding
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual import work
+from textual.app import App
+from textual.screen import ModalScreen
+from textual.worker import Worker, WorkerState
 
 from ..config.inference_config import InferenceConfig
 from ..config.parameters import ParametersDocument
 from ..config.state import ProjectState
 from ..errors import AitkError
 from ..project import Project
-from .command_handlers import CommandHandlersMixin
-from .commands import COMMANDS_BY_ID, FKEY, AitkCommands, bindings_for
-from .demo_commands import DemoCommandsMixin
-from .operations import OperationsMixin, default_session_factory
+from .commands import FKEY, bindings_for
+from .messages import IdentityKnown, SessionFailed, SessionOpened
+from .operations import default_session_factory, describe_failure
+from .screens.main import MainCommands, MainScreen
 from .settings import DEFAULT_THEME, UISettings
 from .state import UIState
-from .widgets.azure_pane import AzurePane
-from .widgets.lazy_pane import LazyPane
-from .widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
     from ..backend import Backend
-    from .widgets.activity import ActivityPane
-    from .widgets.chat import ChatPane
     from .widgets.endpoint_view import EndpointView
     from .widgets.parameters_form import ParametersForm
 
 
-# What takes the keys when a tab is shown from a command (F8, the palette...).
-_TAB_FOCUS = {"steps", "log-view", "prompt"}
-
-
-class MainTabs(TabbedContent):
-    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
-        # Textual then runs TabbedContent's own handler (it switches to the pane) unless the
-        # default is prevented.
-        focused = self.screen.focused
-        if focused is None or event.tab_pane not in focused.ancestors:
-            # Stale: focus moved on before this message arrived (F9 pressed just after F8
-            # focused the log); switching back would undo the user's key.
-            event.prevent_default()
-            event.stop()
-
-
-class MainScreen(Screen):
-    """The default screen; its footer shows only the keys that matter on the active tab."""
-
-    AUTO_FOCUS = "#steps"  # the Azure checklist: Enter runs the highlighted step
-
-    @property
-    def active_bindings(self) -> dict[str, ActiveBinding]:
-        bindings = super().active_bindings
-        app = self.app
-        if not isinstance(app, AitkApp):
-            return bindings
-        return {key: active for key, active in bindings.items() if app.footer_shows(active.binding)}
-
-    def set_focus(self, widget, scroll_visible: bool = True, from_app_focus: bool = False) -> None:
-        if widget is not None and self._in_hidden_tab(widget):
-            # Focus never lands in a tab the user is not looking at: TabbedContent would switch
-            # back to it (Textual hands focus to a sibling in a tab being hidden, and a late
-            # focus() -- an answer ending -- does the same), so F8 from the chat did nothing.
-            widget = None
-        super().set_focus(widget, scroll_visible, from_app_focus)
-
-    def _in_hidden_tab(self, widget) -> bool:
-        pane = next((node for node in widget.ancestors if isinstance(node, TabPane)), None)
-        if pane is None:
-            return False
-        tabs = next((node for node in pane.ancestors if isinstance(node, TabbedContent)), None)
-        return tabs is not None and tabs.active != pane.id
-
-
-class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]):
+class AitkApp(App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
     TITLE = "aitk"
-    BINDINGS = bindings_for("app")
-    COMMANDS = {AitkCommands}  # ours first, then Textual's system commands
+    BINDINGS = bindings_for("app")  # F1, F2, F10: on every screen but a dialog
+    COMMANDS = {MainCommands}  # ours first, then Textual's system commands
     COMMAND_PALETTE_BINDING = "ctrl+p"
     HEALTH_REFRESH_S = 20.0  # the header's endpoint health, refreshed while the app is open
     CONFIG_WATCH_S = 2.0  # how often infra/inference.config.json is looked at for edits from outside
@@ -113,7 +64,6 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
         self.settings = settings or UISettings.load()
         self.clock = clock or datetime.now
         self.session: Backend | None = None
-        self.provision_after_what_if: tuple[str, str, Any] | None = None  # F5 waits for its what-if
         self.state = UIState(local=local)
         self.animation_level = "full" if self.settings.animations else "none"
         self._keymap = self._normalize_keymap(dict(self.settings.keymap))
@@ -125,47 +75,19 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
         self.reload_config(refresh=False)
         self._check_params_file()
 
-    # -- layout --------------------------------------------------------------------
-    def get_default_screen(self) -> Screen:
+    # -- layout ----------------------------------------------------------------------
+    def get_default_screen(self) -> MainScreen:
         return MainScreen(id="_default")
 
-    def compose(self) -> ComposeResult:
-        yield StatusHeader(id="status")
-        with MainTabs(initial="azure", id="tabs"):
-            with TabPane("Azure", id="azure"):
-                yield AzurePane(id="azure-pane")
-            with TabPane("Parameters", id="parameters"):
-                yield LazyPane(self._make_params, on_demand=True)
-            with TabPane("Activity", id="activity"):
-                yield LazyPane(self._make_activity)
-            with TabPane("Endpoint", id="endpoint"):
-                yield LazyPane(self._make_endpoint, on_demand=True)
-            with TabPane("Chat", id="chat"):
-                yield LazyPane(self._make_chat, on_demand=True)
-        yield Footer(compact=True, show_command_palette=False)
+    @property
+    def main(self) -> MainScreen:
+        """The main screen (under any dialog open on it)."""
+        return self.screen_stack[0]  # type: ignore[return-value]
 
-    # The tabs not shown at start are imported and mounted after the first frame.
-    def _make_params(self) -> "ParametersForm":
-        from .widgets.parameters_form import ParametersForm
-
-        return ParametersForm(self.project.parameters_path, id="params",
-                              display_path="infra/provision/inference.parameters.json")
-
-    def _make_activity(self) -> "ActivityPane":
-        from .widgets.activity import ActivityPane
-
-        return ActivityPane(clock=self.clock, id="activity-pane")
-
-    def _make_endpoint(self) -> "EndpointView":
-        from .widgets.endpoint_view import EndpointView
-
-        return EndpointView(clock=self.clock, id="endpoint-view")
-
-    def _make_chat(self) -> "ChatPane":
-        from .widgets.chat import ChatPane
-
-        return ChatPane(client_factory=self.chat_client_factory, verify_for=self.chat_verify,
-                        replica_logs=self.chat_replica_logs, platform_check=self.chat_platform_check, id="chat-pane")
+    @property
+    def keymap(self) -> dict[str, str]:
+        """The user's keymap (binding id -> keys), as ``tui.toml`` set it."""
+        return dict(self._keymap)
 
     def on_mount(self) -> None:
         theme = self.settings.theme
@@ -177,70 +99,13 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
             self.notify(f"Settings file ignored: {self.settings.load_error}", severity="warning", timeout=10)
         self.refresh_state()
         self.open_session()
-        self.set_interval(self.HEALTH_REFRESH_S, self.refresh_health_quietly)
         self.set_interval(self.CONFIG_WATCH_S, self._watch_config)
 
-    async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        if event.pane.id:
-            await self.ensure_pane(event.pane.id)
-        for view in self.query("#endpoint-view"):  # reads the app only while it is shown
-            view.set_active(event.pane.id == "endpoint")  # type: ignore[attr-defined]
-        self.refresh_bindings()
-
-    async def ensure_pane(self, tab: str) -> Any:
-        """The tab's content widget, built now if it has not been yet."""
-        pane = self.query_one(f"TabPane#{tab}", TabPane)
-        for lazy in pane.query_children(LazyPane):
-            return await lazy.build()
-        return pane.children[0] if pane.children else None
-
-    def footer_shows(self, binding) -> bool:
-        command = COMMANDS_BY_ID.get(binding.id or "")
-        if command is None or command.scope != "app" or not command.tabs:
-            return True
-        return self.query_one(TabbedContent).active in command.tabs
-
-    @property
-    def activity(self) -> "ActivityPane":
-        return self.query_one("#activity-pane")  # type: ignore[return-value]
-
-    @property
-    def chat(self) -> "ChatPane":
-        return self.query_one("#chat-pane")  # type: ignore[return-value]
-
-    @property
-    def params_form(self) -> "ParametersForm":
-        return self.query_one("#params")  # type: ignore[return-value]
-
-    def show_tab(self, tab: str) -> None:
-        tabs = self.query_one(TabbedContent)
-        if tabs.active == tab:
-            return
-        pane = self.query_one(f"TabPane#{tab}", TabPane)
-        focused = self.focused
-        if focused is not None and pane not in focused.ancestors:
-            # Hiding the old tab makes Textual hand focus to a sibling inside that hidden
-            # tab, and TabbedContent then switches back to it (F8 from the chat did nothing).
-            self.set_focus(None)
-        tabs.active = tab
-        self.call_after_refresh(self._focus_in_tab, pane)
-
-    def _focus_in_tab(self, pane: TabPane) -> None:
-        """Keys go to the tab just shown unless something there already has focus."""
-        if self.screen.is_modal or (self.focused is not None and pane in self.focused.ancestors):
-            return
-        chain = [w for w in self.screen.focus_chain if pane in w.ancestors]
-        preferred = [w for w in chain if w.id in _TAB_FOCUS]
-        if preferred or chain:
-            (preferred or chain)[0].focus()
-
     def refresh_state(self) -> None:
-        """Re-render everything that depends on :class:`UIState` (cheap: a few Statics)."""
-        if not self.is_mounted or not self.query(StatusHeader):
-            return  # not built yet, or closing (a late health answer)
-        self.query_one(StatusHeader).show(self.state)
-        self.query_one(AzurePane).show(self.state)
-        self.refresh_bindings()
+        """Re-render everything that depends on :class:`UIState` (the main screen gives each
+        widget what it shows)."""
+        if self.screen_stack:
+            self.main.refresh_state()
 
     def _config_stamp(self) -> tuple[int, int] | None:
         try:
@@ -329,9 +194,45 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
             timeout = min(timeout or cap, cap)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)  # type: ignore[arg-type]
 
+    # -- the app-wide keys: help, palette (Textual's own action), quit --------------------
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen, focused_help
+
+        self.push_screen(HelpScreen(focused_help(self)))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("help", "palette", "request_quit") and self.screen.is_modal:
+            return False  # a dialog or the palette is open: its own keys win (ctrl+q still quits)
+        return True
+
+    def action_palette(self) -> None:
+        self.action_command_palette()
+
     async def action_quit(self) -> None:
         """ctrl+q (Textual's own binding) asks what F10 asks when parameters are unsaved."""
-        self._cmd_quit()
+        await self.action_request_quit()
+
+    async def action_request_quit(self) -> None:
+        """F10 (and the palette's Quit): with unsaved parameters, asks first."""
+        from .screens.confirm_quit import ConfirmQuitScreen
+
+        if not self.state.params_dirty:
+            self.exit(0)
+            return
+        if isinstance(self.screen, ConfirmQuitScreen):  # F10 again on the question: stay on it
+            return
+
+        async def chosen(choice: str | None) -> None:
+            if choice == "discard":
+                self.exit(0)
+            elif choice == "save":
+                form = await self.main.ensure_pane("parameters")
+                if form.save():
+                    self.exit(0)
+                else:
+                    self.main.show_tab("parameters")  # the first bad field is focused, its error shown
+
+        self.push_screen(ConfirmQuitScreen(), chosen)
 
     def action_help_quit(self) -> None:
         """ctrl+c: Textual's own hint, without its markup (toasts are plain text here)."""
@@ -349,32 +250,59 @@ class AitkApp(CommandHandlersMixin, DemoCommandsMixin, OperationsMixin, App[int]
             return binding.key.upper()
         return super().get_key_display(binding)
 
-    # -- commands: palette, keys and footer all come through here -------------------
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "cmd":
-            if self.screen.is_modal:
-                return False  # a dialog or the palette is open: its own keys win
-            if parameters and parameters[0] == "cancel":
-                return bool(self.state.running)
-            command = COMMANDS_BY_ID.get(str(parameters[0])) if parameters else None
-            if command is not None and command.tab_key:
-                # A key kept for one tab (End on Activity) belongs to the focused widget elsewhere.
-                return self.query_one(TabbedContent).active in command.tabs
-        return True
-
-    def action_cmd(self, command_id: str) -> None:
-        self.run_command(command_id)
-
-    def run_command(self, command_id: str) -> None:
-        command = COMMANDS_BY_ID[command_id]
-        reason = self.state.why_not(command_id)
-        if reason:
-            self.notify(f"Not yet: {reason}.", title=command.title, severity="warning", timeout=6)
+    # -- the session ---------------------------------------------------------------------
+    @work(exclusive=True, group="session", exit_on_error=False)
+    async def open_session(self) -> None:
+        kwargs = dict(local=self.local, auth=self.auth, model_path=self.model_path, adapter_path=self.adapter_path)
+        try:
+            session = await self.session_factory(self.project, **kwargs)
+        except AitkError as e:
+            self.post_message(SessionFailed(e.message, e.detail))
             return
-        handler = getattr(self, "_cmd_" + command_id.replace(".", "_"))
-        result = handler()
-        if inspect.isawaitable(result):  # it needs a pane built first
-            self.call_next(lambda: result)
+        self.post_message(SessionOpened(session))
+        try:
+            identity = await session.whoami()
+        except AitkError as e:
+            self.post_message(IdentityKnown(None, e.message))
+            return
+        self.post_message(IdentityKnown(identity))
+
+    def on_session_opened(self, event: SessionOpened) -> None:
+        self.session = event.session
+        self.state.session_ready = True
+        self.state.session_error = None
+        self.refresh_state()
+        if not self.state.config_missing("ACA_APP_ENDPOINT", "ACA_APP_NAME", "RESOURCE_GROUP_NAME"):
+            self.main.check_health()
+
+    def on_session_failed(self, event: SessionFailed) -> None:
+        self.state.session_error = event.message
+        self.notify(event.message + (f"\n{event.detail}" if event.detail else ""), title="Cloud session",
+                    severity="error", timeout=10)
+        self.refresh_state()
+
+    def on_identity_known(self, event: IdentityKnown) -> None:
+        self.state.identity = event.identity
+        self.state.signin_error = None if event.identity else (event.reason or "not signed in")
+        self.refresh_state()
+
+    def on_endpoint_view_health_seen(self, event: "EndpointView.HealthSeen") -> None:
+        """The Endpoint tab's read is the header's too: it lagged it by a 20 s refresh."""
+        if self.state.running:  # an operation (a deploy's probes) speaks for the health meanwhile
+            return
+        changed = event.health != self.state.health or (
+            event.keeps_warm is not None and event.keeps_warm != self.state.gpu_billing)
+        self.state.health = event.health
+        if event.keeps_warm is not None:
+            self.state.gpu_billing = event.keeps_warm
+        if changed:
+            self.refresh_state()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The app's own workers (the session's); the main screen reports its operations'."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            message, detail = describe_failure(event.worker.error)
+            self.notify(message + (f"\n{detail}" if detail else ""), severity="error", timeout=10)
 
     async def on_unmount(self) -> None:
         if self.session is not None:

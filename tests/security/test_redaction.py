@@ -124,14 +124,14 @@ async def test_log_pane_and_saved_activity_log_hold_no_secret(local_project, loc
     app = create_app(project, local=True, session_factory=open_session, clock=fixed_clock, settings=UISettings.load())
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        app.start_operation("replica_logs", "Replica logs",
+        app.main.start_operation("replica_logs", "Replica logs",
                             lambda: session.replica_logs(config, follow=False, tail_lines=50))
         await settle(pilot, 0.5)
-        app.activity.flush()
-        pane = "\n".join(app.activity.log_pane.lines)
+        app.main.activity.flush()
+        pane = "\n".join(app.main.activity.log_pane.lines)
         assert "INFERENCE_API_KEY=***" in pane
         _assert_clean(pane, api_key)
-        app.run_command("save_activity")
+        await app.main.run_action("save_activity")
         await settle(pilot)
     saved = list((project.state_dir / "logs").glob("activity-*.log"))
     assert len(saved) == 1
@@ -165,14 +165,14 @@ async def test_a_saved_chat_transcript_holds_no_secret(make_app, ui_project):
     app, _ = make_app(chat_client_factory=EchoingClient)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        chat = await app.ensure_pane("chat")
-        app.show_tab("chat")
+        chat = await app.main.ensure_pane("chat")
+        app.main.show_tab("chat")
         chat.set_endpoint("https://app.example", key)  # the app's key, as F9 sets it
         register_secret(key)  # (the session registers every key it fetches)
         chat.query_one("#chat-system", Input).value = f"Use Authorization: Bearer {BEARER}"
         await chat.send(f"my key is {key}")
         await settle(pilot)
-        app.run_command("save_chat")
+        await app.main.run_action("save_chat")
         await settle(pilot)
     saved = list((ui_project.state_dir / "chats").glob("chat-*.md"))
     assert len(saved) == 1

@@ -25,7 +25,7 @@ async def test_log_follows_at_the_bottom_detaches_on_scroll_up_and_end_reattache
         await settle(pilot)
         await pilot.press("f8")
         await settle(pilot)
-        pane = app.activity.log_pane
+        pane = app.main.activity.log_pane
         pane.write_lines([f"line {i}" for i in range(100)])
         await settle(pilot)
         assert pane.log.is_vertical_scroll_end and pane.following
@@ -49,7 +49,7 @@ async def test_noisy_events_are_batched_into_few_updates_and_the_log_saves(make_
     app, _ = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        activity = app.activity
+        activity = app.main.activity
         before = activity.flushes
         for i in range(2000):
             activity.feed(LogLine(f"replica output {i}"))
@@ -57,7 +57,7 @@ async def test_noisy_events_are_batched_into_few_updates_and_the_log_saves(make_
         activity.flush()
         assert activity.flushes - before <= 3
         assert activity.log_pane.lines[-1].endswith("replica output 1999")
-        app.run_command("save_activity")
+        await app.main.run_action("save_activity")
         await settle(pilot)
     files = list((ui_project.state_dir / "logs").glob("activity-*.log"))
     assert len(files) == 1 and "09:30:00 [replica] replica output 1999" in files[0].read_text()
@@ -72,18 +72,18 @@ async def test_provision_streams_rows_then_deploy_shows_upload_progress(make_app
         await settle(pilot)
         await pilot.press("enter")  # the what-if summary's dialog: provision
         await settle(pilot)
-        table = app.activity.table
+        table = app.main.activity.table
         assert table.row_count == 6
         states = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         assert all("Succeeded" in s for s in states)
-        assert "inference.config.json" in app.activity.title_text
+        assert "inference.config.json" in app.main.activity.title_text
         assert app.state.config.ACA_APP_NAME == "aiacaappdemo1"  # reloaded from the file provisioning wrote
         await pilot.press("f6")
         await settle(pilot)
-        bar = app.activity.query_one(ProgressBar)
+        bar = app.main.activity.query_one(ProgressBar)
         assert bar.percentage == 1.0
         assert app.state.health == "healthy"
-        assert "uploaded 3 files" in app.activity.title_text
+        assert "uploaded 3 files" in app.main.activity.title_text
 
 
 async def test_a_failure_is_one_sentence_with_the_detail_expandable(make_app, ui_project):
@@ -95,10 +95,10 @@ async def test_a_failure_is_one_sentence_with_the_detail_expandable(make_app, ui
         await settle(pilot)
         await pilot.press("enter")
         await settle(pilot)
-        collapsible = app.activity.query_one("#error", Collapsible)
+        collapsible = app.main.activity.query_one("#error", Collapsible)
         assert collapsible.display and collapsible.collapsed
         assert "GPU quota" in str(collapsible.title)
-        assert "QuotaExceeded" in str(app.activity.query_one("#error-detail", Static).render())
+        assert "QuotaExceeded" in str(app.main.activity.query_one("#error-detail", Static).render())
         assert any("GPU quota" in n.message for n in app._notifications)
         assert json.loads(ui_project.config_path.read_text())["ACA_APP_NAME"] is None
 
@@ -121,7 +121,7 @@ async def test_esc_cancels_provisioning_and_leaves_no_local_file_written(make_ap
         await settle(pilot)
         assert session.cancelled  # the back-end generator was closed, not abandoned
         assert app.state.running is None
-        assert "cancelled" in app.activity.title_text
+        assert "cancelled" in app.main.activity.title_text
     assert ui_project.config_path.read_bytes() == before
 
 
@@ -132,16 +132,16 @@ async def test_replica_logs_follow_until_esc(make_app, ui_project):
     app, _ = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        app.run_command("replica_logs")
+        await app.main.run_action("replica_logs")
         for _ in range(50):
             await pilot.pause(0.02)
-            if any("replica line 2" in line for line in app.activity.log_pane.lines):
+            if any("replica line 2" in line for line in app.main.activity.log_pane.lines):
                 break
-        assert any("replica line 2" in line for line in app.activity.log_pane.lines)  # the stream arrived
+        assert any("replica line 2" in line for line in app.main.activity.log_pane.lines)  # the stream arrived
         assert app.state.running == "Replica logs"
         await pilot.press("escape")
         await settle(pilot)
-        assert app.state.running is None and "cancelled" in app.activity.title_text
+        assert app.state.running is None and "cancelled" in app.main.activity.title_text
 
 
 async def test_f5_shows_the_what_if_summary_and_provisions_only_on_enter(make_app, ui_project):
@@ -166,14 +166,14 @@ async def test_f5_shows_the_what_if_summary_and_provisions_only_on_enter(make_ap
         await settle(pilot)
         assert not isinstance(app.screen, ConfirmProvisionScreen)
         assert not any(c.startswith("provision") for c in session.calls)
-        assert "nothing was changed" in app.activity.log_pane.text()
+        assert "nothing was changed" in app.main.activity.log_pane.text()
         assert ui_project.config_path.read_bytes() == before
         await pilot.press("f5")
         await settle(pilot)
         await pilot.press("enter")
         await settle(pilot)
         assert session.calls[-1].startswith("provision:")
-        assert app.activity.title_text.startswith("✓ Provision")
+        assert app.main.activity.title_text.startswith("✓ Provision")
 
 
 async def test_the_log_keeps_following_when_rows_and_the_upload_bar_shrink_it(make_app, ui_project):
@@ -185,7 +185,7 @@ async def test_the_log_keeps_following_when_rows_and_the_upload_bar_shrink_it(ma
         await settle(pilot)
         await pilot.press("f8")
         await settle(pilot)
-        activity = app.activity
+        activity = app.main.activity
         pane = activity.log_pane
         activity.begin("provision", "Provision")
         for i in range(40):
@@ -208,7 +208,7 @@ async def test_end_follows_again_from_anywhere_on_the_activity_tab(make_app):
         await settle(pilot)
         await pilot.press("f8")
         await settle(pilot)
-        pane = app.activity.log_pane
+        pane = app.main.activity.log_pane
         pane.write_lines([f"line {i}" for i in range(100)])
         await settle(pilot)
         pane.log.scroll_home(animate=False, immediate=True)
@@ -229,7 +229,7 @@ async def test_the_state_column_widens_when_a_row_moves_on_to_a_longer_state(mak
         await settle(pilot)
         await pilot.press("f8")
         await settle(pilot)
-        activity = app.activity
+        activity = app.main.activity
         activity.begin("provision", "Provision")
         activity.feed(ResourceProgress("Microsoft.App/containerApps", "app1", "Running", 1.0))
         activity.flush()
@@ -247,7 +247,7 @@ async def test_health_probe_lines_are_hidden_until_p_shows_them(make_app):
         await settle(pilot)
         await pilot.press("f8")
         await settle(pilot)
-        activity = app.activity
+        activity = app.main.activity
         probe = "method=GET path=/health status=200 duration_ms=0.3"
         for text in ("model loaded", probe, probe, "method=POST path=/v1/chat/completions status=200"):
             activity.feed(LogLine(text, "x7k2p", probe="/health" in text))
@@ -266,7 +266,7 @@ async def test_waiting_for_health_writes_a_line_per_change_or_ten_seconds_not_pe
     app, _ = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        activity = app.activity
+        activity = app.main.activity
         activity.begin("deploy", "Deploy")
         for i in range(40):  # 20 s of probes every 0.5 s
             activity.feed(HealthWait("loading", i * 0.5, '{"status":"loading"}'))
@@ -281,7 +281,7 @@ async def test_lines_written_while_the_tab_was_hidden_show_their_end_when_it_ope
     app, _ = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        pane = (await app.ensure_pane("activity")).log_pane
+        pane = (await app.main.ensure_pane("activity")).log_pane
         pane.write_lines([f"early {i}" for i in range(60)])  # the Activity tab was never shown
         await settle(pilot)
         await pilot.press("f8")

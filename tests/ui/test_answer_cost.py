@@ -111,10 +111,10 @@ async def test_an_answer_outgrowing_the_chat_is_never_redrawn_for_the_scrollbar(
         app, _ = make_app()
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            chat = await app.ensure_pane("chat")
-            app.show_tab("chat")
+            chat = await app.main.ensure_pane("chat")
+            app.main.show_tab("chat")
             chat.set_endpoint(stub.url, stub.api_key)
-            prompt = app.chat.query_one(PromptArea)
+            prompt = app.main.chat.query_one(PromptArea)
             prompt.focus()
             await settle(pilot)
             prompt.text = "a long answer please"
@@ -124,7 +124,7 @@ async def test_an_answer_outgrowing_the_chat_is_never_redrawn_for_the_scrollbar(
                 if not chat.streaming:
                     break
             await settle(pilot, 0.2)
-            answer = app.chat.query_one(".answer", Markdown)
+            answer = app.main.chat.query_one(".answer", Markdown)
             assert answer.source == "".join(demo_tokens(400, "lists"))
             assert answer.size.height > 3 * 24  # it outgrew the pane: the scrollbar is there
     finally:

@@ -109,7 +109,7 @@ async def test_not_signed_in_offers_sign_in_and_device_code_is_shown(make_app):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         assert app.state.why_not("select_subscription").startswith("sign in first")
-        app.run_command("sign_in")
+        await app.main.run_action("sign_in")
         await settle(pilot)
         assert app.state.signed_in
         assert any("ABCD-1234" in n.message for n in app._notifications)

@@ -14,7 +14,7 @@ async def test_f9_says_it_replaced_a_typed_url(make_app, ui_project):
     app, _ = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        chat = await app.ensure_pane("chat")
+        chat = await app.main.ensure_pane("chat")
         chat.query_one("#chat-url").value = "https://my-own-server.example.com"
         await pilot.press("f9")
         await settle(pilot)
@@ -32,5 +32,5 @@ async def test_f9_on_the_apps_own_url_says_nothing(make_app, ui_project):
         await settle(pilot)
         await pilot.press("f9")
         await settle(pilot)
-        assert app.chat.endpoint_url() == APP_URL
+        assert app.main.chat.endpoint_url() == APP_URL
         assert not [n for n in app._notifications if n.title == "Endpoint"]

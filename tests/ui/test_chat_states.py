@@ -65,8 +65,8 @@ class Clients:
 
 async def _open(app, pilot) -> PromptArea:
     await settle(pilot)
-    chat = await app.ensure_pane("chat")
-    app.show_tab("chat")
+    chat = await app.main.ensure_pane("chat")
+    app.main.show_tab("chat")
     chat.set_endpoint("http://127.0.0.1:9", "k")
     prompt = chat.query_one(PromptArea)
     prompt.focus()
@@ -83,7 +83,7 @@ async def _wait_for(pilot, condition, tries: int = 400) -> None:
 
 
 def _texts(app, selector: str) -> list[str]:
-    return [str(w.render()) for w in app.chat.query(selector)]
+    return [str(w.render()) for w in app.main.chat.query(selector)]
 
 
 async def test_esc_while_the_answer_is_closing_still_gives_the_prompt_back(make_app):
@@ -95,22 +95,22 @@ async def test_esc_while_the_answer_is_closing_still_gives_the_prompt_back(make_
         await pilot.press(*"hi", "enter")
         # The whole answer has arrived; the worker is closing the connection right now.
         await _wait_for(pilot, first.closing.is_set)
-        assert app.chat.streaming and prompt.busy
+        assert app.main.chat.streaming and prompt.busy
         await pilot.press("escape")
         # A short explicit wait: if Esc did not stop the answer, settle() would wait on the held
         # connection until the suite's timeout instead of failing here.
-        await _wait_for(pilot, lambda: not app.chat.streaming, 1000)
+        await _wait_for(pilot, lambda: not app.main.chat.streaming, 1000)
         await settle(pilot)
-        assert not app.chat.streaming and not prompt.read_only
+        assert not app.main.chat.streaming and not prompt.read_only
         assert app.focused is prompt
         # The answer had ended: it is kept whole, as done, not as stopped.
-        assert [(t.role, t.content) for t in app.chat.turns] == [("user", "hi"), ("assistant", "Hello world")]
+        assert [(t.role, t.content) for t in app.main.chat.turns] == [("user", "hi"), ("assistant", "Hello world")]
         assert _texts(app, ".answer-stats")[-1].startswith("✓")
-        assert app.chat.query(".answer").first(Markdown).source == "Hello world"
+        assert app.main.chat.query(".answer").first(Markdown).source == "Hello world"
         # ...and the next message goes out as usual.
         await pilot.press(*"next", "enter")
         await settle(pilot)
-        assert app.chat.turns[-1].content == "again" and not prompt.read_only
+        assert app.main.chat.turns[-1].content == "again" and not prompt.read_only
         assert clients.made[1].requests[0][-1] == {"role": "user", "content": "next"}
         first.release.set()
 
@@ -121,16 +121,16 @@ async def test_esc_before_the_worker_has_run_gives_the_prompt_back(make_app):
     async with app.run_test(size=(80, 24)) as pilot:
         prompt = await _open(app, pilot)
         prompt.text = "hi"
-        await app.chat.send("hi")
-        app.chat.stop()  # same tick: the worker's task is cancelled before its first line
+        await app.main.chat.send("hi")
+        app.main.chat.stop()  # same tick: the worker's task is cancelled before its first line
         await settle(pilot)
-        await _wait_for(pilot, lambda: not app.chat.streaming)
+        await _wait_for(pilot, lambda: not app.main.chat.streaming)
         assert not prompt.read_only
         assert "stopped" in _texts(app, ".answer-stats")[-1]
         assert clients.made == []  # the cancelled worker never got as far as connecting
         await pilot.press(*"ok", "enter")
         await settle(pilot)
-        assert app.chat.turns[-1].content == "later"
+        assert app.main.chat.turns[-1].content == "later"
 
 
 async def test_an_unexpected_client_error_fails_the_turn_and_gives_the_prompt_back(make_app):
@@ -139,9 +139,9 @@ async def test_an_unexpected_client_error_fails_the_turn_and_gives_the_prompt_ba
         prompt = await _open(app, pilot)
         await pilot.press(*"hi", "enter")
         await settle(pilot)
-        assert not app.chat.streaming and not prompt.read_only
+        assert not app.main.chat.streaming and not prompt.read_only
         assert "failed unexpectedly" in _texts(app, ".chat-error")[-1]
-        assert app.chat.turns == []
+        assert app.main.chat.turns == []
 
 
 async def test_a_failed_prompt_comes_back_selected_so_the_next_one_replaces_it(make_app):
@@ -157,7 +157,7 @@ async def test_a_failed_prompt_comes_back_selected_so_the_next_one_replaces_it(m
         await pilot.press("enter")
         await settle(pilot)
         assert clients.made[1].requests[0][-1] == {"role": "user", "content": "second"}
-        assert [t.content for t in app.chat.turns] == ["second", "again"]
+        assert [t.content for t in app.main.chat.turns] == ["second", "again"]
 
 
 async def test_new_conversation_from_the_key_and_the_palette_forgets_the_turns(make_app):
@@ -166,10 +166,10 @@ async def test_new_conversation_from_the_key_and_the_palette_forgets_the_turns(m
         prompt = await _open(app, pilot)
         await pilot.press(*"one", "enter")
         await settle(pilot)
-        assert len(app.chat.turns) == 2
+        assert len(app.main.chat.turns) == 2
         await pilot.press("ctrl+n")
         await settle(pilot)
-        assert app.chat.turns == [] and not app.chat.query(".user-msg") and app.chat.last_answer == ""
+        assert app.main.chat.turns == [] and not app.main.chat.query(".user-msg") and app.main.chat.last_answer == ""
         assert "New conversation" in _texts(app, "#chat-empty")[0]
         await pilot.press(*"two", "enter")
         await settle(pilot)
@@ -183,7 +183,7 @@ async def test_new_conversation_from_the_key_and_the_palette_forgets_the_turns(m
         await settle(pilot)
         await pilot.press("enter")
         await settle(pilot)
-        assert app.chat.turns == []
+        assert app.main.chat.turns == []
 
 
 async def test_new_conversation_while_an_answer_streams_stops_it_first(make_app):
@@ -195,14 +195,14 @@ async def test_new_conversation_while_an_answer_streams_stops_it_first(make_app)
         await _wait_for(pilot, held.closing.is_set)
         await pilot.press("ctrl+n")
         await settle(pilot)
-        await _wait_for(pilot, lambda: not app.chat.streaming)
+        await _wait_for(pilot, lambda: not app.main.chat.streaming)
         await settle(pilot)
-        assert app.chat.turns == [] and not prompt.read_only
+        assert app.main.chat.turns == [] and not prompt.read_only
         held.release.set()
 
 
 def _conversation(app) -> list[str]:
-    return [m["content"] for m in app.chat.messages("")][:-1]
+    return [m["content"] for m in app.main.chat.messages("")][:-1]
 
 
 async def test_a_long_chat_stays_inside_the_context_from_v1_models_with_a_notice(make_app):
@@ -212,13 +212,13 @@ async def test_a_long_chat_stays_inside_the_context_from_v1_models_with_a_notice
         app, _ = make_app()
         async with app.run_test(size=(80, 24)) as pilot:
             prompt = await _open(app, pilot)
-            app.chat.set_endpoint(stub.url, stub.api_key)
+            app.main.chat.set_endpoint(stub.url, stub.api_key)
             for i in range(12):
                 prompt.text = f"question number {i} with some words to take room"
                 await pilot.press("enter")
                 await settle(pilot)
-                assert not app.chat.query(".chat-error"), _texts(app, ".chat-error")
-            assert len(app.chat.turns) == 24  # every exchange is kept on screen and for saving
+                assert not app.main.chat.query(".chat-error"), _texts(app, ".chat-error")
+            assert len(app.main.chat.turns) == 24  # every exchange is kept on screen and for saving
             assert all(stub.count_tokens(r["messages"]) < 200 for r in stub.requests)
             assert stub.requests[-1]["messages"][0]["content"] != "question number 0 with some words to take room"
             notices = _texts(app, ".chat-notice")
@@ -235,14 +235,14 @@ async def test_the_limit_is_learnt_from_the_400_when_v1_models_does_not_say(make
         app, _ = make_app()
         async with app.run_test(size=(80, 24)) as pilot:
             prompt = await _open(app, pilot)
-            app.chat.set_endpoint(stub.url, stub.api_key)
+            app.main.chat.set_endpoint(stub.url, stub.api_key)
             for i in range(6):
                 prompt.text = f"message {i}"
                 await pilot.press("enter")
                 await settle(pilot)
-                assert not app.chat.query(".chat-error"), _texts(app, ".chat-error")
+                assert not app.main.chat.query(".chat-error"), _texts(app, ".chat-error")
                 assert prompt.text == ""
-            assert len(app.chat.turns) == 12
+            assert len(app.main.chat.turns) == 12
             assert "150-token context" in _texts(app, ".chat-notice")[-1]
     finally:
         stub.stop()
@@ -255,7 +255,7 @@ async def test_a_message_longer_than_the_whole_context_fails_clearly_and_is_not_
         app, _ = make_app()
         async with app.run_test(size=(80, 24)) as pilot:
             prompt = await _open(app, pilot)
-            app.chat.set_endpoint(stub.url, stub.api_key)
+            app.main.chat.set_endpoint(stub.url, stub.api_key)
             prompt.text = "x" * 400
             await pilot.press("enter")
             await settle(pilot)
@@ -275,16 +275,16 @@ async def test_the_next_message_can_be_typed_while_an_answer_streams_and_enter_w
         await _wait_for(pilot, first.mid.is_set)
         await pilot.press(*"next one", "ctrl+j", *"two")
         await pilot.pause()
-        assert app.chat.streaming and prompt.text == "next one\ntwo"  # typed ahead, not dropped
+        assert app.main.chat.streaming and prompt.text == "next one\ntwo"  # typed ahead, not dropped
         await pilot.press("enter", "enter")
         await pilot.pause(0.05)
-        assert app.chat.streaming and prompt.text == "next one\ntwo" and len(clients.made) == 1  # Enter waits
+        assert app.main.chat.streaming and prompt.text == "next one\ntwo" and len(clients.made) == 1  # Enter waits
         held = [n.message for n in app._notifications if "still streaming" in n.message]
         assert len(held) == 1 and "Enter sends it once the answer ends" in held[0]  # said once, not per Enter
         first.resume.set()
         await settle(pilot)
-        assert not app.chat.streaming and app.focused is prompt
-        assert [t.content for t in app.chat.turns] == ["hi", "Hello world"] and prompt.text == "next one\ntwo"
+        assert not app.main.chat.streaming and app.focused is prompt
+        assert [t.content for t in app.main.chat.turns] == ["hi", "Hello world"] and prompt.text == "next one\ntwo"
         await pilot.press("enter")
         await settle(pilot)
         assert clients.made[1].requests[0][-1] == {"role": "user", "content": "next one\ntwo"}
@@ -302,11 +302,11 @@ async def test_a_failed_answer_keeps_what_was_typed_since_and_shows_the_failed_m
         await pilot.press(*"second")
         first.resume.set()
         await settle(pilot)
-        assert not app.chat.streaming and app.chat.turns == []
+        assert not app.main.chat.streaming and app.main.chat.turns == []
         assert prompt.text == "second"  # never replaced by, nor glued to, the failed one
         assert _texts(app, ".user-msg") == ["first"]  # the failed message stays in sight
         assert "busy" in _texts(app, ".chat-error")[-1]
-        assert "typed since is kept" in str(app.chat.query_one("#chat-status").render())
+        assert "typed since is kept" in str(app.main.chat.query_one("#chat-status").render())
         await pilot.press("enter")
         await settle(pilot)
         assert clients.made[1].requests[0][-1] == {"role": "user", "content": "second"}

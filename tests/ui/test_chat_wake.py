@@ -64,19 +64,19 @@ async def test_a_sleeping_endpoint_shows_waking_then_the_answer(make_app):
     app, _ = make_app(chat_client_factory=lambda url, key, verify=True: client)
     async with app.run_test(size=(80, 24)) as pilot:
         prompt = await _open(app, pilot)
-        app.chat.replica_logs = lambda url: _logs()
+        app.main.chat.replica_logs = lambda url: _logs()
         await pilot.press(*"hi", "enter")
         await _wait_for(pilot, lambda: any("loading the model" in t for t in _texts(app, ".chat-waking")), 2000)
         waking = _texts(app, ".chat-waking")[-1]
         assert waking.startswith("◌ Waking the replica… ") and " s\n" in waking
         assert "/health" not in waking  # probe access lines are not "the latest line"
-        assert "Waking the replica" in str(app.chat.query_one("#chat-status").render())
+        assert "Waking the replica" in str(app.main.chat.query_one("#chat-status").render())
         assert prompt.busy and client.requests == []  # nothing sent while it sleeps
         client.awake.set()
-        await _wait_for(pilot, lambda: not app.chat.streaming, 2000)
+        await _wait_for(pilot, lambda: not app.main.chat.streaming, 2000)
         await settle(pilot)
         assert _texts(app, ".chat-waking")[-1].startswith("✓ The replica is awake after ")
-        assert [(t.role, t.content) for t in app.chat.turns] == [("user", "hi"), ("assistant", "Good morning.")]
+        assert [(t.role, t.content) for t in app.main.chat.turns] == [("user", "hi"), ("assistant", "Good morning.")]
         assert not prompt.read_only
 
 
@@ -90,17 +90,17 @@ async def test_esc_while_waking_gives_the_message_back(make_app):
         await pilot.press("escape")
         # A short explicit wait: if Esc did not cancel the wake-up, settle() would wait for the
         # replica (it never wakes in this test) until the suite's timeout.
-        await _wait_for(pilot, lambda: not app.chat.streaming, 1000)
+        await _wait_for(pilot, lambda: not app.main.chat.streaming, 1000)
         await settle(pilot)
-        assert not app.chat.streaming and not prompt.read_only and app.focused is prompt
+        assert not app.main.chat.streaming and not prompt.read_only and app.focused is prompt
         assert prompt.text == "hello there"  # given back, selected: Enter sends it again
-        assert app.chat.turns == [] and not app.chat.query(".user-msg") and not app.chat.query(".chat-waking")
+        assert app.main.chat.turns == [] and not app.main.chat.query(".user-msg") and not app.main.chat.query(".chat-waking")
         assert "cancelled while the replica was waking" in _texts(app, ".chat-notice")[-1]
         assert client.requests == []
         client.awake.set()
         await pilot.press("enter")
-        await _wait_for(pilot, lambda: not app.chat.streaming and bool(app.chat.turns), 2000)
-        assert app.chat.turns[-1].content == "Good morning."
+        await _wait_for(pilot, lambda: not app.main.chat.streaming and bool(app.main.chat.turns), 2000)
+        assert app.main.chat.turns[-1].content == "Good morning."
         assert isinstance(app.focused, PromptArea)
 
 
@@ -112,8 +112,8 @@ async def test_a_healthy_endpoint_is_sent_at_once_with_one_probe(make_app):
         await _open(app, pilot)
         await pilot.press(*"hi", "enter")
         await settle(pilot)
-        assert client.probes == 1 and not app.chat.query(".chat-waking")
-        assert app.chat.turns[-1].content == "Good morning."
+        assert client.probes == 1 and not app.main.chat.query(".chat-waking")
+        assert app.main.chat.turns[-1].content == "Good morning."
 
 
 async def test_a_revision_that_failed_to_activate_stops_the_wake_and_says_why(make_app):
@@ -127,10 +127,10 @@ async def test_a_revision_that_failed_to_activate_stops_the_wake_and_says_why(ma
         prompt = await _open(app, pilot)
         app.state.config = InferenceConfig(SUBSCRIPTION_ID="s1", RESOURCE_GROUP_NAME="rg", STORAGE_ACCOUNT_NAME="st",
                                            FILE_SHARE_NAME="sh", ACA_APP_NAME="app", ACA_APP_ENDPOINT="app.example.io")
-        app.chat.set_endpoint(app.state.config.endpoint_url, "k")  # the app's own: the platform can be asked
+        app.main.chat.set_endpoint(app.state.config.endpoint_url, "k")  # the app's own: the platform can be asked
         assert app.chat_platform_check("https://elsewhere.example") is None  # never about another endpoint
         await pilot.press(*"hi", "enter")
-        await _wait_for(pilot, lambda: bool(app.chat.query(".chat-error")), 200)
+        await _wait_for(pilot, lambda: bool(app.main.chat.query(".chat-error")), 200)
         await settle(pilot)
         text = " ".join(_texts(app, ".chat-error") + _texts(app, ".chat-error-detail"))
         assert "cannot wake: no replica can start" in text and "Deployment Progress Deadline Exceeded" in text
@@ -148,7 +148,8 @@ async def test_compare_sides_stop_waking_too_when_the_revision_failed(make_app):
         await settle(pilot)
         app.state.config = InferenceConfig(SUBSCRIPTION_ID="s1", RESOURCE_GROUP_NAME="rg", STORAGE_ACCOUNT_NAME="st",
                                            FILE_SHARE_NAME="sh", ACA_APP_NAME="app", ACA_APP_ENDPOINT="app.example.io")
-        screen = CompareScreen(("a", "b"), lambda: client, {}, app.state.config.endpoint_url)
+        screen = CompareScreen(("a", "b"), lambda: client, {}, app.state.config.endpoint_url,
+                               platform_check=app.chat_platform_check)
         await app.push_screen(screen)
         await settle(pilot)
         screen.query_one(PromptArea).text = "hi"

@@ -18,11 +18,11 @@ async def _picker(pilot, app):
 
 
 async def _send(pilot, app, text: str) -> None:
-    app.chat.query_one("#prompt").text = text
-    app.chat.query_one("#prompt").focus()
+    app.main.chat.query_one("#prompt").text = text
+    app.main.chat.query_one("#prompt").focus()
     await pilot.press("enter")
     await settle(pilot)
-    assert not app.chat.query(".chat-error")
+    assert not app.main.chat.query(".chat-error")
 
 
 async def test_the_chosen_model_is_the_one_asked(make_app):
@@ -32,14 +32,14 @@ async def test_the_chosen_model_is_the_one_asked(make_app):
         app, _ = make_app()
         async with app.run_test(size=(100, 30)) as pilot:
             await settle(pilot)
-            chat = await app.ensure_pane("chat")
-            app.show_tab("chat")
+            chat = await app.main.ensure_pane("chat")
+            app.main.show_tab("chat")
             chat.set_endpoint(stub.url, stub.api_key)
             await settle(pilot)
             await _send(pilot, app, "hello")
             assert stub.requests[-1]["model"] == "base"  # no choice: the endpoint's first
 
-            app.run_command("choose_model")
+            await app.main.run_action("choose_model")
             picker = await _picker(pilot, app)
             options = picker.query_one(OptionList)
             listed = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
@@ -51,7 +51,7 @@ async def test_the_chosen_model_is_the_one_asked(make_app):
             await _send(pilot, app, "and now?")
             assert stub.requests[-1]["model"] == "adapter-b"
 
-            app.run_command("choose_model")
+            await app.main.run_action("choose_model")
             await _picker(pilot, app)
             await pilot.press(*"default", "enter")
             await settle(pilot)
@@ -69,8 +69,8 @@ async def test_a_model_the_endpoint_stopped_serving_fails_the_turn_with_what_it_
         app, _ = make_app()
         async with app.run_test(size=(100, 30)) as pilot:
             await settle(pilot)
-            chat = await app.ensure_pane("chat")
-            app.show_tab("chat")
+            chat = await app.main.ensure_pane("chat")
+            app.main.show_tab("chat")
             chat.set_endpoint(stub.url, stub.api_key)
             await settle(pilot)
             chat.set_model("gone")
@@ -89,7 +89,7 @@ async def test_no_endpoint_says_so_in_the_picker(make_app):
     app, _ = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        app.run_command("choose_model")
+        await app.main.run_action("choose_model")
         for _ in range(100):
             await pilot.pause(0.02)
             if app.screen.id == "model-picker" and app.screen.loaded:

@@ -30,8 +30,8 @@ def three_models(tiny_model: TinyModel, second_adapter: Path) -> Iterator[Runnin
 
 async def _open_chat(app, pilot, server: RunningServer, temperature: str = "0") -> None:
     await settle(pilot)
-    chat = await app.ensure_pane("chat")
-    app.show_tab("chat")
+    chat = await app.main.ensure_pane("chat")
+    app.main.show_tab("chat")
     chat.set_endpoint(server.base_url, TEST_KEY)
     chat.query_one("#chat-temp", Input).value = temperature
     chat.query_one("#chat-max", Input).value = "40"  # short answers keep the test quick
@@ -48,7 +48,7 @@ async def _pick(pilot, screen_id: str, model: str) -> None:
 
 
 async def _compare(app, pilot, a: str, b: str) -> CompareScreen:
-    app.run_command("compare_models")
+    await app.main.run_action("compare_models")
     await _pick(pilot, "compare-picker-a", a)
     await _pick(pilot, "compare-picker-b", b)
     await settle(pilot)
@@ -156,9 +156,9 @@ async def test_an_unknown_model_fails_on_its_side_only(make_app, three_models):
     app, _ = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await _open_chat(app, pilot, three_models)
-        chat = app.chat
+        chat = app.main.chat
 
-        screen = CompareScreen(("gone-adapter", "demo-model"), lambda: chat._make_client(three_models.base_url, TEST_KEY),
+        screen = CompareScreen(("gone-adapter", "demo-model"), lambda: chat.make_client(three_models.base_url, TEST_KEY),
                                {"temperature": 0}, three_models.base_url)
         await app.push_screen(screen)
         await settle(pilot)
@@ -173,7 +173,7 @@ async def test_one_model_is_nothing_to_compare(make_app, tiny_model):
     with serve(make_settings(tiny_model, merge=None)) as single:  # the merged adapter only
         async with app.run_test(size=(80, 24)) as pilot:
             await _open_chat(app, pilot, single)
-            app.run_command("compare_models")
+            await app.main.run_action("compare_models")
             for _ in range(100):
                 await pilot.pause(0.02)
                 if app.screen.id == "compare-picker-a" and app.screen.loaded:

@@ -21,12 +21,12 @@ async def test_copy_api_key_and_snippets_go_to_the_clipboard_never_on_screen(mak
     session.api_key_value = tiny_server.api_key
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        app.run_command("copy_api_key")
+        await app.main.run_action("copy_api_key")
         await settle(pilot)
         assert app.clipboard == tiny_server.api_key
         for language, marker in (("curl", "curl -sS"), ("python", "from openai import OpenAI"),
                                  ("js", 'import OpenAI from "openai"')):
-            app.run_command(f"copy_snippet_{language}")
+            await app.main.run_action(f"copy_snippet_{language}")
             await settle(pilot)
             snippet = app.clipboard
             assert marker in snippet and f"{tiny_server.base_url}/v1" in snippet
@@ -41,7 +41,7 @@ async def test_copy_commands_wait_for_a_provisioned_app(make_app):
         await settle(pilot)
         for command in ("copy_api_key", "copy_snippet_python", "open_in_browser"):
             assert "provision first" in app.state.why_not(command)
-            app.run_command(command)
+            await app.main.run_action(command)
             await settle(pilot)
             assert f"Not yet: {app.state.why_not(command)}." in _messages(app)[-1]
         assert COMMANDS_BY_ID["compare_models"].title == "Compare models"
@@ -60,12 +60,12 @@ async def test_open_endpoint_in_browser_or_show_its_url(make_app, ui_project, mo
     url = "https://aiacaappdemo1.westus3.azurecontainerapps.io/"
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        await app.ensure_pane("activity")
-        app.run_command("open_in_browser")
+        await app.main.ensure_pane("activity")
+        await app.main.run_action("open_in_browser")
         await settle(pilot)
         if display:
             assert opened == [url] and f"Opened {url}" in _messages(app)[-1]
         else:  # over ssh: nothing opened; the URL is where the user can copy it
             assert opened == []
             assert url in _messages(app)[-1] and "No browser here" in _messages(app)[-1]
-            assert f"Chat page: {url}" in app.activity.save_text()
+            assert f"Chat page: {url}" in app.main.activity.save_text()

@@ -63,7 +63,7 @@ async def test_endpoint_tab_before_provisioning_says_so(make_app, ui_project):
     app, session = make_app()  # no inference.config.json yet
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        app.run_command("show_endpoint")
+        await app.main.run_action("show_endpoint")
         await _until(pilot, lambda: app.query("#endpoint-view") and
                      "provision first" in str(app.query_one("#endpoint-view #ep-summary").render()),
                      "the reason")

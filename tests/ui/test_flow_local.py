@@ -65,7 +65,7 @@ async def test_select_provision_deploy_chat_on_the_local_cloud(local_ui, fixed_c
 
         await pilot.press("f7")
         await settle(pilot)
-        app.params_form.editor("acaAppName").value = "aiapp-flow"
+        app.main.params_form.editor("acaAppName").value = "aiapp-flow"
         await settle(pilot)
         await pilot.press("ctrl+s")
         await settle(pilot)
@@ -76,8 +76,8 @@ async def test_select_provision_deploy_chat_on_the_local_cloud(local_ui, fixed_c
         await settle(pilot)
         await pilot.press("enter")  # the what-if summary's dialog: provision
         await settle(pilot)
-        assert app.activity.title_text.startswith("✓ Provision"), app.activity.last_error
-        rows = [app.activity.table.get_row_at(i) for i in range(app.activity.table.row_count)]
+        assert app.main.activity.title_text.startswith("✓ Provision"), app.main.activity.last_error
+        rows = [app.main.activity.table.get_row_at(i) for i in range(app.main.activity.table.row_count)]
         assert any("aiapp-flow" in str(r[2]) for r in rows)
         assert all("Succeeded" in str(r[0]) for r in rows)
         config = json.loads(project.config_path.read_text())
@@ -85,18 +85,18 @@ async def test_select_provision_deploy_chat_on_the_local_cloud(local_ui, fixed_c
 
         await pilot.press("f6")
         await settle(pilot)
-        assert app.activity.title_text.startswith("✓ Deploy"), app.activity.last_error
+        assert app.main.activity.title_text.startswith("✓ Deploy"), app.main.activity.last_error
         assert app.state.health == "healthy" and "healthy" in header()
 
         await pilot.press("f9")
         await settle(pilot)
-        assert app.chat.query_one("#chat-key", Input).value  # the app's secret, read via listSecrets
+        assert app.main.chat.query_one("#chat-key", Input).value  # the app's secret, read via listSecrets
         # Greedy and short: the demo model's weights are random, sampling could end at once.
-        app.chat.query_one("#chat-temp", Input).value = "0"
-        app.chat.query_one("#chat-max", Input).value = "24"
+        app.main.chat.query_one("#chat-temp", Input).value = "0"
+        app.main.chat.query_one("#chat-max", Input).value = "24"
         app.query_one(PromptArea).text = "Hello"
         await pilot.press("enter")
         await settle(pilot)
-        assert not app.chat.query(".chat-error"), [str(w.render()) for w in app.chat.query(".chat-error")]
-        assert app.chat.query_one(".answer", Markdown).source
-        assert "tok/s" in str(app.chat.query(".answer-stats").last().render())
+        assert not app.main.chat.query(".chat-error"), [str(w.render()) for w in app.main.chat.query(".chat-error")]
+        assert app.main.chat.query_one(".answer", Markdown).source
+        assert "tok/s" in str(app.main.chat.query(".answer-stats").last().render())

@@ -28,6 +28,6 @@ async def test_the_adapters_field_asks_for_name_equals_path_lines(make_app):
     app, _ = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        form = await app.ensure_pane("parameters")
+        form = await app.main.ensure_pane("parameters")
         assert "NAME=" in str(form.editor("adapters").placeholder)
         assert "command" in str(form.editor("defaultCommands").placeholder)

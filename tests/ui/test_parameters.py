@@ -28,7 +28,7 @@ async def test_naming_rules_are_checked_as_you_type(make_app, ui_project):
         await settle(pilot)
         await pilot.press("f7")
         await settle(pilot)
-        form = await app.ensure_pane("parameters")
+        form = await app.main.ensure_pane("parameters")
         form.editor("storageAccountName").focus()
         await pilot.press("A", "_")  # typed: checked keystroke by keystroke
         await settle(pilot)
@@ -52,7 +52,7 @@ async def test_save_keeps_unknown_keys_and_order(make_app, ui_project):
     app, _ = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        form = await app.ensure_pane("parameters")
+        form = await app.main.ensure_pane("parameters")
         assert "customFlag" in str(form.query_one("#params-extra", Static).render())
         form.editor("acaAppName").value = "my-inference-app"
         form.editor("maximumInstanceCount").value = "3"
@@ -78,7 +78,7 @@ async def test_save_with_an_error_writes_nothing_and_focuses_the_first_failure(m
     app, _ = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        form = await app.ensure_pane("parameters")
+        form = await app.main.ensure_pane("parameters")
         form.editor("fileShareName").value = "Bad--Share"
         form.editor("acaAppName").value = "-nope"
         await settle(pilot)
@@ -94,7 +94,7 @@ async def test_revert_restores_the_file_values(make_app):
     app, _ = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        form = await app.ensure_pane("parameters")
+        form = await app.main.ensure_pane("parameters")
         form.editor("acaAppName").value = "changed-app"
         await settle(pilot)
         assert app.state.params_dirty
@@ -113,13 +113,13 @@ async def test_corrupt_file_is_shown_and_left_byte_for_byte_unchanged(make_app, 
         await settle(pilot)
         await pilot.press("f7")
         await settle(pilot)
-        form = await app.ensure_pane("parameters")
+        form = await app.main.ensure_pane("parameters")
         assert form.has_class("-broken")
         shown = str(form.query_one("#file-error", Static).render())
         assert "not valid JSON" in shown and "line 3" in shown
         await pilot.press("ctrl+s")
         await settle(pilot)
-        app.run_command("params.save")
+        await app.main.run_action("save_parameters")
         await settle(pilot)
         assert "fix the parameters file first" in app.state.why_not("provision")
     assert ui_project.parameters_path.read_bytes() == corrupt
@@ -130,7 +130,7 @@ async def test_choosing_the_t4_fits_the_container_to_it(make_app, ui_project):
     app, _ = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        form = await app.ensure_pane("parameters")
+        form = await app.main.ensure_pane("parameters")
         assert form.editor("containerCpu").value == "" and form.editor("containerMemory").value == ""
         form.editor("gpuProfileType").value = "Consumption-GPU-NC8as-T4"
         await settle(pilot)

@@ -27,7 +27,7 @@ async def test_revert_shows_a_bool_as_the_file_says_and_leaves_nothing_unsaved(m
         await settle(pilot)
         await pilot.press("f7")
         await settle(pilot)
-        form = await app.ensure_pane("parameters")
+        form = await app.main.ensure_pane("parameters")
         assert form.editor("serveBase").value == "true"
         form.editor("maximumInstanceCount").value = "3"
         await settle(pilot)
@@ -46,7 +46,7 @@ async def test_revert_keeps_a_value_outside_the_choices_visible(make_app, ui_pro
     app, _ = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        form = await app.ensure_pane("parameters")
+        form = await app.main.ensure_pane("parameters")
         form.revert()
         await settle(pilot)
         editor = form.editor("location")
@@ -58,7 +58,7 @@ async def test_quitting_with_unsaved_parameters_asks_and_esc_stays(make_app, ui_
     app, _ = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        form = await app.ensure_pane("parameters")
+        form = await app.main.ensure_pane("parameters")
         form.editor("maximumInstanceCount").value = "3"
         await settle(pilot)
         for key in ("f10", "ctrl+q"):
@@ -82,7 +82,7 @@ async def test_quit_without_saving_leaves_the_file_as_it_was(make_app, ui_projec
     app, _ = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        form = await app.ensure_pane("parameters")
+        form = await app.main.ensure_pane("parameters")
         form.editor("maximumInstanceCount").value = "3"
         await settle(pilot)
         await pilot.press("f10")

@@ -76,6 +76,6 @@ async def test_the_activity_title_wraps_instead_of_being_cut(make_app):
         await settle(pilot)
         await pilot.press("f8")
         await settle(pilot)
-        title = app.activity.query_one("#op-title", Static)
-        assert len(app.activity.title_text) > 78
+        title = app.main.activity.query_one("#op-title", Static)
+        assert len(app.main.activity.title_text) > 78
         assert title.size.height >= 2

@@ -39,7 +39,7 @@ async def test_keep_warm_then_let_it_sleep(local_cloud, local_factory, local_pro
                      settings=UISettings.load())
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        app.run_command("keep_warm")  # nothing provisioned yet: refused with the reason
+        await app.main.run_action("keep_warm")  # nothing provisioned yet: refused with the reason
         await settle(pilot)
         assert any("Not yet: provision first" in n.message for n in app._notifications)
 
@@ -51,13 +51,13 @@ async def test_keep_warm_then_let_it_sleep(local_cloud, local_factory, local_pro
 
         header = lambda: str(app.query_one(StatusHeader).render())  # noqa: E731
         assert "GPU billing" not in header()
-        app.run_command("keep_warm")
+        await app.main.run_action("keep_warm")
         await settle(pilot)
         assert _min_replicas(local_factory, out) == 1
         assert any("a GPU replica stays on" in n.message for n in app._notifications)
         assert "GPU billing" in header()
 
-        app.run_command("let_sleep")
+        await app.main.run_action("let_sleep")
         await settle(pilot)
         assert _min_replicas(local_factory, out) == 0
         assert app.state.running is None
@@ -67,6 +67,6 @@ async def test_keep_warm_then_let_it_sleep(local_cloud, local_factory, local_pro
         local_factory.container_apps(SUB).container_apps.begin_update(
             out["RESOURCE_GROUP_NAME"], out["ACA_APP_NAME"],
             {"properties": {"template": {"scale": {"minReplicas": 1}}}}).result()
-        app.check_health(quiet=True)
+        app.main.check_health(quiet=True)
         await settle(pilot)
         assert "GPU billing" in header()

@@ -87,12 +87,13 @@ async def test_palette_reflects_state_once_a_group_is_chosen(make_app, ui_projec
 
 def test_one_definition_drives_bindings_footer_and_palette():
     from aitk_tui.ui.app import AitkApp
+    from aitk_tui.ui.screens.main import MainScreen
     from aitk_tui.ui.widgets.activity import ActivityPane
     from aitk_tui.ui.widgets.chat import ChatPane
     from aitk_tui.ui.widgets.parameters_form import ParametersForm
     from aitk_tui.ui.widgets.prompt import PromptArea
 
-    ids = {b.id for cls in (AitkApp, ParametersForm, ChatPane, PromptArea, ActivityPane) for b in cls.BINDINGS}
+    ids = {b.id for cls in (AitkApp, MainScreen, ParametersForm, ChatPane, PromptArea, ActivityPane) for b in cls.BINDINGS}
     keyed = {c.id for c in COMMANDS if c.key}
     assert keyed <= ids
     for c in COMMANDS:
@@ -159,7 +160,7 @@ async def test_open_config_edits_the_six_keys_and_refuses_bad_json(make_app, ui_
     app, _ = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        app.run_command("open_config")
+        await app.main.run_action("open_config")
         await settle(pilot)
         editor = app.screen.query_one(TextArea)
         editor.text = '{"ACA_APP_ENDPOINT": "myapp.io",'

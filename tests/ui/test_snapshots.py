@@ -46,8 +46,8 @@ def test_parameters_tab_with_an_error_beside_its_field(snap_compare, ui_project,
         await settle(pilot)
         await pilot.press("f7")
         await settle(pilot)
-        pilot.app.params_form.editor("storageAccountName").value = "Bad_Name"
-        pilot.app.params_form.editor("maximumInstanceCount").value = "4"
+        pilot.app.main.params_form.editor("storageAccountName").value = "Bad_Name"
+        pilot.app.main.params_form.editor("maximumInstanceCount").value = "4"
         await settle(pilot)
         await pilot.press("ctrl+s")  # refused: the first failure is focused, its error beside it
         await _quiet(pilot)

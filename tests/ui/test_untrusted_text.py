@@ -52,10 +52,10 @@ async def test_model_ids_from_the_endpoint_are_text_in_the_compare_pickers(make_
     app, _ = make_app(chat_client_factory=HostileModels)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        chat = await app.ensure_pane("chat")
+        chat = await app.main.ensure_pane("chat")
         chat.set_endpoint("https://app.example.invalid", "test-key-123456")
         await settle(pilot)
-        app.run_command("compare_models")
+        await app.main.run_action("compare_models")
         screen = await _wait_loaded(pilot, "compare-picker-a")
         await pilot.pause(0.1)  # drawn with every option on screen: the crash was here
         assert _option_texts(screen) == HOSTILE
@@ -90,7 +90,7 @@ async def test_toasts_the_failure_and_the_tables_show_names_as_typed(make_app, u
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         app.notify(f"Deleted {HOSTILE[0]} and {CLICK}")
-        activity = app.activity
+        activity = app.main.activity
         activity.begin("provision", "Provision")
         for name in HOSTILE:
             activity.feed(ResourceProgress("Microsoft.App/containerApps", name, "Failed", 1.0, f"{name} failed"))

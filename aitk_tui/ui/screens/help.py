@@ -27,7 +27,7 @@ _WHERE = {"params": "Parameters tab", "activity": "Activity tab", "chat": "Chat 
 
 def _key_order(c, keys: str) -> tuple:
     """Global keys first, F1..F12 in number order, then each tab's own keys together."""
-    scope = "activity" if c.tab_key and c.tabs == ("activity",) else c.scope
+    scope = "activity" if c.tab_key and c.tabs == ("activity",) else "app" if c.scope == "screen" else c.scope
     fkey = re.fullmatch(r"F(\d{1,2})", keys.split(" / ")[0])
     return (_SCOPE_ORDER.index(scope) if scope in _SCOPE_ORDER else len(_SCOPE_ORDER),
             0 if fkey else 1, int(fkey.group(1)) if fkey else 0)
@@ -43,7 +43,7 @@ def keys_markdown(app) -> str:
         if c.tab_key:
             where = " / ".join(_WHERE.get(t, f"{t.capitalize()} tab") for t in c.tabs)
         else:
-            where = "everywhere" if c.scope == "app" else _WHERE.get(c.scope, c.scope)
+            where = "everywhere" if c.scope in ("app", "screen") else _WHERE.get(c.scope, c.scope)
         entries.append((_key_order(c, keys), keys, c.title, where))
     for _, keys, title, where in sorted(entries, key=lambda e: e[0]):  # stable: ties keep COMMANDS' order
         rows.append(f"| {keys.replace('|', '/')} | {title} | {where} |")

@@ -271,6 +271,3 @@ Provisioning, deploy and replica logs stream here.
             table.styles.height = min(table.row_count + 1, MAX_TABLE_HEIGHT)
         self.add_class("-has-resources")
 
-    # -- bound actions ---------------------------------------------------------------
-    def action_save(self) -> None:
-        self.app.run_command("save_activity")  # type: ignore[attr-defined]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import suppress
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -44,7 +45,6 @@ from textual.widgets._markdown import MarkdownBlock, MarkdownFence, MarkdownTabl
 from . import answer_gc
 from .answer_draw import BlockDrawer, StyleRig
 from .answer_lines import DrawnLines, FrozenRun, TailRun, render_widget
-from .answer_stream import PacedStream  # noqa: F401 - re-exported: the chat and compare import it from here
 from .answer_table import TableTokens
 from .answer_tokens import KINDS, BlockTokens
 
@@ -439,3 +439,67 @@ class StreamedAnswer(Markdown):
     def _rerender(self) -> None:
         """Frozen lines are only right for the width and theme they were drawn with."""
         self.run_worker(self._replace(None), group="rerender")
+
+
+class PacedStream:
+    """Feeds a ``Markdown`` (best a ``StreamedAnswer``) at most every ``interval`` seconds.
+
+    ``write`` only buffers, so the caller goes on reading the socket; one task appends what
+    has gathered, one append at a time. Each append costs a parse of the live block and a
+    layout, so fewer, larger appends keep up with thousands of tokens per second, and text
+    waits at most ``interval`` (plus the append before it). Textual's ``MarkdownStream`` is
+    not used: its ``stop`` cancels its task, and a cancel that lands while an append is in
+    flight starts the last append beside it (``Markdown.append`` reads the source when
+    called); here an append is never cancelled, and ``stop`` waits for the last one.
+    """
+
+    def __init__(self, markdown: Markdown, interval: float = 0.05) -> None:
+        self._markdown = markdown
+        self._interval = interval
+        self._buffer: list[str] = []
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.writes = 0
+
+    async def write(self, text: str) -> None:
+        if self._stopping.is_set():
+            raise RuntimeError("write after stop")
+        if not text:
+            return
+        self._buffer.append(text)
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        last = -self._interval
+        while True:
+            await self._wake.wait()
+            delay = last + self._interval - time.monotonic()
+            if delay > 0 and not self._stopping.is_set():
+                with suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+            self._wake.clear()
+            if self._buffer:
+                text = "".join(self._buffer)
+                self._buffer.clear()
+                last = time.monotonic()
+                self.writes += 1
+                try:
+                    await self._markdown.append(text)
+                except Exception:
+                    if self._markdown.is_attached:
+                        raise
+                    return  # the answer was taken off the screen (a failed turn): nothing to draw
+            if self._stopping.is_set() and not self._buffer:
+                return
+
+    async def stop(self) -> None:
+        """Draw what is buffered, then let the answer freeze its last block; safe to call twice."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+        if isinstance(self._markdown, StreamedAnswer):
+            self._markdown.finish()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -111,11 +114,17 @@ a step that cannot run yet says why. The table shows `infra/inference.config.jso
         if self._state is not None:
             self.show(self._state)
 
+    @dataclass
+    class StepChosen(Message):
+        """Enter on a step: the screen runs its command (``command_id``, as in ui/commands.py)."""
+
+        command_id: str
+
     @on(OptionList.OptionSelected, "#steps")
     def _run_step(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if event.option.id:
-            self.app.run_command(event.option.id)  # type: ignore[attr-defined]
+            self.post_message(self.StepChosen(event.option.id))
 
 
 def _provisioned(state: UIState) -> bool:

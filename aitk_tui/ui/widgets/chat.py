@@ -188,7 +188,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         problem = self.endpoint_problem()
         if problem:
             raise AitkError(problem)
-        client = self._make_client(self._value("chat-url"), self._value("chat-key"))
+        client = self.make_client(self._value("chat-url"), self._value("chat-key"))
         try:
             return await client.list_models()
         except ChatError as e:
@@ -204,6 +204,10 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
     def endpoint_url(self) -> str:
         """The URL the next message goes to (as typed or set under Settings)."""
         return self._value("chat-url")
+
+    def api_key(self) -> str:
+        """The key the next message sends (as typed or set under Settings)."""
+        return self._value("chat-key")
 
     def set_endpoint(self, url: str, api_key: str | None) -> None:
         self.query_one("#chat-url", Input).value = url
@@ -223,7 +227,8 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         # A URL typed into Settings is an explicit choice: loopback http is allowed, nothing else over http.
         return key_destination_problem(url, allow_insecure_http=is_loopback(url))
 
-    def _params(self) -> tuple[float | None, int | None]:
+    def sampling(self) -> tuple[float | None, int | None]:
+        """The temperature and max tokens typed under Settings (None: the endpoint's default)."""
         try:
             temp = float(self._value("chat-temp")) if self._value("chat-temp") else None
         except ValueError:
@@ -234,7 +239,8 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
             max_tokens = None
         return temp, max_tokens
 
-    def _system(self) -> list[dict[str, str]]:
+    def system_messages(self) -> list[dict[str, str]]:
+        """The system prompt typed under Settings, as the request's first message (or none)."""
         system = self._value("chat-system")
         return [{"role": "system", "content": system}] if system else []
 
@@ -246,7 +252,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
     def messages(self, prompt: str) -> list[dict[str, str]]:
         """What a request would carry now, before it is fitted to the model's context."""
         history = [m for pair in self._pairs() for m in pair]
-        return self._system() + history + [{"role": "user", "content": prompt}]
+        return self.system_messages() + history + [{"role": "user", "content": prompt}]
 
     def budget(self, url: str) -> ContextBudget:
         return self._budgets.setdefault(url, ContextBudget())
@@ -286,10 +292,10 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
         await conversation.mount_all([answer.user_widget, answer.markdown])
         conversation.anchor()
         self.query_one("#chat-status", Static).update("Generating… Esc to stop")
-        temp, max_tokens = self._params()
+        temp, max_tokens = self.sampling()
         answer.worker = self._stream(answer, self._value("chat-key"), temp, max_tokens)
 
-    def _make_client(self, url: str, key: str) -> Any:
+    def make_client(self, url: str, key: str) -> Any:
         if self.client_factory is not None:
             return self.client_factory(url, key, verify=self.verify_for(url))
         from ...chat.client import ChatClient, is_loopback
@@ -303,7 +309,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
 
         answer.stream = PacedStream(answer.markdown, self.update_interval)
         budget = self.budget(answer.url)
-        client = self._make_client(answer.url, key)
+        client = self.make_client(answer.url, key)
         try:
             await self._wake(client, answer)
             model = self.model
@@ -316,7 +322,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
             at_least = 0
             while True:
                 pairs = self._pairs()
-                fitted = budget.fit(self._system(), pairs, user, max_tokens, at_least=at_least)
+                fitted = budget.fit(self.system_messages(), pairs, user, max_tokens, at_least=at_least)
                 answer.sent, answer.left_out = fitted.messages, fitted.dropped_pairs
                 try:
                     await self._receive(client, answer, model, temperature, max_tokens)
@@ -517,9 +523,6 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
             return
         answer.worker.cancel()
         self.run_worker(self._reap(answer), group="chat-reap", exit_on_error=False)
-
-    def action_save(self) -> None:
-        self.app.run_command("save_chat")  # type: ignore[attr-defined]
 
     def transcript_markdown(self) -> str:
         from ...chat.client import Transcript

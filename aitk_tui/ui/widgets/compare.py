@@ -5,7 +5,8 @@ own stream, so a slow or failing model never holds the other back. Side by side 
 terminal, stacked below 100 columns. Esc stops both answers; with nothing streaming it
 closes the screen. The streaming and rendering pieces are the chat pane's (``PacedStream``
 into a ``StreamedAnswer``, ``format_stats``, ``explain_chat_error``), and so is the client:
-``ChatPane._make_client`` with the URL, key and TLS check the chat uses.
+``ChatPane.make_client`` with the URL, key and TLS check the chat uses. The main screen opens
+it (``MainScreen.action_compare_models``) with the chat's settings and its wake check.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -27,9 +28,6 @@ from ...errors import AitkError
 from .answer import PacedStream, StreamedAnswer
 from .chat_text import explain_chat_error, format_stats, stop_stream
 from .prompt import PromptArea
-
-if TYPE_CHECKING:
-    from ..app import AitkApp
 
 STACK_BELOW = 100  # columns: two 50-column answers are the narrowest that still read well
 
@@ -65,10 +63,13 @@ class CompareSide(Vertical):
             super().__init__()
             self.side, self.turn = side, turn
 
-    def __init__(self, model: str, make_client: Callable[[], Any], *, id: str) -> None:
+    def __init__(self, model: str, make_client: Callable[[], Any], *, url: str = "",
+                 platform_check: Callable[[str], Any] | None = None, id: str) -> None:
         super().__init__(id=id)
         self.model = model
         self.make_client = make_client
+        self.url = url
+        self.platform_check = platform_check  # url -> the ask "did the app's revision fail?" (or None)
         self.turns: list[dict[str, str]] = []  # this side's own history
         self.streaming = False
         self.last_answer = ""
@@ -141,8 +142,7 @@ class CompareSide(Vertical):
 
         title = self.query_one(".side-title", Label)
         # As the chat: a revision that failed to activate stops the waiting, saying why.
-        url, ask = getattr(self.screen, "url", None), getattr(self.app, "chat_platform_check", None)
-        platform = ask(url) if ask is not None and url else None
+        platform = self.platform_check(self.url) if self.platform_check is not None and self.url else None
         try:
             async with aclosing(wake(client, platform=platform)) as events:
                 async for event in events:
@@ -196,11 +196,11 @@ The same question goes to both models; both answers stream at once, side by side
     """
 
     def __init__(self, models: tuple[str, str], make_client: Callable[[], Any], settings: dict[str, Any],
-                 url: str) -> None:
+                 url: str, *, platform_check: Callable[[str], Any] | None = None) -> None:
         super().__init__(id="compare-screen")
         self.models, self.settings, self.url = models, settings, url
-        self.sides = (CompareSide(models[0], make_client, id="compare-a"),
-                      CompareSide(models[1], make_client, id="compare-b"))
+        self.sides = tuple(CompareSide(model, make_client, url=url, platform_check=platform_check, id=f"compare-{ab}")
+                           for model, ab in zip(models, "ab"))
 
     def compose(self) -> ComposeResult:
         yield Label(f"Compare · {self.models[0]} vs {self.models[1]} · {self.url}", id="compare-title", markup=False)
@@ -261,40 +261,3 @@ The same question goes to both models; both answers stream at once, side by side
 
 class NotEnoughModels(AitkError):
     pass
-
-
-async def open_compare(app: "AitkApp") -> None:
-    """Palette "Compare models": pick two of the endpoint's models, then the compare screen."""
-    from ..screens.picker import PickerItem, PickerScreen
-
-    chat = await app.ensure_pane("chat")
-    problem = chat.endpoint_problem()
-    if problem:
-        app.notify(problem, severity="warning")
-        return
-    url, key = chat._value("chat-url"), chat._value("chat-key")
-    temperature, max_tokens = chat._params()
-    settings = {"temperature": temperature, "max_tokens": max_tokens, "system": chat._system()}
-
-    def make_client() -> Any:
-        return chat._make_client(url, key)
-
-    async def load(exclude: str | None = None) -> list[PickerItem]:
-        models = await chat.endpoint_models()
-        if len(models) < 2:
-            raise NotEnoughModels("The endpoint serves only one model, so there is nothing to compare.",
-                                  "serve the base beside the adapter (--serve-base) or several --adapter NAME=PATH")
-        return [PickerItem(m, m) for m in models if m != exclude]
-
-    def first(item: PickerItem | None) -> None:
-        if item is None:
-            return
-
-        def second(other: PickerItem | None) -> None:
-            if other is not None:
-                app.push_screen(CompareScreen((item.id, other.id), make_client, settings, url))
-
-        app.push_screen(PickerScreen(f"Compare {item.id} with…", lambda: load(item.id), id="compare-picker-b"),
-                        second)
-
-    app.push_screen(PickerScreen("Compare models: the first", load, id="compare-picker-a"), first)

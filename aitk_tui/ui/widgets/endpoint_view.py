@@ -31,7 +31,7 @@ from ...events import Failed, LogLine
 from .log_pane import LogPane
 
 if TYPE_CHECKING:
-    from ..app import AitkApp
+    from ..state import UIState
 
 AZURE_REFRESH_S = 5.0
 LOCAL_REFRESH_S = 1.5
@@ -52,6 +52,21 @@ def short_replica(name: str) -> str:
 # The Endpoint view's health words as the header's (operations.health_from_status's vocabulary).
 HEADER_HEALTH = {"ok": "healthy", "asleep": "asleep", "loading": "waking", "starting": "waking", "failed": "failed",
                  "unreachable": "unhealthy", "error": "unhealthy"}
+
+
+def endpoint_target(session: Any, state: "UIState") -> tuple[Any, Any] | str:
+    """What the Endpoint tab reads: (session, config), or one sentence saying why it cannot."""
+    if session is None:
+        return state.session_error and f"The cloud session could not start: {state.session_error}" or \
+            "Connecting to the cloud…"
+    if state.config_error:
+        return f"inference.config.json cannot be used: {state.config_error}"
+    if state.config_is_local_cloud:
+        return "inference.config.json is the local cloud's: run `aitk --local` to see that app."
+    missing = state.config_missing(*APP_KEYS)
+    if missing:
+        return f"Nothing provisioned yet (inference.config.json lacks {', '.join(missing)}): provision first (F5)."
+    return session, state.config
 
 
 @dataclass
@@ -109,9 +124,12 @@ The container app as it is now, read again every few seconds while this tab is s
             self.health = health
             self.keeps_warm = keeps_warm
 
-    def __init__(self, *, clock: Callable[[], datetime] | None = None, id: str | None = None) -> None:
+    def __init__(self, *, clock: Callable[[], datetime] | None = None,
+                 target: tuple[Any, Any] | str = "Connecting to the cloud…", id: str | None = None) -> None:
         super().__init__(id=id)
         self._clock = clock
+        # What to read: (session, config), or why nothing can be (given by the screen: endpoint_target).
+        self.target = target
         self.status: EndpointStatus | None = None
         self.problem: str | None = None  # why nothing can be read (no session, not provisioned...)
         self.log_kind = "console"
@@ -157,21 +175,6 @@ The container app as it is now, read again every few seconds while this tab is s
         if self.active:
             self._poll()
 
-    def _target(self) -> tuple[Any, Any] | str:
-        app: AitkApp = self.app  # type: ignore[assignment]
-        state = app.state
-        if app.session is None:
-            return state.session_error and f"The cloud session could not start: {state.session_error}" or \
-                "Connecting to the cloud…"
-        if state.config_error:
-            return f"inference.config.json cannot be used: {state.config_error}"
-        if state.config_is_local_cloud:
-            return "inference.config.json is the local cloud's: run `aitk --local` to see that app."
-        missing = state.config_missing(*APP_KEYS)
-        if missing:
-            return f"Nothing provisioned yet (inference.config.json lacks {', '.join(missing)}): provision first (F5)."
-        return app.session, state.config
-
     def _interval(self, session: Any) -> float:
         endpoints = getattr(session, "endpoints", None)
         return LOCAL_REFRESH_S if getattr(endpoints, "is_local", False) else AZURE_REFRESH_S
@@ -180,7 +183,7 @@ The container app as it is now, read again every few seconds while this tab is s
     @work(exclusive=True, group="endpoint-status", exit_on_error=False)
     async def _poll(self) -> None:
         while True:
-            target = self._target()
+            target = self.target
             if isinstance(target, str):
                 self.post_message(EndpointUnreadable(target))
                 await asyncio.sleep(1.0)  # the session or the config may arrive
@@ -196,7 +199,7 @@ The container app as it is now, read again every few seconds while this tab is s
 
     @work(exclusive=True, group="endpoint-logs", exit_on_error=False)
     async def _follow_logs(self, kind: str) -> None:
-        target = self._target()
+        target = self.target
         if isinstance(target, str):
             self.post_message(EndpointLogEnded(kind))
             return

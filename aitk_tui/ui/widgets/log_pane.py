@@ -73,13 +73,13 @@ class TailLog(Log):
         super().watch_scroll_y(old_value, new_value)
         parent = self.parent
         if isinstance(parent, LogPane):
-            parent._scrolled(old_value, new_value)
+            parent.log_scrolled(old_value, new_value)
 
     def on_resize(self) -> None:
         parent = self.parent
         if isinstance(parent, LogPane):
-            parent._stick()
-            self.call_after_refresh(parent._stick)
+            parent.stick_to_end()
+            self.call_after_refresh(parent.stick_to_end)
 
 
 class LogPane(Vertical):
@@ -138,9 +138,9 @@ class LogPane(Vertical):
         rows = [row for line in stamped for row in wrap_line(line, width)]
         log.write_lines(rows, scroll_end=False)
         if self._following:
-            self._stick()
+            self.stick_to_end()
             # Widgets above may grow in the same refresh (table rows, the upload bar).
-            self.call_after_refresh(self._stick)
+            self.call_after_refresh(self.stick_to_end)
         else:
             self._unseen += len(stamped)
             self.add_class("-detached")
@@ -148,9 +148,10 @@ class LogPane(Vertical):
 
     def follow(self) -> None:
         self._reattach()
-        self._stick()
+        self.stick_to_end()
 
-    def _stick(self) -> None:
+    def stick_to_end(self) -> None:
+        """While following, keep the log at its end (its TailLog calls this on a resize)."""
         if not self._following or not self.is_attached:
             return
         log = self.log
@@ -160,7 +161,8 @@ class LogPane(Vertical):
         finally:
             self._sticking = False
 
-    def _scrolled(self, old: float, new: float) -> None:
+    def log_scrolled(self, old: float, new: float) -> None:
+        """Its TailLog scrolled: away from the end detaches the pane, back to it follows again."""
         if self._sticking:
             return
         log = self.log
