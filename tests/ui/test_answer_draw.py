@@ -20,7 +20,8 @@ from textual.widgets._markdown import (
 )
 
 from aitk_tui.ui.widgets import answer as answer_module
-from aitk_tui.ui.widgets.answer import FrozenRun, PacedStream, StreamedAnswer
+from aitk_tui.ui.widgets.answer import PacedStream, StreamedAnswer
+from aitk_tui.ui.widgets.answer_lines import FrozenRun
 
 from .stub_openai import demo_tokens
 from .test_markdown_stream import (

@@ -17,7 +17,8 @@ from textual.app import App, ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Markdown
 
-from aitk_tui.ui.widgets.answer import FrozenRun, PacedStream, StreamedAnswer
+from aitk_tui.ui.widgets.answer import PacedStream, StreamedAnswer
+from aitk_tui.ui.widgets.answer_lines import FrozenRun
 
 from .stub_openai import demo_tokens
 

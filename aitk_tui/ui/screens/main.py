@@ -800,7 +800,8 @@ class MainScreen(Screen):
     @work(group="demo-copy", exclusive=True, exit_on_error=False)
     async def _copy_demo(self, what: str) -> None:
         """The key is never shown: it goes to the clipboard only, and a failure names the problem."""
-        from ...chat.client import ChatClient, ChatError, is_loopback
+        from ...chat.client import ChatClient, ChatError
+        from ...chat.keys import is_loopback
         from ...snippets import key_command, snippet
 
         app = self.app

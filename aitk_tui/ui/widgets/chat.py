@@ -217,7 +217,7 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
 
     def key_problem(self, url: str, key: str) -> str | None:
         """Why ``key`` must not go to ``url``: plain http off this machine, or the app's key elsewhere."""
-        from ...chat.client import is_loopback, key_destination_problem
+        from ...chat.keys import is_loopback, key_destination_problem
 
         if not key:
             return None
@@ -298,7 +298,8 @@ Talk to the deployed model (or any OpenAI-compatible URL under **Settings**).
     def make_client(self, url: str, key: str) -> Any:
         if self.client_factory is not None:
             return self.client_factory(url, key, verify=self.verify_for(url))
-        from ...chat.client import ChatClient, is_loopback
+        from ...chat.client import ChatClient
+        from ...chat.keys import is_loopback
 
         return ChatClient(url, key, verify=self.verify_for(url), allow_insecure_http=is_loopback(url))
 
