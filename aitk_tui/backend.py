@@ -165,7 +165,7 @@ async def open_session(project: Project, *, local: bool = False, auth: str = "au
 
     session = CloudSession(project, AZURE, None, method=auth, prompt_sink=prompt_sink)
     # The device-code prompt goes to the session, which hands it to whoever listens.
-    session.credential = _auth.CachedCredential(_auth.make_credential(auth, prompt=session._on_device_code))
+    session.credential = _auth.CachedCredential(_auth.make_credential(auth, prompt=session.on_device_code))
     session.factory = ClientFactory(session.endpoints, session.credential)
     return session
 

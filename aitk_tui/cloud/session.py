@@ -81,7 +81,7 @@ class CloudSession:
         return cls(project, endpoints, credential, method=method)
 
     # -- device code plumbing -------------------------------------------------------------
-    def _on_device_code(self, message: str) -> None:
+    def on_device_code(self, message: str) -> None:
         """Called from the SDK thread that is waiting for the user to enter the code."""
         queue, loop = self._prompt_queue, self._loop
         if queue is not None and loop is not None and not loop.is_closed():

@@ -59,7 +59,7 @@ class _Cred:
 async def test_sign_in_yields_device_code_instructions_then_identity(tmp_path):
     token = _jwt({"name": "Dev Box", "tid": "tenant"})
     session = CloudSession(Project(tmp_path), CloudEndpoints("azure"), None, method="device-code")
-    session.credential = _Cred(token, prompt=session._on_device_code, delay=0.2)
+    session.credential = _Cred(token, prompt=session.on_device_code, delay=0.2)
     events = [e async for e in session.sign_in()]
     assert isinstance(events[0], Info) and "ABCD-1234" in events[0].message
     assert isinstance(events[-1], Done) and events[-1].result.identity.display_name == "Dev Box"
