@@ -228,6 +228,11 @@ def test_the_server_start_runs_in_the_environment_of_its_own_command_only(tmp_pa
     assert start(os.getsid(0)) == ""  # exec'd
     assert (tmp_path / "ran").read_text().split() == ["k1", "-m", "inference_server", "--port", "1"]
     (tmp_path / "ran").unlink()
+    # the server's own start does it first thing
+    subprocess.run([sys.executable, "-m", "inference_server", "--help"], env=env, cwd=REPO, check=True,
+                   capture_output=True)
+    assert (tmp_path / "ran").read_text().split() == ["k1", "-m", "inference_server", "--help"]
+    (tmp_path / "ran").unlink()
     assert start(os.getsid(0), start_new_session=True).strip() == "no exec"  # another session: a stale file
     assert start(os.getsid(0), {"AITK_DEPS_ACTIVE": "k1"}).strip() == "no exec"  # already inside
     assert not (tmp_path / "ran").exists()
