@@ -94,7 +94,7 @@ def test_log_stream_with_an_auth_token(local_cloud, local_factory, local_project
     apps = local_factory.container_apps(SUB)
     app = apps.container_apps.get("rg1", out["ACA_APP_NAME"])
     log = local_cloud.log_path(app.id)
-    wait_for(lambda: log.is_file() and "Could not open requirements file" in log.read_text(), what="a log line")
+    wait_for(lambda: log.is_file() and "No module named 'inference_server' on the share" in log.read_text(), what="a log line")
     replica = apps.container_apps_revision_replicas.list_replicas("rg1", app.name, app.latest_revision_name).value[0]
     endpoint = replica.containers[0].log_stream_endpoint
     assert endpoint.startswith(local_cloud.url + "/_local/logstream/")
