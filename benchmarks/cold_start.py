@@ -161,6 +161,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--wakes", type=int, default=2, help="timed wakes per mode (default 2)")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    ap.add_argument("--disk", type=Path, help="folder for the replicas' local disk (default: in the temp folder; "
+                    "e.g. /dev/shm to take this machine's disk out of the figures)")
     args = ap.parse_args()
 
     from aitk_tui.cloud.clients import ClientFactory
@@ -169,7 +171,9 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="aitk-cold-start-"))
     os.environ["AITK_LOCAL_BASE_LAYERS"] = str(image_layer(tmp / "image-site"))
-    os.environ["AITK_LOCAL_REPLICA_ENVS"] = str(tmp / "envs")
+    disk = Path(tempfile.mkdtemp(prefix="aitk-cold-disk-", dir=args.disk)) if args.disk else tmp / "disk"
+    os.environ["AITK_LOCAL_REPLICA_ENVS"] = str(disk / "envs")  # "before"'s pip runs on the same disk
+    os.environ["AITK_LOCAL_REPLICA_DISK"] = str(disk)
     os.environ.setdefault("AITK_TORCH_THREADS", "1")
     project = tmp / "project"
     shutil.copytree(REPO / "infra", project / "infra")
@@ -203,10 +207,12 @@ def main() -> int:
         cloud.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(disk, ignore_errors=True)
 
     phases = ["scheduling", "dependencies", "imports", "weights", "first token", "total"]
     med = {m: {p: statistics.median(r[p] for r in rs) for p in phases} for m, rs in results.items()}
-    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}   wakes per mode: {args.wakes} (median)")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}   wakes per mode: {args.wakes} (median)"
+          f"   replicas' local disk: {disk}")
     print(f"{'phase':<14}{'before (s)':>12}{'after (s)':>12}")
     for p in phases:
         print(f"{p:<14}{med['before'][p]:>12.2f}{med['after'][p]:>12.2f}")

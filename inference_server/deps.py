@@ -217,10 +217,17 @@ def extract(archive: Path, root: Path, key: str) -> bool:
     tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        with tarfile.open(archive, "r:gz") as tf:
-            # The share is trusted as the code on it is; "tar" keeps the interpreter's absolute
-            # symlink and still refuses members outside the folder.
-            tf.extractall(tmp, **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))
+        tmp.mkdir(parents=True)
+        tar = shutil.which("tar")
+        if tar:  # GNU tar: about twice as fast as tarfile on ~10,000 small files
+            done = subprocess.run([tar, "-xzf", str(archive), "-C", str(tmp)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise tarfile.ReadError((done.stderr.strip().splitlines() or [f"tar exited {done.returncode}"])[-1])
+        else:
+            with tarfile.open(archive, "r:gz") as tf:
+                # The share is trusted as the code on it is; "tar" keeps the interpreter's
+                # absolute symlink and still refuses members outside the folder.
+                tf.extractall(tmp, **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))
         marker = _marker(tmp)
         if marker is None or marker.get("key") != key:
             raise tarfile.ReadError("no marker of this key (an archive cut short, or of another environment)")

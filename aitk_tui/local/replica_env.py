@@ -24,6 +24,8 @@ import os
 import shlex
 import shutil
 import sys
+import threading
+import time
 from pathlib import Path
 
 from ..fsutil import atomic_write_text
@@ -127,8 +129,17 @@ def deps_env(state_dir: Path, mount: Path, app_id: str) -> dict[str, str]:
     """What ``inference_server.deps`` reads: the container's local disk (emptied now: each
     start is a new container), the share's archive folder, and the knobs the benchmark turns
     (the image's site-packages, no cache)."""
-    disk = Path(state_dir) / "replica" / "disk" / hashlib.sha256(app_id.lower().encode()).hexdigest()[:12]
-    shutil.rmtree(disk, ignore_errors=True)
+    moved = os.environ.get("AITK_LOCAL_REPLICA_DISK")  # benchmarks/cold_start.py --disk
+    disk = (Path(moved) if moved else Path(state_dir) / "replica" / "disk") / \
+        hashlib.sha256(app_id.lower().encode()).hexdigest()[:12]
+    if disk.exists():  # the last container's disk: gone at once, deleted in the background
+        try:
+            disk.rename(disk.with_name(f"{disk.name}.old-{time.time_ns()}"))
+        except OSError:
+            shutil.rmtree(disk, ignore_errors=True)
+    old = sorted(disk.parent.glob(f"{disk.name}.old-*")) if disk.parent.is_dir() else []
+    if old:
+        threading.Thread(target=lambda: [shutil.rmtree(p, ignore_errors=True) for p in old], daemon=True).start()
     env = {"AITK_DEPS_DIR": str(disk / "aitk-deps"),
            "AITK_DEPS_SHARE": os.environ.get("AITK_LOCAL_DEPS_SHARE") or str(Path(mount) / ".aitk" / "deps")}
     for host, name in (("AITK_LOCAL_BASE_LAYERS", "AITK_DEPS_BASE"), ("AITK_LOCAL_DEPS_CACHE", "AITK_DEPS_CACHE")):

@@ -238,3 +238,22 @@ def test_the_server_start_runs_in_the_environment_of_its_own_command_only(tmp_pa
     assert not (tmp_path / "ran").exists()
     shutil.rmtree(tmp_path / "env")
     assert start(os.getsid(0)).strip() == "no exec"  # the environment is gone: run as is
+
+
+@pytest.mark.parametrize("damage", [None, "truncated"])
+def test_without_a_tar_program_the_standard_library_extracts(box, monkeypatch, capsys, damage):
+    from inference_server import deps
+
+    assert run_deps(box)[0] == 0
+    (archive,) = archives(box)
+    if damage:
+        archive.write_bytes(archive.read_bytes()[:-5000])
+    monkeypatch.setattr(deps.shutil, "which", lambda name: None)
+    root = box / "disk-2" / archive.stem
+    monkeypatch.setenv("AITK_DEPS_SHARE", str(archive.parent))
+    assert deps.extract(archive, root, archive.stem) is (damage is None)
+    if damage:
+        assert "is unreadable" in capsys.readouterr().out and not root.exists()
+        assert list((box / "disk-2").iterdir()) == []
+    else:
+        assert (root / "aitk-deps.json").is_file() and (root / "bin" / "python").is_symlink()
