@@ -1,6 +1,6 @@
 """The phases of a wake from zero on the local cloud, before and after the dependency cache.
 
-    python benchmarks/cold_start.py [--wakes 2] [--keep]
+    python benchmarks/cold_start.py [--wakes 2] [--keep] [--disk /dev/shm]
 
 A wake from zero on Azure: the container starts from the image, runs the template's
 command, imports torch and transformers, loads the weights from the share, and answers the
