@@ -10,7 +10,7 @@ What a start does:
   name), the interpreter (its path and version), the image's torch version (read from its
   metadata, torch is not imported), the site-packages folders below (path and mtime), the
   image name when the template passes it (``AITK_CONTAINER_IMAGE``) and a format number;
-- **unchanged** (``<share>/<key>.tar`` exists): the archive is extracted to the container's
+- **unchanged** (``<share>/<key>.tar.gz`` exists): the archive is extracted to the container's
   local disk, one sequential read of the share instead of thousands of small-file opens at
   import; an archive that cannot be read (truncated, corrupt, of another key) is ignored and
   rebuilt;
@@ -19,7 +19,7 @@ What a start does:
   comes from the image, a pinned version that differs from the image's shadows it, and pip
   skips what the image already satisfies), ``pip install -r FILE`` runs in it (its output
   and exit status are the step's: a requirement that cannot install fails the replica with
-  pip's own error), then the environment is published as ``<key>.tar`` (written under a
+  pip's own error), then the environment is published as ``<key>.tar.gz`` (written under a
   temporary name and renamed: a killed build never leaves half an archive; two replicas
   building at once each rename a whole archive, the last one wins). The newest
   ``KEEP`` archives are kept, older keys deleted;
@@ -186,11 +186,11 @@ def _relocate(root: Path, built_at: str) -> None:
 
 # -- the archive on the share --------------------------------------------------------------------
 def archive_path(key: str) -> Path:
-    return share_dir() / f"{key}.tar"
+    return share_dir() / f"{key}.tar.gz"
 
 
 def publish(root: Path, key: str) -> Path | None:
-    """Write the environment as ``<key>.tar`` on the share (temporary name, then renamed)."""
+    """Write the environment as ``<key>.tar.gz`` on the share (temporary name, then renamed)."""
     dest = archive_path(key)
     tmp = dest.with_name(f".{dest.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     try:
@@ -249,9 +249,9 @@ def prune(keep_key: str) -> None:
         entries = [(p, p.stat().st_mtime) for p in folder.iterdir()]
     except OSError:
         return
-    archives = sorted(((p, m) for p, m in entries if p.name.endswith(".tar") and not p.name.startswith(".")),
+    archives = sorted(((p, m) for p, m in entries if p.name.endswith(".tar.gz") and not p.name.startswith(".")),
                       key=lambda pm: pm[1], reverse=True)
-    doomed = [p for p, _ in archives[KEEP:] if p.name != f"{keep_key}.tar"]
+    doomed = [p for p, _ in archives[KEEP:] if p.name != f"{keep_key}.tar.gz"]
     doomed += [p for p, m in entries if p.name.endswith(".tmp") and time.time() - m > STALE_TMP_S]
     for p in doomed:
         try:

@@ -71,7 +71,7 @@ def test_an_unchanged_file_is_extracted_from_the_share_not_installed(box):
     assert "pip install -r inference_server/requirements.txt: into a new environment" in out
     assert "Successfully installed aitk-tiny-pkg-0.1.0 pyte-0.0.1" in out
     (archive,) = archives(box)
-    assert archive.suffix == ".tar" and tarfile.is_tarfile(archive)
+    assert archive.name.endswith(".tar.gz") and tarfile.is_tarfile(archive)
 
     # A new container: empty local disk, same share.
     code, out, err = run_deps(box, "disk-2")
@@ -164,18 +164,18 @@ def test_old_archives_are_deleted_the_newest_kept(box):
     folder.mkdir(parents=True)
     old = []
     for i in range(KEEP + 1):
-        p = folder / f"{'0' * 23}{i}.tar"
+        p = folder / f"{'0' * 23}{i}.tar.gz"
         p.write_bytes(b"x")
         t = time.time() - 1000 + i
         os.utime(p, (t, t))
         old.append(p)
-    stale, fresh = folder / ".x.tar.host.1.tmp", folder / ".y.tar.host.2.tmp"
+    stale, fresh = folder / ".x.tar.gz.host.1.tmp", folder / ".y.tar.gz.host.2.tmp"
     stale.write_bytes(b"half")
     os.utime(stale, (time.time() - STALE_TMP_S - 10,) * 2)
     fresh.write_bytes(b"being written")
     assert run_deps(box)[0] == 0
     names = {p.name for p in archives(box)}
-    assert len([n for n in names if n.endswith(".tar")]) == KEEP
+    assert len([n for n in names if n.endswith(".tar.gz")]) == KEEP
     assert {p.name for p in old[-(KEEP - 1):]} <= names  # the newest old ones, beside the new one
     assert old[0].name not in names and stale.name not in names and fresh.name in names
 
@@ -249,9 +249,9 @@ def test_without_a_tar_program_the_standard_library_extracts(box, monkeypatch, c
     if damage:
         archive.write_bytes(archive.read_bytes()[:-5000])
     monkeypatch.setattr(deps.shutil, "which", lambda name: None)
-    root = box / "disk-2" / archive.stem
-    monkeypatch.setenv("AITK_DEPS_SHARE", str(archive.parent))
-    assert deps.extract(archive, root, archive.stem) is (damage is None)
+    key = archive.name.removesuffix(".tar.gz")
+    root = box / "disk-2" / key
+    assert deps.extract(archive, root, key) is (damage is None)
     if damage:
         assert "is unreadable" in capsys.readouterr().out and not root.exists()
         assert list((box / "disk-2").iterdir()) == []
