@@ -1,27 +1,30 @@
 """The phases of a wake from zero on the local cloud, before and after the dependency cache.
 
-    python benchmarks/cold_start.py [--wakes 2] [--keep]
+    python benchmarks/cold_start.py [--wakes 2] [--keep] [--disk /dev/shm]
 
 A wake from zero on Azure: the container starts from the image, runs the template's
-command (``cd /mount && pip install -r inference_server/requirements.txt && python3 -m
-inference_server``), imports torch and transformers, loads the weights from the share, and
-answers the request that woke it. This script does exactly that on the local cloud with the
-real template, the real ``inference_server/`` and the built-in demo model:
+command, imports torch and transformers, loads the weights from the share, and answers the
+request that woke it. This script does exactly that on the local cloud with the real
+template, the real ``inference_server/`` and the built-in demo model:
 
 - the "image" is a folder holding only torch (and what torch needs) and pip, linked from
-  this machine's environment: the replica's environment sits on it, so its pip step has to
-  install transformers, peft, fastapi... as it does on the image (pip's cache is the share's
-  ``.cache/pip``, as the template sets ``PIP_CACHE_DIR``; the first wake fills it);
-- **before**: every start builds its environment afresh (``AITK_LOCAL_DEPS_CACHE=0``), as a
-  container does on Azure today;
-- **after**: the environment is keyed by the requirements' hash and reused while it does
-  not change (the local cloud's default, :mod:`aitk_tui.local.replica_deps`).
+  this machine's environment: the replica's environment sits on it, so its dependency step
+  has to install transformers, peft, fastapi... as it does on the image (pip's cache is the
+  share's ``.cache/pip``, as the template sets ``PIP_CACHE_DIR``; the first wake fills it);
+- **before**: AI Toolkit's command (``cd /mount && pip install -r
+  inference_server/requirements.txt && python3 -m inference_server``), pip run at every
+  start (``AITK_LOCAL_DEPS_CACHE=0``), as a container did on Azure;
+- **after**: the template's command (``python3 -m inference_server.deps
+  inference_server/requirements.txt`` in place of the pip line): the first start builds the
+  environment and archives it on the share (not timed); each timed wake is a new container
+  (empty local disk) that extracts the archive (:mod:`inference_server.deps`).
 
 Each wake: the app scales to zero (idle 1 s), a streamed chat request wakes it, and the
 replica's log lines are stamped as they arrive. Phases:
-dependencies (replica start -> pip done or skipped), imports (-> the server's ``runtime:``
-line: torch and transformers imported), weights (-> ``ready``), first token (-> the first
-streamed token at the client). Prints a table and the ratio of the dependency phases.
+dependencies (replica start -> pip done, or the archive extracted), imports (-> the server's
+``runtime:`` line: torch and transformers imported), weights (-> ``ready``), first token (->
+the first streamed token at the client). Prints a table, the ratio of the dependency phases,
+and the archive's size and extract time (the deps step's own figures).
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 GOAL_DEPS_S = 3.0
+PIP_LINE = ["cd /mount", "pip install -r inference_server/requirements.txt", "python3 -m inference_server"]
+DEPS_STEP = ["cd /mount", "python3 -m inference_server.deps inference_server/requirements.txt",
+             "python3 -m inference_server"]
 
 
 def image_layer(dest: Path) -> Path:
@@ -134,20 +140,29 @@ def wake(cloud, app_id: str, endpoint: str, api_key: str, ca: str) -> dict[str, 
     stamper.stop.set()
     stamper.join()
     start = stamper.first(r"\[aitk-local\] starting replica", t0) or t0
-    deps = stamper.first(r"pip install done|skipped, the requirements did not change", start)
+    deps = stamper.first(r"pip install done|skipped, the requirements did not change|"
+                         r"\[aitk-deps\] .*: (unchanged|installed in)", start)
     runtime = stamper.first(r'"runtime: |runtime: Python', start)
     ready = stamper.first(r"ready: serving", start)
     if None in (deps, runtime, ready, first_token):
         raise RuntimeError("a phase marker is missing from the replica's log:\n" +
                            "\n".join(line for _, line in stamper.lines[-40:]))
-    return {"scheduling": start - t0, "dependencies": deps - start, "imports": runtime - deps,
-            "weights": ready - runtime, "first token": first_token - ready, "total": first_token - t0}
+    out = {"scheduling": start - t0, "dependencies": deps - start, "imports": runtime - deps,
+           "weights": ready - runtime, "first token": first_token - ready, "total": first_token - t0}
+    extracted = re.compile(r"extracted from .* \(([\d.]+) MiB\) in ([\d.]+) s")
+    for t, line in stamper.lines:
+        m = extracted.search(line)
+        if t >= start and m:
+            out.update({"archive MiB": float(m.group(1)), "extract s": float(m.group(2))})
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--wakes", type=int, default=2, help="timed wakes per mode (default 2)")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    ap.add_argument("--disk", type=Path, help="folder for the replicas' local disk (default: in the temp folder; "
+                    "e.g. /dev/shm to take this machine's disk out of the figures)")
     args = ap.parse_args()
 
     from aitk_tui.cloud.clients import ClientFactory
@@ -156,7 +171,9 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="aitk-cold-start-"))
     os.environ["AITK_LOCAL_BASE_LAYERS"] = str(image_layer(tmp / "image-site"))
-    os.environ["AITK_LOCAL_REPLICA_ENVS"] = str(tmp / "envs")
+    disk = Path(tempfile.mkdtemp(prefix="aitk-cold-disk-", dir=args.disk)) if args.disk else tmp / "disk"
+    os.environ["AITK_LOCAL_REPLICA_ENVS"] = str(disk / "envs")  # "before"'s pip runs on the same disk
+    os.environ["AITK_LOCAL_REPLICA_DISK"] = str(disk)
     os.environ.setdefault("AITK_TORCH_THREADS", "1")
     project = tmp / "project"
     shutil.copytree(REPO / "infra", project / "infra")
@@ -166,7 +183,7 @@ def main() -> int:
     results: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     try:
         factory = ClientFactory(cloud.endpoints, cloud.credential())
-        out = deploy(factory, "rg-cold", project)
+        out = deploy(factory, "rg-cold", project, defaultCommands=PIP_LINE)
         keys = factory.storage(out["SUBSCRIPTION_ID"]).storage_accounts.list_keys(
             "rg-cold", out["STORAGE_ACCOUNT_NAME"]).as_dict()["keys"][0]["value"]
         upload_folder(factory.share(out["STORAGE_ACCOUNT_NAME"], out["FILE_SHARE_NAME"], keys),
@@ -179,8 +196,9 @@ def main() -> int:
         wake(cloud, app_id, out["ACA_APP_ENDPOINT"], TEST_API_KEY, cloud.ca_bundle)
         for mode, cache in (("before", "0"), ("after", "1")):
             os.environ["AITK_LOCAL_DEPS_CACHE"] = cache
-            if mode == "after":  # the first start with the cache builds the keyed environment once
-                print("after: first wake builds the keyed environment (not timed)...", file=sys.stderr)
+            if mode == "after":  # the template's command; its first start builds and archives the environment
+                deploy(factory, "rg-cold", project, defaultCommands=DEPS_STEP)
+                print("after: first wake builds the environment and its archive (not timed)...", file=sys.stderr)
                 wake(cloud, app_id, out["ACA_APP_ENDPOINT"], TEST_API_KEY, cloud.ca_bundle)
             for i in range(args.wakes):
                 print(f"{mode}: wake {i + 1}/{args.wakes}...", file=sys.stderr)
@@ -189,13 +207,19 @@ def main() -> int:
         cloud.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(disk, ignore_errors=True)
 
     phases = ["scheduling", "dependencies", "imports", "weights", "first token", "total"]
     med = {m: {p: statistics.median(r[p] for r in rs) for p in phases} for m, rs in results.items()}
-    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}   wakes per mode: {args.wakes} (median)")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}   wakes per mode: {args.wakes} (median)"
+          f"   replicas' local disk: {disk}")
     print(f"{'phase':<14}{'before (s)':>12}{'after (s)':>12}")
     for p in phases:
         print(f"{p:<14}{med['before'][p]:>12.2f}{med['after'][p]:>12.2f}")
+    after = results["after"]
+    if all("extract s" in r for r in after):
+        print(f"archive on the share: {statistics.median(r['archive MiB'] for r in after):.1f} MiB, extracted to the "
+              f"local disk in {statistics.median(r['extract s'] for r in after):.2f} s (median; the deps step's figures)")
     deps_after = med["after"]["dependencies"]
     print(f"dependency phase: {med['before']['dependencies'] / max(deps_after, 1e-9):.0f}x shorter; "
           f"after {deps_after:.2f} s (goal < {GOAL_DEPS_S:.0f} s: {'met' if deps_after < GOAL_DEPS_S else 'NOT met'})")

@@ -18,9 +18,16 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import ValidationError
+if __name__ == "__main__":
+    # Before any third-party import: run in the environment the container's deps step made
+    # (inference_server/deps.py), if it made one.
+    from .deps import use_prepared_environment
 
-from .settings import DEFAULT_PORT, ConfigError, ServerSettings, check_paths, check_security
+    use_prepared_environment(sys.argv[1:])
+
+from pydantic import ValidationError  # noqa: E402
+
+from .settings import DEFAULT_PORT, ConfigError, ServerSettings, check_paths, check_security  # noqa: E402
 
 EXIT_CONFIG, EXIT_LOAD_FAILED = 2, 3
 

@@ -54,6 +54,13 @@ __all__ = ["LOCAL_SUBSCRIPTION_ID", "TEST_API_KEY", "STAND_IN_SERVER", "real_par
 STAND_IN_SERVER = textwrap.dedent('''
     import http.server, json, os, ssl, sys
 
+    try:  # as the real server's start: run in the environment the container's deps step made
+        from inference_server.deps import use_prepared_environment
+    except ImportError:
+        pass
+    else:
+        use_prepared_environment(sys.argv[1:])
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             body = json.dumps({"pid": os.getpid(), "cwd": os.getcwd(), "python": sys.executable,
@@ -131,8 +138,9 @@ def upload_stand_in(share) -> None:
         pass
     share.get_file_client("inference_server/__init__.py").upload_file(b"")
     share.get_file_client("inference_server/__main__.py").upload_file(STAND_IN_SERVER.encode())
-    share.get_file_client("inference_server/requirements.txt").upload_file(
-        (REPO_ROOT / "inference_server" / "requirements.txt").read_bytes())
+    for name in ("requirements.txt", "deps.py"):  # the container's dependency step
+        share.get_file_client(f"inference_server/{name}").upload_file(
+            (REPO_ROOT / "inference_server" / name).read_bytes())
 
 
 def pid_alive(pid: int) -> bool:
@@ -184,6 +192,22 @@ def _shared_replica_envs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
         os.environ.pop("AITK_LOCAL_REPLICA_ENVS", None)
     else:
         os.environ["AITK_LOCAL_REPLICA_ENVS"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_deps_archives(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One folder of the deps step's archives (``inference_server.deps``) for every local cloud
+    of the session, instead of each share's ``.aitk/deps``: its build is paid once. A test of
+    the share's own folder deletes ``AITK_LOCAL_DEPS_SHARE`` (monkeypatch)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "aitk-deps-archives"
+    old = os.environ.get("AITK_LOCAL_DEPS_SHARE")
+    os.environ["AITK_LOCAL_DEPS_SHARE"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("AITK_LOCAL_DEPS_SHARE", None)
+    else:
+        os.environ["AITK_LOCAL_DEPS_SHARE"] = old
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,11 @@
 - ``pip``/``pip3`` on PATH run the container's pip step for real (:mod:`.replica_deps`): in
   an environment keyed by the requirements' hash, layered on aitk's interpreter (whose torch
   stands in for the image's), reused as built while the requirements do not change.
+- The container's dependency step (``python3 -m inference_server.deps``, the template's
+  default) runs as on Azure: its local disk (``AITK_DEPS_DIR``) is a folder per app, emptied
+  at each start as a new container's disk is, and its archives live on the share
+  (``<mount>/.aitk/deps``; the host's ``AITK_LOCAL_DEPS_SHARE`` moves them, e.g. one cache for
+  a whole test session).
 - ``python``/``python3`` on PATH are shims for that environment's interpreter once a pip
   step made one, else for the local cloud's own (``python3 -m pip`` is the pip shim).
 - A ``sitecustomize`` makes ``inference_server`` importable only from the mount: a replica
@@ -17,7 +22,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
 import sys
+import threading
+import time
 from pathlib import Path
 
 from ..fsutil import atomic_write_text
@@ -113,4 +121,28 @@ def base_env(state_dir: Path, mount: Path, app_id: str = "") -> dict[str, str]:
     for name in ("AITK_LOCAL_DEPS_CACHE", "AITK_LOCAL_BASE_LAYERS"):  # replica_deps' knobs (benchmarks)
         if os.environ.get(name):
             env[name] = os.environ[name]
+    env.update(deps_env(state_dir, mount, app_id))
+    return env
+
+
+def deps_env(state_dir: Path, mount: Path, app_id: str) -> dict[str, str]:
+    """What ``inference_server.deps`` reads: the container's local disk (emptied now: each
+    start is a new container), the share's archive folder, and the knobs the benchmark turns
+    (the image's site-packages, no cache)."""
+    moved = os.environ.get("AITK_LOCAL_REPLICA_DISK")  # benchmarks/cold_start.py --disk
+    disk = (Path(moved) if moved else Path(state_dir) / "replica" / "disk") / \
+        hashlib.sha256(app_id.lower().encode()).hexdigest()[:12]
+    if disk.exists():  # the last container's disk: gone at once, deleted in the background
+        try:
+            disk.rename(disk.with_name(f"{disk.name}.old-{time.time_ns()}"))
+        except OSError:
+            shutil.rmtree(disk, ignore_errors=True)
+    old = sorted(disk.parent.glob(f"{disk.name}.old-*")) if disk.parent.is_dir() else []
+    if old:
+        threading.Thread(target=lambda: [shutil.rmtree(p, ignore_errors=True) for p in old], daemon=True).start()
+    env = {"AITK_DEPS_DIR": str(disk / "aitk-deps"),
+           "AITK_DEPS_SHARE": os.environ.get("AITK_LOCAL_DEPS_SHARE") or str(Path(mount) / ".aitk" / "deps")}
+    for host, name in (("AITK_LOCAL_BASE_LAYERS", "AITK_DEPS_BASE"), ("AITK_LOCAL_DEPS_CACHE", "AITK_DEPS_CACHE")):
+        if os.environ.get(host):
+            env[name] = os.environ[host]
     return env

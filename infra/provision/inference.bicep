@@ -164,6 +164,8 @@ resource acaApp 'Microsoft.App/containerApps@2023-11-02-preview' = {
             { name: 'AITK_PORT', value: '7860' }
             // The app runs on the GPU profile: the server refuses (one sentence) when torch sees no CUDA device.
             { name: 'AITK_REQUIRE_GPU', value: 'true' }
+            // Part of the key of the deps step's cached environment (inference_server/deps.py).
+            { name: 'AITK_CONTAINER_IMAGE', value: containerImage }
             { name: 'HF_HOME', value: '/mount/.cache/huggingface' }
             { name: 'PIP_CACHE_DIR', value: '/mount/.cache/pip' }
             { name: 'INFERENCE_API_KEY', secretRef: 'inference-api-key' }

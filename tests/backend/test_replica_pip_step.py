@@ -1,5 +1,9 @@
 """The container's pip step runs for real on the local cloud, as on Azure.
 
+Both commands: the template's (``python3 -m inference_server.deps inference_server/requirements.txt``,
+an environment archived on the share and extracted by an unchanged start) and AI Toolkit's
+plain ``pip install -r`` line (an environment cached by the local cloud).
+
 A line appended to the project's ``inference_server/requirements.txt``:
 - a package that does not exist fails the replica with pip's own error, the status says
   why, and the deploy ends unhealthy with that reason;
@@ -16,6 +20,8 @@ import hashlib
 import json
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from aitk_tui.events import Done, Failed
 from tests.backend.deploy_helpers import deploy_all, provisioned, share_dir
@@ -44,8 +50,41 @@ def _append(root: Path, *lines: str) -> None:
     req.write_text(req.read_text() + "".join(f"{line}\n" for line in lines))
 
 
+DEPS_STEP = "python3 -m inference_server.deps inference_server/requirements.txt"
+PIP_LINE = "pip install -r inference_server/requirements.txt"  # AI Toolkit's projects
+# What each command says when an unchanged requirements file skips pip, and the marker of
+# the environment the server runs in.
+SKIPPED = {DEPS_STEP: "unchanged, environment", PIP_LINE: "skipped, the requirements did not change"}
+MARKER = {DEPS_STEP: "aitk-deps.json", PIP_LINE: "aitk-env.json"}
+
+
+def _use_command(root: Path, step: str) -> None:
+    path = root / "infra" / "provision" / "inference.parameters.json"
+    doc = json.loads(path.read_text())
+    doc["parameters"]["defaultCommands"]["value"] = ["cd /mount", step, "python3 -m inference_server"]
+    path.write_text(json.dumps(doc, indent=2))
+
+
+@pytest.fixture(params=[DEPS_STEP, PIP_LINE], ids=["deps-step", "pip-line"])
+def step(request, local_project, monkeypatch) -> str:
+    """The project's dependency step; the deps step's archives on the share itself (not the
+    session's shared folder)."""
+    monkeypatch.delenv("AITK_LOCAL_DEPS_SHARE", raising=False)
+    _use_command(Path(local_project), request.param)
+    return request.param
+
+
+def test_the_template_runs_the_deps_step():
+    from tests.fixtures_local import REPO_ROOT
+
+    for path in ("infra/provision/inference.parameters.json",
+                 "aitk_tui/templates/infra/provision/inference.parameters.json"):
+        commands = json.loads((REPO_ROOT / path).read_text())["parameters"]["defaultCommands"]["value"]
+        assert commands == ["cd /mount", DEPS_STEP, "python3 -m inference_server"], path
+
+
 async def test_a_requirement_that_does_not_exist_fails_the_deploy_with_pips_error(session, local_cloud, local_project,
-                                                                                  tmp_path):
+                                                                                  tmp_path, step):
     root = Path(local_project)
     # --no-index: pip looks in the (empty) wheel folder only, so the test needs no network;
     # everything else in requirements.txt is already satisfied by the machine's packages.
@@ -75,7 +114,7 @@ _REPORTING_SERVER = STAND_IN_SERVER.replace(
 
 
 async def test_a_valid_requirement_is_installed_and_importable_in_the_replica(session, local_cloud, local_project,
-                                                                              tmp_path):
+                                                                              tmp_path, step):
     import importlib.metadata
 
     root = Path(local_project)
@@ -104,18 +143,23 @@ async def test_a_valid_requirement_is_installed_and_importable_in_the_replica(se
     import transformers
 
     assert body["transformers"] == transformers.__version__  # the machine's torch stack, as the image's
-    assert (env / "aitk-env.json").is_file()
+    assert (env / MARKER[step]).is_file()
+    archives = sorted((share_dir(local_cloud, config) / ".aitk" / "deps").glob("*.tar.gz"))
+    assert len(archives) == (1 if step == DEPS_STEP else 0)  # on the share, beside the code
 
-    # Unchanged requirements: the next start skips pip and reuses the environment.
+    # Unchanged requirements: the next start skips pip (the deps step: extracts the archive
+    # onto the new container's empty disk) and the server imports the same pinned versions.
     app = local_cloud.store.resources(full_type="Microsoft.App/containerApps")[0]
     log_path = local_cloud.log_path(app["id"])
-    before = log_path.read_text().count("skipped, the requirements did not change")
+    before = log_path.read_text().count(SKIPPED[step])
+    installs = log_path.read_text().count("Successfully installed")
     local_cloud.replicas.restart(app["id"])
-    wait_for(lambda: log_path.read_text().count("skipped, the requirements did not change") > before,
-             timeout=60, what="a start that skips pip")
-    assert wait_for(lambda: _try(report), timeout=60, what="the replica back")["prefix"] == str(env)
-    # the share's code was used (the replica's cwd is the share)
-    assert share_dir(local_cloud, config).is_dir()
+    wait_for(lambda: log_path.read_text().count(SKIPPED[step]) > before, timeout=60, what="a start that skips pip")
+    again = wait_for(lambda: _try(report), timeout=60, what="the replica back")
+    assert (again["tiny"], again["pyte"]) == ("0.1.0", "0.0.1-replica")
+    assert again["prefix"] == str(env) and log_path.read_text().count("Successfully installed") == installs
+    if step == DEPS_STEP:
+        assert f"extracted from {archives[0]}" in log_path.read_text()
 
 
 def _try(fn):

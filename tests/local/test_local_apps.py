@@ -46,8 +46,9 @@ def test_replica_runs_the_code_on_the_share_and_restarts(local_cloud, local_fact
     rev = app.latest_revision_name
     log = local_cloud.log_path(app.id)
     # no code on the share yet: the replica fails (and backs off) with a plain reason
-    # (the container's pip step runs for real: pip's own error, as on Azure)
-    wait_for(lambda: log.is_file() and "Could not open requirements file" in log.read_text(), what="the first failure")
+    # (the container's deps step runs for real, from the share, as on Azure)
+    wait_for(lambda: log.is_file() and "No module named 'inference_server' on the share" in log.read_text(),
+             what="the first failure")
     replicas = apps.container_apps_revision_replicas.list_replicas("rg1", app.name, rev).value
     assert replicas[0].containers[0].ready is False
 
@@ -55,16 +56,17 @@ def test_replica_runs_the_code_on_the_share_and_restarts(local_cloud, local_fact
     share.create_directory("inference_server")
     share.get_file_client("inference_server/__init__.py").upload_file(b"")
     share.get_file_client("inference_server/__main__.py").upload_file(STAND_IN_SERVER.encode())
-    share.get_file_client("inference_server/requirements.txt").upload_file(
-        (local_project / "inference_server" / "requirements.txt").read_bytes())
+    for name in ("requirements.txt", "deps.py"):
+        share.get_file_client(f"inference_server/{name}").upload_file(
+            (local_project / "inference_server" / name).read_bytes())
     apps.container_apps_revisions.restart_revision("rg1", app.name, rev)
     first = wait_for(lambda: _health(local_cloud, out["ACA_APP_ENDPOINT"]), what="the stand-in to serve")
     mount = local_cloud.files_root / out["STORAGE_ACCOUNT_NAME"] / out["FILE_SHARE_NAME"]
     assert first["cwd"] == str(mount)
     assert first["key"] == TEST_API_KEY
     assert first["model"] == str(mount) and first["hf_home"] == str(mount / ".cache" / "huggingface")
-    # python3 is the environment the command's pip step made, layered on aitk's interpreter
-    assert (Path(first["python"]).parents[1] / "aitk-env.json").is_file()
+    # the server runs in the environment the command's deps step made, layered on aitk's interpreter
+    assert (Path(first["python"]).parents[1] / "aitk-deps.json").is_file()
     assert Path(first["python"]).resolve() == Path(sys.executable).resolve()
 
     def ready():
@@ -92,7 +94,7 @@ def test_log_stream_with_an_auth_token(local_cloud, local_factory, local_project
     apps = local_factory.container_apps(SUB)
     app = apps.container_apps.get("rg1", out["ACA_APP_NAME"])
     log = local_cloud.log_path(app.id)
-    wait_for(lambda: log.is_file() and "Could not open requirements file" in log.read_text(), what="a log line")
+    wait_for(lambda: log.is_file() and "No module named 'inference_server' on the share" in log.read_text(), what="a log line")
     replica = apps.container_apps_revision_replicas.list_replicas("rg1", app.name, app.latest_revision_name).value[0]
     endpoint = replica.containers[0].log_stream_endpoint
     assert endpoint.startswith(local_cloud.url + "/_local/logstream/")

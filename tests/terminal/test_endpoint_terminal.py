@@ -16,7 +16,7 @@ from .harness import AitkTerminal
 def test_endpoint_tab_shows_the_replica_health_and_system_log(aitk_terminal, local_project, tmp_path):
     server = local_project / "inference_server"
     for path in server.iterdir():
-        if path.is_file() and path.name != "requirements.txt":  # the container's pip step runs it
+        if path.is_file() and path.name not in ("requirements.txt", "deps.py"):  # the container's dependency step
             path.unlink()
     (server / "__init__.py").write_text("")
     (server / "__main__.py").write_text(STAND_IN_SERVER)  # healthy in ~0.1 s, no model needed

@@ -23,7 +23,7 @@ BADGE = "End to follow"
 def _stand_in_project(root) -> None:
     server = root / "inference_server"
     for path in server.iterdir():
-        if path.is_file() and path.name != "requirements.txt":  # the container's pip step runs it
+        if path.is_file() and path.name not in ("requirements.txt", "deps.py"):  # the container's dependency step
             path.unlink()
     (server / "__init__.py").write_text("")
     (server / "__main__.py").write_text(STAND_IN_SERVER)
