@@ -248,7 +248,7 @@ def test_without_a_tar_program_the_standard_library_extracts(box, monkeypatch, c
     (archive,) = archives(box)
     if damage:
         archive.write_bytes(archive.read_bytes()[:-5000])
-    monkeypatch.setattr(deps.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     key = archive.name.removesuffix(".tar.gz")
     root = box / "disk-2" / key
     assert deps.extract(archive, root, key) is (damage is None)
