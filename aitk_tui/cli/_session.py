@@ -30,15 +30,25 @@ T = TypeVar("T")
 
 # -- running coroutines ---------------------------------------------------------------------
 def run_async(coro: Awaitable[T]) -> T:
-    """Like asyncio.run, but Ctrl-C does not wait for SDK threads still blocked in a call."""
+    """Like asyncio.run, but Ctrl-C does not wait for SDK threads still blocked in a call.
+
+    On Ctrl-C every task of the loop is cancelled and given a moment to end, not only the
+    command's own: a task it started (a log follower, a platform check) would otherwise be
+    left inside an async generator, whose forced close at shutdown printed a traceback. What
+    the loop still reports while it winds down after a Ctrl-C is not shown (one
+    "interrupted" line says it all)."""
     loop = asyncio.new_event_loop()
     task = loop.create_task(coro)  # type: ignore[arg-type]
     try:
         return loop.run_until_complete(task)
     except KeyboardInterrupt:
-        task.cancel()
+        loop.set_exception_handler(lambda _loop, _context: None)
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
         try:
-            loop.run_until_complete(asyncio.wait([task], timeout=3))
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending, timeout=3))
         except BaseException:  # noqa: BLE001 - a second Ctrl-C: leave now
             pass
         raise

@@ -186,17 +186,22 @@ def _spawn(state_dir: Path, model_path, adapter_path, timeout_s: float, op_delay
     with open(state_dir / SERVER_LOG, "ab") as logf:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,
                                 cwd=state_dir, start_new_session=True, close_fds=True)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AitkError("The local cloud did not start.", f"exit code {proc.returncode}; server log:\n"
-                            f"{_log_tail(state_dir)}")
-        data = _read(state_dir)
-        if data and data.get("pid") == proc.pid and _answering(data, state_dir, timeout_s=1.0):
-            return _info(state_dir, data)
-        time.sleep(0.05)
     from .replicas import kill_group
 
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AitkError("The local cloud did not start.", f"exit code {proc.returncode}; server log:\n"
+                                f"{_log_tail(state_dir)}")
+            data = _read(state_dir)
+            if data and data.get("pid") == proc.pid and _answering(data, state_dir, timeout_s=1.0):
+                return _info(state_dir, data)
+            time.sleep(0.05)
+    except KeyboardInterrupt:  # Ctrl+C while it starts: no half-started server is left behind
+        kill_group(proc.pid, timeout_s=2.0)
+        remove_server_record(state_dir, proc.pid)
+        raise
     kill_group(proc.pid, timeout_s=2.0)
     raise AitkError(f"The local cloud did not answer within {timeout_s:.0f} s.", f"server log:\n{_log_tail(state_dir)}")
 

@@ -200,14 +200,14 @@ def test_status_watch_redraws_until_ctrl_c(cli_cloud, local_project, local_facto
     assert len(frames) >= 2 and all(f["name"] == out["ACA_APP_NAME"] for f in frames)
     assert len({f["read_at"] for f in frames}) >= 1 and frames[-1]["provisioned"] is True
 
-    # Ctrl+C is how a watch ends: exit 0, no "interrupted"
+    # Ctrl+C ends a watch as it ends every command: exit 130, one "interrupted" line
     (Path(local_project) / "infra" / "inference.config.json").write_text(json.dumps(config.model_dump()))
 
     async def interrupted(*a, **kw):
         raise KeyboardInterrupt
     monkeypatch.setattr(cli_status, "show", interrupted)
     rc = main(["--project", str(local_project), "status", "--local", "--watch"])
-    assert rc == 0 and "interrupted" not in capsys.readouterr().err
+    assert rc == 130 and capsys.readouterr().err == "aitk: interrupted\n"
     assert main(["--project", str(local_project), "logs", "--local", "--system", "--tail", "-5", "--no-follow"]) == 0
 
 

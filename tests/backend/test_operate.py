@@ -343,6 +343,7 @@ def test_interrupted_down_says_the_deletion_goes_on(tmp_path, capsys, monkeypatc
     import aitk_tui.cli.operate as cli_operate
 
     def interrupted(project, args):
+        args.operation_sent = True  # the deletion was sent (at the question, nothing was: no hint)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli_operate, "run", interrupted)

@@ -96,3 +96,28 @@ def test_one_server_per_state_folder(make_local_cloud, state_dir):
     with pytest.raises(AitkError) as err:  # a detached server is refused the same way
         daemon.ensure_running(state_dir)
     assert "already serves" in err.value.detail
+
+
+def test_ctrl_c_while_it_starts_leaves_no_server_behind(state_dir, monkeypatch):
+    """`aitk local start` (or any `--local` command starting the cloud) interrupted while the
+    server comes up: the half-started server is stopped, not left running detached."""
+    import subprocess
+
+    started = []
+
+    class Recording(subprocess.Popen):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            started.append(self)
+
+    def ctrl_c(*a, **kw):  # the first "is it answering?" is where the Ctrl+C lands
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(daemon.subprocess, "Popen", Recording)
+    monkeypatch.setattr(daemon, "_answering", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        daemon.ensure_running(state_dir, op_delay_s=0.01)
+    assert len(started) == 1
+    assert started[0].wait(timeout=15) is not None  # before: it went on serving
+    monkeypatch.undo()
+    assert daemon.status(state_dir) is None and not (state_dir / "server.json").exists()
