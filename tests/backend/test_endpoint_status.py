@@ -279,3 +279,30 @@ def test_a_scaled_to_zero_app_is_asleep_not_failing(make_local_cloud, local_proj
     assert st.revisions[0].running_state == "ScaledToZero"
     assert _status(session, config).health == "asleep"
     assert any(ln.text.startswith("ScaledToZero:") for ln in _system_lines(session, config))
+
+
+def test_an_adapter_on_the_share_without_its_base_is_refused_not_swapped(local_cloud, local_factory, local_project,
+                                                                        session):
+    """The share holds the user's adapter but no base model at modelPath. Before: the local
+    cloud served its demo model and demo adapter instead, and said only "no base model".
+    Now the replica does not start, and the status's why says which adapter and what to do."""
+    out = deploy(local_factory, "rg-nobase", local_project, adapterPath="/mount/models/default/adapter")
+    config = _config(out, "rg-nobase")
+    share = _share(local_factory, out, "rg-nobase")
+    upload_stand_in(share)
+    for d in ("models", "models/default", "models/default/adapter"):
+        share.create_directory(d)
+    share.get_file_client("models/default/adapter/adapter_config.json").upload_file(b'{"peft_type": "LORA"}')
+    apps = local_factory.container_apps(SUB)
+    rev = apps.container_apps.get("rg-nobase", out["ACA_APP_NAME"]).latest_revision_name
+    apps.container_apps_revisions.restart_revision("rg-nobase", out["ACA_APP_NAME"], rev)
+
+    st = wait_for(lambda: (s := _status(session, config)).failure_reason and "has no base" in s.failure_reason
+                  and s, timeout=30, interval=0.3, what="a failure reason naming the adapter without its base")
+    assert st.failure_reason == (
+        "The replica keeps restarting: cannot start the replica: the adapter at /mount/models/default/adapter has "
+        "no base model: no model at /mount/model-cache/microsoft/Phi-3-mini-4k-instruct; upload it with aitk models "
+        "upload --adapter DIR --model BASE_DIR, then provision again.")
+    assert st.health != "ok"
+    log = local_cloud.log_path(apps.container_apps.get("rg-nobase", out["ACA_APP_NAME"]).id).read_text()
+    assert "demo model" not in log  # none stood in

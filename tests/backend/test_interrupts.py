@@ -149,8 +149,11 @@ def test_deploy_and_models_upload(provisioned, tmp_path):
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
     (adapter / "adapter_model.safetensors").write_bytes(os.urandom(48 << 20))
-    _interrupted(provisioned, ("models", "upload", "--adapter", str(adapter), "--local"),
-                 lambda out, err: "uploaded 1/2 files" in err)
+    base = tmp_path / "base"  # with its base: an adapter alone is refused when the share has none
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"model_type": "x"}))
+    _interrupted(provisioned, ("models", "upload", "--adapter", str(adapter), "--model", str(base), "--local"),
+                 lambda out, err: "uploaded 1/2 files" in err.rpartition("Adapter ")[2])
 
 
 def test_chat_mid_answer(provisioned):
