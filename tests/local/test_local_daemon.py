@@ -121,3 +121,55 @@ def test_ctrl_c_while_it_starts_leaves_no_server_behind(state_dir, monkeypatch):
     assert started[0].wait(timeout=15) is not None  # before: it went on serving
     monkeypatch.undo()
     assert daemon.status(state_dir) is None and not (state_dir / "server.json").exists()
+
+
+def test_a_copied_projects_record_names_not_the_original_cloud(tmp_path, local_project):
+    """A project folder copied (with its .aitk/local) while its local cloud runs: the copy's
+    server.json names the original's live server, and its cloud.json the original's replicas.
+    Before: the copy's commands said "the local cloud is still running (pid <the original's>)",
+    used the original's cloud as their own, and `aitk local stop` in the copy stopped it."""
+    import shutil
+
+    a = tmp_path / "a" / ".aitk" / "local"
+    info = daemon.ensure_running(a, op_delay_s=0.01)
+    try:
+        factory = ClientFactory(info.endpoints, LocalCredential(a))
+        out = deploy(factory, "rg1", local_project, modelPath="/mount")
+        key = factory.storage(SUB).storage_accounts.list_keys("rg1", out["STORAGE_ACCOUNT_NAME"]).as_dict()["keys"][0]["value"]
+        upload_stand_in(factory.share(out["STORAGE_ACCOUNT_NAME"], out["FILE_SHARE_NAME"], key))
+        apps = factory.container_apps(SUB)
+        app = apps.container_apps.get("rg1", out["ACA_APP_NAME"])
+        apps.container_apps_revisions.restart_revision("rg1", app.name, app.latest_revision_name)
+        replica = wait_for(lambda: _replica_pid(info, out["ACA_APP_ENDPOINT"]), what="the replica")
+
+        b = tmp_path / "b" / ".aitk" / "local"
+        shutil.copytree(a, b, ignore=shutil.ignore_patterns("files", "replica"))
+        assert json.loads((b / "server.json").read_text())["pid"] == info.pid
+        assert daemon.still_running(b) is None
+        assert daemon.status(b) is None
+        assert daemon.stop(b) is False
+        assert pid_alive(info.pid) and pid_alive(replica)  # the original's cloud and replica run on
+        assert daemon.still_running(a).startswith(f"the local cloud is still running (pid {info.pid}) with 1 model")
+    finally:
+        daemon.stop(a)
+        daemon.stop(tmp_path / "b" / ".aitk" / "local")
+
+
+def test_a_recycled_pid_is_not_named_as_the_local_cloud(state_dir):
+    """server.json names a pid that now runs another process, even one whose command line
+    looks like a local cloud of this folder: its start time is not the recorded one."""
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "aitk_tui.local", "serve",
+                              "--state-dir", str(state_dir.resolve())])
+    try:
+        state_dir.mkdir(parents=True)
+        (state_dir / "server.json").write_text(json.dumps({
+            "pid": other.pid, "url": "https://127.0.0.1:1", "ca_bundle": "/nonexistent",
+            "state_dir": str(state_dir.resolve()), "pid_start": "1"}))  # the recorded server started at boot
+        assert daemon.still_running(state_dir) is None  # before: "the local cloud is still running (pid ...)"
+        assert daemon.stop(state_dir) is False and other.poll() is None  # and it was sent SIGTERM
+    finally:
+        other.kill()
+        other.wait()
