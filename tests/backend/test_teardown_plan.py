@@ -66,3 +66,24 @@ async def test_down_all_plan_keeps_and_names_what_another_deployment_declares(se
     assert plan.keep_note == ("kept: the resource group rg-plan2 and anything in it this deployment did not create; "
                               "also kept, because another deployment declares them too: storageAccounts aaastorage1 "
                               "(finetuning)")
+
+
+async def test_down_all_plan_leaves_out_what_lies_in_another_group(session, local_cloud, local_factory, local_project):
+    """A deployment's outputResources can name a resource of another group (one whose name
+    even starts like this group's): the plan never lists it, and the rest still goes."""
+    config = _config(deploy(local_factory, "rg-plan3", local_project, **NAMES), "rg-plan3")
+    resources = local_factory.resources(SUB)
+    resources.resource_groups.create_or_update("rg-plan3x", {"location": "eastus"})
+    other = f"/subscriptions/{SUB}/resourceGroups/rg-plan3x/providers/Microsoft.OperationalInsights/workspaces/otherlog"
+    resources.resources.begin_create_or_update_by_id(
+        other, {"location": "eastus", "properties": {"sku": {"name": "PerGB2018"}}}, api_version="2022-10-01").result()
+    record = local_cloud.store.deployment(SUB, "rg-plan3", "aitk-inference")
+    local_cloud.store.update_deployment(SUB, "rg-plan3", "aitk-inference",
+                                        output_resources=[*record["output_resources"], {"id": other}])
+
+    plan = await session.teardown_plan(config, everything=True)
+    assert "otherlog" not in str(plan)
+    assert _rows(plan.delete) == [("Microsoft.App/containerApps", "zzapp"),
+                                  ("Microsoft.App/managedEnvironments", "mmenv"),
+                                  ("Microsoft.OperationalInsights/workspaces", "bblog1"),
+                                  ("Microsoft.Storage/storageAccounts", "aaastorage1")]
