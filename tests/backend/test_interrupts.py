@@ -213,3 +213,22 @@ def test_no_answer_is_not_a_yes(provisioned):
         assert "aitk: error: No answer: the input ended before the question was answered, so nothing was changed." \
             in err and "Traceback" not in err
     assert json.loads((project / "infra/inference.config.json").read_text())["ACA_APP_NAME"]  # still provisioned
+
+
+def test_params_set_interrupted_while_writing_keeps_the_file_whole(local_project, capsys, monkeypatch):
+    """`aitk params set` runs in a blink; a Ctrl+C can still land while it writes: the file
+    stays as it was (no half file, no temp file left) and the command exits 130."""
+    from aitk_tui.cli import main
+
+    path = Path(local_project) / "infra/provision/inference.parameters.json"
+    before = path.read_bytes()
+
+    def ctrl_c(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", ctrl_c)
+    rc = main(["--project", str(local_project), "params", "set", "maximumInstanceCount=3"])
+    assert rc == 130 and capsys.readouterr().err == "aitk: interrupted\n"
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["inference.bicep", "inference.json",
+                                                            "inference.parameters.json"]
