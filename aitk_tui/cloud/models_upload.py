@@ -234,11 +234,8 @@ def _missing_base(session: "OperationContext", share: Any) -> str | None:
     template's default) when the share has no ``config.json`` there; None when it has, or
     when that cannot be told (a path off the share, an unreadable parameters file, a local
     cloud started with ``--model``, which serves that model whatever the share holds)."""
-    if session.endpoints.is_local:
-        from ..local.daemon import served_model
-
-        if served_model(session.project.local_cloud_dir):
-            return None
+    if session.served_model:
+        return None
     try:
         model_path = _load_parameters(session).effective("modelPath")
     except AitkError:

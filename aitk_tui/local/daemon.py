@@ -163,13 +163,6 @@ def status(state_dir: Path | str) -> LocalCloudInfo | None:
     return _info(state_dir, data) if _answering(data, state_dir) else None
 
 
-def served_model(state_dir: Path | str) -> str | None:
-    """The base model folder the state folder's server was started with (``--model``; it
-    serves that whatever the share holds), or None. Reads its record only."""
-    data = _read(Path(state_dir).resolve())
-    return (data or {}).get("model_path") or None
-
-
 def _log_tail(state_dir: Path, lines: int = 15) -> str:
     try:
         return "\n".join((state_dir / SERVER_LOG).read_text(errors="replace").splitlines()[-lines:])
