@@ -395,3 +395,13 @@ def test_cli_says_why_an_adapter_alone_is_refused(cli_cloud, local_factory, loca
     assert rc == 2 and out == ""
     assert err.startswith("aitk: error: The share has no base model at /mount/model-cache/microsoft/"
                           "Phi-3-mini-4k-instruct, so the adapter would not be served; nothing was uploaded.")
+
+
+async def test_a_local_cloud_serving_its_own_model_takes_an_adapter_alone(session, local_factory, tmp_path):
+    """`aitk --local --model DIR`: every replica serves that model whatever the share holds."""
+    make_share(local_factory, "acctnobase3", SHARE, GROUP)
+    config = InferenceConfig(SUBSCRIPTION_ID=SUB, RESOURCE_GROUP_NAME=GROUP, STORAGE_ACCOUNT_NAME="acctnobase3",
+                             FILE_SHARE_NAME=SHARE, ACA_APP_NAME="aiacaappx", ACA_APP_ENDPOINT="127.0.0.1:1")
+    session.served_model = str(tmp_path / "model")
+    events = await _run(session, config, UploadRequest.checked(_adapter(tmp_path)))
+    assert isinstance(events[-1], Done), events[-1]
