@@ -173,3 +173,36 @@ def test_a_recycled_pid_is_not_named_as_the_local_cloud(state_dir):
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_still_running_note_names_the_live_cloud_and_how_to_stop_it(tmp_path, capsys):
+    """The note a `--local` command prints as it exits, fast (a stand-in process with the
+    server's command line, no server): the live cloud's pid and a stop command that works for
+    a project path with a space; nothing once that process is gone (and none for `local`)."""
+    import argparse
+    import subprocess
+    import sys
+
+    from aitk_tui.cli import _still_running_notice
+    from aitk_tui.local.processes import proc_start_time
+
+    root = tmp_path / "my project"
+    state = (root / ".aitk" / "local").resolve()
+    state.mkdir(parents=True)
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "aitk_tui.local",
+                                 "serve", "--state-dir", str(state)])
+    try:
+        started = wait_for(lambda: proc_start_time(stand_in.pid), what="the stand-in's start time")
+        (state / "server.json").write_text(json.dumps({"pid": stand_in.pid, "url": "https://127.0.0.1:1",
+                                                       "ca_bundle": "/nonexistent", "state_dir": str(state),
+                                                       "pid_start": started}))
+        _still_running_notice(argparse.Namespace(local=True, command="deploy", project=root))
+        assert capsys.readouterr().err == (f"aitk: note: the local cloud is still running (pid {stand_in.pid}); "
+                                           f"stop it with: aitk local stop --project '{root}'\n")
+        _still_running_notice(argparse.Namespace(local=True, command="local", project=root))
+        assert capsys.readouterr().err == ""  # `aitk local ...` says what it did itself
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    _still_running_notice(argparse.Namespace(local=True, command="deploy", project=root))
+    assert capsys.readouterr().err == ""
