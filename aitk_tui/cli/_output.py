@@ -62,7 +62,7 @@ class NoAnswer(AitkError):
 
     def __init__(self) -> None:
         super().__init__("No answer: the input ended before the question was answered, so nothing was changed.",
-                         "answer y (or type the name asked for), or pass --yes")
+                         "answer y, or type the name asked for; or pass --yes")
 
 
 def operation_sent(args: Any) -> None:

@@ -91,7 +91,12 @@ def _is_local_cloud(pid: int, state_dir: Path | None = None) -> bool:
     if state_dir is None:
         return True
     given = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--state-dir"), None)
-    return given is not None and Path(given) == state_dir
+    if given is None:
+        return False
+    try:  # a server started by hand with a relative --state-dir: relative to its own folder
+        return (Path(os.readlink(f"/proc/{pid}/cwd")) / given).resolve() == state_dir
+    except OSError:
+        return Path(given) == state_dir
 
 
 def _is_ours(state_dir: Path, data: dict) -> bool:

@@ -164,6 +164,7 @@ def test_a_recycled_pid_is_not_named_as_the_local_cloud(state_dir):
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "aitk_tui.local", "serve",
                               "--state-dir", str(state_dir.resolve())])
     try:
+        wait_for(lambda: b"serve" in Path(f"/proc/{other.pid}/cmdline").read_bytes(), what="its exec")
         state_dir.mkdir(parents=True)
         (state_dir / "server.json").write_text(json.dumps({
             "pid": other.pid, "url": "https://127.0.0.1:1", "ca_bundle": "/nonexistent",
@@ -192,7 +193,8 @@ def test_the_still_running_note_names_the_live_cloud_and_how_to_stop_it(tmp_path
     stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "aitk_tui.local",
                                  "serve", "--state-dir", str(state)])
     try:
-        started = wait_for(lambda: proc_start_time(stand_in.pid), what="the stand-in's start time")
+        wait_for(lambda: b"serve" in Path(f"/proc/{stand_in.pid}/cmdline").read_bytes(), what="its exec")
+        started = proc_start_time(stand_in.pid)
         (state / "server.json").write_text(json.dumps({"pid": stand_in.pid, "url": "https://127.0.0.1:1",
                                                        "ca_bundle": "/nonexistent", "state_dir": str(state),
                                                        "pid_start": started}))
@@ -206,3 +208,29 @@ def test_the_still_running_note_names_the_live_cloud_and_how_to_stop_it(tmp_path
         stand_in.wait()
     _still_running_notice(argparse.Namespace(local=True, command="deploy", project=root))
     assert capsys.readouterr().err == ""
+
+
+def test_a_server_started_by_hand_with_a_relative_state_dir_is_still_ours(tmp_path):
+    """`python -m aitk_tui.local serve --state-dir .aitk/local` from the project: its command
+    line names the folder relative to its own working folder."""
+    import subprocess
+    import sys
+
+    from aitk_tui.local.processes import proc_start_time
+
+    root = tmp_path / "p"
+    state = (root / ".aitk" / "local").resolve()
+    state.mkdir(parents=True)
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "aitk_tui.local",
+                                 "serve", "--state-dir", ".aitk/local"], cwd=root)
+    try:
+        wait_for(lambda: b"serve" in Path(f"/proc/{stand_in.pid}/cmdline").read_bytes(), what="its exec")
+        started = proc_start_time(stand_in.pid)
+        (state / "server.json").write_text(json.dumps({"pid": stand_in.pid, "url": "https://127.0.0.1:1",
+                                                       "ca_bundle": "/nonexistent", "state_dir": str(state),
+                                                       "pid_start": started}))
+        assert daemon.still_running(state) == f"the local cloud is still running (pid {stand_in.pid})"
+        assert daemon.still_running(tmp_path / "other" / ".aitk" / "local") is None
+    finally:
+        stand_in.kill()
+        stand_in.wait()
