@@ -32,9 +32,11 @@ T = TypeVar("T")
 def run_async(coro: Awaitable[T]) -> T:
     """Like asyncio.run, but Ctrl-C does not wait for SDK threads still blocked in a call.
 
-    On Ctrl-C every task of the loop is cancelled and given a moment to end, not only the
-    command's own: a task it started (a log follower, a platform check) would otherwise be
-    left inside an async generator, whose forced close at shutdown printed a traceback. What
+    On Ctrl-C the command's task is cancelled and given a moment to wind down (an upload
+    records the files that finished); then every task still left is cancelled too: a task it
+    started (a log follower, a platform check) would otherwise stay inside an async
+    generator, whose forced close at shutdown printed a traceback. (Not all at once: a
+    thread's task cancelled first would let the command stop waiting for that thread.) What
     the loop still reports while it winds down after a Ctrl-C is not shown (one
     "interrupted" line says it all)."""
     loop = asyncio.new_event_loop()
@@ -43,12 +45,14 @@ def run_async(coro: Awaitable[T]) -> T:
         return loop.run_until_complete(task)
     except KeyboardInterrupt:
         loop.set_exception_handler(lambda _loop, _context: None)
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for t in pending:
-            t.cancel()
         try:
-            if pending:
-                loop.run_until_complete(asyncio.wait(pending, timeout=3))
+            task.cancel()
+            loop.run_until_complete(asyncio.wait([task], timeout=3))
+            rest = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in rest:
+                t.cancel()
+            if rest:
+                loop.run_until_complete(asyncio.wait(rest, timeout=1))
         except BaseException:  # noqa: BLE001 - a second Ctrl-C: leave now
             pass
         raise

@@ -90,6 +90,22 @@ def provisioned(tmp_path_factory) -> Iterator[tuple[Path, dict[str, str]]]:
         daemon.stop(project / ".aitk" / "local")
 
 
+def _inject(project: Path, **fault) -> None:
+    """A fault of the running local cloud (``aitk_tui.local.faults``), through its admin route."""
+    import urllib.request
+
+    from aitk_tui.endpoints import tls_verify
+    from aitk_tui.local.credential import issue_token, load_key
+
+    state = project / ".aitk" / "local"
+    data = json.loads((state / "server.json").read_text())
+    token, _ = issue_token(load_key(state), lifetime_s=60)
+    req = urllib.request.Request(data["url"] + "/_local/faults", data=json.dumps(fault).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=tls_verify(data["ca_bundle"]), timeout=10) as r:
+        assert r.status == 201
+
+
 def _files(project: Path) -> dict[str, bytes]:
     return {name: (project / name).read_bytes() for name in WATCHED}
 
@@ -143,17 +159,28 @@ def test_a_question_interrupted_sent_nothing_and_says_nothing_was_sent(provision
         assert err.endswith("\naitk: interrupted\n") or "\naitk: interrupted\naitk: note:" in err, err
 
 
-def test_deploy_and_models_upload(provisioned, tmp_path):
+def test_deploy_and_models_upload_which_resumes_with_what_did_not_finish(provisioned, tmp_path):
+    """Before: after a Ctrl+C the upload recorded nothing (the file in flight ran on past the
+    moment the command left, and all its tasks were cancelled at once), so it sent all again."""
     _interrupted(provisioned, ("deploy", "--local"), lambda out, err: "uploaded" in err or "Restarted" in err)
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
     (adapter / "adapter_model.safetensors").write_bytes(os.urandom(48 << 20))
+    # Its 12 ranges slowed down (1 s each, 4 at a time): the Ctrl+C lands with seconds of it to go.
+    _inject(provisioned[0], kind="latency", count=12, path_contains="adapter_model", delay_s=1.0)
     base = tmp_path / "base"  # with its base: an adapter alone is refused when the share has none
     base.mkdir()
     (base / "config.json").write_text(json.dumps({"model_type": "x"}))
-    _interrupted(provisioned, ("models", "upload", "--adapter", str(adapter), "--model", str(base), "--local"),
-                 lambda out, err: "uploaded 1/2 files" in err.rpartition("Adapter ")[2])
+    args = ("models", "upload", "--adapter", str(adapter), "--model", str(base), "--local")
+    _interrupted(provisioned, args, lambda out, err: "uploaded 1/2 files" in err.rpartition("Adapter ")[2])
+    project, env = provisioned  # run again: what finished before the Ctrl+C is not sent again
+    r = subprocess.run([sys.executable, "-m", "aitk_tui", *args], cwd=project, env=env, capture_output=True,
+                       text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    base_part, _, adapter_part = r.stderr.partition("Adapter ")
+    assert "uploaded 0 files (0 B), 1 unchanged" in base_part, r.stderr  # the base had finished
+    assert "1 to upload" in adapter_part and "1 unchanged" in adapter_part, r.stderr  # and one adapter file
 
 
 def test_chat_mid_answer(provisioned):
@@ -232,3 +259,27 @@ def test_params_set_interrupted_while_writing_keeps_the_file_whole(local_project
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["inference.bicep", "inference.json",
                                                             "inference.parameters.json"]
+
+
+def test_a_progress_line_is_written_whole_with_its_newline():
+    """A Ctrl+C lands between two writes: print() writes the text and its newline apart, and
+    one landing between them glued "aitk: interrupted" to "uploaded 1/27 files (…, 10%)"."""
+    from aitk_tui.cli._printer import EventPrinter
+    from aitk_tui.events import Info, UploadProgress
+
+    class Writes:
+        def __init__(self) -> None:
+            self.writes: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    err = Writes()
+    printer = EventPrinter(err=err, out=Writes())
+    printer(Info("27 to upload"))
+    printer(UploadProgress("a", 1, 27, 10, 100))
+    assert err.writes == ["27 to upload\n", "  uploaded 1/27 files (10 B of 100 B, 10%)\n"]
