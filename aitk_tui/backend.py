@@ -157,8 +157,10 @@ async def open_session(project: Project, *, local: bool = False, auth: str = "au
         except Exception as e:  # noqa: BLE001 - one sentence for the user
             raise AitkError("The local cloud could not be started.", f"{type(e).__name__}: {e}") from None
         state_dir = getattr(info, "state_dir", None) or project.local_cloud_dir
-        return CloudSession(project, tune_for_local(info.endpoints), LocalCredential(state_dir), method="local",
-                            prompt_sink=prompt_sink)
+        session = CloudSession(project, tune_for_local(info.endpoints), LocalCredential(state_dir), method="local",
+                               prompt_sink=prompt_sink)
+        session.served_model = getattr(info, "model_path", None)
+        return session
     from .cloud import auth as _auth
     from .cloud.clients import ClientFactory
     from .endpoints import AZURE

@@ -177,11 +177,10 @@ def _main(argv: list[str] | None, args_seen: list[argparse.Namespace]) -> int:
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
-        # Ctrl+C is how `aitk status --watch` ends: not an interruption, exit 0.
-        watching = getattr(args, "command", None) == "status" and getattr(args, "watch", None) is not None
-        code = EXIT_OK if watching else EXIT_INTERRUPTED
-        if not watching:
-            err_line("interrupted" + _interrupt_hint(args))
+        # Every command ends the same way, `status --watch` and `logs` included (as `tail -f`
+        # does): exit 130 and one line, so that a script can tell Ctrl+C from success.
+        code = EXIT_INTERRUPTED
+        err_line("interrupted" + _interrupt_hint(args))
         if console:  # don't wait for SDK threads (a device-code wait, a poller) at exit
             _still_running_notice(args)
             sys.stdout.flush()
@@ -207,6 +206,10 @@ def _main(argv: list[str] | None, args_seen: list[argparse.Namespace]) -> int:
 
 
 def _interrupt_hint(args: argparse.Namespace) -> str:
+    """What goes on in Azure after a Ctrl+C: only once the command sent its change there
+    (``_output.operation_sent``); at the question, nothing was sent."""
+    if not getattr(args, "operation_sent", False):
+        return ""
     if getattr(args, "command", None) == "provision" and not getattr(args, "what_if", False):
         return " (a submitted deployment continues in Azure; run `aitk provision` again to follow it)"
     if getattr(args, "command", None) == "down":

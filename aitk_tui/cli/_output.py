@@ -4,6 +4,12 @@ Conventions: progress goes to stderr as readable lines, results to stdout (``--j
 where the result is a list); exit 0 ok, 1 the operation failed, 2 usage or config error,
 130 interrupted. Every error is one line: ``aitk: error: <sentence> (<detail>)``.
 
+Ctrl+C (SIGINT) ends every command the same way, ``status --watch`` and ``logs`` included:
+exit 130 and one line, ``aitk: interrupted`` (plus what goes on in Azure, once something
+was sent there: :func:`operation_sent`). A question (:func:`ask`, :func:`confirm`) that gets
+no answer because its input ended (Ctrl+D, a closed stdin) is not a yes: :class:`NoAnswer`,
+exit 1, as a declined one.
+
 Standard library only (every ``aitk`` run imports this).
 """
 
@@ -51,17 +57,41 @@ def err_line(text: str) -> None:
     print(f"aitk: {text}", file=sys.stderr, flush=True)
 
 
+class NoAnswer(AitkError):
+    """The input ended (Ctrl+D, a closed stdin) before a question was answered (exit 1)."""
+
+    def __init__(self) -> None:
+        super().__init__("No answer: the input ended before the question was answered, so nothing was changed.",
+                         "answer y, or type the name asked for; or pass --yes")
+
+
+def operation_sent(args: Any) -> None:
+    """From here on the command has sent (or is sending) its change to Azure: a Ctrl+C then
+    says that the change goes on there (before it, nothing was sent, and it says nothing)."""
+    args.operation_sent = True
+
+
+def _answer(prompt: str) -> str:
+    print(prompt, end="", file=sys.stderr, flush=True)
+    try:
+        line = sys.stdin.readline()
+    except KeyboardInterrupt:
+        print(file=sys.stderr, flush=True)  # "aitk: interrupted" on a line of its own, not after the question
+        raise
+    if not line:
+        print(file=sys.stderr, flush=True)
+        raise NoAnswer()
+    return line.strip()
+
+
 def ask(question: str) -> bool:
-    print(question + " [y/N] ", end="", file=sys.stderr, flush=True)
-    answer = sys.stdin.readline()
-    return answer.strip().lower() in ("y", "yes")
+    return _answer(question + " [y/N] ").lower() in ("y", "yes")
 
 
 def confirm(question: str, expected: str | None = None) -> bool:
     if expected is None:
         return ask(question)
-    print(f"{question} Type {expected} to confirm: ", end="", file=sys.stderr, flush=True)
-    return sys.stdin.readline().strip() == expected
+    return _answer(f"{question} Type {expected} to confirm: ") == expected
 
 
 def print_json(data: Any) -> None:

@@ -43,7 +43,10 @@ class EventPrinter:
             self._waking.close()
 
     def _line(self, text: str) -> None:
-        print(redact(text), file=self.err, flush=True)
+        # One write with its newline (print writes the two apart): a Ctrl+C between them left
+        # the line open, and "aitk: interrupted" was glued to "uploaded 1/27 files (…, 10%)".
+        self.err.write(redact(text) + "\n")
+        self.err.flush()
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Info):

@@ -30,15 +30,29 @@ T = TypeVar("T")
 
 # -- running coroutines ---------------------------------------------------------------------
 def run_async(coro: Awaitable[T]) -> T:
-    """Like asyncio.run, but Ctrl-C does not wait for SDK threads still blocked in a call."""
+    """Like asyncio.run, but Ctrl-C does not wait for SDK threads still blocked in a call.
+
+    On Ctrl-C the command's task is cancelled and given a moment to wind down (an upload
+    records the files that finished); then every task still left is cancelled too: a task it
+    started (a log follower, a platform check) would otherwise stay inside an async
+    generator, whose forced close at shutdown printed a traceback. (Not all at once: a
+    thread's task cancelled first would let the command stop waiting for that thread.) What
+    the loop still reports while it winds down after a Ctrl-C is not shown (one
+    "interrupted" line says it all)."""
     loop = asyncio.new_event_loop()
     task = loop.create_task(coro)  # type: ignore[arg-type]
     try:
         return loop.run_until_complete(task)
     except KeyboardInterrupt:
-        task.cancel()
+        loop.set_exception_handler(lambda _loop, _context: None)
         try:
+            task.cancel()
             loop.run_until_complete(asyncio.wait([task], timeout=3))
+            rest = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in rest:
+                t.cancel()
+            if rest:
+                loop.run_until_complete(asyncio.wait(rest, timeout=1))
         except BaseException:  # noqa: BLE001 - a second Ctrl-C: leave now
             pass
         raise

@@ -108,6 +108,11 @@ async def stream_chat(endpoint: str, api_key: str, verify: Any, args: argparse.N
                 if getattr(item, "tokens_per_s", None):
                     stats.append(f"{item.tokens_per_s:.1f} tokens/s")
                 print(f"  ({', '.join(stats)})", file=sys.stderr)
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl+C mid-answer: "interrupted" on its own line
+        if wrote:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        raise
     except ChatError as e:
         if wrote:
             sys.stdout.write("\n")

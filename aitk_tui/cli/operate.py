@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._output import EXIT_FAILED, EXIT_OK, UsageError, confirm
+from ._output import EXIT_FAILED, EXIT_OK, UsageError, confirm, operation_sent
 from ._printer import EventPrinter, drive, drive_for, not_provisioned, scale_json, scale_lines
 from ._session import azure_config, run_in_session
 
@@ -113,5 +113,6 @@ async def _down(session: Any, args: argparse.Namespace, printer: Any, config: "I
         if not asked:  # a declined or mistyped confirmation: the command did not do its work
             print("Nothing was deleted.", file=sys.stderr)
             return EXIT_FAILED
+    operation_sent(args)
     await drive(session.tear_down(config, plan), printer)
     return EXIT_OK

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._output import EXIT_OK, UsageError, ask
+from ._output import EXIT_FAILED, EXIT_OK, UsageError, ask, operation_sent
 from ._printer import EventPrinter, drive, drive_for
 from ._session import resolve_subscription, run_in_session
 
@@ -51,9 +51,10 @@ async def provision(session: "Backend", args: argparse.Namespace, printer: Event
         _print_cost_estimate(session, params)
         if args.what_if:
             return EXIT_OK
-        if not ask(f"Provision these resources in {rg}?"):
+        if not ask(f"Provision these resources in {rg}?"):  # declined: the command did not do its work
             print("Nothing was changed.", file=sys.stderr)
-            return EXIT_OK
+            return EXIT_FAILED
+    operation_sent(args)
     await drive(session.provision(sub, rg, params), printer)
     return EXIT_OK
 

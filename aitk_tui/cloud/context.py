@@ -26,6 +26,7 @@ class OperationContext(Protocol):
     health_timeout_s: float
     health_interval_s: float
     poll_interval_s: float
+    served_model: str | None  # a local cloud started with --model serves it, whatever the share holds
 
     async def storage_key(self, subscription_id: str, resource_group: str, account: str) -> str: ...
 

@@ -269,11 +269,17 @@ def sync_folder(share: Any, root: Path, folder: str = "inference_server", *, wor
 
     def in_file(f: LocalFile) -> Callable[[int, int | None], None]:
         def hook(current: int, _total: int | None) -> None:
+            if cancel is not None and cancel.is_set():
+                # Stopped (Ctrl-C, Esc): a large file in flight ends at its next range, so the
+                # files that did finish are recorded at once, not after this one's last range.
+                raise Cancelled()
+            if on_progress is None:
+                return
             with lock:
                 partial[f.rel] = min(int(current), f.size)
                 event = UploadProgress(f.rel, done["files"], len(plan.upload),
                                        done["bytes"] + sum(partial.values()), total_bytes, partial=True)
-            if on_progress is not None and current < f.size:
+            if current < f.size:
                 on_progress(event)
         return hook
 
@@ -283,9 +289,11 @@ def sync_folder(share: Any, root: Path, folder: str = "inference_server", *, wor
         try:
             if f.size > range_size:  # several ranges: in parallel, and progress inside the file
                 _upload_one(share, f, concurrency=file_concurrency,
-                            progress=in_file(f) if on_progress is not None else None)
+                            progress=in_file(f) if on_progress is not None or cancel is not None else None)
             else:
                 _upload_one(share, f)
+        except Cancelled:
+            raise
         except Exception as e:  # noqa: BLE001 - name the file: "parent path does not exist" alone helps nobody
             raise describe(e, f"upload {f.rel} to file share {getattr(share, 'share_name', '')}".rstrip()) from None
         with lock:

@@ -229,6 +229,31 @@ def apply_parameters(doc: "ParametersDocument", request: UploadRequest) -> tuple
     return tuple(changes)
 
 
+def _missing_base(session: "OperationContext", share: Any) -> str | None:
+    """The ``/mount`` path of the base model the parameters name (``modelPath``, else the
+    template's default) when the share has no ``config.json`` there; None when it has, or
+    when that cannot be told (a path off the share, an unreadable parameters file, a local
+    cloud started with ``--model``, which serves that model whatever the share holds)."""
+    if session.served_model:
+        return None
+    try:
+        model_path = _load_parameters(session).effective("modelPath")
+    except AitkError:
+        return None
+    if not isinstance(model_path, str) or not model_path.startswith(MOUNT + "/"):
+        return None
+    rel = "/".join(p for p in model_path[len(MOUNT):].split("/") if p)
+    if not rel or any(component_problem(part) for part in rel.split("/")):
+        return None
+    try:
+        share.get_file_client(f"{rel}/config.json").get_file_properties()
+    except Exception as e:  # noqa: BLE001
+        if is_not_found(e):
+            return model_path.rstrip("/")
+        raise
+    return None
+
+
 def _show(value: Any) -> str:
     import json
 
@@ -254,6 +279,13 @@ async def upload(session: "OperationContext", config: InferenceConfig, request: 
                                         config.STORAGE_ACCOUNT_NAME)
         share = session.factory.share(config.STORAGE_ACCOUNT_NAME, config.FILE_SHARE_NAME, key,
                                       **(share_options or {}))
+        if request.model is None:  # an adapter alone is served only on a base the share already holds
+            missing = await asyncio.to_thread(_missing_base, session, share)
+            if missing is not None:
+                raise InputError(f"The share has no base model at {missing}, so the adapter would not be served; "
+                                 "nothing was uploaded.",
+                                 "upload its base too: aitk models upload --adapter DIR --model BASE_DIR; or, if "
+                                 "the base is elsewhere on the share, aitk params set modelPath=/mount/PATH first")
     except AitkError as e:
         yield failed_event(e)  # a file to fix is a usage problem (the CLI exits 2), like a bad folder
         return

@@ -64,6 +64,9 @@ class CloudSession:
         self.health_timeout_s = LOCAL_HEALTH_TIMEOUT_S if endpoints.is_local else AZURE_HEALTH_TIMEOUT_S
         self.health_interval_s = 0.5 if endpoints.is_local else 5.0
         self.poll_interval_s = 0.2 if endpoints.is_local else 3.0
+        # The base model a local cloud started with --model serves in every replica, whatever
+        # the share holds (set by aitk_tui.backend.open_session); None on Azure.
+        self.served_model: str | None = None
         self._identity: Identity | None = None
         self._storage_keys: dict[tuple[str, str, str], str] = {}
         self._prompt_queue: asyncio.Queue[str] | None = None

@@ -22,6 +22,7 @@ from ..fsutil import atomic_write_json
 
 def _serve(args: argparse.Namespace) -> int:
     from . import daemon
+    from .processes import proc_start_time
     from .server import LocalCloud
 
     state_dir = Path(args.state_dir).resolve()
@@ -46,7 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
         atomic_write_json(state_dir / daemon.SERVER_JSON, {
             "pid": os.getpid(), "url": cloud.url, "ca_bundle": cloud.ca_bundle, "state_dir": str(state_dir),
             "model_path": str(cloud.model_path or ""), "adapter_path": str(cloud.adapter_path or ""),
-            "started": time.time()})
+            "started": time.time(), "pid_start": proc_start_time(os.getpid())})
         daemon.register(state_dir, os.getpid(), cloud.url)  # for `aitk local stop --all`
         print(f"local cloud serving {cloud.url} (pid {os.getpid()}); CA: {cloud.ca_bundle}", file=sys.stderr, flush=True)
         done.wait()

@@ -74,17 +74,47 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _is_local_cloud(pid: int) -> bool:
-    """Whether ``pid`` runs ``python -m aitk_tui.local`` (never signal a recycled pid)."""
+def _is_local_cloud(pid: int, state_dir: Path | None = None) -> bool:
+    """Whether ``pid`` runs ``python -m aitk_tui.local`` (never signal a recycled pid), and,
+    given ``state_dir``, serves that state folder (``--state-dir DIR``), not another one."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         try:
-            cmdline = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True,
-                                     timeout=5).stdout
+            line = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True,
+                                  timeout=5).stdout
         except (OSError, subprocess.SubprocessError):
             return False
-    return "aitk_tui.local" in cmdline
+        return "aitk_tui.local" in line and (state_dir is None or str(state_dir) in line)
+    if "aitk_tui.local" not in args:
+        return False
+    if state_dir is None:
+        return True
+    given = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--state-dir"), None)
+    if given is None:
+        return False
+    try:  # a server started by hand with a relative --state-dir: relative to its own folder
+        return (Path(os.readlink(f"/proc/{pid}/cwd")) / given).resolve() == state_dir
+    except OSError:
+        return Path(given) == state_dir
+
+
+def _is_ours(state_dir: Path, data: dict) -> bool:
+    """Whether the server ``state_dir``'s record names is this folder's own, alive: not a dead
+    one, not a recycled pid (another start time than recorded), not the server of the folder
+    the record was copied from (a copied project, or a folder from another machine)."""
+    from .processes import proc_start_time
+
+    pid = int(data["pid"])
+    if not _alive(pid):
+        return False
+    recorded = data.get("state_dir")
+    if isinstance(recorded, str) and Path(recorded) != state_dir:
+        return False
+    started = data.get("pid_start")
+    if started is not None and proc_start_time(pid) not in (None, started):
+        return False
+    return _is_local_cloud(pid, state_dir)
 
 
 def _answering(data: dict, state_dir: Path, timeout_s: float = 2.0) -> bool:
@@ -132,8 +162,8 @@ def status(state_dir: Path | str) -> LocalCloudInfo | None:
     data = _read(state_dir)
     if data is None:
         return None
-    if not _alive(int(data["pid"])):
-        remove_server_record(state_dir, data["pid"])
+    if not _is_ours(state_dir, data):
+        remove_server_record(state_dir, data["pid"])  # dead, or another folder's: stale here
         return None
     return _info(state_dir, data) if _answering(data, state_dir) else None
 
@@ -166,7 +196,7 @@ def ensure_running(state_dir: Path | str, *, model_path: Path | str | None = Non
         if info is not None:  # serving another model: restart with the one asked for
             _stop_locked(state_dir)
         data = _read(state_dir)
-        if data and _alive(int(data["pid"])) and _is_local_cloud(int(data["pid"])):
+        if data and _is_ours(state_dir, data):
             _stop_locked(state_dir)  # alive but not answering: a hung server of ours
         (state_dir / SERVER_JSON).unlink(missing_ok=True)
         return _spawn(state_dir, model_path, adapter_path, timeout_s, op_delay_s)
@@ -186,17 +216,22 @@ def _spawn(state_dir: Path, model_path, adapter_path, timeout_s: float, op_delay
     with open(state_dir / SERVER_LOG, "ab") as logf:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,
                                 cwd=state_dir, start_new_session=True, close_fds=True)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AitkError("The local cloud did not start.", f"exit code {proc.returncode}; server log:\n"
-                            f"{_log_tail(state_dir)}")
-        data = _read(state_dir)
-        if data and data.get("pid") == proc.pid and _answering(data, state_dir, timeout_s=1.0):
-            return _info(state_dir, data)
-        time.sleep(0.05)
     from .processes import kill_group
 
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AitkError("The local cloud did not start.", f"exit code {proc.returncode}; server log:\n"
+                                f"{_log_tail(state_dir)}")
+            data = _read(state_dir)
+            if data and data.get("pid") == proc.pid and _answering(data, state_dir, timeout_s=1.0):
+                return _info(state_dir, data)
+            time.sleep(0.05)
+    except KeyboardInterrupt:  # Ctrl+C while it starts: no half-started server is left behind
+        kill_group(proc.pid, timeout_s=2.0)
+        remove_server_record(state_dir, proc.pid)
+        raise
     kill_group(proc.pid, timeout_s=2.0)
     raise AitkError(f"The local cloud did not answer within {timeout_s:.0f} s.", f"server log:\n{_log_tail(state_dir)}")
 
@@ -204,7 +239,7 @@ def _spawn(state_dir: Path, model_path, adapter_path, timeout_s: float, op_delay
 def _stop_locked(state_dir: Path, timeout_s: float = 10.0) -> bool:
     stopped = False
     data = _read(state_dir)
-    if data and _alive(int(data["pid"])) and _is_local_cloud(int(data["pid"])):
+    if data and _is_ours(state_dir, data):
         pid = int(data["pid"])
         for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 3.0)):
             with contextlib.suppress(ProcessLookupError):
@@ -296,7 +331,7 @@ def still_running(state_dir: Path | str) -> str | None:
     """
     state_dir = Path(state_dir).resolve()
     data = _read(state_dir)
-    if data is None or not _alive(int(data["pid"])) or not _is_local_cloud(int(data["pid"])):
+    if data is None or not _is_ours(state_dir, data):
         return None
     text = f"the local cloud is still running (pid {data['pid']})"
     replicas = _live_replicas(state_dir)

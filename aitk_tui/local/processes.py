@@ -71,12 +71,25 @@ def kill_group(pid: int, start_time: str | None = None, timeout_s: float = 5.0) 
     return not _group_running(pid)
 
 
+def runs_in(pid: int, folder: Path) -> bool:
+    """Whether ``pid``'s working folder lies in ``folder`` (a replica runs in its share's
+    folder under the state folder). True when that cannot be read (no /proc, another user)."""
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return True
+    return cwd.is_relative_to(Path(folder).resolve())
+
+
 def kill_recorded(store: Store) -> int:
-    """Kill replica processes a previous server recorded; returns how many were found."""
+    """Kill replica processes a previous server recorded; returns how many were found.
+
+    Only those running in this state folder: a copied project's record names the replicas
+    of the folder it was copied from, which are not ours to stop."""
     n = 0
     for app_id, app in store.apps().items():
         pid = app.get("pid")
-        if pid and kill_group(pid, app.get("pid_start"), timeout_s=3.0):
+        if pid and runs_in(pid, store.state_dir) and kill_group(pid, app.get("pid_start"), timeout_s=3.0):
             n += 1
         if pid:
             store.update_app(app["id"], pid=None, pid_start=None)

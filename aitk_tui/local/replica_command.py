@@ -34,6 +34,19 @@ def adapters_exist(value: str) -> bool:
     return bool(specs) and all(spec.path.exists() for spec in specs)
 
 
+def uploaded_adapters(value: str, mount: Path) -> list[str]:
+    """The ``/mount`` paths of an AITK_ADAPTER_PATH value (PATH, or NAME=PATH,...; as the
+    template sets it, before mapping) whose folder on the share holds an adapter_config.json."""
+    from inference_server.adapter_spec import parse_adapters
+
+    try:
+        specs = parse_adapters(value)
+    except ValueError:
+        return []
+    return [str(spec.path) for spec in specs
+            if (Path(map_mount(str(spec.path), mount)) / "adapter_config.json").is_file()]
+
+
 def build_command(argv: list[str], mount: Path, note=None) -> list[str]:
     """The container command for a local run, ``/mount`` mapped in each step."""
     if not argv:

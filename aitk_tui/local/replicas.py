@@ -46,7 +46,7 @@ from .store import Store, now_iso
 from .system_log import SystemLog
 from .tls import TlsFiles
 from . import replica_env
-from .replica_command import ReplicaError, adapters_exist, build_command, map_mount
+from .replica_command import ReplicaError, adapters_exist, build_command, map_mount, uploaded_adapters
 
 log = logging.getLogger("aitk_tui.local")
 MAX_BACKOFF_S = 30.0
@@ -500,6 +500,17 @@ class ReplicaManager:
             return
         if "inference_server" in " ".join(argv) and not (mount / "inference_server").is_dir():
             return  # no code on the share yet: the run fails with that message; no model needed
+        if not self.adapter_path:
+            # An adapter of the user's on the share (`aitk models upload` without --model) is
+            # never swapped for the demo's: the demo base cannot serve it, and serving the demo
+            # adapter instead would answer as if it were theirs.
+            given = next((str(e.get("value")) for e in container.get("env") or []
+                          if e.get("name") == "AITK_ADAPTER_PATH"), "")
+            theirs = uploaded_adapters(given, mount)
+            if theirs:
+                raise ReplicaError(f"the adapter at {theirs[0]} has no base model: no model at {original}; "
+                                   "upload it with aitk models upload --adapter DIR --model BASE_DIR, then "
+                                   "provision again")
         model_dir, adapter_dir = self.demo_model(note, stopping)
         note(f"no base model at {original}: serving the built-in demo model, whose output is random text")
         env["AITK_MODEL_PATH"] = model_dir

@@ -200,7 +200,8 @@ def test_local_stop_all_stops_every_cloud_of_the_user_and_orphaned_replicas(tmp_
             assert r.returncode == 0, r.stderr
             pids.append(json.loads(r.stdout)["pid"])
         # b's server dies hard and leaves its (stand-in) model replica behind
-        stand_in = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        # (it runs in b's state folder, as a replica runs in its share's folder there)
+        stand_in = subprocess.Popen(["sleep", "300"], start_new_session=True, cwd=b / ".aitk/local")
         cloud_json = b / ".aitk/local/cloud.json"
         state = json.loads(cloud_json.read_text()) if cloud_json.exists() else {}
         state.setdefault("apps", {})["app"] = {"id": "app", "pid": stand_in.pid,

@@ -200,14 +200,14 @@ def test_status_watch_redraws_until_ctrl_c(cli_cloud, local_project, local_facto
     assert len(frames) >= 2 and all(f["name"] == out["ACA_APP_NAME"] for f in frames)
     assert len({f["read_at"] for f in frames}) >= 1 and frames[-1]["provisioned"] is True
 
-    # Ctrl+C is how a watch ends: exit 0, no "interrupted"
+    # Ctrl+C ends a watch as it ends every command: exit 130, one "interrupted" line
     (Path(local_project) / "infra" / "inference.config.json").write_text(json.dumps(config.model_dump()))
 
     async def interrupted(*a, **kw):
         raise KeyboardInterrupt
     monkeypatch.setattr(cli_status, "show", interrupted)
     rc = main(["--project", str(local_project), "status", "--local", "--watch"])
-    assert rc == 0 and "interrupted" not in capsys.readouterr().err
+    assert rc == 130 and capsys.readouterr().err == "aitk: interrupted\n"
     assert main(["--project", str(local_project), "logs", "--local", "--system", "--tail", "-5", "--no-follow"]) == 0
 
 
@@ -279,3 +279,31 @@ def test_a_scaled_to_zero_app_is_asleep_not_failing(make_local_cloud, local_proj
     assert st.revisions[0].running_state == "ScaledToZero"
     assert _status(session, config).health == "asleep"
     assert any(ln.text.startswith("ScaledToZero:") for ln in _system_lines(session, config))
+
+
+def test_an_adapter_on_the_share_without_its_base_is_refused_not_swapped(local_cloud, local_factory, local_project,
+                                                                        session):
+    """The share holds the user's adapter but no base model at modelPath. Before: the local
+    cloud served its demo model and demo adapter instead, and said only "no base model".
+    Now the replica does not start, and the status's why says which adapter and what to do."""
+    out = deploy(local_factory, "rg-nobase", local_project, adapterPath="/mount/models/default/adapter")
+    config = _config(out, "rg-nobase")
+    share = _share(local_factory, out, "rg-nobase")
+    upload_stand_in(share)
+    for d in ("models", "models/default", "models/default/adapter"):
+        share.create_directory(d)
+    share.get_file_client("models/default/adapter/adapter_config.json").upload_file(b'{"peft_type": "LORA"}')
+    apps = local_factory.container_apps(SUB)
+    rev = apps.container_apps.get("rg-nobase", out["ACA_APP_NAME"]).latest_revision_name
+    apps.container_apps_revisions.restart_revision("rg-nobase", out["ACA_APP_NAME"], rev)
+
+    st = wait_for(lambda: (s := _status(session, config)).failure_reason and "has no base" in s.failure_reason
+                  and s, timeout=30, interval=0.3, what="a failure reason naming the adapter without its base")
+    assert st.failure_reason.startswith("The replica")  # "keeps restarting" or "'s container could not start"
+    assert st.failure_reason.endswith(
+        ": cannot start the replica: the adapter at /mount/models/default/adapter has "
+        "no base model: no model at /mount/model-cache/microsoft/Phi-3-mini-4k-instruct; upload it with aitk models "
+        "upload --adapter DIR --model BASE_DIR, then provision again.")
+    assert st.health != "ok"
+    log = local_cloud.log_path(apps.container_apps.get("rg-nobase", out["ACA_APP_NAME"]).id).read_text()
+    assert "demo model" not in log  # none stood in

@@ -25,12 +25,28 @@ ACCOUNT, SHARE, GROUP = "acctmodels1", "share1", "rg-models"
 
 @pytest.fixture
 def config(local_factory, local_project) -> InferenceConfig:
-    """A hand-filled config (manual provisioning) naming a real share on the local cloud."""
-    make_share(local_factory, ACCOUNT, SHARE, GROUP)
+    """A hand-filled config (manual provisioning) naming a real share on the local cloud,
+    which holds the base model where the template's default modelPath finds it (as AI
+    Toolkit's fine-tuning leaves it): an adapter alone is served on it."""
+    share = make_share(local_factory, ACCOUNT, SHARE, GROUP)
+    _put_base(share, DEFAULT_BASE)
     cfg = InferenceConfig(SUBSCRIPTION_ID=SUB, RESOURCE_GROUP_NAME=GROUP, STORAGE_ACCOUNT_NAME=ACCOUNT,
                           FILE_SHARE_NAME=SHARE, ACA_APP_NAME="aiacaappx", ACA_APP_ENDPOINT="127.0.0.1:1")
     cfg.save(Path(local_project) / "infra" / "inference.config.json")
     return cfg
+
+
+DEFAULT_BASE = "model-cache/microsoft/Phi-3-mini-4k-instruct"  # the template's default modelPath, under /mount
+
+
+def _put_base(share, folder: str) -> None:
+    parts = folder.split("/")
+    for i in range(len(parts)):
+        try:
+            share.create_directory("/".join(parts[: i + 1]))
+        except Exception:  # noqa: BLE001 - already there
+            pass
+    share.get_file_client(f"{folder}/config.json").upload_file(b'{"model_type": "phi3"}')
 
 
 def _adapter(root: Path, name: str = "adapter", sizes: tuple[int, ...] = (30_000, 20_000, 10_000)) -> Path:
@@ -73,8 +89,8 @@ async def test_upload_copies_lists_sets_adapter_path_and_resends_nothing(session
 
     listed = await session.list_models(config)
     assert [(m.kind, m.path, m.files, m.bytes) for m in listed] == [
-        ("adapter", "models/default/adapter", 4, sum(len(b) for b in _tree(adapter).values()))]
-    assert listed[0].modified is not None
+        ("model", DEFAULT_BASE, 1, 22), ("adapter", "models/default/adapter", 4, sum(len(b) for b in _tree(adapter).values()))]
+    assert listed[1].modified is not None
 
     again = await _run(session, config, UploadRequest.checked(adapter))
     assert isinstance(again[-1], Done) and not _sent(again)
@@ -116,7 +132,7 @@ async def test_named_adapter_and_base_model_set_adapters_and_model_path(session,
     assert [f.kind for f in result.folders] == ["model", "adapter"]
 
     kinds = {(m.kind, m.path) for m in await session.list_models(config)}
-    assert kinds == {("model", "model-cache/contoso/Tiny-Model"), ("adapter", "models/sql/adapter")}
+    assert kinds == {("model", "model-cache/contoso/Tiny-Model"), ("model", DEFAULT_BASE), ("adapter", "models/sql/adapter")}
 
 
 def test_apply_parameters_appends_a_new_name(tmp_path):
@@ -254,10 +270,11 @@ def test_cli_upload_then_list(cli_cloud, config, local_project, tmp_path, capsys
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert out.splitlines()[0].split()[0] == "KIND"
-    assert out.splitlines()[1].split()[:3] == ["adapter", "models/sql/adapter", "4"]
+    assert out.splitlines()[1].split()[:3] == ["model", DEFAULT_BASE, "1"]
+    assert out.splitlines()[2].split()[:3] == ["adapter", "models/sql/adapter", "4"]
     rc = main(["--project", str(local_project), "models", "list", "--local", "--json"])
     listed = json.loads(capsys.readouterr().out)
-    assert listed[0]["mount_path"] == "/mount/models/sql/adapter" and listed[0]["files"] == 4
+    assert listed[1]["mount_path"] == "/mount/models/sql/adapter" and listed[1]["files"] == 4
 
 
 def test_cli_refuses_a_folder_that_is_not_an_adapter(cli_cloud, config, local_project, tmp_path, capsys):
@@ -340,3 +357,51 @@ async def test_parameters_broken_during_the_upload_are_left_alone_and_reported(s
     again = await _run(session, config, UploadRequest.checked(adapter, "sql"))
     assert isinstance(again[-1], Done) and not _sent(again)  # nothing re-sent; the parameters now set
     assert json.loads(params.read_text())["parameters"]["adapters"]["value"] == ["sql=/mount/models/sql/adapter"]
+
+
+# -- an adapter without its base ----------------------------------------------------------------------
+async def test_an_adapter_alone_is_refused_when_the_share_has_no_base(session, local_factory, local_cloud, tmp_path):
+    """Before: it was uploaded and adapterPath set; the local cloud then served its demo model
+    and demo adapter instead, without a word (Azure's replica would fail to start)."""
+    share = make_share(local_factory, "acctnobase1", SHARE, GROUP)
+    config = InferenceConfig(SUBSCRIPTION_ID=SUB, RESOURCE_GROUP_NAME=GROUP, STORAGE_ACCOUNT_NAME="acctnobase1",
+                             FILE_SHARE_NAME=SHARE, ACA_APP_NAME="aiacaappx", ACA_APP_ENDPOINT="127.0.0.1:1")
+    params_before = session.project.parameters_path.read_bytes()
+    adapter = _adapter(tmp_path)
+    events = await _run(session, config, UploadRequest.checked(adapter))
+    assert isinstance(events[-1], Failed) and events[-1].config_error
+    assert events[-1].message == ("The share has no base model at /mount/model-cache/microsoft/Phi-3-mini-4k-instruct, "
+                                  "so the adapter would not be served; nothing was uploaded.")
+    assert "--model BASE_DIR" in events[-1].detail
+    assert not (local_cloud.files_root / "acctnobase1" / SHARE / "models").exists()  # nothing sent
+    assert session.project.parameters_path.read_bytes() == params_before
+
+    # with its base, or with modelPath naming a base the share holds, it goes up
+    _put_base(share, "model-cache/elsewhere")
+    doc = ParametersDocument.load(session.project.parameters_path)
+    doc.set("modelPath", "/mount/model-cache/elsewhere")
+    doc.save()
+    events = await _run(session, config, UploadRequest.checked(adapter))
+    assert isinstance(events[-1], Done), events[-1]
+
+
+def test_cli_says_why_an_adapter_alone_is_refused(cli_cloud, local_factory, local_project, tmp_path, capsys):
+    make_share(local_factory, "acctnobase2", SHARE, GROUP)
+    InferenceConfig(SUBSCRIPTION_ID=SUB, RESOURCE_GROUP_NAME=GROUP, STORAGE_ACCOUNT_NAME="acctnobase2",
+                    FILE_SHARE_NAME=SHARE, ACA_APP_NAME="aiacaappx", ACA_APP_ENDPOINT="127.0.0.1:1",
+                    ).save(Path(local_project) / "infra" / "inference.config.json")
+    rc = main(["--project", str(local_project), "models", "upload", "--local", "--adapter", str(_adapter(tmp_path))])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert err.startswith("aitk: error: The share has no base model at /mount/model-cache/microsoft/"
+                          "Phi-3-mini-4k-instruct, so the adapter would not be served; nothing was uploaded.")
+
+
+async def test_a_local_cloud_serving_its_own_model_takes_an_adapter_alone(session, local_factory, tmp_path):
+    """`aitk --local --model DIR`: every replica serves that model whatever the share holds."""
+    make_share(local_factory, "acctnobase3", SHARE, GROUP)
+    config = InferenceConfig(SUBSCRIPTION_ID=SUB, RESOURCE_GROUP_NAME=GROUP, STORAGE_ACCOUNT_NAME="acctnobase3",
+                             FILE_SHARE_NAME=SHARE, ACA_APP_NAME="aiacaappx", ACA_APP_ENDPOINT="127.0.0.1:1")
+    session.served_model = str(tmp_path / "model")
+    events = await _run(session, config, UploadRequest.checked(_adapter(tmp_path)))
+    assert isinstance(events[-1], Done), events[-1]

@@ -343,6 +343,7 @@ def test_interrupted_down_says_the_deletion_goes_on(tmp_path, capsys, monkeypatc
     import aitk_tui.cli.operate as cli_operate
 
     def interrupted(project, args):
+        args.operation_sent = True  # the deletion was sent (at the question, nothing was: no hint)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli_operate, "run", interrupted)
@@ -372,3 +373,21 @@ def test_the_cost_estimate_uses_the_apps_own_cpu_and_memory(cli_cloud, local_pro
     profile = prices.estimate("Consumption-GPU-NC24-A100", 0, 2)
     assert own.max_per_month != profile.max_per_month
     assert cost["max_per_month"] == pytest.approx(own.max_per_month)
+
+
+def test_a_declined_question_is_exit_1_for_provision_and_down_alike(cli_cloud, local_project, local_factory, capsys,
+                                                                   monkeypatch):
+    """Declining is not success, whichever command asked (before: a declined provision exited 0,
+    a declined down 1); an input that ends before the answer is no answer, exit 1 too."""
+    root = Path(local_project)
+    config = _provision(capsys, root, "rg-ask")
+    args = ("provision", "--local", "--subscription", SUB, "--resource-group", "rg-ask")
+    for answer, said in (("n\n", "Nothing was changed."), ("", "aitk: error: No answer: the input ended")):
+        monkeypatch.setattr(sys, "stdin", _Lines(answer, isatty=True))
+        rc, _, err = _aitk(capsys, root, *args)
+        assert rc == 1 and said in err, (answer, err)
+        monkeypatch.setattr(sys, "stdin", _Lines(answer, isatty=True))
+        rc, _, err = _aitk(capsys, root, "down", "--local")
+        assert rc == 1 and ("Nothing was deleted." if answer else said) in err, (answer, err)
+        assert "interrupted" not in err and "Traceback" not in err
+    assert _app_scale(local_factory, config)  # the app is still there

@@ -178,6 +178,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, capsys, monkeypatch):
     from aitk_tui.cli import main
 
     def interrupted(project, args):
+        args.operation_sent = True  # the deployment was submitted (before that, no hint: nothing goes on)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli_provision, "run", interrupted)

@@ -96,3 +96,141 @@ def test_one_server_per_state_folder(make_local_cloud, state_dir):
     with pytest.raises(AitkError) as err:  # a detached server is refused the same way
         daemon.ensure_running(state_dir)
     assert "already serves" in err.value.detail
+
+
+def test_ctrl_c_while_it_starts_leaves_no_server_behind(state_dir, monkeypatch):
+    """`aitk local start` (or any `--local` command starting the cloud) interrupted while the
+    server comes up: the half-started server is stopped, not left running detached."""
+    import subprocess
+
+    started = []
+
+    class Recording(subprocess.Popen):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            started.append(self)
+
+    def ctrl_c(*a, **kw):  # the first "is it answering?" is where the Ctrl+C lands
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(daemon.subprocess, "Popen", Recording)
+    monkeypatch.setattr(daemon, "_answering", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        daemon.ensure_running(state_dir, op_delay_s=0.01)
+    assert len(started) == 1
+    assert started[0].wait(timeout=15) is not None  # before: it went on serving
+    monkeypatch.undo()
+    assert daemon.status(state_dir) is None and not (state_dir / "server.json").exists()
+
+
+def test_a_copied_projects_record_names_not_the_original_cloud(tmp_path, local_project):
+    """A project folder copied (with its .aitk/local) while its local cloud runs: the copy's
+    server.json names the original's live server, and its cloud.json the original's replicas.
+    Before: the copy's commands said "the local cloud is still running (pid <the original's>)",
+    used the original's cloud as their own, and `aitk local stop` in the copy stopped it."""
+    import shutil
+
+    a = tmp_path / "a" / ".aitk" / "local"
+    info = daemon.ensure_running(a, op_delay_s=0.01)
+    try:
+        factory = ClientFactory(info.endpoints, LocalCredential(a))
+        out = deploy(factory, "rg1", local_project, modelPath="/mount")
+        key = factory.storage(SUB).storage_accounts.list_keys("rg1", out["STORAGE_ACCOUNT_NAME"]).as_dict()["keys"][0]["value"]
+        upload_stand_in(factory.share(out["STORAGE_ACCOUNT_NAME"], out["FILE_SHARE_NAME"], key))
+        apps = factory.container_apps(SUB)
+        app = apps.container_apps.get("rg1", out["ACA_APP_NAME"])
+        apps.container_apps_revisions.restart_revision("rg1", app.name, app.latest_revision_name)
+        replica = wait_for(lambda: _replica_pid(info, out["ACA_APP_ENDPOINT"]), what="the replica")
+
+        b = tmp_path / "b" / ".aitk" / "local"
+        shutil.copytree(a, b, ignore=shutil.ignore_patterns("files", "replica"))
+        assert json.loads((b / "server.json").read_text())["pid"] == info.pid
+        assert daemon.still_running(b) is None
+        assert daemon.status(b) is None
+        assert daemon.stop(b) is False
+        assert pid_alive(info.pid) and pid_alive(replica)  # the original's cloud and replica run on
+        assert daemon.still_running(a).startswith(f"the local cloud is still running (pid {info.pid}) with 1 model")
+    finally:
+        daemon.stop(a)
+        daemon.stop(tmp_path / "b" / ".aitk" / "local")
+
+
+def test_a_recycled_pid_is_not_named_as_the_local_cloud(state_dir):
+    """server.json names a pid that now runs another process, even one whose command line
+    looks like a local cloud of this folder: its start time is not the recorded one."""
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "aitk_tui.local", "serve",
+                              "--state-dir", str(state_dir.resolve())])
+    try:
+        wait_for(lambda: b"serve" in Path(f"/proc/{other.pid}/cmdline").read_bytes(), what="its exec")
+        state_dir.mkdir(parents=True)
+        (state_dir / "server.json").write_text(json.dumps({
+            "pid": other.pid, "url": "https://127.0.0.1:1", "ca_bundle": "/nonexistent",
+            "state_dir": str(state_dir.resolve()), "pid_start": "1"}))  # the recorded server started at boot
+        assert daemon.still_running(state_dir) is None  # before: "the local cloud is still running (pid ...)"
+        assert daemon.stop(state_dir) is False and other.poll() is None  # and it was sent SIGTERM
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_still_running_note_names_the_live_cloud_and_how_to_stop_it(tmp_path, capsys):
+    """The note a `--local` command prints as it exits, fast (a stand-in process with the
+    server's command line, no server): the live cloud's pid and a stop command that works for
+    a project path with a space; nothing once that process is gone (and none for `local`)."""
+    import argparse
+    import subprocess
+    import sys
+
+    from aitk_tui.cli import _still_running_notice
+    from aitk_tui.local.processes import proc_start_time
+
+    root = tmp_path / "my project"
+    state = (root / ".aitk" / "local").resolve()
+    state.mkdir(parents=True)
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "aitk_tui.local",
+                                 "serve", "--state-dir", str(state)])
+    try:
+        wait_for(lambda: b"serve" in Path(f"/proc/{stand_in.pid}/cmdline").read_bytes(), what="its exec")
+        started = proc_start_time(stand_in.pid)
+        (state / "server.json").write_text(json.dumps({"pid": stand_in.pid, "url": "https://127.0.0.1:1",
+                                                       "ca_bundle": "/nonexistent", "state_dir": str(state),
+                                                       "pid_start": started}))
+        _still_running_notice(argparse.Namespace(local=True, command="deploy", project=root))
+        assert capsys.readouterr().err == (f"aitk: note: the local cloud is still running (pid {stand_in.pid}); "
+                                           f"stop it with: aitk local stop --project '{root}'\n")
+        _still_running_notice(argparse.Namespace(local=True, command="local", project=root))
+        assert capsys.readouterr().err == ""  # `aitk local ...` says what it did itself
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    _still_running_notice(argparse.Namespace(local=True, command="deploy", project=root))
+    assert capsys.readouterr().err == ""
+
+
+def test_a_server_started_by_hand_with_a_relative_state_dir_is_still_ours(tmp_path):
+    """`python -m aitk_tui.local serve --state-dir .aitk/local` from the project: its command
+    line names the folder relative to its own working folder."""
+    import subprocess
+    import sys
+
+    from aitk_tui.local.processes import proc_start_time
+
+    root = tmp_path / "p"
+    state = (root / ".aitk" / "local").resolve()
+    state.mkdir(parents=True)
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "aitk_tui.local",
+                                 "serve", "--state-dir", ".aitk/local"], cwd=root)
+    try:
+        wait_for(lambda: b"serve" in Path(f"/proc/{stand_in.pid}/cmdline").read_bytes(), what="its exec")
+        started = proc_start_time(stand_in.pid)
+        (state / "server.json").write_text(json.dumps({"pid": stand_in.pid, "url": "https://127.0.0.1:1",
+                                                       "ca_bundle": "/nonexistent", "state_dir": str(state),
+                                                       "pid_start": started}))
+        assert daemon.still_running(state) == f"the local cloud is still running (pid {stand_in.pid})"
+        assert daemon.still_running(tmp_path / "other" / ".aitk" / "local") is None
+    finally:
+        stand_in.kill()
+        stand_in.wait()
