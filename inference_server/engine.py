@@ -3,7 +3,8 @@
 One worker thread owns the model. At every iteration it admits waiting requests, prefills
 (shortest first; prompts of similar length together, and each prefill's first tokens go
 out at once), then runs one decode step for every active row, and drops rows that
-finished, were cancelled or ran out of time.
+finished, were cancelled or ran out of time. Woken from idle, it first lets a burst's
+other arrivals come in (``_gather``), so they start in one iteration.
 
 Chunked prefill: a prompt longer than two ``prefill_chunk`` pieces is prefilled one piece
 per iteration, each piece a forward of its own on top of the cache the earlier pieces
