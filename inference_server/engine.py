@@ -112,6 +112,7 @@ class _Prefill:
     done: int = 0  # prompt tokens already in ``cache``
     cache: Any = None  # the pieces done so far (slab layers with room for the whole prompt)
     next: int = 0  # tokens of this iteration's piece
+    cached: int = 0  # prompt tokens a finished request's cache gave (``_from_store``)
 
     @property
     def remaining(self) -> int:
@@ -332,7 +333,11 @@ class Engine:
         if longer:
             piece = min(longer, key=lambda p: p.remaining)
             # Rows that the whole prompts start in this iteration decode after this piece.
-            piece.next = min(piece.remaining, self.prefill_chunk if whole else chunk)
+            size = self.prefill_chunk if whole else chunk
+            # A chat's next turn: what its cached history leaves goes in one piece when a fresh
+            # prompt of that length would be prefilled whole (one pass over the weights, not two).
+            fits = piece.done == piece.cached and piece.remaining <= WHOLE_FACTOR * size
+            piece.next = piece.remaining if fits else min(piece.remaining, size)
             plan.append([piece])
         return plan
 
@@ -707,10 +712,10 @@ class Engine:
             n, layers = self.prefix_store.match(handle.adapter, handle.prompt_ids, min_tokens=self.prefill_chunk)
             if layers is not None:
                 p.cache = kvcache.to_slabs(DynamicCache(layers), 1, len(handle.prompt_ids))
-                p.done = n
+                p.done = p.cached = n
         except Exception:  # prefill it whole instead
             log.exception("reusing a cached prefix failed")
-            p.cache, p.done = None, 0
+            p.cache, p.done, p.cached = None, 0, 0
         return p
 
     def _fail_all(self, message: str, include_waiting: bool = False) -> None:
