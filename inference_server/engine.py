@@ -33,7 +33,7 @@ decoding alone. On the realistic workload the engine's CPU time comes within a f
 percent of the bound that script prints for any engine, and that bound is below 3x.
 
 Sampling draws the whole batch at once (``sampling.sample_rows``) and every step reads its
-tokens back in one transfer. Results go back to asyncio through
+tokens back in one transfer (a CPU also checks which rows' nucleus needs a full sort). Results go back to asyncio through
 ``loop.call_soon_threadsafe`` once per step, with each request's text decoded
 incrementally (``tokenizers.decoders.DecodeStream``) and partial stop strings held back
 until they are ruled out (``textstream``).
