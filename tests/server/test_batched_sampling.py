@@ -123,6 +123,9 @@ def test_a_cpu_takes_the_nucleus_from_the_top_tokens_and_sorts_only_the_rows_the
     sorted_whole = sample_rows(logits, temperatures, top_ps, uniforms).tolist()
     assert fast == alone == sorted_whole
     assert fast[6] == int(logits[6].argmax())  # a top_p below float32's resolution keeps the top token
+    broken = logits.clone()
+    broken[1] = float("nan")  # a row that is not a distribution fails alone on this path too
+    assert sample_rows(broken, temperatures, top_ps, uniforms).tolist() == [*fast[:1], INVALID, *fast[2:]]
     # Each pick lies in its row's nucleus, computed here from a full sort.
     for i in (0, 1, 3, 4, 5, 7):
         probs, order = real_sort(torch.softmax(logits[i] / temperatures[i], dim=-1), descending=True)
