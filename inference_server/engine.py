@@ -267,6 +267,7 @@ class Engine:
                 pieces = self._plan_prefill()
                 for i, piece in enumerate(pieces):
                     self._run_piece(piece)
+                    self._flush()  # first tokens go out now, not after a decode step or other prefills
                     if i < len(pieces) - 1 and (running or self._is_part(pieces[i + 1]) or not all(
                             row.shown for row in self._batch.rows)):
                         # Running rows advance between prefills, and so do rows just prefilled
@@ -274,7 +275,7 @@ class Engine:
                         # all joined in this iteration and showed their first text can wait for
                         # the other arrivals' first tokens (a burst: one decode step less each).
                         self._decode_guarded()
-                    self._flush()  # first tokens go out now, not after the other arrivals' prefills
+                        self._flush()
                 self._decode_guarded()
                 self._flush()
                 if self.min_step_interval > 0:  # a demo pace, never a limit on real models

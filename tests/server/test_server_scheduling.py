@@ -114,3 +114,38 @@ async def test_arrivals_of_one_iteration_that_showed_text_wait_for_the_others_fi
         engine.stop()
     assert all(text for text, _ in results)  # the first tokens were text
     assert seen[:3] == [("prefill", 1), ("prefill", 1), ("decode", 2)], seen
+
+
+async def test_a_first_token_goes_out_before_the_decode_step_that_follows_its_prefill(loaded):
+    # While rows decode, a short arrival and a piece of a long one share an iteration: the short
+    # prompt's prefill, a decode step of the running rows, the long prompt's piece. Its first
+    # token waited for that decode step (one step of every running row) before it went out.
+    engine = Engine(loaded, max_batch_size=8, prefill_chunk=8, prefix_cache_tokens=0)
+    short_ids, long_ids = chat_ids(loaded, "hi"), chat_ids(loaded, "abc " * 40)
+    assert len(short_ids) <= 16 < len(long_ids)  # whole, and in pieces
+    seen: list[list] = []  # what was still held back at each forward after the short prefill
+
+    def hook(module, args):  # on the engine thread, before every forward
+        batch = args[0]
+        if seen or (batch.shape[0] == 1 and batch[0].tolist() == short_ids):
+            seen.append([h for h, _ in engine._outbox])
+
+    hooked = loaded.model.get_input_embeddings().register_forward_pre_hook(hook)
+    engine.start()
+    try:
+        running = engine.submit(chat_ids(loaded, "count to five"), SamplingParams(max_tokens=400, temperature=0,
+                                ignore_eos=True), use_adapter=True, timeout_s=60)
+        await running.next_output()
+        with engine._cv:  # both wait together, so one iteration admits them both
+            short = engine.submit(short_ids, SamplingParams(max_tokens=4, temperature=0, ignore_eos=True),
+                                  use_adapter=True, timeout_s=60)
+            long = engine.submit(long_ids, SamplingParams(max_tokens=2, temperature=0, ignore_eos=True),
+                                 use_adapter=True, timeout_s=60)
+        await asyncio.gather(short.result(), long.result())
+        running.cancel()
+        await running.result()
+    finally:
+        hooked.remove()
+        engine.stop()
+    assert len(seen) >= 2
+    assert short not in seen[1], "the short reply's first token was held through the next decode step"
