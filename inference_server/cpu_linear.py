@@ -20,6 +20,10 @@ oneDNN's linear with the weight reordered once at load time
   ``--cpu-packed on|off`` (``AITK_CPU_PACKED``) decides explicitly.
 - LoRA layers are left as they are; their base layer (unmerged adapters) is packed.
 - Results agree with ``F.linear`` to float32 rounding (a different summation order).
+- Two rows go to oneDNN as three (the first repeated, its copy dropped): its 2-row kernel was
+  slower than its 3-row one on wide layers (one thread, median of 40: the 16,384 x 1,024
+  gate/up projection 5.98 against 4.30 ms, a 32,064-token head 12.75 against 8.58 ms), and a
+  2-row decode step of the benchmark model cost 50-55 ms against 40 ms for 3 rows.
 """
 
 from __future__ import annotations
@@ -131,6 +135,11 @@ def packed_class():
         def forward(self, x):
             rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
             if 2 <= rows <= MAX_PACKED_ROWS and x.dtype == torch.float32 and not torch.is_grad_enabled():
+                if rows == 2:  # oneDNN's 2-row kernel is slower than its 3-row one on wide layers
+                    flat = x.reshape(2, x.shape[-1])
+                    out = torch.ops.mkldnn._linear_pointwise(torch.cat([flat, flat[:1]]), self._aitk_packed,
+                                                             self.bias, "none", [], "")
+                    return out[:2].reshape(*x.shape[:-1], out.shape[-1])
                 return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self._aitk_packed, self.bias,
                                                           "none", [], "")
             return F.linear(x, self.weight, self.bias)

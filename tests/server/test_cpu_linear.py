@@ -127,3 +127,20 @@ def test_auto_counts_a_container_memory_limit_not_the_host_memory(tmp_path, monk
     assert cpu_linear._physical_memory() == 1 << 20
     limit.write_text("max\n")  # cgroup v2's "no limit"
     assert cpu_linear._physical_memory() == host
+
+
+def test_a_two_row_step_goes_to_onednn_as_three_rows_and_gives_torch_own_logits(pair):
+    # oneDNN's 2-row kernel was slower than its 3-row one on wide layers (a 2-row decode step
+    # of the benchmark model cost 50-55 ms against 40 ms for 3 rows).
+    from torch.profiler import ProfilerActivity, profile
+
+    on, off = pair
+    ids = torch.randint(0, on.model.config.vocab_size, (2, 1))
+    with torch.inference_mode():
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            logits = on.model(input_ids=ids, logits_to_keep=1).logits
+        expected = off.model(input_ids=ids, logits_to_keep=1).logits
+    rows = [e.input_shapes[0][0] for e in prof.events() if e.name == "mkldnn::_linear_pointwise"]
+    assert len(rows) == len(packed(on.model)) and set(rows) == {3}, rows
+    assert logits.shape == expected.shape
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)

@@ -77,3 +77,37 @@ def test_the_store_keeps_the_longest_history_within_its_budget():
     store.add("adapter", [7] * 6, layers(6))  # over the budget: the least recently used goes
     assert store.tokens == 6 and store.match(None, [1, 2, 3, 4, 5, 6])[0] == 0
     PrefixStore(max_tokens=0).add(None, [1], layers(1))  # 0: keeps nothing
+
+
+async def test_a_next_turn_that_leaves_up_to_two_pieces_after_its_cached_history_is_prefilled_in_one(loaded):
+    # A fresh prompt of up to two pieces is prefilled whole; a follow-up whose cached history
+    # leaves that much went in two pieces (two passes over the weights, a decode step between).
+    chunk = 8
+    first = loaded.encode_chat([{"role": "user", "content": "tell me about streaming tokens and " + "quota " * 12}])
+    follow_up = first + loaded.encode_chat([{"role": "user", "content": "and adapters, merging?"}])[:12]
+    cold = Engine(loaded, max_batch_size=8, prefill_chunk=chunk, prefix_cache_tokens=0)
+    warm = Engine(loaded, max_batch_size=8, prefill_chunk=chunk)
+    prefills: list[int] = []
+    warm.trace = lambda kind, wall, cpu, rows, tokens, padded: prefills.append(tokens) if kind == "prefill" else None
+    cold.start()
+    warm.start()
+    try:
+        expected = [(await cold.submit(ids, greedy(), use_adapter=True, timeout_s=60).result())[0]
+                    for ids in (first, follow_up)]
+        answer = (await warm.submit(first, greedy(), use_adapter=True, timeout_s=60).result())[0]
+        # Another chat decoding meanwhile (with none, pieces are larger anyway).
+        running = warm.submit(loaded.encode_chat([{"role": "user", "content": "count to five"}]), greedy(400),
+                              use_adapter=True, timeout_s=60)
+        await running.next_output()
+        before = len(prefills)
+        again = (await warm.submit(follow_up, greedy(), use_adapter=True, timeout_s=60).result())[0]
+        running.cancel()
+        await running.result()
+    finally:
+        cold.stop()
+        warm.stop()
+    assert [answer, again] == expected
+    assert warm.prefix_store.hits >= len(first)  # the follow-up started past the first prompt
+    left = len(follow_up) - warm.prefix_store.hits
+    assert chunk < left <= 2 * chunk, left
+    assert prefills[before:] == [left]  # one forward (was two pieces)
