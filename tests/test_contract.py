@@ -16,7 +16,7 @@ from tests.ui.fakes import FakeSession
 # Public on CloudSession but not for the faces: the operation modules use these on the
 # session they are given (storage_key: deploy's share access, cached per session), and
 # for_cloud builds a session on an already running cloud (tests, benchmarks).
-NOT_FOR_THE_FACES = {"storage_key", "for_cloud"}
+NOT_FOR_THE_FACES = {"storage_key", "for_cloud", "on_device_code"}  # the credential's prompt hook
 P = inspect.Parameter
 
 

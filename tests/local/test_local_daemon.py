@@ -113,7 +113,7 @@ def test_ctrl_c_while_it_starts_leaves_no_server_behind(state_dir, monkeypatch):
     def ctrl_c(*a, **kw):  # the first "is it answering?" is where the Ctrl+C lands
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(daemon.subprocess, "Popen", Recording)
+    monkeypatch.setattr(subprocess, "Popen", Recording)
     monkeypatch.setattr(daemon, "_answering", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         daemon.ensure_running(state_dir, op_delay_s=0.01)
