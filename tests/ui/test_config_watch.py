@@ -29,7 +29,9 @@ async def test_a_config_broken_then_fixed_while_the_app_runs(make_app, ui_projec
         ui_project.config_path.write_text(good[:40])  # cut short, as a bad save leaves it
         await _until(pilot, lambda: app.state.config_error is not None, "the broken config to be noticed")
         assert "not valid JSON" in app.state.config_error
-        assert any(n.title == "Config changed" for n in app._notifications)
+        # App.notify posts a message: the notice is listed once the app has processed it.
+        await _until(pilot, lambda: any(n.title == "Config changed" for n in app._notifications),
+                     "the notice that the config changed")
         assert app.state.why_not("deploy") is not None
         assert ui_project.config_path.read_text() == good[:40]  # noticed, never rewritten
 
