@@ -16,7 +16,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE))
 
-from tests.test_cli_layout import PACKAGES, _cli_modules, _cycles, _import_edges, private_crossings  # noqa: E402
+from tests.import_scan import cycles, import_edges  # noqa: E402
+from tests.test_cli_layout import PACKAGES, _cli_modules, private_crossings  # noqa: E402
 
 
 def _strongly_connected(edges: dict[str, set[str]]) -> list[set[str]]:
@@ -61,10 +62,10 @@ def main(root: Path) -> None:
         total, code = total + len(lines), code + n_code
         print(f"  {name:<28} {len(lines):>5} lines {n_code:>5} code")
     print(f"  {'total':<28} {total:>5} lines {code:>5} code ({len(modules)} modules)")
-    edges = _import_edges(modules, root)
+    edges = import_edges(modules, root)
     groups = _strongly_connected(edges)
     print(f"import circles: {len(groups)} group(s) of modules importing each other "
-          f"{[sorted(g) for g in groups]}; {len(_cycles(edges))} distinct cycle(s)")
+          f"{[sorted(g) for g in groups]}; {len(cycles(edges))} distinct cycle(s)")
     cli_private, all_private = set(), set()
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):

@@ -19,7 +19,8 @@ HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE))
 
 from benchmarks.cli_shape import _strongly_connected  # noqa: E402
-from tests.test_cli_layout import _cycles, private_crossings  # noqa: E402
+from tests.import_scan import cycles  # noqa: E402
+from tests.test_cli_layout import private_crossings  # noqa: E402
 from tests.test_ui_layout import (  # noqa: E402
     _ui_files,
     app_mixin_annotations,
@@ -56,7 +57,7 @@ def main(root: Path) -> None:
     edges = ui_import_edges(root)
     groups = _strongly_connected(edges)
     print(f"import circles at run time: {len(groups)} group(s) {[sorted(g) for g in groups]}; "
-          f"{len(_cycles(edges))} distinct cycle(s)")
+          f"{len(cycles(edges))} distinct cycle(s)")
     crossing = set()
     for path in files:
         crossing |= private_crossings(path, root)

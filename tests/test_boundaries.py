@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.import_scan import REPO, imports
+
 
 
 def _loaded_after(import_line: str) -> set[str]:
@@ -89,32 +90,10 @@ def test_no_textual_import_outside_ui():
 
 
 # -- the back-end and the local cloud do not import each other (issue 11 section 0) ---------------
-def _imports(path: Path, root: Path) -> set[str]:
-    """Every module ``path`` imports, absolute, including lazy imports inside functions,
-    ``if TYPE_CHECKING`` blocks and ``importlib.import_module("...")`` (the source is
-    scanned, so nothing has to run)."""
-    import ast
-
-    package = path.relative_to(root).with_suffix("").parts[:-1]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = list(package[:len(package) - node.level + 1]) if node.level else []
-            module = ".".join(base + ([node.module] if node.module else []))
-            found.add(module)
-            found.update(f"{module}.{alias.name}" for alias in node.names)  # `from .. import local`
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) \
-                in ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
-            found.add(str(node.args[0].value))
-    return found
-
-
-def _offenders(package: str, forbidden: str, root: Path = REPO) -> list[str]:
+def offenders(package: str, forbidden: str, root: Path = REPO) -> list[str]:
     out = []
     for path in sorted((root / "aitk_tui" / package).rglob("*.py")):
-        bad = sorted(m for m in _imports(path, root) if m == forbidden or m.startswith(forbidden + "."))
+        bad = sorted(m for m in imports(path, root) if m == forbidden or m.startswith(forbidden + "."))
         if bad:
             out.append(f"{path.relative_to(root).as_posix()} imports {', '.join(bad)}")
     return out
@@ -133,22 +112,22 @@ def test_the_import_scan_sees_relative_lazy_and_dynamic_imports(tmp_path):
             importlib.import_module("aitk_tui.local.credential")
         from ...localized import x  # another module that only shares the prefix
     """))
-    assert _offenders("cloud", "aitk_tui.local", tmp_path) == [
+    assert offenders("cloud", "aitk_tui.local", tmp_path) == [
         "aitk_tui/cloud/sub/probe.py imports aitk_tui.local, aitk_tui.local.credential, aitk_tui.local.daemon, "
         "aitk_tui.local.server"]
-    assert _offenders("cloud", "aitk_tui.cloud", tmp_path) == [
+    assert offenders("cloud", "aitk_tui.cloud", tmp_path) == [
         "aitk_tui/cloud/sub/probe.py imports aitk_tui.cloud, aitk_tui.cloud.session"]
 
 
 def test_the_back_end_does_not_import_the_local_cloud():
     """``cloud/`` reaches the local cloud by its endpoints alone, as it reaches Azure;
     only :mod:`aitk_tui.backend` starts it."""
-    assert _offenders("cloud", "aitk_tui.local") == []
+    assert offenders("cloud", "aitk_tui.local") == []
 
 
 def test_the_local_cloud_does_not_import_the_back_end():
     """The emulator answers HTTP; it needs none of our client (shared types: aitk_tui.endpoints)."""
-    assert _offenders("local", "aitk_tui.cloud") == []
+    assert offenders("local", "aitk_tui.cloud") == []
 
 
 # -- the server's one module the client may import (issue 20 section 3) --------------------------
@@ -157,7 +136,7 @@ def test_aitk_imports_only_the_adapter_spec_of_the_server():
     ``inference_server.adapter_spec`` (standard library only), never its pydantic settings."""
     found = []
     for path in sorted((REPO / "aitk_tui").rglob("*.py")):
-        for module in _imports(path, REPO):
+        for module in imports(path, REPO):
             if module.split(".")[0] == "inference_server" and not (
                     module == "inference_server.adapter_spec" or module.startswith("inference_server.adapter_spec.")):
                 found.append(f"{path.relative_to(REPO).as_posix()} imports {module}")

@@ -15,56 +15,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_boundaries import REPO, _imports, _offenders
+from tests.import_scan import REPO, cycles, import_edges, imports, module_name
+from tests.test_boundaries import offenders
 
 CLI = REPO / "aitk_tui" / "cli"
 CORE = {"_output", "_printer", "_session"}
-
-
-def _module_name(path: Path, root: Path = REPO) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _cli_modules(root: Path = REPO) -> dict[str, Path]:
     """Every module of the CLI, in either layout: ``aitk_tui/cli*.py`` (before issue 20) or
     the package ``aitk_tui/cli/``."""
     paths = list((root / "aitk_tui").glob("cli*.py")) + list((root / "aitk_tui" / "cli").glob("*.py"))
-    return {_module_name(p, root): p for p in sorted(paths)}
-
-
-def _import_edges(modules: dict[str, Path], root: Path = REPO) -> dict[str, set[str]]:
-    """module -> the modules of ``modules`` it imports (lazy imports included): each import
-    counts for the longest module name it names, so ``from ._output import error`` is an edge
-    to ``_output``, not to the package."""
-    edges = {}
-    for name, path in modules.items():
-        targets = set()
-        for imported in _imports(path, root):
-            owners = [m for m in modules if imported == m or imported.startswith(m + ".")]
-            if owners:
-                targets.add(max(owners, key=len))
-        edges[name] = targets - {name}
-    return edges
-
-
-def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
-    found, seen = [], set()
-
-    def walk(node: str, path: list[str]) -> None:
-        for nxt in sorted(edges.get(node, ())):
-            if nxt in path:
-                cycle = path[path.index(nxt):]
-                key = frozenset(cycle)
-                if key not in seen:
-                    seen.add(key)
-                    found.append(cycle + [nxt])
-            else:
-                walk(nxt, path + [nxt])
-
-    for start in sorted(edges):
-        walk(start, [start])
-    return found
+    return {module_name(p, root): p for p in sorted(paths)}
 
 
 # -- the package ------------------------------------------------------------------------------
@@ -86,11 +48,11 @@ def test_command_modules_import_only_the_core():
         if path.stem == "__init__":
             continue
         allowed = {f"aitk_tui.cli.{m}" for m in CORE}
-        for target in sorted(_import_edges(_cli_modules())[_module_name(path)]):
+        for target in sorted(import_edges(_cli_modules())[module_name(path)]):
             if target not in allowed:
                 problems.append(f"{path.name} imports {target}")
         # the core never reaches up into the table or a command
-        if path.stem in CORE and "aitk_tui.cli" in _imports(path, REPO):
+        if path.stem in CORE and "aitk_tui.cli" in imports(path, REPO):
             problems.append(f"{path.name} imports aitk_tui.cli")
     assert problems == []
 
@@ -98,7 +60,7 @@ def test_command_modules_import_only_the_core():
 def test_no_import_circle_among_the_cli_modules():
     modules = _cli_modules()
     assert "aitk_tui.cli" in modules
-    assert _cycles(_import_edges(modules)) == []
+    assert cycles(import_edges(modules)) == []
 
 
 def test_the_cycle_finder_sees_a_lazy_circle(tmp_path):
@@ -108,7 +70,7 @@ def test_the_cycle_finder_sees_a_lazy_circle(tmp_path):
     (pkg / "cli_cloud.py").write_text("from .cli import EXIT_OK\n")
     (pkg / "cli_params.py").write_text("from .cli import EXIT_OK\n")
     modules = _cli_modules(tmp_path)
-    assert _cycles(_import_edges(modules, tmp_path)) == [["aitk_tui.cli", "aitk_tui.cli_cloud", "aitk_tui.cli"]]
+    assert cycles(import_edges(modules, tmp_path)) == [["aitk_tui.cli", "aitk_tui.cli_cloud", "aitk_tui.cli"]]
 
 
 # -- private names ---------------------------------------------------------------------------------
@@ -131,7 +93,7 @@ def private_crossings(path: Path, root: Path = REPO) -> set[tuple[str, str, str]
     """The private names ``path`` takes from another module of the project: ``from M import
     _x``, ``M._x`` on an imported module, and a private module (``pkg._m``) imported from
     outside ``pkg``. (Private attributes of objects are not seen: that needs types.)"""
-    me = _module_name(path, root)
+    me = module_name(path, root)
     package = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
     found, modules = set(), {}
 
@@ -241,7 +203,7 @@ def test_the_cli_reaches_the_back_end_only_through_backend():
 
 def test_the_ui_never_imports_the_cli():
     assert CLI.is_dir(), "aitk_tui/cli/ is a package"
-    assert _offenders("ui", "aitk_tui.cli") == []
+    assert offenders("ui", "aitk_tui.cli") == []
 
 
 # -- the command table ---------------------------------------------------------------------------------

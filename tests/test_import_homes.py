@@ -14,7 +14,7 @@ import ast
 import re
 from pathlib import Path
 
-from tests.test_boundaries import REPO
+from tests.import_scan import REPO, module_name
 
 PACKAGES = ("aitk_tui", "inference_server")
 IMPORTERS = (*PACKAGES, "tests", "benchmarks")
@@ -24,11 +24,6 @@ IMPORTERS = (*PACKAGES, "tests", "benchmarks")
 REEXPORTS_LEFT: set[tuple[str, str]] = set()
 # Files whose ``from ... import ...  # noqa: F401`` lines were still there (same rule).
 NOQA_REEXPORTS_LEFT: set[str] = set()
-
-
-def _module_name(path: Path, root: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _top_level(tree: ast.Module):
@@ -68,13 +63,13 @@ class Module:
 
 
 def project_modules(root: Path = REPO) -> dict[str, Module]:
-    return {_module_name(p, root): Module(p) for package in PACKAGES for p in sorted((root / package).rglob("*.py"))}
+    return {module_name(p, root): Module(p) for package in PACKAGES for p in sorted((root / package).rglob("*.py"))}
 
 
 def reexports_used(path: Path, modules: dict[str, Module], root: Path = REPO) -> set[tuple[str, str, str]]:
     """(importer, module, name) for each name ``path`` takes from a project module that does
     not bind it: ``from M import X`` (lazy imports included) and ``M.X`` on an imported module."""
-    me = _module_name(path, root)
+    me = module_name(path, root)
     package = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
     found: set[tuple[str, str, str]] = set()
 

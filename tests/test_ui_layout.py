@@ -9,8 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.test_boundaries import REPO
-from tests.test_cli_layout import _cycles
+from tests.import_scan import REPO, cycles, import_edges, module_name
 
 UI = ("aitk_tui", "ui")
 
@@ -19,62 +18,16 @@ def _ui_files(root: Path = REPO) -> list[Path]:
     return sorted(root.joinpath(*UI).rglob("*.py"))
 
 
-def _module_name(path: Path, root: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), str(path))
 
 
-def _type_checking_only(node: ast.AST) -> bool:
-    test = getattr(node, "test", None)
-    return isinstance(node, ast.If) and (
-        isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
-        or isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
-def runtime_imports(path: Path, root: Path) -> set[str]:
-    """The modules ``path`` imports when it runs: lazy imports inside functions included,
-    ``if TYPE_CHECKING:`` blocks left out (they never run)."""
-    package = path.relative_to(root).with_suffix("").parts[:-1]
-    if path.name == "__init__.py":
-        package = path.relative_to(root).parts[:-1]
-    found: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if _type_checking_only(node):
-            for child in getattr(node, "orelse", []):
-                visit(child)
-            return
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = list(package[:len(package) - node.level + 1]) if node.level else []
-            module = ".".join(base + ([node.module] if node.module else []))
-            found.add(module)
-            found.update(f"{module}.{alias.name}" for alias in node.names)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(_tree(path))
-    return found
-
-
 def ui_import_edges(root: Path = REPO) -> dict[str, set[str]]:
-    """module of ui/ -> the modules of ui/ it imports at run time (each import counts for the
-    longest module name it names)."""
-    modules = {_module_name(p, root): p for p in _ui_files(root)}
-    edges = {}
-    for name, path in modules.items():
-        targets = set()
-        for imported in runtime_imports(path, root):
-            owners = [m for m in modules if imported == m or imported.startswith(m + ".")]
-            if owners:
-                targets.add(max(owners, key=len))
-        edges[name] = targets - {name} - {m for m in targets if name.startswith(m + ".")}  # a package's __init__
-    return edges
+    """module of ui/ -> the modules of ui/ it imports at run time (``if TYPE_CHECKING:``
+    blocks never run); a module's own package (its ``__init__``) is not counted."""
+    modules = {module_name(p, root): p for p in _ui_files(root)}
+    edges = import_edges(modules, root, runtime_only=True)
+    return {name: {m for m in targets if not name.startswith(m + ".")} for name, targets in edges.items()}
 
 
 def app_mixin_annotations(root: Path = REPO) -> list[str]:
@@ -164,7 +117,7 @@ def test_widgets_never_read_the_app_state():
 def test_no_import_circle_among_the_ui_modules_at_run_time():
     edges = ui_import_edges()
     assert "aitk_tui.ui.app" in edges
-    assert _cycles(edges) == []
+    assert cycles(edges) == []
 
 
 # -- the scans see what they look for --------------------------------------------------------------
@@ -185,4 +138,4 @@ def test_the_scans_see_a_mixin_a_string_dispatch_a_state_read_and_a_lazy_circle(
                                          "aitk_tui/ui/app.py:7 def _cmd_go"]
     assert widgets_reading_app_state(tmp_path) == ["aitk_tui/ui/widgets/pane.py:3 self.app.session",
                                                    "aitk_tui/ui/widgets/pane.py:3 self.app.state"]
-    assert _cycles(ui_import_edges(tmp_path)) == [["aitk_tui.ui.app", "aitk_tui.ui.mixin", "aitk_tui.ui.app"]]
+    assert cycles(ui_import_edges(tmp_path)) == [["aitk_tui.ui.app", "aitk_tui.ui.mixin", "aitk_tui.ui.app"]]
