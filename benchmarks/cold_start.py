@@ -51,6 +51,37 @@ DEPS_STEP = ["cd /mount", "python3 -m inference_server.deps inference_server/req
              "python3 -m inference_server"]
 
 
+def filesystem_of(path: Path) -> str:
+    """The filesystem ``path`` is on, in words; says so when it is ext4 without a journal.
+
+    Such an ext4 (this VM's root: "mounted filesystem r/w without journal") checks every
+    candidate inode of a new file against the ones deleted in the last 60-360 s and skips
+    them one by one (``recently_deleted`` in fs/ext4/ialloc.c, only when there is no
+    journal): creating the ~13,000 files of an environment right after another container's
+    disk was deleted then takes 8-10 s of kernel time instead of about 1 s. ext4 as
+    ``mkfs.ext4`` makes it (with a journal), xfs and tmpfs do not do this."""
+    path = path.resolve()
+    best = ("?", "?", "")
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            dev, mnt, fstype, *_ = line.split()
+            if (path == Path(mnt) or Path(mnt) in path.parents) and len(mnt) >= len(best[2]):
+                best = (dev, fstype, mnt)
+    except OSError:
+        return "unknown"
+    dev, fstype, mnt = best
+    words = f"{fstype} on {mnt}"
+    if fstype == "ext4":
+        try:
+            task = Path(f"/sys/fs/ext4/{Path(dev).name}/journal_task").read_text().strip()
+        except OSError:
+            task = ""
+        if task == "<none>":
+            words += (" WITHOUT a journal: file creation right after deletions is slow there (see filesystem_of); "
+                      "for figures like a container's disk, pass --disk on a journaled filesystem")
+    return words
+
+
 def image_layer(dest: Path) -> Path:
     """A site folder with links to torch, its dependencies and pip: what the image brings."""
     from packaging.requirements import Requirement
@@ -161,8 +192,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--wakes", type=int, default=2, help="timed wakes per mode (default 2)")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
-    ap.add_argument("--disk", type=Path, help="folder for the replicas' local disk (default: in the temp folder; "
-                    "e.g. /dev/shm to take this machine's disk out of the figures)")
+    ap.add_argument("--disk", type=Path, help="folder for the replicas' local disk (default: in the temp folder); "
+                    "e.g. on a loop-mounted ext4 with a journal when the temp folder's is without one (the "
+                    "script says so), or /dev/shm to take the disk out of the figures")
     args = ap.parse_args()
 
     from aitk_tui.cloud.clients import ClientFactory
@@ -212,7 +244,8 @@ def main() -> int:
     phases = ["scheduling", "dependencies", "imports", "weights", "first token", "total"]
     med = {m: {p: statistics.median(r[p] for r in rs) for p in phases} for m, rs in results.items()}
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}   wakes per mode: {args.wakes} (median)"
-          f"   replicas' local disk: {disk}")
+          f"   replicas' local disk: {disk}\n   its filesystem: {filesystem_of(disk.parent)}"
+          f"   cores: {len(os.sched_getaffinity(0))}")
     print(f"{'phase':<14}{'before (s)':>12}{'after (s)':>12}")
     for p in phases:
         print(f"{p:<14}{med['before'][p]:>12.2f}{med['after'][p]:>12.2f}")

@@ -144,7 +144,7 @@ async def test_a_valid_requirement_is_installed_and_importable_in_the_replica(se
 
     assert body["transformers"] == transformers.__version__  # the machine's torch stack, as the image's
     assert (env / MARKER[step]).is_file()
-    archives = sorted((share_dir(local_cloud, config) / ".aitk" / "deps").glob("*.tar.gz"))
+    archives = sorted(p.parent for p in (share_dir(local_cloud, config) / ".aitk" / "deps").glob("*/manifest.json"))
     assert len(archives) == (1 if step == DEPS_STEP else 0)  # on the share, beside the code
 
     # Unchanged requirements: the next start skips pip (the deps step: extracts the archive

@@ -6,6 +6,7 @@ requirements did not change. Requirements come from wheels built here (``--no-in
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from inference_server.deps import MANIFEST
 from tests.backend.test_replica_pip_step import build_wheel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +73,9 @@ def test_an_unchanged_file_is_extracted_from_the_share_not_installed(box):
     assert "pip install -r inference_server/requirements.txt: into a new environment" in out
     assert "Successfully installed aitk-tiny-pkg-0.1.0 pyte-0.0.1" in out
     (archive,) = archives(box)
-    assert archive.name.endswith(".tar.gz") and tarfile.is_tarfile(archive)
+    parts = sorted(archive.glob("part-*.tar.gz"))
+    assert archive.is_dir() and len(parts) > 1 and all(tarfile.is_tarfile(p) for p in parts)
+    assert sorted(p.name for p in archive.iterdir()) == sorted([MANIFEST, *(p.name for p in parts)])
 
     # A new container: empty local disk, same share.
     code, out, err = run_deps(box, "disk-2")
@@ -115,27 +119,60 @@ def test_a_missing_requirements_file_says_so_in_pips_words(box):
             "'inference_server/requirements.txt'") in err
 
 
-def _without_marker(archive: Path) -> None:
-    """A whole gzip stream whose tar ends early (cut at a member boundary): no marker."""
-    tmp = archive.with_suffix(".cut")
-    with tarfile.open(archive, "r:gz") as src, tarfile.open(tmp, "w:gz") as dst:
-        for member in src.getmembers()[:-1]:
-            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
-    os.replace(tmp, archive)
+def _manifest(archive: Path, change=None) -> dict:
+    data = json.loads((archive / MANIFEST).read_text())
+    if change:
+        change(data)
+        (archive / MANIFEST).write_text(json.dumps(data))
+    return data
 
 
-@pytest.mark.parametrize("damage", ["truncated", "corrupt", "cut at a member"])
+def _set_size(archive: Path, part: Path) -> None:
+    """The manifest agrees with a part rewritten in place (only its content is wrong)."""
+    def fix(data):
+        for entry in data["parts"]:
+            if entry[0] == part.name:
+                entry[1] = part.stat().st_size
+    _manifest(archive, fix)
+
+
+def damage_archive(archive: Path, damage: str) -> None:
+    first, *_, last = [archive / name for name, _ in _manifest(archive)["parts"]]
+    data = first.read_bytes()
+    if damage == "truncated":  # a part cut short (a copy killed half-way)
+        first.write_bytes(data[: len(data) // 2])
+    elif damage == "truncated, manifest agrees":
+        first.write_bytes(data[: len(data) // 2])
+        _set_size(archive, first)
+    elif damage == "corrupt":
+        middle = len(data) // 2
+        first.write_bytes(data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 64]) + data[middle + 64:])
+    elif damage == "wrong checksum":  # the gzip trailer's CRC-32: every byte before it reads as valid
+        first.write_bytes(data[:-8] + bytes(b ^ 0xFF for b in data[-8:-4]) + data[-4:])
+    elif damage == "cut at a member":  # a whole gzip stream whose tar ends early: no marker
+        tmp = last.with_suffix(".cut")
+        with tarfile.open(last, "r:gz") as src, tarfile.open(tmp, "w:gz") as dst:
+            for member in src.getmembers()[:-1]:
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        os.replace(tmp, last)
+        _set_size(archive, last)
+    elif damage == "a part missing":
+        last.unlink()
+    elif damage == "no manifest":
+        (archive / MANIFEST).unlink()
+    elif damage == "another key's manifest":
+        _manifest(archive, lambda data: data.update(key="0" * 24))
+
+
+DAMAGES = ["truncated", "truncated, manifest agrees", "corrupt", "wrong checksum", "cut at a member", "a part missing", "no manifest",
+           "another key's manifest"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_a_damaged_archive_is_ignored_and_rebuilt(box, damage):
     assert run_deps(box)[0] == 0
     (archive,) = archives(box)
-    data = archive.read_bytes()
-    if damage == "truncated":
-        archive.write_bytes(data[: len(data) // 2])
-    elif damage == "corrupt":
-        middle = len(data) // 2
-        archive.write_bytes(data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 64]) + data[middle + 64:])
-    else:
-        _without_marker(archive)
+    damage_archive(archive, damage)
     code, out, err = run_deps(box, "disk-2")
     assert code == 0, err
     assert f"the archive {archive} is unreadable" in out and "into a new environment" in out
@@ -151,7 +188,8 @@ def test_two_containers_building_at_once_leave_one_valid_archive(box):
     results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     assert [code for code, _, _ in results] == [0, 0], results
     assert all("into a new environment" in out for _, out, _ in results)  # both built: neither saw an archive
-    (archive,) = archives(box)  # one archive, no temporary file left
+    (archive,) = archives(box)  # one archive, no temporary folder left
+    assert archive.is_dir() and (archive / MANIFEST).is_file()
     code, out, err = run_deps(box, "disk-3")
     assert code == 0 and f"extracted from {archive}" in out, out + err
     assert probe(box, "disk-3")[1:3] == ["0.1.0", "0.0.1-replica"]
@@ -163,21 +201,29 @@ def test_old_archives_are_deleted_the_newest_kept(box):
     folder = box / "share" / ".aitk" / "deps"
     folder.mkdir(parents=True)
     old = []
-    for i in range(KEEP + 1):
-        p = folder / f"{'0' * 23}{i}.tar.gz"
-        p.write_bytes(b"x")
+    for i in range(KEEP + 1):  # archive folders, and the oldest ones of format 1 (one file)
+        p = folder / (f"{'0' * 23}{i}.tar.gz" if i < 2 else f"{'0' * 23}{i}")
+        if p.suffix == ".gz":
+            p.write_bytes(b"x")
+        else:
+            p.mkdir()
+            (p / "part-0.tar.gz").write_bytes(b"x")
         t = time.time() - 1000 + i
         os.utime(p, (t, t))
         old.append(p)
-    stale, fresh = folder / ".x.tar.gz.host.1.tmp", folder / ".y.tar.gz.host.2.tmp"
-    stale.write_bytes(b"half")
+    stale, fresh = folder / ".aaaa.host.1.tmp", folder / ".bbbb.host.2.tmp"
+    stale.mkdir()
+    (stale / "part-0.tar.gz").write_bytes(b"half")
     os.utime(stale, (time.time() - STALE_TMP_S - 10,) * 2)
-    fresh.write_bytes(b"being written")
+    fresh.mkdir()
+    (fresh / "part-0.tar.gz").write_bytes(b"being written")
+    unrelated = folder / "notes.txt"
+    unrelated.write_text("not ours")
     assert run_deps(box)[0] == 0
     names = {p.name for p in archives(box)}
-    assert len([n for n in names if n.endswith(".tar.gz")]) == KEEP
+    assert len(names - {fresh.name, unrelated.name}) == KEEP
     assert {p.name for p in old[-(KEEP - 1):]} <= names  # the newest old ones, beside the new one
-    assert old[0].name not in names and stale.name not in names and fresh.name in names
+    assert old[0].name not in names and stale.name not in names and {fresh.name, unrelated.name} <= names
 
 
 def test_the_key_follows_the_files_the_image_and_the_layers(tmp_path, monkeypatch):
@@ -240,16 +286,16 @@ def test_the_server_start_runs_in_the_environment_of_its_own_command_only(tmp_pa
     assert start(os.getsid(0)).strip() == "no exec"  # the environment is gone: run as is
 
 
-@pytest.mark.parametrize("damage", [None, "truncated"])
+@pytest.mark.parametrize("damage", [None, "truncated, manifest agrees", "corrupt", "wrong checksum"])
 def test_without_a_tar_program_the_standard_library_extracts(box, monkeypatch, capsys, damage):
     from inference_server import deps
 
     assert run_deps(box)[0] == 0
     (archive,) = archives(box)
     if damage:
-        archive.write_bytes(archive.read_bytes()[:-5000])
+        damage_archive(archive, damage)
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    key = archive.name.removesuffix(".tar.gz")
+    key = archive.name
     root = box / "disk-2" / key
     assert deps.extract(archive, root, key) is (damage is None)
     if damage:
@@ -257,3 +303,87 @@ def test_without_a_tar_program_the_standard_library_extracts(box, monkeypatch, c
         assert list((box / "disk-2").iterdir()) == []
     else:
         assert (root / "aitk-deps.json").is_file() and (root / "bin" / "python").is_symlink()
+
+
+def test_the_parts_are_runs_of_about_equal_work():
+    from inference_server.deps import ENTRY_COST, PARTS, split
+
+    entries = [(f"lib/pkg{i // 50}/m{i:04d}.py", (i * 7919) % 40_000) for i in range(2_000)]
+    entries[100] = ("lib/big.so", 30 * 2**20)
+    runs = split(entries, PARTS)
+    assert len(runs) == PARTS and [n for run in runs for n in run] == [n for n, _ in entries]  # runs, in order
+    size = dict(entries)
+    weights = [sum(size[n] + ENTRY_COST for n in run) for run in runs]
+    total = sum(weights)
+    assert max(w for w, run in zip(weights, runs) if "lib/big.so" not in run) < 2 * total / PARTS
+    assert split(entries[:3], PARTS) == [[entries[0][0]], [entries[1][0]], [entries[2][0]]]
+    assert split([], PARTS) == []
+
+
+def test_the_parts_are_extracted_at_once_on_as_many_cores(box, monkeypatch):
+    """Each part goes to its own worker while cores remain: two parts in flight together."""
+    import threading
+
+    from inference_server import deps
+
+    assert run_deps(box)[0] == 0
+    (archive,) = archives(box)
+    both = threading.Barrier(2, timeout=20)
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+    real = deps._extract_part
+
+    def counted(part, dest):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            if part.name in ("part-0.tar.gz", "part-1.tar.gz"):
+                both.wait()  # a BrokenBarrierError here: the second part never ran beside the first
+            real(part, dest)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(deps, "_extract_part", counted)
+    monkeypatch.setattr(deps, "cpus", lambda: 2)
+    root = box / "disk-2" / archive.name
+    assert deps.extract(archive, root, archive.name)
+    assert most[0] == 2 and (root / deps.MARKER).is_file()
+
+
+def test_the_cores_a_container_may_use(monkeypatch, tmp_path):
+    from inference_server import deps
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(deps, "CPU_MAX", tmp_path / "cpu.max")
+    assert deps.cpus() == 16  # no cgroup file
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert deps.cpus() == 16
+    (tmp_path / "cpu.max").write_text("250000 100000\n")  # 2.5 cores: three may run
+    assert deps.cpus() == 3
+    (tmp_path / "cpu.max").write_text("1000 100000\n")
+    assert deps.cpus() == 1
+
+
+def test_a_second_publish_keeps_the_first_archive_unless_told_it_was_unreadable(tmp_path, monkeypatch):
+    from inference_server import deps
+
+    monkeypatch.setenv("AITK_DEPS_SHARE", str(tmp_path / "share"))
+    root, key = tmp_path / "env", "a" * 24
+    (root / "lib").mkdir(parents=True)
+    for i in range(20):
+        (root / "lib" / f"m{i}.py").write_text(f"X = {i}\n" * 100)
+    (root / deps.MARKER).write_text(json.dumps({"format": deps.FORMAT, "key": key, "root": str(root)}))
+
+    def manifest_id() -> int:
+        return (deps.archive_path(key) / MANIFEST).stat().st_ino
+
+    first = deps.publish(root, key)
+    assert first == deps.archive_path(key) and len(deps.archive_parts(first, key)[0]) > 1
+    was = manifest_id()
+    assert deps.publish(root, key) == first and manifest_id() == was  # another replica's whole one stays
+    assert deps.publish(root, key, replace=True) == first and manifest_id() != was  # the unreadable one goes
+    assert sorted(p.name for p in (tmp_path / "share").iterdir()) == [key]  # nothing temporary left
+    out = tmp_path / "disk" / key
+    assert deps.extract(first, out, key) and (out / "lib" / "m19.py").read_text() == "X = 19\n" * 100
