@@ -337,7 +337,8 @@ def console_cause(lines: Iterable[str]) -> str | None:
             continue
         m = _CAUSE.search(message)
         if m:
-            found = m.group(1).strip()
+            # the local cloud's "cannot start the replica: X": the sentence's lead says that already
+            found = m.group(1).strip().removeprefix("cannot start the replica: ")
             while found.endswith(")") and found.count(")") > found.count("("):
                 found = found[:-1]  # "Error while finding module ... (ModuleNotFoundError: ...)"
     return found[:300] if found else None
