@@ -49,7 +49,10 @@ async def test_a_deploys_restart_makes_a_new_replica_whose_restarts_start_at_zer
     from .deploy_helpers import deploy_all
 
     config = await provisioned(session)
-    for _ in range(200):  # nothing deployed: the container's pip step fails, it restarts
+    # Nothing deployed: the container's deps step fails and it restarts, backing off 1 s, then
+    # 2 s. A deadline, not a count of polls: each poll is a status call, slower on a busy machine.
+    deadline = asyncio.get_running_loop().time() + 90
+    while asyncio.get_running_loop().time() < deadline:
         st = await session.endpoint_status(config)
         if st.replicas and st.replicas[0].restart_count >= 2:
             break
