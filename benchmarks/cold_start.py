@@ -1,6 +1,6 @@
 """The phases of a wake from zero on the local cloud, before and after the dependency cache.
 
-    python benchmarks/cold_start.py [--wakes 2] [--keep] [--disk /dev/shm]
+    python benchmarks/cold_start.py [--wakes 2] [--keep] [--disk DIR | --journaled-disk]
 
 A wake from zero on Azure: the container starts from the image, runs the template's
 command, imports torch and transformers, loads the weights from the share, and answers the
@@ -30,12 +30,14 @@ and the archive's size and extract time (the deps step's own figures).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -195,7 +197,42 @@ def main() -> int:
     ap.add_argument("--disk", type=Path, help="folder for the replicas' local disk (default: in the temp folder); "
                     "e.g. on a loop-mounted ext4 with a journal when the temp folder's is without one (the "
                     "script says so), or /dev/shm to take the disk out of the figures")
+    ap.add_argument("--journaled-disk", action="store_true",
+                    help="put the replicas' local disk on a 4 GiB ext4 image with a journal, loop-mounted for the run "
+                         "(needs root, mkfs.ext4 and a loop device): how a host's disk normally is, where this VM's "
+                         "root is ext4 without one")
     args = ap.parse_args()
+    if args.journaled_disk:
+        if args.disk:
+            ap.error("--disk and --journaled-disk contradict each other")
+        with journaled_disk() as mount:
+            args.disk = mount
+            return run(args)
+    return run(args)
+
+
+@contextlib.contextmanager
+def journaled_disk(size: str = "4G"):
+    """A loop-mounted ext4 made by ``mkfs.ext4`` (journal included), removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix="aitk-cold-ext4-"))
+    image, mount = work / "disk.img", work / "mnt"
+    mount.mkdir()
+    try:
+        subprocess.run(["truncate", "-s", size, str(image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+        subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise SystemExit(f"cold_start.py: cannot make a journaled disk ({exc}); run as root with mkfs.ext4 and a "
+                         "loop device, or pass --disk on a journaled filesystem")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> int:
 
     from aitk_tui.cloud.clients import ClientFactory
     from aitk_tui.local.server import LocalCloud
