@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from textual import work
 from textual.app import App
+from textual.command import CommandPalette
 from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
@@ -29,6 +30,7 @@ from .commands import FKEY, bindings_for
 from .messages import IdentityKnown, SessionFailed, SessionOpened
 from .operations import default_session_factory, describe_failure
 from .screens.main import MainCommands, MainScreen
+from .screens.palette import Palette
 from .settings import DEFAULT_THEME, UISettings
 from .state import UIState
 
@@ -207,6 +209,11 @@ class AitkApp(App[int]):
 
     def action_palette(self) -> None:
         self.action_command_palette()
+
+    def action_command_palette(self) -> None:
+        """Ours (:class:`~.screens.palette.Palette`: Enter waits for the search of what was typed)."""
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            self.push_screen(Palette(id="--command-palette"))
 
     async def action_quit(self) -> None:
         """ctrl+q (Textual's own binding) asks what F10 asks when parameters are unsaved."""

@@ -55,3 +55,21 @@ def test_a_burst_in_a_parameters_field_saves_what_was_typed_and_f10_asks_before_
     assert term.proc.wait(15) == 0
     params = json.loads((local_project / "infra" / "provision" / "inference.parameters.json").read_text())
     assert params["parameters"]["maximumInstanceCount"]["value"] == 10
+
+
+def test_a_burst_of_ctrl_p_a_commands_name_and_enter_runs_that_command(aitk_terminal, local_project):
+    """Enter came before the palette had searched the name: it ran the first command of the
+    list the palette opened with ("Show help"), whatever was typed."""
+    (local_project / "infra" / "inference.config.json").write_text(json.dumps(CONFIG))
+    term: AitkTerminal = aitk_terminal()
+    term.wait_for_text("Sign in", timeout=30)
+    term.wait_for_quiet()
+    term.type_text(burst("ctrl+p", *"edit inference parameters", "enter"))
+    screen = term.wait_for_text("Maximum number of GPU replicas", timeout=30)
+    assert "Esc or F1 closes" not in screen  # not the help
+    # A name that matches nothing: Enter runs nothing, the palette says so.
+    term.type_text(burst("ctrl+p", *"open chat", "enter"))
+    screen = term.wait_for_text("No matches found")
+    assert "Esc or F1 closes" not in screen
+    term.send_keys("escape")
+    term.wait_for_gone("No matches found")

@@ -1,0 +1,31 @@
+"""The command palette: Textual's, with Enter waiting for the search of what was typed.
+
+Textual's palette searches in a worker as the query changes, and Enter acts on the list as
+it is. Keys that arrive in one burst (ssh, tmux, a loaded jump box: ctrl+p, a command's
+name, Enter) reach Enter before the search of the name has run, so Enter ran the first
+command of the list the palette opened with ("Show help"), or of the query typed so far.
+Here Enter first waits for the running search, then acts on its list: the command typed,
+or nothing when nothing matches.
+"""
+
+from __future__ import annotations
+
+from textual import on
+from textual.command import CommandPalette
+from textual.widgets import Input
+from textual.worker import WorkerCancelled, WorkerFailed, WorkerState
+
+
+class Palette(CommandPalette):
+    @on(Input.Submitted)
+    async def _submit_when_searched(self, event: Input.Submitted) -> None:
+        event.stop()
+        event.prevent_default()  # Textual's own handler (below in the MRO) would act on the old list
+        for worker in list(self.workers):
+            if worker.group == self._GATHER_COMMANDS_GROUP and worker.state in (WorkerState.PENDING,
+                                                                                 WorkerState.RUNNING):
+                try:
+                    await worker.wait()
+                except (WorkerCancelled, WorkerFailed):
+                    pass  # a newer search replaced it (the next Changed), or it failed: act on the list as is
+        self._select_or_command()
