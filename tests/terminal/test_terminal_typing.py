@@ -73,3 +73,16 @@ def test_a_burst_of_ctrl_p_a_commands_name_and_enter_runs_that_command(aitk_term
     assert "Esc or F1 closes" not in screen
     term.send_keys("escape")
     term.wait_for_gone("No matches found")
+
+
+def test_a_burst_with_backspace_in_the_palettes_search_searches_what_was_typed(aitk_terminal, local_project):
+    (local_project / "infra" / "inference.config.json").write_text(json.dumps(CONFIG))
+    term: AitkTerminal = aitk_terminal()
+    term.wait_for_text("Sign in", timeout=30)
+    term.wait_for_quiet()
+    term.send_keys("ctrl+p")
+    term.wait_for_text("Search for commands")
+    term.type_text(burst(*"depx", "backspace", *"loy"))  # the search was "depxlo": no match
+    term.wait_for_text("Deploy for inference")
+    screen = term.wait_for_text(re.compile(r"🔎 deploy\s*$", re.M))
+    assert "depxlo" not in screen and "No matches found" not in screen

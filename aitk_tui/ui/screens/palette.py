@@ -6,17 +6,40 @@ name, Enter) reach Enter before the search of the name has run, so Enter ran the
 command of the list the palette opened with ("Show help"), or of the query typed so far.
 Here Enter first waits for the running search, then acts on its list: the command typed,
 or nothing when nothing matches.
+
+Its search field is Textual's with the fix of :mod:`..widgets.inputs`: Backspace and the
+arrows in a burst apply where they were typed (``depx<BS>loy`` searched "depxlo").
 """
 
 from __future__ import annotations
 
 from textual import on
-from textual.command import CommandPalette
-from textual.widgets import Input
+from textual.app import ComposeResult
+from textual.command import CommandInput, CommandList, CommandPalette, SearchIcon
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Input, LoadingIndicator
 from textual.worker import WorkerCancelled, WorkerFailed, WorkerState
+
+from ..widgets.inputs import OwnBindingsInOrder
+
+
+class SearchInput(OwnBindingsInOrder, CommandInput):
+    """The palette's search field, its Backspace and arrows kept in typing order."""
 
 
 class Palette(CommandPalette):
+    def compose(self) -> ComposeResult:
+        # Textual 8's CommandPalette.compose, with SearchInput for its CommandInput.
+        with Vertical(id="--container"):
+            with Horizontal(id="--input"):
+                yield SearchIcon()
+                yield SearchInput(placeholder=self._placeholder, select_on_focus=False)
+                if not self.run_on_select:
+                    yield Button("\u25b6")
+            with Vertical(id="--results"):
+                yield CommandList()
+                yield LoadingIndicator()
+
     @on(Input.Submitted)
     async def _submit_when_searched(self, event: Input.Submitted) -> None:
         event.stop()
