@@ -100,9 +100,11 @@ async def test_a_chunked_prefill_gives_the_same_greedy_text_as_an_unchunked_one(
     assert together == expected
     assert chunked.peak_batch >= 4, "the rows were not decoded together"
     prefills = [t for t in traced if t[0] == "prefill"]
+    mixed = [t for t in traced if t[0] == "mixed"]  # folded into a decode step's forward (prompt tokens: t[4])
     # No prompt took more in one forward than a prompt prefilled whole may (two lone pieces).
     assert all(t[5] // t[3] <= CHUNK * ALONE_FACTOR * WHOLE_FACTOR for t in prefills)
-    assert sum(1 for t in prefills if t[3] == 1) > len(prompts) * 3  # the long prompts went in pieces
+    # The long prompts went in pieces.
+    assert sum(1 for t in prefills if t[3] == 1) + len(mixed) > len(prompts) * 3
 
 
 async def test_a_long_prompt_is_prefilled_between_decode_steps_of_the_running_rows(unmerged):
@@ -189,3 +191,44 @@ async def test_a_piece_that_raises_fails_only_its_request(unmerged):
     assert [text for text, _ in results] == expected
     assert again == expected
     assert engine.active == 0
+
+
+# ------------------------------------------------------------------ folded steps (fold.py)
+def one_adapter(loaded) -> bool:
+    return True  # merged: the weights as loaded; unmerged: every row on the adapter, so steps fold
+
+
+async def run_one_adapter(engine, loaded, prompts: list[str], params: SamplingParams) -> list[str]:
+    with engine._cv:
+        handles = [engine.submit(ids(loaded, p), params, use_adapter=one_adapter(loaded), timeout_s=60)
+                   for p in prompts]
+    return [text for text, _ in await asyncio.gather(*(h.result() for h in handles))]
+
+
+async def test_a_folded_step_gives_the_same_greedy_text_as_unchunked_and_separate_pieces(loaded):
+    prompts = [f"prompt number {i} " + f"{SUBJECTS[i]} " * (i * 30 + 3) for i in range(len(SUBJECTS))]
+    engines = {
+        "whole": Engine(loaded, max_batch_size=8, prefill_chunk=4096, prefix_cache_tokens=0, fold=False),
+        "pieces": Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0, fold=False),
+        "folded": Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0),
+    }
+    assert engines["folded"].fold and not engines["pieces"].fold
+    traced: dict[str, list[tuple]] = {name: [] for name in engines}
+    for name, engine in engines.items():
+        engine.trace = lambda *a, name=name: traced[name].append(a)
+        engine.start()
+    try:
+        texts = {name: await run_one_adapter(engine, loaded, prompts, greedy(120)) for name, engine in engines.items()}
+    finally:
+        for engine in engines.values():
+            engine.stop()
+    assert len(set(texts["whole"])) == len(prompts), "each prompt should produce its own text"
+    assert texts["pieces"] == texts["whole"]
+    assert texts["folded"] == texts["whole"]
+    mixed = [t for t in traced["folded"] if t[0] == "mixed"]
+    assert not any(t[0] == "mixed" for t in traced["pieces"])
+    # Pieces of the long prompts went in decode steps' forwards: rows decoding, prompt tokens alongside.
+    assert len(mixed) > len(prompts) and all(t[3] >= 1 and t[4] >= 1 and t[5] == t[3] + t[4] for t in mixed)
+    separate = sum(1 for t in traced["pieces"] if t[0] in ("prefill", "decode"))
+    folded = sum(1 for t in traced["folded"] if t[0] in ("prefill", "decode", "mixed"))
+    assert folded < separate - len(prompts), "folding saved no forwards"
