@@ -500,8 +500,10 @@ class Engine:
         mask = torch.ones((1, end), dtype=torch.long, device=device)
         first = p.cache is None
         cache = DynamicCache() if first else p.cache
+        # Only the last piece needs logits (its last token's): the others skip the lm_head.
+        keep = 1 if end == len(handle.prompt_ids) else torch.empty(0, dtype=torch.long, device=device)
         try:
-            logits = self._forward([handle.adapter], ids, mask, positions, cache)
+            logits = self._forward([handle.adapter], ids, mask, positions, cache, keep=keep)
         except Exception as exc:
             log.exception("prefill failed")
             self._end_prefill(p, Finished("error", len(handle.prompt_ids), 0, error=failure_message(exc)))

@@ -232,3 +232,148 @@ async def test_a_folded_step_gives_the_same_greedy_text_as_unchunked_and_separat
     separate = sum(1 for t in traced["pieces"] if t[0] in ("prefill", "decode"))
     folded = sum(1 for t in traced["folded"] if t[0] in ("prefill", "decode", "mixed"))
     assert folded < separate - len(prompts), "folding saved no forwards"
+
+
+async def run_behind(engine, loaded, prompts: list[str], params: SamplingParams) -> list[str]:
+    """All but the last prompt first; the last once they decode (so it goes in pieces, folded)."""
+    engine.peak_batch = 0
+    first = [engine.submit(ids(loaded, p), params, use_adapter=True, timeout_s=60) for p in prompts[:-1]]
+    while engine.peak_batch < len(first):
+        await asyncio.sleep(0.002)
+    last = engine.submit(ids(loaded, prompts[-1]), params, use_adapter=True, timeout_s=60)
+    return [text for text, _ in await asyncio.gather(*(h.result() for h in [*first, last]))]
+
+
+def decoder_layers(loaded):
+    model = loaded.model
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return core.model.layers
+
+
+async def test_a_long_prompts_pieces_ride_in_the_running_rows_decode_forwards(unmerged):
+    loaded = unmerged
+    engine = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0)
+    traced: list[tuple] = []
+    engine.trace = lambda *a: traced.append(a)
+    long_ids = ids(loaded, "tell me everything about " + "streaming tokens " * 30)
+    forwards = Forwards(loaded)
+    engine.start()
+    try:
+        running = [engine.submit(ids(loaded, p), greedy(400), use_adapter=True, timeout_s=120)
+                   for p in ["count to five", "what is your name?"]]
+        while engine.active < 2 or len(forwards.seen) < 4:  # both decoding before the long prompt comes
+            await asyncio.sleep(0.005)
+        long = engine.submit(long_ids, greedy(4), use_adapter=True, timeout_s=120)
+        (_, done), = await asyncio.gather(long.result())
+        for handle in running:
+            handle.cancel()
+        await asyncio.gather(*(h.result() for h in running))
+    finally:
+        forwards.hook.remove()
+        engine.stop()
+    assert done.reason == "length" and done.completion_tokens == 4
+    # Every piece went in one forward with the two running rows' tokens first: [1, 2 + piece].
+    folded = [batch[0] for batch in forwards.seen if len(batch) == 1 and len(batch[0]) > 2
+              and any(batch[0][2:] == long_ids[i:i + len(batch[0]) - 2] for i in range(0, len(long_ids), CHUNK))]
+    assert sum(len(f) - 2 for f in folded) == len(long_ids)
+    assert all(len(f) - 2 <= CHUNK for f in folded)
+    mixed = [t for t in traced if t[0] == "mixed"]
+    assert [(t[3], t[4]) for t in mixed] == [(2, len(f) - 2) for f in folded]  # decode rows, prompt tokens
+    assert not any(t[0] == "prefill" for t in traced[traced.index(mixed[0]):traced.index(mixed[-1])])
+
+
+async def test_a_folded_forward_that_raises_is_run_apart_and_everyone_gets_the_same_text(loaded):
+    # It raises halfway through the layers (some caches already hold its keys): the iteration
+    # goes the separate way from the caches as they were, and every text is the one it would be.
+    engine = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0)
+    traced: list[tuple] = []
+    engine.trace = lambda *a: traced.append(a)
+    prompts = ["hello", "count to five", "tell me everything about " + "adapters " * 30]
+    raised: list[int] = []
+
+    def hook(module, args, kwargs):
+        if "aitk_fold" in kwargs and len(raised) < 2:
+            raised.append(args[0].shape[1])
+            raise RuntimeError("injected failure of a folded forward")
+
+    engine.start()
+    try:
+        expected = await run_behind(engine, loaded, prompts, greedy(60))
+        assert any(t[0] == "mixed" for t in traced)
+        layers = decoder_layers(loaded)
+        handle = layers[len(layers) // 2].register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            traced.clear()
+            again = await run_behind(engine, loaded, prompts, greedy(60))
+        finally:
+            handle.remove()
+    finally:
+        engine.stop()
+    assert len(raised) == 2
+    assert again == expected
+    assert any(t[0] == "mixed" for t in traced)  # folding went on after the failures
+    assert engine.active == 0
+
+
+async def test_a_folded_piece_that_raises_fails_only_its_request(loaded):
+    engine = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0)
+    traced: list[tuple] = []
+    engine.trace = lambda *a: traced.append(a)
+    prompts = ["hello", "count to five"]
+    poisoned_ids = ids(loaded, "tell me everything about " + "poison " * 30)
+    marker = next(t for t in poisoned_ids[3 * CHUNK:] if all(t not in ids(loaded, p) for p in prompts))
+    assert marker not in poisoned_ids[:CHUNK]  # its first piece goes through, a later one raises
+
+    def hook(module, args):  # the folded forward and the piece's own forward alike
+        batch = args[0]
+        if batch.shape[1] > 1 and bool((batch == marker).any()):
+            raise RuntimeError("injected prefill failure")
+
+    engine.start()
+    try:
+        expected = await run_one_adapter(engine, loaded, prompts, greedy())
+        handle = loaded.model.get_input_embeddings().register_forward_pre_hook(hook)
+        try:
+            engine.peak_batch = 0
+            running = [engine.submit(ids(loaded, p), greedy(), use_adapter=True, timeout_s=60) for p in prompts]
+            while engine.peak_batch < len(running):  # decoding, so the poisoned prompt goes in folded pieces
+                await asyncio.sleep(0.002)
+            poisoned = engine.submit(poisoned_ids, greedy(), use_adapter=True, timeout_s=60)
+            (_, poisoned_done), *results = await asyncio.gather(poisoned.result(), *(h.result() for h in running))
+        finally:
+            handle.remove()
+        again = await run_one_adapter(engine, loaded, prompts, greedy())
+    finally:
+        engine.stop()
+    assert any(t[0] == "mixed" for t in traced), "no piece was folded"
+    assert poisoned_done.reason == "error" and "RuntimeError" in poisoned_done.error
+    assert poisoned_done.completion_tokens == 0
+    assert [text for text, _ in results] == expected
+    assert again == expected
+    assert engine.active == 0
+
+
+async def test_rows_on_other_adapters_keep_prefill_apart_and_give_the_same_text(unmerged):
+    # peft picks adapters per batch row, and a folded forward is one row: with the base and the
+    # adapter mixed, pieces go in forwards of their own; on one adapter they fold.
+    loaded = unmerged
+    prompts = [f"prompt number {i} " + f"{SUBJECTS[i]} " * (i * 30 + 3) for i in range(4)]
+    whole = Engine(loaded, max_batch_size=8, prefill_chunk=4096, prefix_cache_tokens=0)
+    chunked = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0)
+    traced: list[tuple] = []
+    chunked.trace = lambda *a: traced.append(a)
+    whole.start()
+    chunked.start()
+    try:
+        expected = await run_all(whole, loaded, prompts, greedy(120))
+        mixed_adapters = await run_all(chunked, loaded, prompts, greedy(120))
+        kinds_mixed = {t[0] for t in traced}
+        traced.clear()
+        await run_one_adapter(chunked, loaded, prompts, greedy(120))
+        kinds_one = {t[0] for t in traced}
+    finally:
+        whole.stop()
+        chunked.stop()
+    assert mixed_adapters == expected
+    assert "mixed" not in kinds_mixed and "prefill" in kinds_mixed
+    assert "mixed" in kinds_one
