@@ -187,6 +187,8 @@ def main() -> int:
                         help="linear weights packed for batched decode (cpu_linear.py): on, off, or each in turn")
     parser.add_argument("--skip-padding", choices=["on", "off", "both"], default="on",
                         help="batched decode attention skips the KV padding (cpu_attention.py): on, off, or each in turn")
+    parser.add_argument("--fold-cost", type=int, default=0, metavar="TOKENS",
+                        help="only measure a piece of TOKENS and a decode step apart against folded (fold.py)")
     parser.add_argument("--fold", choices=["on", "off"], default="on",
                         help="prefill folded into the running rows' decode forward (fold.py), or always apart")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aitk-bench-models")
@@ -209,6 +211,11 @@ def main() -> int:
 
     if args.chunk_cost:
         chunk_cost(loaded, args.chunk_cost)
+        return 0
+    if args.fold_cost:
+        cpu_linear.pack_linears(loaded.model, args.packed if args.packed != "both" else "on")
+        cpu_attention.use_for(loaded.model)
+        fold_cost(loaded, args.fold_cost)
         return 0
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, torch threads {args.threads}, "
@@ -263,6 +270,71 @@ def chunk_cost(loaded, length: int) -> None:
             total, pieces = run(size)
             print(f"  pieces of {size:>3}: {total:.2f} s ({100 * (total / whole - 1):+.0f} %), one piece median "
                   f"{1000 * statistics.median(pieces):.0f} ms, worst {1000 * max(pieces):.0f} ms")
+
+
+def fold_cost(loaded, piece: int, reps: int = 15) -> None:
+    """A prefill piece and a decode step: two forwards (apart) against one (folded, fold.py),
+    alternated in one process so both see the same machine; engine CPU time, median."""
+    import torch
+    from transformers import DynamicCache
+
+    from inference_server import kvcache
+    from inference_server.fold import KWARG, FoldedStep, Segment
+
+    gen = torch.Generator().manual_seed(0)
+    vocab = len(loaded.tokenizer) - 10
+    context, done, total = 200, 64, 400
+    kw = loaded.cache_kwarg
+
+    def filled(rows: int, n: int, capacity: int):
+        cache = DynamicCache()
+        loaded.model(input_ids=torch.randint(10, vocab, (rows, n), generator=gen), **{kw: cache}, use_cache=True,
+                     logits_to_keep=1)
+        return kvcache.to_slabs(cache, rows, capacity)
+
+    def mark(*caches):
+        return [(layer, layer.end) for c in caches for layer in c.layers]
+
+    def rewind(marks):
+        for layer, end in marks:
+            layer.end = end
+            layer._view()
+
+    print(f"a {piece}-token piece of a {total}-token prompt ({done} done) and a decode step of k rows "
+          f"({context} tokens of context each); CPU ms, median of {reps} (load {os.getloadavg()[0]:.1f})")
+    with torch.inference_mode():
+        for rows in (1, 2, 4, 8):
+            batch, prompt = filled(rows, context, context + 8), filled(1, done, total)
+            mask = torch.ones((rows, context + 1), dtype=torch.long)
+            last = torch.randint(10, vocab, (rows, 1), generator=gen)
+            piece_ids = torch.randint(10, vocab, (1, piece), generator=gen)
+            apart, folded = [], []
+
+            def run_apart():
+                marks = mark(batch, prompt)
+                loaded.model(input_ids=piece_ids, attention_mask=torch.ones((1, done + piece), dtype=torch.long),
+                             position_ids=torch.arange(done, done + piece).unsqueeze(0), **{kw: prompt},
+                             use_cache=True, logits_to_keep=torch.empty(0, dtype=torch.long))
+                loaded.model(input_ids=last, attention_mask=mask, position_ids=torch.full((rows, 1), context),
+                             **{kw: batch}, use_cache=True, logits_to_keep=1)
+                rewind(marks)
+
+            def run_folded():
+                step = FoldedStep(batch, mask.bool()[:, None, None, :], [Segment(prompt, done, piece, total)])
+                loaded.model(input_ids=torch.cat([last.view(1, rows), piece_ids], dim=1),
+                             attention_mask=torch.ones((1, 1, 1, 1), dtype=torch.bool),
+                             position_ids=torch.tensor([[context] * rows + list(range(done, done + piece))]),
+                             **{kw: step, KWARG: step}, use_cache=True, logits_to_keep=torch.arange(rows))
+                step.rewind()
+
+            for i in range(reps + 2):
+                for fn, out in ((run_apart, apart), (run_folded, folded)):
+                    t = time.thread_time()
+                    fn()
+                    if i >= 2:  # warm-up
+                        out.append(time.thread_time() - t)
+            a, f = statistics.median(apart), statistics.median(folded)
+            print(f"  {rows} rows: apart {1000 * a:.0f} ms, folded {1000 * f:.0f} ms ({100 * (f / a - 1):+.0f} %)")
 
 
 def run_rounds(args, loaded, encode) -> list[dict]:

@@ -7,11 +7,19 @@ finished, were cancelled or ran out of time. Woken from idle, it first lets a bu
 other arrivals come in (``_gather``), so they start in one iteration.
 
 Chunked prefill: a prompt longer than two ``prefill_chunk`` pieces is prefilled one piece
-per iteration, each piece a forward of its own on top of the cache the earlier pieces
-left (slabs sized for the whole prompt at the first piece), with the running rows' decode
-step in between; its last piece samples its first token and the row joins the batch. So
-a long prompt holds running streams, and a short request that arrives behind it, for one
-piece at a time, not for its whole prefill.
+per iteration, on top of the cache the earlier pieces left (slabs sized for the whole
+prompt at the first piece), with the running rows' decode step in between; its last piece
+samples its first token and the row joins the batch. So a long prompt holds running
+streams, and a short request that arrives behind it, for one piece at a time, not for its
+whole prefill. Only the last piece computes logits (the others skip the lm_head).
+
+Folded steps (``fold.py``): while rows decode, a prefill (a piece, or short prompts whole)
+goes in the same forward as the decode step that follows it, one packed row of the rows'
+tokens and the prompt's, so it does not pay a pass over the weights of its own. Where that
+is not safe (rows or prompts on different unmerged adapters, a sliding window, an attention
+that is not ours) or the folded forward raises, the prefill and the decode step run apart,
+each with its own failure isolation. Traced as "mixed" (rows: decode rows; tokens: prompt
+tokens).
 
 Rows join and leave the running batch between steps: the batch's KV cache is left-padded
 to a common length and an attention mask hides the padding, with explicit per-row

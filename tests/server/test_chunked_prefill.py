@@ -377,3 +377,104 @@ async def test_rows_on_other_adapters_keep_prefill_apart_and_give_the_same_text(
     assert mixed_adapters == expected
     assert "mixed" not in kinds_mixed and "prefill" in kinds_mixed
     assert "mixed" in kinds_one
+
+
+async def test_short_prompts_arriving_together_fold_into_one_decode_forward_as_segments(loaded):
+    # Several whole prompts in one folded forward: each attends only to itself (its own cache).
+    running_prompt = "count to five"
+    arrivals = ["hello there", "what is a quota?", "tell me about tokens"]
+    texts = {}
+    for fold in (False, True):
+        engine = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0, fold=fold)
+        traced: list[tuple] = []
+        engine.trace = lambda *a, traced=traced: traced.append(a)
+        engine.start()
+        try:
+            engine.peak_batch = 0
+            running = engine.submit(ids(loaded, running_prompt), greedy(60), use_adapter=True, timeout_s=60)
+            while engine.peak_batch < 1:
+                await asyncio.sleep(0.002)
+            with engine._cv:  # one iteration admits them all
+                handles = [engine.submit(ids(loaded, p), greedy(30), use_adapter=True, timeout_s=60) for p in arrivals]
+            texts[fold] = [t for t, _ in await asyncio.gather(running.result(), *(h.result() for h in handles))]
+        finally:
+            engine.stop()
+    assert texts[True] == texts[False]
+    lengths = sorted(len(ids(loaded, p)) for p in arrivals)
+    # The three went in one forward beside the running row (prompt tokens: all of theirs).
+    assert any(t[0] == "mixed" and t[3] == 1 and t[4] == sum(lengths) for t in traced), traced[:6]
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    """A small Phi-3 with random weights and grouped-query attention: every token's keys
+    matter to every later one (the demo model's hand-set weights hide attention errors)."""
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    from inference_server import cpu_attention
+
+    torch.manual_seed(0)
+    model = Phi3ForCausalLM(Phi3Config(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                       original_max_position_embeddings=256, pad_token_id=0,
+                                       attn_implementation="sdpa")).eval()
+    assert cpu_attention.use_for(model)
+    return model
+
+
+def test_a_folded_forward_gives_the_logits_and_caches_of_separate_forwards(random_model):
+    # Left-padded decode rows, a piece going on from its cache (explicit causal mask) and a
+    # whole prompt (SDPA's is_causal), on random tokens: every logit and every cached key and
+    # value as the separate forwards give them.
+    import copy
+
+    from transformers import DynamicCache
+
+    from inference_server import kvcache
+    from inference_server.fold import KWARG, FoldedStep, Segment
+
+    model, kw = random_model, "cache"
+    gen = torch.Generator().manual_seed(3)
+    tokens = lambda *shape: torch.randint(1, 128, shape, generator=gen)  # noqa: E731
+    lengths = [9, 14, 5]
+    width = max(lengths)
+    mask = torch.tensor([[0] * (width - n) + [1] * n for n in lengths])
+    with torch.inference_mode():
+        batch = DynamicCache()
+        model(input_ids=tokens(3, width), attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+              use_cache=True, **{kw: batch})
+        batch = kvcache.to_slabs(batch, 8)
+        prompt_a = tokens(1, 18)
+        piece_cache = DynamicCache()
+        model(input_ids=prompt_a[:, :10], use_cache=True, **{kw: piece_cache})
+        piece_cache = kvcache.to_slabs(piece_cache, 1, 18)
+        prompt_b = tokens(1, 7)
+        last = tokens(3, 1)
+        step_mask = torch.cat([mask, torch.ones((3, 1), dtype=torch.long)], dim=1)
+        positions = torch.tensor(lengths).unsqueeze(1)
+
+        ref_batch, ref_piece, ref_whole = copy.deepcopy(batch), copy.deepcopy(piece_cache), DynamicCache()
+        ref_rows = model(input_ids=last, attention_mask=step_mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1, **{kw: ref_batch}).logits[:, -1]
+        ref_a = model(input_ids=prompt_a[:, 10:], attention_mask=torch.ones((1, 18), dtype=torch.long),
+                      position_ids=torch.arange(10, 18).unsqueeze(0), use_cache=True, logits_to_keep=1,
+                      **{kw: ref_piece}).logits[:, -1]
+        ref_b = model(input_ids=prompt_b, use_cache=True, logits_to_keep=1, **{kw: ref_whole}).logits[:, -1]
+
+        segments = [Segment(piece_cache, 10, 8, 18), Segment(None, 0, 7, 7)]
+        step = FoldedStep(batch, step_mask.bool()[:, None, None, :], segments)
+        out = model(input_ids=torch.cat([last.view(1, 3), prompt_a[:, 10:], prompt_b], dim=1),
+                    attention_mask=torch.ones((1, 1, 1, 1), dtype=torch.bool),
+                    position_ids=torch.tensor([lengths + list(range(10, 18)) + list(range(7))]),
+                    use_cache=True, logits_to_keep=torch.tensor([0, 1, 2, 3 + 8 - 1, 3 + 8 + 7 - 1]),
+                    **{kw: step, KWARG: step}).logits[0]
+    close = dict(rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out[:3], ref_rows, **close)
+    torch.testing.assert_close(out[3:4], ref_a, **close)
+    torch.testing.assert_close(out[4:5], ref_b, **close)
+    whole = step.segment_cache(segments[1])
+    for ours, ref in [(batch, ref_batch), (step.segment_cache(segments[0]), ref_piece), (whole, ref_whole)]:
+        for a, b in zip(ours.layers, ref.layers, strict=True):
+            real = slice(None) if ours is not batch else step_mask.bool()  # padding cells hold anything
+            torch.testing.assert_close(a.keys.transpose(1, 2)[real], b.keys.transpose(1, 2)[real], **close)
+            torch.testing.assert_close(a.values.transpose(1, 2)[real], b.values.transpose(1, 2)[real], **close)
