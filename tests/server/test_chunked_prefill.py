@@ -194,14 +194,10 @@ async def test_a_piece_that_raises_fails_only_its_request(unmerged):
 
 
 # ------------------------------------------------------------------ folded steps (fold.py)
-def one_adapter(loaded) -> bool:
-    return True  # merged: the weights as loaded; unmerged: every row on the adapter, so steps fold
-
-
 async def run_one_adapter(engine, loaded, prompts: list[str], params: SamplingParams) -> list[str]:
+    """Every row on the adapter (merged: the weights as loaded), so steps can fold."""
     with engine._cv:
-        handles = [engine.submit(ids(loaded, p), params, use_adapter=one_adapter(loaded), timeout_s=60)
-                   for p in prompts]
+        handles = [engine.submit(ids(loaded, p), params, use_adapter=True, timeout_s=60) for p in prompts]
     return [text for text, _ in await asyncio.gather(*(h.result() for h in handles))]
 
 
