@@ -2,7 +2,7 @@
 
     python benchmarks/engine_breakdown.py [--rounds 2] [--stagger 0.25] [--packed on|off|both]
                                           [--skip-padding on|off|both] [--threads 1]
-                                          [--shape realistic|burst|sampled]
+                                          [--shape realistic|burst|sampled] [--fold on|off]
 
 ``--packed`` and ``--skip-padding`` switch the engine's two CPU paths (``cpu_linear.py``,
 ``cpu_attention.py``) in this process; with ``both`` the workload runs once per setting and
@@ -11,7 +11,9 @@ the last line compares the last setting with the first.
 The workload of ``server_bench.py --realistic`` (``realistic_load.py``), driven through the
 engine in this process (no HTTP, so only the engine is measured), once with the clients
 staggered and once one after another, with the same seeds so both make the same tokens.
-Every prefill and decode step is traced (``Engine.trace``) with its wall and CPU time.
+Every prefill and decode step is traced (``Engine.trace``) with its wall and CPU time; a
+decode step with prefill folded into its forward (``fold.py``, traced "mixed") is counted
+apart, in the engine's CPU time but not in the step costs the bound is fitted to.
 
 Printed per run: prefill vs decode time, decode steps and rows per step (occupancy),
 padded KV-cache cells against real ones, time the engine was idle or in between steps.
@@ -66,6 +68,7 @@ def shape_workload(shape: str, encode, variant: int) -> tuple[list, dict]:
 
 
 STAGGER = [0.25]
+FOLD = [True]
 
 
 async def run_wave(loaded, clients, seeds, concurrent: bool, sampling: dict | None = None) -> dict:
@@ -73,7 +76,7 @@ async def run_wave(loaded, clients, seeds, concurrent: bool, sampling: dict | No
     from inference_server.handles import SamplingParams
 
     trace: list[tuple] = []
-    engine = Engine(loaded, max_batch_size=8)
+    engine = Engine(loaded, max_batch_size=8, fold=FOLD[0])
     engine.trace = lambda *a: trace.append((time.perf_counter(), *a))
     engine.start()
     try:
@@ -104,17 +107,23 @@ def describe(label: str, run: dict) -> dict:
     trace = run["trace"]
     pre = [t for t in trace if t[1] == "prefill"]
     dec = [t for t in trace if t[1] == "decode"]
+    mixed = [t for t in trace if t[1] == "mixed"]  # a decode step and prefill in one forward (fold.py)
     f = {
         "prefill_s": sum(t[2] for t in pre), "prefill_cpu": sum(t[3] for t in pre),
         "decode_s": sum(t[2] for t in dec), "decode_cpu": sum(t[3] for t in dec),
+        "mixed_s": sum(t[2] for t in mixed), "mixed_cpu": sum(t[3] for t in mixed),
         "steps": len(dec), "row_steps": sum(t[4] for t in dec),
     }
     tokens = sum(run["tokens"])
-    busy = f["prefill_s"] + f["decode_s"]
+    busy = f["prefill_s"] + f["decode_s"] + f["mixed_s"]
     print(f"  {label}: wall {run['wall']:.2f} s, {tokens} tokens ({tokens / run['wall']:.1f} tok/s); "
           f"engine busy {busy:.2f} s (idle or between steps {run['wall'] - busy:.2f} s)")
     print(f"    prefill: {len(pre)} forwards, {f['prefill_s']:.2f} s wall / {f['prefill_cpu']:.2f} s CPU, "
           f"{sum(t[5] for t in pre)} prompt tokens ({sum(t[6] for t in pre)} with padding)")
+    if mixed:  # trace: rows = decode rows, tokens = prompt tokens alongside them
+        print(f"    decode steps with prefill folded in: {len(mixed)} forwards, {f['mixed_s']:.2f} s wall / "
+              f"{f['mixed_cpu']:.2f} s CPU, {sum(t[5] for t in mixed)} prompt tokens alongside "
+              f"{sum(t[4] for t in mixed)} decode rows")
     if dec:
         by_rows: dict[int, list[float]] = {}
         for t in dec:
@@ -178,6 +187,10 @@ def main() -> int:
                         help="linear weights packed for batched decode (cpu_linear.py): on, off, or each in turn")
     parser.add_argument("--skip-padding", choices=["on", "off", "both"], default="on",
                         help="batched decode attention skips the KV padding (cpu_attention.py): on, off, or each in turn")
+    parser.add_argument("--fold-cost", type=int, default=0, metavar="TOKENS",
+                        help="only measure a piece of TOKENS and a decode step apart against folded (fold.py)")
+    parser.add_argument("--fold", choices=["on", "off"], default="on",
+                        help="prefill folded into the running rows' decode forward (fold.py), or always apart")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aitk-bench-models")
     args = parser.parse_args()
     import torch
@@ -187,6 +200,7 @@ def main() -> int:
     from inference_server.settings import ServerSettings
 
     torch.set_num_threads(args.threads)
+    FOLD[0] = args.fold == "on"
     tiny = build_demo_model(args.cache / "tiny")
     model_dir = realistic_load.build_realistic(args.cache / "realistic", tiny.model_dir, server_bench.build_medium)
     loaded = load_model(ServerSettings(model_path=model_dir, no_adapter=True, threads=args.threads, api_key="x",
@@ -197,6 +211,11 @@ def main() -> int:
 
     if args.chunk_cost:
         chunk_cost(loaded, args.chunk_cost)
+        return 0
+    if args.fold_cost:
+        cpu_linear.pack_linears(loaded.model, args.packed if args.packed != "both" else "on")
+        cpu_attention.use_for(loaded.model)
+        fold_cost(loaded, args.fold_cost)
         return 0
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, torch threads {args.threads}, "
@@ -253,6 +272,71 @@ def chunk_cost(loaded, length: int) -> None:
                   f"{1000 * statistics.median(pieces):.0f} ms, worst {1000 * max(pieces):.0f} ms")
 
 
+def fold_cost(loaded, piece: int, reps: int = 15) -> None:
+    """A prefill piece and a decode step: two forwards (apart) against one (folded, fold.py),
+    alternated in one process so both see the same machine; engine CPU time, median."""
+    import torch
+    from transformers import DynamicCache
+
+    from inference_server import kvcache
+    from inference_server.fold import KWARG, FoldedStep, Segment
+
+    gen = torch.Generator().manual_seed(0)
+    vocab = len(loaded.tokenizer) - 10
+    context, done, total = 200, 64, 400
+    kw = loaded.cache_kwarg
+
+    def filled(rows: int, n: int, capacity: int):
+        cache = DynamicCache()
+        loaded.model(input_ids=torch.randint(10, vocab, (rows, n), generator=gen), **{kw: cache}, use_cache=True,
+                     logits_to_keep=1)
+        return kvcache.to_slabs(cache, rows, capacity)
+
+    def mark(*caches):
+        return [(layer, layer.end) for c in caches for layer in c.layers]
+
+    def rewind(marks):
+        for layer, end in marks:
+            layer.end = end
+            layer._view()
+
+    print(f"a {piece}-token piece of a {total}-token prompt ({done} done) and a decode step of k rows "
+          f"({context} tokens of context each); CPU ms, median of {reps} (load {os.getloadavg()[0]:.1f})")
+    with torch.inference_mode():
+        for rows in (1, 2, 4, 8):
+            batch, prompt = filled(rows, context, context + 8), filled(1, done, total)
+            mask = torch.ones((rows, context + 1), dtype=torch.long)
+            last = torch.randint(10, vocab, (rows, 1), generator=gen)
+            piece_ids = torch.randint(10, vocab, (1, piece), generator=gen)
+            apart, folded = [], []
+
+            def run_apart():
+                marks = mark(batch, prompt)
+                loaded.model(input_ids=piece_ids, attention_mask=torch.ones((1, done + piece), dtype=torch.long),
+                             position_ids=torch.arange(done, done + piece).unsqueeze(0), **{kw: prompt},
+                             use_cache=True, logits_to_keep=torch.empty(0, dtype=torch.long))
+                loaded.model(input_ids=last, attention_mask=mask, position_ids=torch.full((rows, 1), context),
+                             **{kw: batch}, use_cache=True, logits_to_keep=1)
+                rewind(marks)
+
+            def run_folded():
+                step = FoldedStep(batch, mask.bool()[:, None, None, :], [Segment(prompt, done, piece, total)])
+                loaded.model(input_ids=torch.cat([last.view(1, rows), piece_ids], dim=1),
+                             attention_mask=torch.ones((1, 1, 1, 1), dtype=torch.bool),
+                             position_ids=torch.tensor([[context] * rows + list(range(done, done + piece))]),
+                             **{kw: step, KWARG: step}, use_cache=True, logits_to_keep=torch.arange(rows))
+                step.rewind()
+
+            for i in range(reps + 2):
+                for fn, out in ((run_apart, apart), (run_folded, folded)):
+                    t = time.thread_time()
+                    fn()
+                    if i >= 2:  # warm-up
+                        out.append(time.thread_time() - t)
+            a, f = statistics.median(apart), statistics.median(folded)
+            print(f"  {rows} rows: apart {1000 * a:.0f} ms, folded {1000 * f:.0f} ms ({100 * (f / a - 1):+.0f} %)")
+
+
 def run_rounds(args, loaded, encode) -> list[dict]:
     ratios, cpu_ratios, bounds, fulls, rounds = [], [], [], [], []
     for r in range(args.rounds):
@@ -266,7 +350,8 @@ def run_rounds(args, loaded, encode) -> list[dict]:
         fc = describe("8 staggered", conc)
         fs = describe("one after another", seq)
         ratio = (sum(conc["tokens"]) / conc["wall"]) / (sum(seq["tokens"]) / seq["wall"])
-        cpu_ratio = (fs["prefill_cpu"] + fs["decode_cpu"]) / (fc["prefill_cpu"] + fc["decode_cpu"])
+        cpu_ratio = ((fs["prefill_cpu"] + fs["decode_cpu"] + fs["mixed_cpu"])
+                     / (fc["prefill_cpu"] + fc["decode_cpu"] + fc["mixed_cpu"]))
         print(f"  throughput concurrent / sequential: {ratio:.2f}x (wall); engine CPU sequential / "
               f"concurrent {cpu_ratio:.2f}x")
         b = bound(conc, seq)

@@ -6,7 +6,8 @@ hides those cells, but torch's SDPA still reads them. On one CPU thread a decode
 attention is memory-bound: in the realistic benchmark 26-38 % of the cells an 8-row step
 read were padding. Here a decode step (one new token per row) attends each row over its own
 cells only; every other call (prefill, one row, little padding, a mask of another shape) is
-transformers' own SDPA unchanged.
+transformers' own SDPA unchanged. A forward that folds a decode step and prefill pieces
+together (``fold.py``) carries its layout down to here, and each part is attended on its own.
 
 Registered with transformers as the attention implementation ``aitk_cpu_sdpa`` (its masks
 are SDPA's); ``use_for(model)`` switches a loaded model to it.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 NAME = "aitk_cpu_sdpa"
+FOLD_KWARG = "aitk_fold"  # the keyword a folded forward (fold.py) carries its layout down with
 MIN_PADDING = 0.1  # below this share of padded cells one batched call is as fast
 
 
@@ -52,6 +54,9 @@ def decode_attention(module, query, key, value, attention_mask, **kwargs):
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    folded = kwargs.pop(FOLD_KWARG, None)
+    if folded is not None:  # a decode step and prefill pieces in one forward (fold.py)
+        return folded.attend(module, query, **kwargs)
     if (query.shape[2] != 1 or query.shape[0] < 2 or attention_mask is None or attention_mask.dim() != 4
             or attention_mask.dtype != torch.bool or query.device.type != "cpu"
             or attention_mask.shape[:2] != (query.shape[0], 1)):  # one mask row per batch row, shared by heads

@@ -13,8 +13,8 @@ oneDNN's linear with the weight reordered once at load time
 ``python benchmarks/engine_breakdown.py`` (with and without packing); the figures are in
 ``inference_server/README.md``.
 
-- One row and prompt-sized inputs keep torch's own path (it is as fast or faster there),
-  so single-stream speed and prefill are unchanged.
+- One row and inputs over 128 rows keep torch's own path (one row: as fast; a folded
+  decode step with a prefill piece, up to 72 rows, gains the most: ``MAX_PACKED_ROWS``).
 - The packed copy costs memory: as much again as the linear weights. ``auto`` packs only
   float32 weights on a CPU, when the copy fits in a quarter of the machine's memory;
   ``--cpu-packed on|off`` (``AITK_CPU_PACKED``) decides explicitly.
@@ -34,7 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-MAX_PACKED_ROWS = 32  # above: prompt-sized, where torch's own path is as fast
+# Above: prompt-sized, torch's own path. A decode step with prefill folded into its forward
+# (fold.py) is rows + piece: 8 rows and a 32-token piece are 40, a whole prompt of up to 64
+# tokens beside 8 rows 72. The linear layers of the benchmark model (hidden 1024, 8 layers;
+# one thread, median of 15, load 1.0-1.3), F.linear against oneDNN packed, by input rows:
+# 8: 48.8 / 19.5 ms; 32: 97.7 / 66.7; 40: 112.9 / 76.5; 64: 158.4 / 124.4; 128: 285.5 / 241.2;
+# 256: 548 / 468; 512: 1074 / 940. So a folded step of 40 rows on torch's path (113 ms) cost
+# more than the 32-token piece and the 8-row step apart (67 + 20 ms): 128 keeps folded steps
+# on oneDNN. (Larger prefills would gain 13-15 % too; not changed here.)
+MAX_PACKED_ROWS = 128
 MEMORY_SHARE = 0.25  # ``auto``: the packed copies may take this share of physical memory
 PackMode = Literal["auto", "on", "off"]
 CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
@@ -76,7 +84,7 @@ def _packable(model: Any) -> list[tuple[str, Any]]:
 
 
 def pack_linears(model: Any, mode: PackMode = "auto", *, memory: int | None = None) -> PackReport:
-    """Give every plain ``nn.Linear`` of ``model`` a packed weight for 2-32-row inputs, in place.
+    """Give every plain ``nn.Linear`` of ``model`` a packed weight for 2-128-row inputs, in place.
 
     Call after adapters are merged: a packed copy does not follow later changes to the weight."""
     import torch
@@ -128,7 +136,7 @@ def packed_class():
     import torch.nn.functional as F
 
     class PackedLinear(nn.Linear):
-        """``nn.Linear`` that sends 2-32-row inputs to oneDNN with its weight packed once."""
+        """``nn.Linear`` that sends 2-``MAX_PACKED_ROWS``-row inputs to oneDNN with its weight packed once."""
 
         _aitk_packed: Any
 

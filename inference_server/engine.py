@@ -7,11 +7,19 @@ finished, were cancelled or ran out of time. Woken from idle, it first lets a bu
 other arrivals come in (``_gather``), so they start in one iteration.
 
 Chunked prefill: a prompt longer than two ``prefill_chunk`` pieces is prefilled one piece
-per iteration, each piece a forward of its own on top of the cache the earlier pieces
-left (slabs sized for the whole prompt at the first piece), with the running rows' decode
-step in between; its last piece samples its first token and the row joins the batch. So
-a long prompt holds running streams, and a short request that arrives behind it, for one
-piece at a time, not for its whole prefill.
+per iteration, on top of the cache the earlier pieces left (slabs sized for the whole
+prompt at the first piece), with the running rows' decode step in between; its last piece
+samples its first token and the row joins the batch. So a long prompt holds running
+streams, and a short request that arrives behind it, for one piece at a time, not for its
+whole prefill. Only the last piece computes logits (the others skip the lm_head).
+
+Folded steps (``fold.py``): while rows decode, a prefill (a piece, or short prompts whole)
+goes in the same forward as the decode step that follows it, one packed row of the rows'
+tokens and the prompt's, so it does not pay a pass over the weights of its own. Where that
+is not safe (rows or prompts on different unmerged adapters, a sliding window, an attention
+that is not ours) or the folded forward raises, the prefill and the decode step run apart,
+each with its own failure isolation. Traced as "mixed" (rows: decode rows; tokens: prompt
+tokens).
 
 Rows join and leave the running batch between steps: the batch's KV cache is left-padded
 to a common length and an attention mask hides the padding, with explicit per-row
@@ -136,7 +144,7 @@ class Engine:
     def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 8, max_queue: int = 64,
                  max_prefill_tokens: int = 4096, metrics: Any = None, min_step_interval: float = 0.0,
                  prefill_chunk: int | None = None, prefix_cache_tokens: int | None = None,
-                 gather_s: tuple[float, float] = (GATHER_QUIET_S, GATHER_MAX_S)):
+                 gather_s: tuple[float, float] = (GATHER_QUIET_S, GATHER_MAX_S), fold: bool = True):
         from .kvcache import PrefixStore
 
         self.loaded = loaded
@@ -144,6 +152,9 @@ class Engine:
         self.prefix_store = PrefixStore(loaded.context_len if prefix_cache_tokens is None else prefix_cache_tokens)
         # Prompt tokens prefilled between two decode steps; a longer prompt goes in pieces.
         self.prefill_chunk = prefill_chunk or default_prefill_chunk(loaded.device.type)
+        # Prefill goes in the running rows' decode forward where it can (``fold.py``); False:
+        # always a forward of its own (tests and benchmarks compare the two).
+        self.fold = fold and self._can_fold()
         self.min_step_interval = min_step_interval
         self.gather_s = gather_s  # (quiet, at most): how an idle engine waits for a burst's other arrivals
         self.max_batch_size = max_batch_size
@@ -226,11 +237,15 @@ class Engine:
             self._forward(adapters, torch.zeros((len(adapters), 1), dtype=torch.long, device=self.loaded.device),
                           None, None, None)
 
-    def _forward(self, adapters: list[str | None], input_ids, mask, positions, cache):
-        """One forward; ``adapters`` names each row's adapter (None: the weights as loaded)."""
+    def _forward(self, adapters: list[str | None], input_ids, mask, positions, cache, keep: Any = 1,
+                 **extra):
+        """One forward; ``adapters`` names each row's adapter (None: the weights as loaded).
+        Logits of each row's last token ([rows, vocab]), or with ``keep`` an index tensor, of
+        those tokens of the one row ([len(keep), vocab]; empty: no lm_head at all)."""
         model = self.loaded.model
         ctx = contextlib.nullcontext()
         kwargs = {self.loaded.cache_kwarg: cache} if cache is not None else {}
+        kwargs.update(extra)
         if self.loaded.peft_adapters:
             first = adapters[0]
             if any(a != first for a in adapters) or (first is not None and first != model.active_adapter):
@@ -240,12 +255,12 @@ class Engine:
         with ctx:
             try:
                 out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                            use_cache=cache is not None, logits_to_keep=1, **kwargs)
+                            use_cache=cache is not None, logits_to_keep=keep, **kwargs)
             except Exception:
                 if "adapter_names" in kwargs:
                     drop_leaked_adapter_hooks(model)
                 raise
-        return out.logits[:, -1, :].float()
+        return out.logits[:, -1, :].float() if isinstance(keep, int) else out.logits[0].float()
 
     def _run(self) -> None:
         import torch
@@ -264,10 +279,20 @@ class Engine:
                 self._prefilling.extend(self._from_store(handle) for handle in admitted)
                 running = bool(self._batch.rows)
                 pieces = self._plan_prefill()
+                decoded = False
                 for i, piece in enumerate(pieces):
+                    last = i == len(pieces) - 1
+                    if (running or (not last and self._is_part(pieces[i + 1]))) and self._foldable(piece):
+                        # The running rows' decode step that follows this prefill anyway, in the
+                        # same forward. (Rows that all joined in this iteration wait for the last
+                        # prefill and decode with its rows, as before: a burst stays in step.)
+                        self._fold_guarded(piece)
+                        self._flush()
+                        decoded = last
+                        continue
                     self._run_piece(piece)
                     self._flush()  # first tokens go out now, not after a decode step or other prefills
-                    if i < len(pieces) - 1 and (running or self._is_part(pieces[i + 1]) or not all(
+                    if not last and (running or self._is_part(pieces[i + 1]) or not all(
                             row.shown for row in self._batch.rows)):
                         # Running rows advance between prefills, and so do rows just prefilled
                         # whose first token was no text yet (a partial UTF-8 sequence). Rows that
@@ -275,8 +300,9 @@ class Engine:
                         # the other arrivals' first tokens (a burst: one decode step less each).
                         self._decode_guarded()
                         self._flush()
-                self._decode_guarded()
-                self._flush()
+                if not decoded:
+                    self._decode_guarded()
+                    self._flush()
                 if self.min_step_interval > 0:  # a demo pace, never a limit on real models
                     time.sleep(max(0.0, step_started + self.min_step_interval - time.monotonic()))
         self._fail_all("the server is shutting down", include_waiting=True)
@@ -357,6 +383,108 @@ class Engine:
             for p in group:
                 self._end_prefill(p, Finished("error", len(p.handle.prompt_ids), 0, error=failure_message(exc)))
 
+    def _can_fold(self) -> bool:
+        """Whether this model's forwards can fold a decode step and prefill pieces together
+        (``fold.py``): its attention is ours (it reads the folded layout), and no sliding
+        window shorter than the context (the folded attention has no window)."""
+        from . import cpu_attention
+
+        model = self.loaded.model
+        core = model.get_base_model() if hasattr(model, "get_base_model") else model
+        config = core.config
+        if getattr(config, "_attn_implementation", None) != cpu_attention.NAME:
+            return False
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        window = getattr(text, "sliding_window", None)
+        return not window or window >= self.loaded.context_len
+
+    def _foldable(self, group: list[_Prefill]) -> bool:
+        """This prefill can go in the decode step's forward: rows are decoding, and every row
+        and prompt runs on one adapter (peft picks adapters per batch row; the folded
+        forward is one row), with slab caches throughout."""
+        from .kvcache import SlabLayer
+
+        batch = self._batch
+        if not self.fold or not batch.rows or batch.cache is None or not self._can_fold():
+            return False
+        adapters = {*batch.adapters, *(p.handle.adapter for p in group)}
+        caches = [batch.cache, *(p.cache for p in group if p.cache is not None)]
+        return len(adapters) == 1 and all(isinstance(layer, SlabLayer) for c in caches for layer in c.layers)
+
+    def _fold_guarded(self, group: list[_Prefill]) -> None:
+        try:
+            self._run_folded(group)
+        except Exception as exc:  # last resort, as for a decode step: keep serving
+            log.exception("a folded step failed")
+            self._fail_all(failure_message(exc))
+
+    def _run_folded(self, group: list[_Prefill]) -> None:
+        """The running rows' decode step and this prefill (whole prompts, or one piece) in one
+        forward (``fold.py``). If it raises, this iteration goes the separate way (the prefill,
+        then the decode step, each isolating its own failures)."""
+        import torch
+
+        from .fold import KWARG, FoldedStep, Segment
+
+        group_ = self._batch
+        rows = list(group_.rows)
+        device = self.loaded.device
+        self.peak_batch = max(self.peak_batch, len(rows))
+        self.peak_prefill = max(self.peak_prefill, len(group))
+        tokens = sum(p.next for p in group)
+        trace = self.trace
+        wall, cpu = time.perf_counter(), time.thread_time()
+        width = group_.mask.shape[1]
+        mask = torch.cat([group_.mask, group_.mask.new_ones((len(rows), 1))], dim=1)
+        segments = [Segment(p.cache, p.done, p.next, len(p.handle.prompt_ids)) for p in group]
+        step = None
+        try:
+            step = FoldedStep(group_.cache, mask.bool()[:, None, None, :], segments)
+            ids = [r.last_token for r in rows]
+            positions = [r.position for r in rows]
+            keep = list(range(len(rows)))
+            for p in group:
+                ids += p.handle.prompt_ids[p.done:p.done + p.next]
+                positions += range(p.done, p.done + p.next)
+                if p.next == p.remaining:  # its last token gives the first generated one
+                    keep.append(len(ids) - 1)
+            logits = self._forward(
+                [rows[0].handle.adapter], torch.tensor([ids], device=device),
+                torch.ones((1, 1, 1, 1), dtype=torch.bool, device=device),  # 4-D: transformers builds no mask
+                torch.tensor([positions], device=device), step, keep=torch.tensor(keep, device=device),
+                **{KWARG: step})
+        except Exception as exc:
+            log.warning("a folded step (%d rows, %d prompt tokens) failed (%s); prefilling and decoding apart",
+                        len(rows), tokens, type(exc).__name__)
+            if step is not None:
+                step.rewind()
+            group_.mask = group_.mask[:, :width]
+            self._run_piece(group)
+            self._flush()
+            self._decode_guarded()
+            return
+        group_.mask = mask
+        for p in group:
+            self._prefilling.remove(p)
+        self._advance(group_, logits[:len(rows)])
+        at = len(rows)
+        for p, s in zip(group, segments, strict=True):
+            p.cache, p.done = step.segment_cache(s), p.done + p.next
+            if p.remaining:
+                self._prefilling.append(p)
+                continue
+            cache, p.cache = p.cache, None
+            try:
+                self._start_rows([p.handle], logits[at:at + 1], cache,
+                                 torch.ones((1, p.done), dtype=torch.long, device=device))
+            except Exception as exc:  # a bug outside the per-row guards: fail this prompt only
+                log.exception("starting a prefilled request failed")
+                self._end_prefill(p, Finished("error", len(p.handle.prompt_ids), 0, error=failure_message(exc)))
+            at += 1
+        if trace is not None:
+            trace("mixed", time.perf_counter() - wall, time.thread_time() - cpu, len(rows), tokens,
+                  len(rows) + tokens)
+
     def _end_prefill(self, p: _Prefill, done: Finished) -> None:
         if p in self._prefilling:
             self._prefilling.remove(p)
@@ -380,8 +508,10 @@ class Engine:
         mask = torch.ones((1, end), dtype=torch.long, device=device)
         first = p.cache is None
         cache = DynamicCache() if first else p.cache
+        # Only the last piece needs logits (its last token's): the others skip the lm_head.
+        keep = 1 if end == len(handle.prompt_ids) else torch.empty(0, dtype=torch.long, device=device)
         try:
-            logits = self._forward([handle.adapter], ids, mask, positions, cache)
+            logits = self._forward([handle.adapter], ids, mask, positions, cache, keep=keep)
         except Exception as exc:
             log.exception("prefill failed")
             self._end_prefill(p, Finished("error", len(handle.prompt_ids), 0, error=failure_message(exc)))
@@ -519,6 +649,11 @@ class Engine:
             logits = self._forward(group.adapters, ids, group.mask, positions, group.cache)
         except Exception as exc:
             logits = self._forward_each(group, ids, positions, width, exc)
+        self._advance(group, logits)
+
+    def _advance(self, group: _Group, logits) -> None:
+        """A decode step's logits (one row each): every row samples its token and moves on."""
+        rows = group.rows
         for row, token in zip(rows, self._sample(rows, logits), strict=True):
             if row.done:  # failed in this step; _drop_finished removes it
                 continue

@@ -48,7 +48,8 @@ def test_every_plain_linear_is_packed_and_only_batched_inputs_take_onednn(pair):
     assert "lm_head" in names and any("mlp" in n for n in names) and any("self_attn" in n for n in names)
     layer = on.model.get_submodule(names[0])
     with torch.inference_mode():
-        for rows, expected in [(1, 0), (2, 1), (8, 1), (32, 1), (33, 0), (400, 0)]:
+        # 40: 8 decode rows and a 32-token prefill piece in one forward (fold.py).
+        for rows, expected in [(1, 0), (2, 1), (8, 1), (32, 1), (40, 1), (128, 1), (129, 0), (400, 0)]:
             x = torch.randn(rows, 1, layer.in_features)
             assert onednn_calls(lambda x=x: layer(x)) == expected, rows
             ref = nn.functional.linear(x, layer.weight, layer.bias)
@@ -57,7 +58,7 @@ def test_every_plain_linear_is_packed_and_only_batched_inputs_take_onednn(pair):
 
 def test_a_batched_decode_forward_gives_the_logits_of_torch_own_path(pair):
     on, off = pair
-    ids = torch.randint(0, on.model.config.vocab_size, (6, 9))
+    ids = torch.randint(0, on.model.config.vocab_size, (6, 24))
     with torch.inference_mode():
         a = on.model(input_ids=ids, logits_to_keep=1).logits  # prefill-sized: torch's path
         calls = onednn_calls(lambda: on.model(input_ids=ids[:, :1], logits_to_keep=1))

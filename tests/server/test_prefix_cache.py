@@ -88,7 +88,9 @@ async def test_a_next_turn_that_leaves_up_to_two_pieces_after_its_cached_history
     cold = Engine(loaded, max_batch_size=8, prefill_chunk=chunk, prefix_cache_tokens=0)
     warm = Engine(loaded, max_batch_size=8, prefill_chunk=chunk)
     prefills: list[int] = []
-    warm.trace = lambda kind, wall, cpu, rows, tokens, padded: prefills.append(tokens) if kind == "prefill" else None
+    # A prefill's prompt tokens (in a forward of its own, or folded into a decode step's: "mixed").
+    warm.trace = lambda kind, wall, cpu, rows, tokens, padded: (prefills.append(tokens) if kind in ("prefill", "mixed")
+                                                                else None)
     cold.start()
     warm.start()
     try:

@@ -129,7 +129,8 @@ async def test_a_first_token_goes_out_before_the_decode_step_that_follows_its_pr
 
     def hook(module, args):  # on the engine thread, before every forward
         batch = args[0]
-        if seen or (batch.shape[0] == 1 and batch[0].tolist() == short_ids):
+        # The short prompt alone, or after the running row's token (a folded step: fold.py).
+        if seen or (batch.shape[0] == 1 and batch[0].tolist()[-len(short_ids):] == short_ids):
             seen.append([h for h, _ in engine._outbox])
 
     hooked = loaded.model.get_input_embeddings().register_forward_pre_hook(hook)
