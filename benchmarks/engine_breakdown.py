@@ -279,7 +279,8 @@ def fold_cost(loaded, piece: int, reps: int = 15) -> None:
     from transformers import DynamicCache
 
     from inference_server import kvcache
-    from inference_server.fold import KWARG, FoldedStep, Segment
+    from inference_server.cpu_attention import FOLD_KWARG
+    from inference_server.fold import FoldedStep, Segment
 
     gen = torch.Generator().manual_seed(0)
     vocab = len(loaded.tokenizer) - 10
@@ -324,7 +325,7 @@ def fold_cost(loaded, piece: int, reps: int = 15) -> None:
                 loaded.model(input_ids=torch.cat([last.view(1, rows), piece_ids], dim=1),
                              attention_mask=torch.ones((1, 1, 1, 1), dtype=torch.bool),
                              position_ids=torch.tensor([[context] * rows + list(range(done, done + piece))]),
-                             **{kw: step, KWARG: step}, use_cache=True, logits_to_keep=torch.arange(rows))
+                             **{kw: step, FOLD_KWARG: step}, use_cache=True, logits_to_keep=torch.arange(rows))
                 step.rewind()
 
             for i in range(reps + 2):

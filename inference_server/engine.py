@@ -424,7 +424,8 @@ class Engine:
         then the decode step, each isolating its own failures)."""
         import torch
 
-        from .fold import KWARG, FoldedStep, Segment
+        from .cpu_attention import FOLD_KWARG
+        from .fold import FoldedStep, Segment
 
         group_ = self._batch
         rows = list(group_.rows)
@@ -452,7 +453,7 @@ class Engine:
                 [rows[0].handle.adapter], torch.tensor([ids], device=device),
                 torch.ones((1, 1, 1, 1), dtype=torch.bool, device=device),  # 4-D: transformers builds no mask
                 torch.tensor([positions], device=device), step, keep=torch.tensor(keep, device=device),
-                **{KWARG: step})
+                **{FOLD_KWARG: step})
         except Exception as exc:
             log.warning("a folded step (%d rows, %d prompt tokens) failed (%s); prefilling and decoding apart",
                         len(rows), tokens, type(exc).__name__)

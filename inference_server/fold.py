@@ -15,7 +15,7 @@ tokens one after another, per-token positions, a cache that routes each request'
   slab cache (``kvcache.SlabLayer``) and each segment's tokens into that segment's own cache
   (slabs sized for its whole prompt), and returns the packed tensors unused.
 - The attention (``cpu_attention.decode_attention``, which hands over to ``attend`` when
-  the forward carries a step under ``KWARG``) treats each part on its own: the decode rows
+  the forward carries a step under ``cpu_attention.FOLD_KWARG``) treats each part on its own: the decode rows
   as a batch of one query each against the batch cache with its mask (skipping padding as
   a decode step does), each segment causally against its own cache (earlier pieces and
   itself). Linear layers, norms and the MLP see the packed tokens as one matrix.
@@ -29,8 +29,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-from .cpu_attention import FOLD_KWARG as KWARG  # the forward's keyword that carries the step to the attention
 
 
 @dataclass(eq=False)

@@ -427,7 +427,8 @@ def test_a_folded_forward_gives_the_logits_and_caches_of_separate_forwards(rando
     from transformers import DynamicCache
 
     from inference_server import kvcache
-    from inference_server.fold import KWARG, FoldedStep, Segment
+    from inference_server.cpu_attention import FOLD_KWARG
+    from inference_server.fold import FoldedStep, Segment
 
     model, kw = random_model, "cache"
     gen = torch.Generator().manual_seed(3)
@@ -463,7 +464,7 @@ def test_a_folded_forward_gives_the_logits_and_caches_of_separate_forwards(rando
                     attention_mask=torch.ones((1, 1, 1, 1), dtype=torch.bool),
                     position_ids=torch.tensor([lengths + list(range(10, 18)) + list(range(7))]),
                     use_cache=True, logits_to_keep=torch.tensor([0, 1, 2, 3 + 8 - 1, 3 + 8 + 7 - 1]),
-                    **{kw: step, KWARG: step}).logits[0]
+                    **{kw: step, FOLD_KWARG: step}).logits[0]
     close = dict(rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out[:3], ref_rows, **close)
     torch.testing.assert_close(out[3:4], ref_a, **close)
