@@ -35,8 +35,12 @@ class Run:
         if tty:  # a terminal to ask on: stdin.isatty() is true, as for a user
             self.master, slave = pty.openpty()
             stdin = slave
+        # SIGINT as a terminal's foreground command has it, whatever this runner inherited: a
+        # runner started in the background (`cmd &` in a script, nohup) ignores SIGINT, its
+        # children inherit that, and Python then never raises KeyboardInterrupt.
         self.proc = subprocess.Popen([sys.executable, "-m", "aitk_tui", *args], cwd=project, env=env, stdin=stdin,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         if tty:
             os.close(slave)
         self.out, self.err = bytearray(), bytearray()
