@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 import torch
@@ -159,18 +160,26 @@ async def test_a_long_prompt_is_prefilled_between_decode_steps_of_the_running_ro
     assert three_rows < pieces[-1]
 
 
-async def test_a_piece_that_raises_fails_only_its_request(unmerged):
-    loaded = unmerged
-    engine = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0)
-    prompts = ["hello", "count to five"]
+def poisoned_prompt(loaded, prompts: list[str]) -> tuple[list[int], Any]:
+    """A long prompt, and an input-embedding pre-hook that raises in any forward carrying one of
+    its later pieces (a folded forward or the piece's own alike): its first piece goes through."""
     poisoned_ids = ids(loaded, "tell me everything about " + "poison " * 30)
     marker = next(t for t in poisoned_ids[3 * CHUNK:] if all(t not in ids(loaded, p) for p in prompts))
-    assert marker not in poisoned_ids[:CHUNK]  # its first piece goes through, a later one raises
+    assert marker not in poisoned_ids[:CHUNK]
 
     def hook(module, args):
         batch = args[0]
         if batch.shape[1] > 1 and bool((batch == marker).any()):
             raise RuntimeError("injected prefill failure")
+
+    return poisoned_ids, hook
+
+
+async def test_a_piece_that_raises_fails_only_its_request(unmerged):
+    loaded = unmerged
+    engine = Engine(loaded, max_batch_size=8, prefill_chunk=CHUNK, prefix_cache_tokens=0)
+    prompts = ["hello", "count to five"]
+    poisoned_ids, hook = poisoned_prompt(loaded, prompts)
 
     engine.start()
     try:
@@ -316,14 +325,7 @@ async def test_a_folded_piece_that_raises_fails_only_its_request(loaded):
     traced: list[tuple] = []
     engine.trace = lambda *a: traced.append(a)
     prompts = ["hello", "count to five"]
-    poisoned_ids = ids(loaded, "tell me everything about " + "poison " * 30)
-    marker = next(t for t in poisoned_ids[3 * CHUNK:] if all(t not in ids(loaded, p) for p in prompts))
-    assert marker not in poisoned_ids[:CHUNK]  # its first piece goes through, a later one raises
-
-    def hook(module, args):  # the folded forward and the piece's own forward alike
-        batch = args[0]
-        if batch.shape[1] > 1 and bool((batch == marker).any()):
-            raise RuntimeError("injected prefill failure")
+    poisoned_ids, hook = poisoned_prompt(loaded, prompts)
 
     engine.start()
     try:
