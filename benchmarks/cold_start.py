@@ -212,13 +212,14 @@ def main() -> int:
 
 
 @contextlib.contextmanager
-def journaled_disk(size: str = "4G"):
+def journaled_disk(size: int = 4 << 30):
     """A loop-mounted ext4 made by ``mkfs.ext4`` (journal included), removed afterwards."""
     work = Path(tempfile.mkdtemp(prefix="aitk-cold-ext4-"))
     image, mount = work / "disk.img", work / "mnt"
     mount.mkdir()
     try:
-        subprocess.run(["truncate", "-s", size, str(image)], check=True)
+        with open(image, "wb") as f:
+            f.truncate(size)  # sparse
         subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
         subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
     except (OSError, subprocess.CalledProcessError) as exc:

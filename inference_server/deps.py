@@ -314,8 +314,7 @@ def archive_parts(archive: Path, key: str) -> tuple[list[Path], list[str]]:
     return [path for path, _ in parts], folders
 
 
-def _extract_part(part: Path, dest: Path) -> None:
-    tar = shutil.which("tar")
+def _extract_part(part: Path, dest: Path, tar: str | None) -> None:
     if tar:  # GNU tar: about twice as fast as tarfile on ~10,000 small files
         done = subprocess.run([tar, "-xzf", str(part), "-C", str(dest)], capture_output=True, text=True)
         if done.returncode != 0:
@@ -342,7 +341,8 @@ def extract(archive: Path, root: Path, key: str) -> bool:
         for folder in folders:
             (tmp / folder).mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=min(len(parts), cpus())) as pool:
-            for _ in pool.map(lambda part: _extract_part(part, tmp), parts):
+            tar = shutil.which("tar")
+            for _ in pool.map(lambda part: _extract_part(part, tmp, tar), parts):
                 pass  # re-raises the first part's error
         marker = _marker(tmp)
         if marker is None or marker.get("key") != key:

@@ -405,7 +405,7 @@ class Engine:
         from .kvcache import SlabLayer
 
         batch = self._batch
-        if not self.fold or not batch.rows or batch.cache is None or not self._can_fold():
+        if not self.fold or not batch.rows or batch.cache is None:  # self.fold: the model can (at start)
             return False
         adapters = {*batch.adapters, *(p.handle.adapter for p in group)}
         caches = [batch.cache, *(p.cache for p in group if p.cache is not None)]

@@ -333,14 +333,14 @@ def test_the_parts_are_extracted_at_once_on_as_many_cores(box, monkeypatch):
     lock = threading.Lock()
     real = deps._extract_part
 
-    def counted(part, dest):
+    def counted(part, dest, tar):
         with lock:
             in_flight[0] += 1
             most[0] = max(most[0], in_flight[0])
         try:
             if part.name in ("part-0.tar.gz", "part-1.tar.gz"):
                 both.wait()  # a BrokenBarrierError here: the second part never ran beside the first
-            real(part, dest)
+            real(part, dest, tar)
         finally:
             with lock:
                 in_flight[0] -= 1
